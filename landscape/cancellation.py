@@ -1,0 +1,130 @@
+"""Gradient-cancellation statistics of per-example gradients (SYNAPRUNE.md, "Measuring cancellation").
+
+Notation: n examples, unscaled per-example gradients g_i, μ = mean_i g_i, s_j² = mean_i g_ij²,
+a_j = mean_i |g_ij|. Everything is computed from streaming sums (Σg, Σg², Σ|g|, Σ sign g and
+per-layer Σ‖g_i‖, Σ‖g_i‖²), so with ``chunk_size`` the n × dim matrix is never held.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from .results import JsonResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .objective import Objective
+
+KAPPA_J_THRESHOLD = 0.1
+
+
+@dataclass
+class CancellationStats(JsonResult):
+    """Cancellation of per-example gradients, globally or for one parameter tensor.
+
+    - ``kappa`` = ‖μ‖ / mean_i ‖g_i‖ ∈ [0, 1] (0: total cancellation, 1: all g_i aligned)
+    - ``alpha`` = ‖μ‖² / mean_i ‖g_i‖² ∈ [0, 1] (coherence); ``m_coherence`` = n·α;
+      ``diversity`` = 1 / (n α) (gradient diversity; inf when μ = 0)
+    - ``kappa_j_*``: per-coordinate κ_j = |μ_j| / a_j (coordinates with a_j = 0 excluded);
+      ``frac_kappa_j_below`` = share of coordinates with κ_j < 0.1
+    - ``gsnr_*``: r_j = μ_j² / (s_j² − μ_j²) (inf where the variance is 0 and μ_j ≠ 0)
+    - ``sign_agreement_*``: q_j = |mean_i sign g_ij|
+    - ``grad_norm`` = ‖μ‖, ``mean_example_grad_norm`` = mean_i ‖g_i‖
+    """
+
+    n: int
+    dim: int
+    kappa: float
+    alpha: float
+    m_coherence: float
+    diversity: float
+    grad_norm: float
+    mean_example_grad_norm: float
+    kappa_j_mean: float
+    kappa_j_median: float
+    frac_kappa_j_below: float
+    gsnr_mean: float
+    gsnr_median: float
+    gsnr_max: float
+    sign_agreement_mean: float
+    sign_agreement_median: float
+    per_layer: dict[str, "CancellationStats"] = field(default_factory=dict)
+
+
+def _nan_stat(x: torch.Tensor, fn: str) -> float:
+    x = x[~torch.isnan(x)]
+    if x.numel() == 0:
+        return float("nan")
+    if fn == "median":
+        return float(x.median())
+    if fn == "max":
+        return float(x.max())
+    finite = x[torch.isfinite(x)]
+    return float(finite.mean()) if finite.numel() == x.numel() else float("inf")
+
+
+def _stats(n: int, s1: torch.Tensor, s2: torch.Tensor, sabs: torch.Tensor, ssign: torch.Tensor,
+           sum_norm: float, sum_norm2: float) -> CancellationStats:
+    mu = s1 / n
+    ms = s2 / n
+    a = sabs / n
+    mu_norm = float(torch.linalg.vector_norm(mu))
+    mean_norm = sum_norm / n
+    mean_norm2 = sum_norm2 / n
+    kappa = mu_norm / mean_norm if mean_norm > 0 else float("nan")
+    alpha = mu_norm ** 2 / mean_norm2 if mean_norm2 > 0 else float("nan")
+    nz = a > 0
+    kappa_j = torch.where(nz, mu.abs() / torch.where(nz, a, torch.ones_like(a)), torch.full_like(a, float("nan")))
+    var = (ms - mu ** 2).clamp_min(0)
+    # Variance below round-off of s_j² counts as zero.
+    var = torch.where(var <= 64 * torch.finfo(var.dtype).eps * ms, torch.zeros_like(var), var)
+    with torch.no_grad():
+        gsnr = torch.where(var > 0, mu ** 2 / torch.where(var > 0, var, torch.ones_like(var)),
+                           torch.where(mu != 0, torch.full_like(mu, float("inf")), torch.full_like(mu, float("nan"))))
+    q = (ssign / n).abs()
+    valid_kj = kappa_j[~torch.isnan(kappa_j)]
+    return CancellationStats(
+        n=n, dim=int(s1.numel()), kappa=kappa, alpha=alpha,
+        m_coherence=n * alpha, diversity=(1.0 / (n * alpha)) if alpha > 0 else float("inf"),
+        grad_norm=mu_norm, mean_example_grad_norm=mean_norm,
+        kappa_j_mean=_nan_stat(kappa_j, "mean"), kappa_j_median=_nan_stat(kappa_j, "median"),
+        frac_kappa_j_below=float((valid_kj < KAPPA_J_THRESHOLD).double().mean()) if valid_kj.numel() else float("nan"),
+        gsnr_mean=_nan_stat(gsnr, "mean"), gsnr_median=_nan_stat(gsnr, "median"), gsnr_max=_nan_stat(gsnr, "max"),
+        sign_agreement_mean=float(q.mean()), sign_agreement_median=float(q.median()),
+    )
+
+
+def cancellation_stats(obj: "Objective", theta: torch.Tensor, chunk_size: int | None = None) -> CancellationStats:
+    """Global and per-parameter-tensor cancellation statistics at ``theta``.
+
+    With ``chunk_size`` the per-example gradients are produced and reduced ``chunk_size`` rows at
+    a time (memory ``chunk_size × dim``); the statistics are accumulated in float64.
+    """
+    slices = obj.spec.slices
+    sums = None
+    norm_sum = norm2_sum = 0.0
+    layer_norm = {name: 0.0 for name in slices}
+    layer_norm2 = {name: 0.0 for name in slices}
+    n = 0
+    for _, G in obj.iter_per_example_grads(theta, chunk_size):
+        G = G.detach().to(torch.float64)
+        if sums is None:
+            sums = [torch.zeros(G.shape[1], dtype=torch.float64, device=G.device) for _ in range(4)]
+        sums[0] += G.sum(0)
+        sums[1] += (G * G).sum(0)
+        sums[2] += G.abs().sum(0)
+        sums[3] += torch.sign(G).sum(0)
+        sq_total = (G * G).sum(1)
+        norm_sum += float(sq_total.sqrt().sum())
+        norm2_sum += float(sq_total.sum())
+        for name, sl in slices.items():
+            sq = (G[:, sl] ** 2).sum(1)
+            layer_norm[name] += float(sq.sqrt().sum())
+            layer_norm2[name] += float(sq.sum())
+        n += G.shape[0]
+    s1, s2, sabs, ssign = sums  # type: ignore[misc]
+    out = _stats(n, s1, s2, sabs, ssign, norm_sum, norm2_sum)
+    for name, sl in slices.items():
+        out.per_layer[name] = _stats(n, s1[sl], s2[sl], sabs[sl], ssign[sl], layer_norm[name], layer_norm2[name])
+    return out

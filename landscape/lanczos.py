@@ -1,0 +1,226 @@
+"""Torch-native Lanczos for extreme Hessian eigenpairs.
+
+Runs on the objective's device with full (twice-applied Gram-Schmidt) reorthogonalisation, so
+no ghost eigenvalues appear and both ends of the spectrum converge in one Krylov space. On an
+invariant subspace (breakdown, e.g. a Hessian of low rank or a repeated eigenvalue) it restarts
+from a fresh random vector orthogonal to the basis, so repeated extreme eigenvalues are found.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from .results import JsonResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .objective import Objective
+
+MatVec = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class EigResult(JsonResult):
+    """Eigenpairs of the Hessian, eigenvalues ascending.
+
+    ``values`` (m,), ``vectors`` (dim, m) unit columns, ``residuals`` (m,) = ‖H v − λ v‖ computed
+    explicitly, ``converged`` (m,) bool: residual ≤ ``tol`` · ``scale``, where ``scale`` is the
+    spectral-norm estimate max|Ritz value|. ``n_hvp`` counts Hessian-vector products,
+    ``n_iter`` the Krylov dimension reached.
+    """
+
+    values: torch.Tensor
+    vectors: torch.Tensor
+    residuals: torch.Tensor
+    converged: torch.Tensor
+    n_hvp: int
+    n_iter: int = 0
+    tol: float = 0.0
+    scale: float = 0.0
+    which: str = "both"
+    ritz_values: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def all_converged(self) -> bool:
+        return bool(self.converged.all())
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d.pop("vectors")  # (dim, m) belongs in an .npz, not in JSON
+        return d
+
+
+@dataclass
+class LanczosRun:
+    """Raw output of :func:`lanczos`: ``alpha`` (m,), ``beta`` (m−1,), basis ``Q`` (m, dim)."""
+
+    alpha: torch.Tensor
+    beta: torch.Tensor
+    Q: torch.Tensor
+    last_beta: float
+    n_matvec: int
+
+    def tridiagonal(self) -> torch.Tensor:
+        T = torch.diag(self.alpha)
+        if self.beta.numel():
+            T += torch.diag(self.beta, 1) + torch.diag(self.beta, -1)
+        return T
+
+
+def _random_unit(dim: int, generator: torch.Generator, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    # Drawn on the CPU so that a seed gives the same vector on every device.
+    v = torch.randn(dim, generator=generator, dtype=torch.float64).to(device=device, dtype=dtype)
+    return v / torch.linalg.vector_norm(v)
+
+
+def lanczos(
+    matvec: MatVec,
+    v0: torch.Tensor,
+    max_steps: int,
+    *,
+    reorth: str = "full",
+    generator: torch.Generator | None = None,
+    stop: Callable[[torch.Tensor, torch.Tensor, float], bool] | None = None,
+    check_every: int = 5,
+) -> LanczosRun:
+    """Run up to ``max_steps`` Lanczos steps on a symmetric operator from start vector ``v0``.
+
+    ``reorth="full"`` re-orthogonalises every new vector against the whole basis (twice);
+    ``"none"`` is the plain three-term recurrence (enough for spectral densities).
+    ``stop(alpha, beta, last_beta)`` is polled every ``check_every`` steps; True ends the run.
+    Breakdowns restart from a random vector orthogonal to the basis (``generator`` seeds it).
+    """
+    if reorth not in ("full", "none"):
+        raise ValueError(f"reorth must be 'full' or 'none', got {reorth!r}")
+    dim = v0.numel()
+    max_steps = min(max_steps, dim)
+    dtype, device = v0.dtype, v0.device
+    generator = generator or torch.Generator().manual_seed(0)
+    eps = torch.finfo(dtype).eps
+    Q = torch.empty(max_steps, dim, dtype=dtype, device=device)
+    alpha = torch.zeros(max_steps, dtype=torch.float64)
+    beta = torch.zeros(max_steps, dtype=torch.float64)
+    Q[0] = v0 / torch.linalg.vector_norm(v0)
+    scale = 0.0
+    steps = 0
+    for j in range(max_steps):
+        w = matvec(Q[j])
+        steps = j + 1
+        a = torch.dot(w, Q[j])
+        w = w - a * Q[j]
+        if j > 0:
+            w = w - beta[j - 1].item() * Q[j - 1]
+        if reorth == "full":
+            for _ in range(2):
+                w = w - Q[: j + 1].T @ (Q[: j + 1] @ w)
+        alpha[j] = a.item()
+        b = torch.linalg.vector_norm(w).item()
+        scale = max(scale, abs(alpha[j].item()) + b + (beta[j - 1].item() if j else 0.0))
+        if j + 1 == max_steps:
+            beta[j] = b
+            break
+        if b <= 10 * eps * max(scale, 1e-300) * (1 + dim ** 0.5):
+            # Invariant subspace: continue with a fresh direction orthogonal to the basis.
+            r = _random_unit(dim, generator, dtype, device)
+            for _ in range(2):
+                r = r - Q[: j + 1].T @ (Q[: j + 1] @ r)
+            nr = torch.linalg.vector_norm(r).item()
+            if nr < 1e-8:
+                beta[j] = 0.0
+                break
+            beta[j] = 0.0
+            Q[j + 1] = r / nr
+        else:
+            beta[j] = b
+            Q[j + 1] = w / b
+        if stop is not None and (j < 40 or (j + 1) % check_every == 0):
+            if stop(alpha[: j + 1], beta[:j], beta[j].item()):
+                break
+    return LanczosRun(alpha=alpha[:steps].clone(), beta=beta[: steps - 1].clone(), Q=Q[:steps],
+                      last_beta=float(beta[steps - 1]), n_matvec=steps)
+
+
+def _wanted(m: int, k_small: int, k_large: int) -> list[int]:
+    idx = list(range(min(k_small, m))) + list(range(max(m - k_large, 0), m))
+    return sorted(set(idx))
+
+
+def extreme_eigs(
+    obj: "Objective",
+    theta: torch.Tensor,
+    k: int | tuple[int, int] = 1,
+    which: str = "both",
+    *,
+    tol: float | None = None,
+    max_iter: int | None = None,
+    seed: int = 0,
+    operator=None,
+) -> EigResult:
+    """Extreme Hessian eigenpairs at ``theta`` by Lanczos.
+
+    ``which="largest"``/``"smallest"``: the ``k`` algebraically largest/smallest eigenpairs;
+    ``"both"``: ``k`` from each end (or ``k=(k_smallest, k_largest)``) in one Krylov run.
+    A pair is converged when ‖Hv − λv‖ ≤ ``tol``·‖H‖ (default tol: 1e-8 in float64, 1e-4 in
+    float32). ``max_iter`` bounds the Krylov dimension (default ``min(dim, 400)``); memory is
+    ``max_iter × dim`` numbers. ``operator`` may pass a prepared :class:`HessianOperator`.
+    """
+    if which not in ("both", "largest", "smallest"):
+        raise ValueError(f"which must be 'both', 'largest' or 'smallest', got {which!r}")
+    if isinstance(k, tuple):
+        if which != "both":
+            raise ValueError("a (k_smallest, k_largest) pair needs which='both'")
+        k_small, k_large = (int(x) for x in k)
+    else:
+        k = int(k)
+        k_small = k if which in ("both", "smallest") else 0
+        k_large = k if which in ("both", "largest") else 0
+    if min(k_small, k_large) < 0 or k_small + k_large < 1:
+        raise ValueError(f"k must be positive, got {k}")
+    if k_small + k_large > obj.dim:
+        raise ValueError(f"asked for {k_small + k_large} eigenpairs (k={k}, which={which!r}) "
+                         f"but the Hessian has dim {obj.dim}")
+    if tol is None:
+        tol = 1e-8 if obj.dtype == torch.float64 else 1e-4
+    if not (0 < tol < 1):
+        raise ValueError(f"tol must lie in (0, 1), got {tol}")
+    max_iter = min(obj.dim, max_iter if max_iter is not None else 400)
+    if max_iter < k_small + k_large:
+        raise ValueError(f"max_iter={max_iter} is smaller than the {k_small + k_large} eigenpairs asked for")
+
+    op = operator if operator is not None else obj.hvp_operator(theta)
+    n0 = op.n_matvec
+    gen = torch.Generator().manual_seed(seed)
+    v0 = _random_unit(obj.dim, gen, obj.dtype, obj.device)
+
+    def stop(alpha: torch.Tensor, beta: torch.Tensor, last_beta: float) -> bool:
+        m = alpha.numel()
+        if m < k_small + k_large:
+            return False
+        T = torch.diag(alpha) + torch.diag(beta, 1) + torch.diag(beta, -1)
+        vals, S = torch.linalg.eigh(T)
+        sc = float(vals.abs().max())
+        est = (last_beta * S[-1, :]).abs()
+        return bool((est[_wanted(m, k_small, k_large)] <= 0.1 * tol * sc).all())
+
+    run = lanczos(op.matvec, v0, max_iter, reorth="full", generator=gen, stop=stop)
+    vals, S = torch.linalg.eigh(run.tridiagonal())
+    m = vals.numel()
+    idx = _wanted(m, k_small, k_large)
+    S_w = S[:, idx].to(dtype=obj.dtype, device=obj.device)
+    vectors = run.Q.T @ S_w
+    vectors = vectors / torch.linalg.vector_norm(vectors, dim=0, keepdim=True)
+    values = vals[idx].to(obj.dtype)
+    # Rayleigh quotients are at least as accurate as the Ritz values; residuals are explicit.
+    HV = torch.stack([op.matvec(vectors[:, i]) for i in range(len(idx))], dim=1)
+    values = (vectors * HV).sum(0)
+    residuals = torch.linalg.vector_norm(HV - vectors * values, dim=0)
+    scale = max(float(vals.abs().max()), float(values.abs().max()))
+    converged = residuals <= tol * max(scale, torch.finfo(obj.dtype).tiny)
+    order = torch.argsort(values)
+    return EigResult(
+        values=values[order].cpu(), vectors=vectors[:, order], residuals=residuals[order].cpu(),
+        converged=converged[order].cpu(), n_hvp=op.n_matvec - n0, n_iter=m, tol=tol, scale=scale,
+        which=which, ritz_values=vals,
+    )
