@@ -20,3 +20,21 @@ __all__ = [
     "JsonResult", "to_jsonable",
 ]
 __version__ = "0.1.0"
+
+# --- issue 3: deep linear networks and the critical-point classifier
+from . import deep_linear  # noqa: E402
+from .deep_linear import DeepLinearProblem  # noqa: E402
+
+__all__ += ["deep_linear", "DeepLinearProblem"]
+from .classify import CriticalPointReport, classify_point  # noqa: E402
+from .probe import ProbeResult, higher_order_probe  # noqa: E402
+
+__all__ += ["classify_point", "CriticalPointReport", "higher_order_probe", "ProbeResult"]
+
+# --- issue 5: loss surfaces
+from . import surface  # noqa: E402
+from .surface import (SurfaceResult, eigen_directions, interpolate, pca_directions,  # noqa: E402
+                      random_directions, surface_1d, surface_2d)
+
+__all__ += ["surface", "SurfaceResult", "surface_1d", "surface_2d", "random_directions", "eigen_directions",
+            "pca_directions", "interpolate"]

@@ -52,12 +52,20 @@ class CancellationStats(JsonResult):
     per_layer: dict[str, "CancellationStats"] = field(default_factory=dict)
 
 
+def _median(x: torch.Tensor) -> float:
+    # The usual median (mean of the two middle values for an even count); torch.median returns
+    # the lower one.
+    xs = x.reshape(-1).sort().values
+    n = xs.numel()
+    return float(xs[(n - 1) // 2]) if n % 2 else float(0.5 * (xs[n // 2 - 1] + xs[n // 2]))
+
+
 def _nan_stat(x: torch.Tensor, fn: str) -> float:
     x = x[~torch.isnan(x)]
     if x.numel() == 0:
         return float("nan")
     if fn == "median":
-        return float(x.median())
+        return _median(x)
     if fn == "max":
         return float(x.max())
     finite = x[torch.isfinite(x)]
@@ -91,7 +99,7 @@ def _stats(n: int, s1: torch.Tensor, s2: torch.Tensor, sabs: torch.Tensor, ssign
         kappa_j_mean=_nan_stat(kappa_j, "mean"), kappa_j_median=_nan_stat(kappa_j, "median"),
         frac_kappa_j_below=float((valid_kj < KAPPA_J_THRESHOLD).double().mean()) if valid_kj.numel() else float("nan"),
         gsnr_mean=_nan_stat(gsnr, "mean"), gsnr_median=_nan_stat(gsnr, "median"), gsnr_max=_nan_stat(gsnr, "max"),
-        sign_agreement_mean=float(q.mean()), sign_agreement_median=float(q.median()),
+        sign_agreement_mean=float(q.mean()), sign_agreement_median=_median(q),
     )
 
 

@@ -163,8 +163,9 @@ def extreme_eigs(
     ``which="largest"``/``"smallest"``: the ``k`` algebraically largest/smallest eigenpairs;
     ``"both"``: ``k`` from each end (or ``k=(k_smallest, k_largest)``) in one Krylov run.
     A pair is converged when ‖Hv − λv‖ ≤ ``tol``·‖H‖ (default tol: 1e-8 in float64, 1e-4 in
-    float32). ``max_iter`` bounds the Krylov dimension (default ``min(dim, 400)``); memory is
-    ``max_iter × dim`` numbers. ``operator`` may pass a prepared :class:`HessianOperator`.
+    float32). ``max_iter`` bounds the Krylov dimension of each run (default ``min(dim, 400)``);
+    memory is ``max_iter × dim`` numbers. Repeated eigenvalues are found with their multiplicity
+    by verification runs on the deflated Hessian (``n_iter`` sums the steps of all runs). ``operator`` may pass a prepared :class:`HessianOperator`.
     """
     if which not in ("both", "largest", "smallest"):
         raise ValueError(f"which must be 'both', 'largest' or 'smallest', got {which!r}")
@@ -192,35 +193,88 @@ def extreme_eigs(
     op = operator if operator is not None else obj.hvp_operator(theta)
     n0 = op.n_matvec
     gen = torch.Generator().manual_seed(seed)
-    v0 = _random_unit(obj.dim, gen, obj.dtype, obj.device)
+    dtype, device = obj.dtype, obj.device
 
-    def stop(alpha: torch.Tensor, beta: torch.Tensor, last_beta: float) -> bool:
-        m = alpha.numel()
-        if m < k_small + k_large:
-            return False
-        T = torch.diag(alpha) + torch.diag(beta, 1) + torch.diag(beta, -1)
-        vals, S = torch.linalg.eigh(T)
+    def run_once(matvec, v0: torch.Tensor, ks: int, kl: int, steps: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, int, float, bool]:
+        """One Lanczos run: wanted Ritz values (ascending), vectors (dim, w), steps, max |Ritz value|,
+        and whether the wanted Ritz values met the stopping test."""
+        def stop(alpha: torch.Tensor, beta: torch.Tensor, last_beta: float) -> bool:
+            m = alpha.numel()
+            if m < ks + kl:
+                return False
+            T = torch.diag(alpha) + torch.diag(beta, 1) + torch.diag(beta, -1)
+            vals, S = torch.linalg.eigh(T)
+            sc = float(vals.abs().max())
+            est = (last_beta * S[-1, :]).abs()
+            return bool((est[_wanted(m, ks, kl)] <= 0.1 * tol * sc).all())
+
+        run = lanczos(matvec, v0, steps, reorth="full", generator=gen, stop=stop)
+        vals, S = torch.linalg.eigh(run.tridiagonal())
+        idx = _wanted(vals.numel(), ks, kl)
+        vecs = run.Q.T @ S[:, idx].to(dtype=dtype, device=device)
+        vecs = vecs / torch.linalg.vector_norm(vecs, dim=0, keepdim=True)
         sc = float(vals.abs().max())
-        est = (last_beta * S[-1, :]).abs()
-        return bool((est[_wanted(m, k_small, k_large)] <= 0.1 * tol * sc).all())
+        ok = bool(((run.last_beta * S[-1, idx]).abs() <= 0.1 * tol * sc).all())
+        return vals[idx], vecs, vals.numel(), sc, ok
 
-    run = lanczos(op.matvec, v0, max_iter, reorth="full", generator=gen, stop=stop)
-    vals, S = torch.linalg.eigh(run.tridiagonal())
-    m = vals.numel()
-    idx = _wanted(m, k_small, k_large)
-    S_w = S[:, idx].to(dtype=obj.dtype, device=obj.device)
-    vectors = run.Q.T @ S_w
-    vectors = vectors / torch.linalg.vector_norm(vectors, dim=0, keepdim=True)
-    values = vals[idx].to(obj.dtype)
+    v0 = _random_unit(obj.dim, gen, dtype, device)
+    values, vectors, n_iter, ritz_scale, ok = run_once(op.matvec, v0, k_small, k_large, max_iter)
+    first_steps = n_iter
+
+    # One start vector's Krylov space holds one vector per eigenspace: a repeated eigenvalue
+    # shows up once (further copies only through round-off). So verify: run Lanczos again on the
+    # Hessian deflated by the pairs found, (I − VVᵀ) H (I − VVᵀ), converging only its extreme
+    # eigenpair at each wanted end: it is a further copy if it is at least as extreme as the
+    # wanted values (then merge and repeat), else nothing was missed. A copy would converge about
+    # as fast as its twin did in the first run, so a verification run is capped at that length.
+    verify_steps = min(max_iter, first_steps + 10)
+    for _ in range(k_small + k_large):
+        if not ok or first_steps >= obj.dim or vectors.shape[1] + k_small + k_large > obj.dim:
+            break
+        V = vectors
+
+        def deflated(x: torch.Tensor, V: torch.Tensor = V) -> torch.Tensor:
+            x = x - V @ (V.T @ x)
+            y = op.matvec(x)
+            return y - V @ (V.T @ y)
+
+        v0 = _random_unit(obj.dim, gen, dtype, device)
+        v0 = v0 - V @ (V.T @ v0)
+        v0 = v0 / torch.linalg.vector_norm(v0)
+        new_vals, new_vecs, steps, sc_new, ok = run_once(deflated, v0, min(k_small, 1), min(k_large, 1),
+                                                         verify_steps)
+        n_iter += steps
+        ritz_scale = max(ritz_scale, sc_new)
+        # Ritz vectors inside span(V) are artefacts of the deflation (eigenvalue 0 there): drop them.
+        keep = torch.linalg.vector_norm(V.T @ new_vecs, dim=0) < 0.5
+        new_vals, new_vecs = new_vals[keep.cpu()], new_vecs[:, keep]
+        new_vecs = new_vecs - V @ (V.T @ new_vecs)
+        new_vecs = new_vecs / torch.linalg.vector_norm(new_vecs, dim=0, keepdim=True)
+        all_vals = torch.cat([values, new_vals])
+        order = torch.argsort(all_vals)
+        pick = _wanted(all_vals.numel(), k_small, k_large)
+        chosen = order[pick]
+        sc = max(ritz_scale, torch.finfo(dtype).tiny)
+        changed = (chosen.numel() != values.numel()
+                   or float((all_vals[chosen] - values).abs().max()) > tol * sc)
+        values = all_vals[chosen]
+        vectors = torch.cat([vectors, new_vecs], dim=1)[:, chosen.to(device)]
+        if not changed:
+            break
+        ok = True  # a copy entered: look for another one
+
+    m = n_iter
     # Rayleigh quotients are at least as accurate as the Ritz values; residuals are explicit.
-    HV = torch.stack([op.matvec(vectors[:, i]) for i in range(len(idx))], dim=1)
+    HV = torch.stack([op.matvec(vectors[:, i]) for i in range(vectors.shape[1])], dim=1)
+    ritz = values
     values = (vectors * HV).sum(0)
     residuals = torch.linalg.vector_norm(HV - vectors * values, dim=0)
-    scale = max(float(vals.abs().max()), float(values.abs().max()))
+    scale = max(ritz_scale, float(values.abs().max()))
     converged = residuals <= tol * max(scale, torch.finfo(obj.dtype).tiny)
     order = torch.argsort(values)
     return EigResult(
         values=values[order].cpu(), vectors=vectors[:, order], residuals=residuals[order].cpu(),
         converged=converged[order].cpu(), n_hvp=op.n_matvec - n0, n_iter=m, tol=tol, scale=scale,
-        which=which, ritz_values=vals,
+        which=which, ritz_values=ritz,
     )

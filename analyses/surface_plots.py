@@ -1,0 +1,242 @@
+"""``landscape surface``: loss-surface plots on the embedded problems.
+
+    landscape surface --problem deep_linear_h2_zero --directions random|eigen|pca|line
+                      [--steps N] [--span S] [--out DIR] [--seed N]
+    landscape surface --replot FILE.npz [--out DIR]
+    landscape surface --bench
+
+Writes ``surface_<problem>_<directions>.png`` (labelled contour + 3-D surface),
+``.html`` (interactive, offline) and ``.npz`` (arrays, directions and metadata, enough to redraw
+without recomputing). The centre is the problem's start point ``init(seed, eps)`` (near its
+reference critical point), which is marked with its kind; ``pca`` and ``line`` first run a short
+plain gradient-descent trajectory from there.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from analyses.problems import Problem, get_problem, list_problems
+from landscape import Objective
+from landscape.render import surface_png, write_surface_html
+from landscape.surface import (NORMALIZATIONS, SurfaceResult, interpolate, surface_2d, surface_eigen,
+                               surface_pca)
+
+DIRECTIONS = ("random", "eigen", "pca", "line")
+REFERENCE_MS_PER_POINT = 2.0  # loss-landscapes (PyPI) on the engine benchmark's MLP, per the issue
+
+
+# ---------------------------------------------------------------------------- computation
+def gradient_descent(obj: Objective, theta0: torch.Tensor, lr: float, n_steps: int, *, record_every: int = 1
+                     ) -> tuple[torch.Tensor, list[float]]:
+    """Plain gradient descent θ ← θ − lr·∇L(θ). Returns the recorded points (T, dim) (every
+    ``record_every`` steps, first and last always) and their losses."""
+    if not (lr > 0) or n_steps < 1:
+        raise ValueError(f"need lr > 0 and n_steps >= 1, got lr={lr}, n_steps={n_steps}")
+    theta = obj.check_theta(theta0).detach().clone()
+    points, losses = [theta.clone()], []
+    for k in range(1, n_steps + 1):
+        loss, g = obj.loss_and_grad(theta)
+        if k == 1:
+            losses.append(loss)
+        theta = theta - lr * g
+        if k % record_every == 0 or k == n_steps:
+            points.append(theta.clone())
+            losses.append(obj.loss(theta))
+    return torch.stack(points), losses
+
+
+def make_surface(problem: Problem, directions: str = "random", *, steps: int = 21, span: float | None = None,
+                 seed: int = 0, eps: float | None = None, normalization: str | None = None,
+                 gd_steps: int = 300, lr: float | None = None, progress: bool | None = None) -> SurfaceResult:
+    """A surface for ``problem`` around ``problem.init(seed, eps)`` (defaults from ``problem.hints``),
+    with the reference critical point marked by its kind."""
+    if directions not in DIRECTIONS:
+        raise ValueError(f"directions must be one of {DIRECTIONS}, got {directions!r}")
+    hints = problem.hints
+    eps = float(hints.get("eps", 1e-2) if eps is None else eps)
+    span = float(hints.get("span", 1.0) if span is None else span)
+    normalization = normalization or hints.get("normalization", "filter")
+    lr = float(hints.get("lr", 0.05) if lr is None else lr)
+    obj = problem.objective(seed)
+    theta = problem.init(seed, eps)
+    ref = problem.reference(seed).to(obj.dtype)
+    marks = [{"theta": ref, "kind": problem.reference_kind,
+              "label": "reference" if problem.reference_kind == "init" else problem.reference_kind.replace("_", " ")}]
+    meta: dict[str, Any] = {"problem": problem.name, "description": problem.description, "seed": seed, "eps": eps,
+                            "global_min": problem.global_min, "reference_kind": problem.reference_kind}
+    if directions == "random":
+        res = surface_2d(obj, theta, None, None, span, steps, normalization=normalization, seed=seed,
+                         marks=marks, progress=progress, meta=meta)
+    elif directions == "eigen":
+        res = surface_eigen(obj, theta, span, steps, seed=seed, marks=marks, progress=progress, meta=meta)
+    else:
+        traj, losses = gradient_descent(obj, theta, lr, gd_steps, record_every=max(1, gd_steps // 100))
+        meta.update({"gd_steps": gd_steps, "lr": lr, "gd_loss_start": losses[0], "gd_loss_end": losses[-1]})
+        if directions == "pca":
+            res = surface_pca(obj, traj, steps, marks=marks, progress=progress, meta=meta)
+        else:
+            res = interpolate(obj, traj[0], traj[-1], max(steps, 3), margin=0.25, progress=progress)
+            res.meta.update(meta)
+    return res
+
+
+def output_stem(res: SurfaceResult) -> str:
+    return f"surface_{res.meta.get('problem', 'custom')}_{res.kind if res.kind != 'interpolation' else 'line'}"
+
+
+def write_outputs(res: SurfaceResult, out: str | Path, stem: str | None = None, *, log: bool = False,
+                  write_npz: bool = True) -> dict[str, Path]:
+    """Write ``<stem>.png``, ``<stem>.html`` (and ``<stem>.npz``) into ``out``."""
+    out = Path(out)
+    stem = stem or output_stem(res)
+    title = f"{res.meta.get('problem', 'loss')} — {res.kind} directions"
+    paths = {"png": surface_png(res, out / f"{stem}.png", title=title, log=log),
+             "html": write_surface_html(res, out / f"{stem}.html", title=title, log=log,
+                                        notes=str(res.meta.get("description", "")))}
+    if write_npz:
+        paths["npz"] = res.save_npz(out / f"{stem}.npz")
+    return paths
+
+
+# ---------------------------------------------------------------------------- benchmark
+def bench_surface(*, steps: int = 15, n_examples: int = 2000, repeats: int = 3, seed: int = 0,
+                  strategies: tuple[str, ...] = ("auto", "loop", "vmap"), threads: int | None = None
+                  ) -> dict[str, Any]:
+    """ms per grid point of :func:`surface_2d` on the engine benchmark's MLP (64-256-256-10, ReLU,
+    cross-entropy, ``n_examples`` examples, float32) against one plain full-data forward pass
+    (``loss_fn(model(X), y)`` under ``no_grad``). Timings interleave and report medians (the machine
+    may be shared). ``threads``: torch intra-op threads for the measurement (restored after)."""
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    try:
+        return _bench(steps, n_examples, repeats, seed, strategies)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _bench(steps: int, n_examples: int, repeats: int, seed: int, strategies: tuple[str, ...]) -> dict[str, Any]:
+    g = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
+                                    torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    X = torch.randn(n_examples, 64, generator=g)
+    y = torch.randint(0, 10, (n_examples,), generator=g)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    obj = Objective.from_module(model, loss_fn, (X, y))
+    theta = obj.initial_point()
+
+    def forward_ms(n: int = 20) -> float:
+        with torch.no_grad():
+            loss_fn(model(X), y)
+            t0 = time.perf_counter()
+            for _ in range(n):
+                loss_fn(model(X), y)
+        return 1e3 * (time.perf_counter() - t0) / n
+
+    fwd: list[float] = []
+    per: dict[str, list[float]] = {s: [] for s in strategies}
+    chosen = ""
+    for _ in range(repeats):
+        for s in strategies:
+            fwd.append(forward_ms())
+            res = surface_2d(obj, theta, None, None, 1.0, steps, seed=seed, progress=False, strategy=s)
+            per[s].append(res.ms_per_point)
+            if s == "auto":
+                chosen = str(res.meta.get("strategy"))
+    f = statistics.median(fwd)
+    out: dict[str, Any] = {"model": "MLP 64-256-256-10 ReLU, cross-entropy, float32", "n_examples": n_examples,
+                           "grid_points": steps * steps, "torch_threads": torch.get_num_threads(),
+                           "forward_ms": f, "auto_strategy": chosen,
+                           "reference_ms_per_point": REFERENCE_MS_PER_POINT}
+    for s, v in per.items():
+        m = statistics.median(v)
+        out[f"{s}_ms_per_point"] = m
+        out[f"{s}_ratio_to_forward"] = m / f
+        out[f"{s}_ratio_to_reference"] = m / REFERENCE_MS_PER_POINT
+    return out
+
+
+# ---------------------------------------------------------------------------- CLI
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--problem", help=f"embedded problem: {', '.join(list_problems())}")
+    p.add_argument("--directions", choices=DIRECTIONS, default="random",
+                   help="random (filter-normalised, orthogonal), eigen (Hessian λ_max/λ_min eigenvectors), "
+                        "pca (plane of a gradient-descent trajectory), line (1-D: start → end of that trajectory)")
+    p.add_argument("--steps", type=int, default=21, help="grid points per axis (default 21)")
+    p.add_argument("--span", type=float, default=None, help="grid half-width (default: the problem's hint)")
+    p.add_argument("--out", default="figures", help="output directory (default ./figures)")
+    p.add_argument("--seed", type=int, default=0, help="seed for data, start point and directions")
+    p.add_argument("--eps", type=float, default=None, help="size of the perturbation of the reference point")
+    p.add_argument("--norm", choices=NORMALIZATIONS, default=None,
+                   help="normalisation of random directions (default: the problem's hint)")
+    p.add_argument("--gd-steps", type=int, default=300, help="gradient-descent steps for pca/line (default 300)")
+    p.add_argument("--lr", type=float, default=None, help="gradient-descent step size (default: the problem's hint)")
+    p.add_argument("--log", action="store_true", help="plot log10(loss)")
+    p.add_argument("--replot", metavar="FILE.npz", help="redraw the PNG and HTML from a saved .npz (no computation)")
+    p.add_argument("--bench", action="store_true", help="ms per grid point on the engine benchmark's MLP vs a forward pass")
+    p.add_argument("--threads", type=int, default=None, help="torch threads for --bench (default: as configured)")
+    p.add_argument("--list", action="store_true", help="list the embedded problems")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        for name in list_problems():
+            print(f"{name}: {get_problem(name).description}")
+        return 0
+    if args.bench:
+        r = bench_surface(threads=args.threads)
+        print(json.dumps(r, indent=2))
+        print(f"surface (auto -> {r['auto_strategy']}): {r['auto_ms_per_point']:.2f} ms/point = "
+              f"{r['auto_ratio_to_forward']:.2f} x one forward pass ({r['forward_ms']:.2f} ms), "
+              f"{r['auto_ratio_to_reference']:.2f} x the {REFERENCE_MS_PER_POINT} ms/point reference")
+        return 0
+    if args.replot:
+        src = Path(args.replot)
+        try:
+            res = SurfaceResult.load_npz(src)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"landscape surface: {e}", file=sys.stderr)
+            return 2
+        paths = write_outputs(res, Path(args.out) if args.out != "figures" else src.parent, src.stem,
+                              log=args.log, write_npz=False)
+        for p in paths.values():
+            print(p)
+        return 0
+    if not args.problem:
+        print("landscape surface: give --problem NAME (or --replot FILE.npz, --bench, --list); problems: "
+              + ", ".join(list_problems()), file=sys.stderr)
+        return 2
+    try:
+        problem = get_problem(args.problem)
+    except KeyError as e:
+        print(f"landscape surface: {e.args[0]}", file=sys.stderr)
+        return 2
+    try:
+        res = make_surface(problem, args.directions, steps=args.steps, span=args.span, seed=args.seed, eps=args.eps,
+                           normalization=args.norm, gd_steps=args.gd_steps, lr=args.lr)
+    except ValueError as e:
+        print(f"landscape surface: {e}", file=sys.stderr)
+        return 2
+    paths = write_outputs(res, args.out, log=args.log)
+    print(f"{problem.name}: {res.kind} surface, {res.n_points} points in {res.seconds:.2f} s "
+          f"({res.ms_per_point:.3g} ms/point), centre loss {res.center_loss:.6g}")
+    for p in paths.values():
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    from analyses.cli import main
+    raise SystemExit(main(["surface", *sys.argv[1:]]))

@@ -1,0 +1,438 @@
+"""Classify a point of an objective: not critical, minimum (global), strict / non-strict saddle, maximum.
+
+Recipe (THEORY.md §1):
+
+1. **Critical?** ‖g‖ ≤ ``grad_tol``. Default (Frye et al. 2021: ‖g‖² < 1e-10 in float64):
+   ``grad_tol = 1e-5 · (ε_dtype / ε_float64)^{1/4}`` — 1e-5 in float64, 1.5e-3 in float32.
+2. **Spectrum.** ``method="dense"`` (``"auto"`` up to :data:`AUTO_DENSE_MAX_DIM` parameters):
+   ``eigh`` of the dense Hessian, index and nullity exact. ``"lanczos"``: a few smallest and
+   largest eigenpairs by :func:`extreme_eigs`; the index is then a lower bound
+   (``index_exact=False``) and the nullity counts only the computed pairs.
+3. **Zero eigenvalues** are |λ| ≤ ``eig_tol``, by default
+   ``max(10 · ε_dtype · dim · max|λ|, 10 · ε_dtype)`` (relative to the spectral scale, with an
+   absolute floor for an exactly-zero Hessian); at a critical point also at least
+   ``100 · ‖g‖`` (an approximate critical point lies ~‖g‖/λ₊ from the exact one, which moves
+   the zero eigenvalues by O(‖g‖) — e.g. the gauge zeros of a deep linear net at an L-BFGS end
+   point); on the Lanczos path at least the eigensolver's residual tolerance × max|λ|.
+4. **Degenerate cases** (a near-null eigenspace with no eigenvalue of the opposite sign deciding)
+   go to the higher-order probe (:mod:`landscape.probe`) along the near-null eigenvectors and
+   seeded random combinations of them (random directions of the whole space on the Lanczos path
+   when the null space is not resolved). "minimum" then means "no descent found within
+   ``probe_radius``".
+5. **Global minimum:** a minimum with |loss − global_min| ≤ ``global_tol`` (default
+   ``10 · √ε_dtype · max(1, |global_min|)``).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from .lanczos import extreme_eigs, lanczos
+from .objective import NonFiniteError, Objective
+from .probe import DEFAULT_REL_THRESHOLD, ProbeResult, higher_order_probe, probe_directions
+from .results import JsonResult
+
+AUTO_DENSE_MAX_DIM = 2048
+SINGLE_THREAD_MAX_DIM = 512
+EIG_TOL_GRAD_FACTOR = 100.0
+KINDS = ("not_critical", "minimum", "global_minimum", "strict_saddle", "non_strict_saddle",
+         "maximum", "inconclusive")
+_EPS64 = torch.finfo(torch.float64).eps
+
+
+def default_grad_tol(dtype: torch.dtype) -> float:
+    """Frye's cut-off ‖g‖ < 1e-5 (‖g‖² < 1e-10) in float64, scaled by (ε/ε_64)^{1/4} for lower precision."""
+    return 1e-5 * (torch.finfo(dtype).eps / _EPS64) ** 0.25
+
+
+def default_eig_tol(dtype: torch.dtype, dim: int, scale: float) -> float:
+    """``max(10·ε·dim·scale, 10·ε)`` with ``scale`` = max|λ|."""
+    eps = torch.finfo(dtype).eps
+    return max(10.0 * eps * dim * scale, 10.0 * eps)
+
+
+def default_global_tol(dtype: torch.dtype, global_min: float) -> float:
+    """``10·√ε·max(1, |global_min|)``: 1.5e-7 relative in float64, 3.5e-3 in float32."""
+    return 10.0 * math.sqrt(torch.finfo(dtype).eps) * max(1.0, abs(global_min))
+
+
+@dataclass
+class CriticalPointReport(JsonResult):
+    """What :func:`classify_point` found at one point.
+
+    ``kind`` ∈ :data:`KINDS`. ``index``: # eigenvalues < −eig_tol (a lower bound when
+    ``index_exact`` is False); ``n_zero``: # with |λ| ≤ eig_tol (computed pairs only on the
+    Lanczos path); ``degenerate``: n_zero > 0. ``escape_direction`` (dim,): unit descent
+    direction for saddles (λ_min eigenvector for strict ones, the probe's direction for
+    non-strict ones), None otherwise. ``probe_order``/``probe_radius``: order of the first
+    non-zero term along the probe's decisive direction and the radius it was seen at (for a
+    "minimum" from the probe, the largest radius probed). ``gradient_flatness`` ∈ [0, 1]:
+    ‖P_null g‖/‖g‖ for non-critical points. ``eigenvalues``: all (dense) or the computed
+    (Lanczos) eigenvalues, ascending.
+    """
+
+    kind: str
+    loss: float
+    grad_norm: float
+    lambda_min: float
+    lambda_max: float
+    index: int
+    n_zero: int
+    index_exact: bool
+    degenerate: bool
+    method: str
+    dim: int
+    grad_tol: float
+    eig_tol: float
+    global_min: float | None = None
+    global_tol: float | None = None
+    gap_to_global: float | None = None
+    probe_order: float | None = None
+    probe_radius: float | None = None
+    gradient_flatness: float | None = None
+    notes: list[str] = field(default_factory=list)
+    eigenvalues: torch.Tensor | None = field(default=None, repr=False)
+    escape_direction: torch.Tensor | None = field(default=None, repr=False)
+    probe: ProbeResult | None = field(default=None, repr=False)
+
+    @property
+    def is_critical(self) -> bool:
+        return self.kind != "not_critical"
+
+    @property
+    def is_saddle(self) -> bool:
+        return self.kind in ("strict_saddle", "non_strict_saddle")
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d.pop("escape_direction")
+        d["has_escape_direction"] = self.escape_direction is not None
+        if self.eigenvalues is not None and self.eigenvalues.numel() > 256:
+            d["eigenvalues"] = None  # large spectra belong in an .npz
+        return d
+
+
+def _check_tol(name: str, value: float | None, *, allow_zero: bool) -> None:
+    if value is None:
+        return
+    v = float(value)
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a finite {'non-negative' if allow_zero else 'positive'} number, got {value}")
+
+
+def _batch_loss_fn(obj: Objective, theta: torch.Tensor):
+    """vmap of the differentiable loss over a batch of points, or None when the loss is not vmappable."""
+    f = torch.func.vmap(obj.loss_tensor)
+    try:
+        with torch.no_grad():
+            out = f(torch.stack([theta, theta]))
+        if out.shape != (2,) or not torch.allclose(out[0], obj.loss_tensor(theta).detach()):
+            return None
+    except Exception:  # noqa: BLE001 - any vmap failure means: evaluate point by point
+        return None
+    return f
+
+
+def _signed_escape(v: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Unit ``v`` with the sign making gᵀv ≤ 0 (ties: largest-magnitude entry positive)."""
+    v = v / torch.linalg.vector_norm(v)
+    s = float(torch.dot(v, g))
+    if s > 0 or (s == 0 and float(v[int(v.abs().argmax())]) < 0):
+        v = -v
+    return v
+
+
+@contextlib.contextmanager
+def _threads_for(dim: int) -> Iterator[None]:
+    """Run tiny problems single-threaded: for dim ≤ SINGLE_THREAD_MAX_DIM, thread start-up and
+    spinning dominate (an 85×85 eigh took 0.4 s with 2 busy threads vs 1 ms with one)."""
+    if dim > SINGLE_THREAD_MAX_DIM or torch.get_num_threads() == 1:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def classify_point(
+    obj: Objective,
+    theta: torch.Tensor,
+    *,
+    global_min: float | None = None,
+    grad_tol: float | None = None,
+    eig_tol: float | None = None,
+    method: str = "auto",
+    probe: bool = True,
+    seed: int = 0,
+    global_tol: float | None = None,
+    probe_radius: float = 1e-1,
+    probe_n_radii: int = 13,
+    probe_random: int = 16,
+    probe_rel_threshold: float = DEFAULT_REL_THRESHOLD,
+    lanczos_k: tuple[int, int] = (10, 3),
+) -> CriticalPointReport:
+    """Classify ``theta`` (dim,) for ``obj`` (see the module docstring for the recipe and defaults).
+
+    ``probe_radius`` is the largest probe radius relative to s = max(1, rms(θ)); the ladder runs
+    over ``probe_n_radii`` geometric steps from 1e-4 of it. ``probe_random``: seeded random
+    combinations of the near-null eigenvectors (and, on the Lanczos path, random full-space
+    directions). ``lanczos_k``: (smallest, largest) eigenpairs computed on the Lanczos path.
+    Problems with dim ≤ :data:`SINGLE_THREAD_MAX_DIM` run with one torch thread.
+    """
+    with _threads_for(obj.dim):
+        return _classify(obj, theta, global_min=global_min, grad_tol=grad_tol, eig_tol=eig_tol, method=method,
+                         probe=probe, seed=seed, global_tol=global_tol, probe_radius=probe_radius,
+                         probe_n_radii=probe_n_radii, probe_random=probe_random,
+                         probe_rel_threshold=probe_rel_threshold, lanczos_k=lanczos_k)
+
+
+def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed, global_tol, probe_radius,
+              probe_n_radii, probe_random, probe_rel_threshold, lanczos_k) -> CriticalPointReport:
+    if method not in ("auto", "dense", "lanczos"):
+        raise ValueError(f"method must be 'auto', 'dense' or 'lanczos', got {method!r}")
+    _check_tol("grad_tol", grad_tol, allow_zero=False)
+    _check_tol("eig_tol", eig_tol, allow_zero=True)
+    _check_tol("global_tol", global_tol, allow_zero=True)
+    if global_min is not None and not math.isfinite(float(global_min)):
+        raise ValueError(f"global_min must be finite, got {global_min}")
+    if not (math.isfinite(probe_radius) and probe_radius > 0):
+        raise ValueError(f"probe_radius must be a positive finite number, got {probe_radius}")
+    theta = obj.check_theta(theta).detach()
+    dim, dtype = obj.dim, obj.dtype
+    if method == "auto":
+        method = "dense" if dim <= AUTO_DENSE_MAX_DIM else "lanczos"
+    gtol = default_grad_tol(dtype) if grad_tol is None else float(grad_tol)
+    notes: list[str] = []
+
+    if method == "dense":
+        loss, g, Hm = _loss_grad_dense_hessian(obj, theta, True)
+    else:
+        loss, g = obj.loss_and_grad(theta)
+        Hm = None
+    gnorm = float(torch.linalg.vector_norm(g))
+    critical = gnorm <= gtol
+
+    # ---------------------------------------------------------------- spectrum
+    gfloor = EIG_TOL_GRAD_FACTOR * gnorm if critical else 0.0
+    if method == "dense":
+        evals, evecs = torch.linalg.eigh(Hm)
+        scale = float(evals.abs().max())
+        etol = max(default_eig_tol(dtype, dim, scale), gfloor) if eig_tol is None else float(eig_tol)
+        exact = True
+    else:
+        ks, kl = lanczos_k
+        ks, kl = max(1, min(ks, dim - 1)), max(1, min(kl, dim - 1))
+        if ks + kl > dim:
+            ks, kl = dim - 1, 1
+        res = extreme_eigs(obj, theta, k=(ks, kl), which="both", seed=seed)
+        evals = res.values.to(dtype)
+        evecs = res.vectors
+        scale = max(float(evals.abs().max()), res.scale)
+        etol = (max(default_eig_tol(dtype, dim, scale), res.tol * scale, gfloor)
+                if eig_tol is None else float(eig_tol))
+        exact = False
+        if not res.all_converged:
+            notes.append(f"Lanczos: {int((~res.converged).sum())} of {res.converged.numel()} eigenpairs "
+                         "did not converge; extreme eigenvalues are estimates")
+        notes.append("Lanczos path: index is a lower bound and n_zero counts only the "
+                     f"{evals.numel()} computed eigenpairs")
+    lam_min, lam_max = float(evals[0]), float(evals[-1])
+    neg = evals < -etol
+    zero = evals.abs() <= etol
+    index, n_zero = int(neg.sum()), int(zero.sum())
+    if method == "lanczos" and index == ks and lam_max > etol:
+        notes.append(f"all {ks} smallest computed eigenvalues are negative: index >= {ks}")
+    degenerate = n_zero > 0
+    null_basis = evecs[:, zero]
+
+    rep = CriticalPointReport(
+        kind="inconclusive", loss=loss, grad_norm=gnorm, lambda_min=lam_min, lambda_max=lam_max,
+        index=index, n_zero=n_zero, index_exact=exact, degenerate=degenerate, method=method, dim=dim,
+        grad_tol=gtol, eig_tol=etol, eigenvalues=evals.detach().cpu(), notes=notes)
+    if global_min is not None:
+        rep.global_min = float(global_min)
+        rep.global_tol = default_global_tol(dtype, float(global_min)) if global_tol is None else float(global_tol)
+        rep.gap_to_global = loss - float(global_min)
+
+    # ---------------------------------------------------------------- not critical
+    if not critical:
+        rep.kind = "not_critical"
+        rep.gradient_flatness = _flatness(obj, theta, g, null_basis, method, etol, notes)
+        if rep.gradient_flatness is not None and rep.gradient_flatness > 0.9:
+            notes.append(f"gradient-flat point: {rep.gradient_flatness:.3f} of ‖g‖ lies in the near-null "
+                         "eigenspace (Newton-type finders stall here)")
+        return rep
+
+    # ---------------------------------------------------------------- critical: second order
+    has_pos = lam_max > etol
+    has_neg = index > 0
+    has_zero_or_unknown = degenerate or (method == "lanczos" and not (lam_min > etol or lam_max < -etol))
+    if has_neg and has_pos:
+        rep.kind = "strict_saddle"
+        rep.escape_direction = _signed_escape(evecs[:, 0].clone(), g)
+        notes.append("escape_direction: λ_min eigenvector (either sign decreases the loss to second "
+                     "order; the one with gᵀv ≤ 0 is returned)")
+    elif not has_zero_or_unknown and not has_neg:
+        rep.kind = "minimum"
+    elif not has_zero_or_unknown and not has_pos:
+        rep.kind = "maximum"
+    else:
+        # Degenerate: PSD with null space (min vs non-strict saddle), NSD with null space
+        # (max vs saddle), or H ≈ 0 (all of them).
+        if not probe:
+            rep.kind = "inconclusive"
+            notes.append("degenerate Hessian and probe=False: second-order information cannot decide")
+        else:
+            pr = _run_probe(obj, theta, g, loss, null_basis, Hm, method, seed, probe_radius, probe_n_radii,
+                            probe_random, probe_rel_threshold)
+            rep.probe = pr
+            _decide_degenerate(rep, pr, has_neg, has_pos, evecs, g)
+
+    # ---------------------------------------------------------------- global minimum
+    if rep.kind == "minimum" and rep.global_min is not None:
+        if abs(rep.gap_to_global) <= rep.global_tol:
+            rep.kind = "global_minimum"
+        elif rep.gap_to_global > 0:
+            notes.append(f"looks like a minimum but its loss is {rep.gap_to_global:.3g} above the given global "
+                         "value: under Kawaguchi's assumptions every local minimum is global, so suspect a "
+                         "degenerate saddle the probe missed (radius too small) or a wrong global_min")
+        else:
+            notes.append(f"loss is {-rep.gap_to_global:.3g} BELOW the given global value: global_min is wrong")
+    return rep
+
+
+def _flatness(obj, theta, g, null_basis, method, etol, notes) -> float | None:
+    gn = float(torch.linalg.vector_norm(g))
+    if gn == 0:
+        return 0.0
+    if method == "dense":
+        if null_basis.shape[1] == 0:
+            return 0.0
+        return float(torch.linalg.vector_norm(null_basis.T @ g)) / gn
+    # Lanczos path: the null space is not resolved. Minimise ‖g + H Q y‖ over a Krylov basis Q of
+    # (H, g) (eigen-directions below eig_tol truncated); the residual is g's part outside range(H).
+    op = obj.hvp_operator(theta)
+    run = lanczos(op.matvec, g.detach().clone(), min(obj.dim, 100), reorth="full",
+                  generator=torch.Generator().manual_seed(0))
+    Q = run.Q.T  # (dim, m)
+    HQ = op.matmat(Q)
+    U, S, Vh = torch.linalg.svd(HQ, full_matrices=False)
+    keep = S > etol
+    coef = U[:, keep].T @ g
+    resid = g - U[:, keep] @ coef
+    notes.append("gradient_flatness on the Lanczos path: ‖g + H p‖/‖g‖ minimised over a Krylov space of "
+                 f"dimension {Q.shape[1]} (an upper bound on the exact share)")
+    return float(min(1.0, float(torch.linalg.vector_norm(resid)) / gn))
+
+
+def _loss_grad_dense_hessian(obj: Objective, theta: torch.Tensor, with_hessian: bool
+                              ) -> tuple[float, torch.Tensor, torch.Tensor | None]:
+    """Loss, gradient (dim,) and, if asked, the dense symmetric Hessian (dim, dim) from one
+    first-order graph: all Hessian columns by one batched double backward (much faster than
+    per-column passes for small models). Falls back to :meth:`Objective.hessian` when batched
+    gradients are unsupported. Plain autograd (no ``torch.func.grad``) keeps start-up cheap."""
+    theta = obj.check_theta(theta).detach()
+    p = theta.clone().requires_grad_(True)
+    with torch.enable_grad():
+        L = obj.loss_tensor(p)
+        if not L.requires_grad:  # constant objective
+            zero = torch.zeros_like(theta)
+            return float(L), zero, (torch.zeros(obj.dim, obj.dim, dtype=obj.dtype, device=obj.device)
+                                    if with_hessian else None)
+        g = torch.autograd.grad(L, p, create_graph=with_hessian)[0]
+    loss = float(L.detach())
+    if not math.isfinite(loss):
+        raise NonFiniteError(f"loss is {loss} at theta")
+    if not bool(torch.isfinite(g).all()):
+        raise NonFiniteError("gradient is non-finite at theta")
+    if not with_hessian:
+        return loss, g.detach(), None
+    if not g.requires_grad:  # loss linear in theta
+        return loss, g.detach(), torch.zeros(obj.dim, obj.dim, dtype=obj.dtype, device=obj.device)
+    try:
+        eye = torch.eye(obj.dim, dtype=obj.dtype, device=obj.device)
+        H = torch.autograd.grad(g, p, eye, is_grads_batched=True)[0]
+        if not bool(torch.isfinite(H).all()):
+            raise FloatingPointError
+        H = 0.5 * (H + H.T)
+    except Exception:  # noqa: BLE001 - e.g. an op without a batching rule: use the reference path
+        H = obj.hessian(theta, max_dim=max(obj.dim, obj.hessian_max_dim))
+    return loss, g.detach(), H.detach()
+
+
+def dense_hessian(obj: Objective, theta: torch.Tensor) -> torch.Tensor:
+    """Dense symmetric Hessian (dim, dim) at ``theta`` (see :func:`_loss_grad_dense_hessian`)."""
+    return _loss_grad_dense_hessian(obj, theta, True)[2]  # type: ignore[return-value]
+
+
+def _run_probe(obj, theta, g, loss, null_basis, Hm, method, seed, probe_radius, n_radii, n_random,
+               rel_threshold) -> ProbeResult:
+    s = max(1.0, float(torch.linalg.vector_norm(theta)) / math.sqrt(obj.dim))
+    t_max = probe_radius * s
+    parts, quads = [], []
+    if null_basis.shape[1]:
+        span = probe_directions(null_basis, obj.dim, n_random_in_span=n_random, seed=seed,
+                                dtype=obj.dtype, device=obj.device)
+        # Second-order term along the near-null directions (declared zero): removed in the probe.
+        HD = span @ Hm if Hm is not None else obj.hvp_operator(theta).matmat(span.T).T
+        parts.append(span)
+        quads.append((HD * span).sum(1))
+    if method == "lanczos" or not parts:
+        full = probe_directions(None, obj.dim, n_random_full=max(n_random, 1), seed=seed + 1,
+                                dtype=obj.dtype, device=obj.device)
+        parts.append(full)
+        quads.append(torch.zeros(full.shape[0], dtype=obj.dtype, device=obj.device))
+    dirs = torch.cat(parts)
+    return higher_order_probe(obj.loss, theta, dirs, grad=g, quad=torch.cat(quads), loss0=loss,
+                              t_min=t_max * 1e-4, t_max=t_max, n_radii=n_radii, rel_threshold=rel_threshold,
+                              batch_loss=_batch_loss_fn(obj, theta))
+
+
+def _decide_degenerate(rep: CriticalPointReport, pr: ProbeResult, has_neg: bool, has_pos: bool,
+                       evecs: torch.Tensor, g: torch.Tensor) -> None:
+    notes = rep.notes
+    if has_neg:
+        # NSD with a null space: a maximum unless some direction ascends.
+        if pr.ascent or has_pos:
+            rep.kind = "strict_saddle"
+            rep.escape_direction = _signed_escape(evecs[:, 0].clone(), g)
+            rep.probe_order, rep.probe_radius = pr.ascent_order, pr.ascent_radius
+            notes.append(f"negative curvature plus higher-order ascent (order ≈ {pr.ascent_order}) "
+                         f"at radius {pr.ascent_radius:.3g}")
+        else:
+            rep.kind = "maximum"
+            rep.probe_radius = pr.max_radius
+            notes.append(f"degenerate maximum: no ascent found within radius {pr.max_radius:.3g}")
+        return
+    if pr.descent and (pr.ascent or has_pos):
+        rep.kind = "non_strict_saddle"
+        rep.escape_direction = pr.descent_direction
+        rep.probe_order, rep.probe_radius = pr.descent_order, pr.descent_radius
+        notes.append(f"no negative eigenvalue, but the loss decreases at order ≈ "
+                     f"{_fmt(pr.descent_order)} along a near-null direction (radius {pr.descent_radius:.3g})")
+    elif pr.descent:
+        rep.kind = "maximum"
+        rep.probe_order, rep.probe_radius = pr.descent_order, pr.max_radius
+        notes.append(f"degenerate maximum: every probed direction descends (order ≈ {_fmt(pr.descent_order)}), "
+                     f"no ascent within radius {pr.max_radius:.3g}")
+    elif pr.ascent or has_pos:
+        rep.kind = "minimum"
+        rep.probe_order, rep.probe_radius = pr.ascent_order, pr.max_radius
+        notes.append(f"degenerate minimum: no descent found within radius {pr.max_radius:.3g}"
+                     + (f" (near-null directions rise at order ≈ {_fmt(pr.ascent_order)})" if pr.ascent else ""))
+    else:
+        rep.kind = "inconclusive"
+        rep.probe_radius = pr.max_radius
+        notes.append(f"the loss is flat to round-off along every probed direction within radius "
+                     f"{pr.max_radius:.3g}: neither descent nor ascent found")
+
+
+def _fmt(x: float | None) -> str:
+    return "?" if x is None else f"{x:.2f}"

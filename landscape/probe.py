@@ -1,0 +1,207 @@
+"""Higher-order probe: does the loss decrease (or increase) along directions leaving a critical point?
+
+Second-order information cannot separate x⁴+y⁴ (minimum) from x³−3xy² (saddle), or x²+y⁴ from
+x²−y⁴ (THEORY.md §1). The probe evaluates Δ(t, d) = f(θ + t d) − f(θ) − t gᵀd for unit directions
+d (the near-null eigenvectors of the Hessian, seeded random combinations of them, and optionally
+random directions of the whole space), both signs, on a geometric ladder of radii t. The linear
+term is removed because the point is already accepted as critical: at ‖g‖ ≤ grad_tol it would
+otherwise swamp the higher-order terms; for the same reason the caller may remove ½t²dᵀHd along
+near-null directions (eigenvalues below the zero tolerance count as zero).
+
+Decision along one signed direction: walking the ladder from the smallest radius up, the first
+radius where |Δ| exceeds the round-off threshold decides; Δ < 0 there means descent, Δ > 0
+ascent. The threshold is ``rel_threshold`` · ε_dtype · max(|f(θ)|, |f(θ + t d)|) (default
+rel_threshold = 1e3), so a loss that is flat to round-off along d decides nothing.
+The order of the first non-vanishing term is the slope of log|Δ| against log t over the decisive
+radius and up to three further radii with the same sign.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from .results import JsonResult
+
+DEFAULT_REL_THRESHOLD = 1e3
+
+
+@dataclass
+class ProbeResult(JsonResult):
+    """Outcome of :func:`higher_order_probe`.
+
+    ``descent`` / ``ascent``: some signed direction decreases / increases the loss beyond
+    round-off. ``descent_direction`` (dim,) unit vector (sign included) with the smallest decisive
+    radius ``descent_radius`` (ties: most negative Δ/threshold); ``descent_order`` the fitted order
+    (≈ 3 for x³, 4 for −y⁴; None when only one radius was usable); ``descent_delta`` Δ at that
+    radius. Same for ascent. ``radii`` (n_radii,) the ladder; ``n_directions`` unsigned
+    directions tried; ``n_evals`` loss evaluations.
+    """
+
+    descent: bool
+    ascent: bool
+    descent_radius: float | None
+    descent_order: float | None
+    descent_delta: float | None
+    ascent_radius: float | None
+    ascent_order: float | None
+    ascent_delta: float | None
+    radii: list[float]
+    n_directions: int
+    n_evals: int
+    rel_threshold: float
+    descent_direction: torch.Tensor | None = field(default=None, repr=False)
+    ascent_direction: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def max_radius(self) -> float:
+        return max(self.radii)
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d.pop("descent_direction")
+        d.pop("ascent_direction")
+        return d
+
+
+def _fit_order(ts: list[float], ds: list[float]) -> float | None:
+    if len(ts) < 2:
+        return None
+    x = torch.tensor([math.log(t) for t in ts], dtype=torch.float64)
+    y = torch.tensor([math.log(abs(d)) for d in ds], dtype=torch.float64)
+    x = x - x.mean()
+    return float((x * (y - y.mean())).sum() / (x * x).sum())
+
+
+def probe_directions(basis: torch.Tensor | None, dim: int, *, n_random_in_span: int = 16,
+                     n_random_full: int = 0, max_basis: int = 64, seed: int = 0,
+                     dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Unit probe directions, shape (k, dim): up to ``max_basis`` columns of ``basis`` (dim, q),
+    ``n_random_in_span`` seeded Gaussian combinations of all of its columns and ``n_random_full``
+    seeded random unit vectors of the whole space."""
+    gen = torch.Generator().manual_seed(int(seed))
+    rows = []
+    if basis is not None and basis.numel():
+        if basis.ndim != 2 or basis.shape[0] != dim:
+            raise ValueError(f"basis must have shape (dim={dim}, q), got {tuple(basis.shape)}")
+        B = basis.to(device="cpu", dtype=torch.float64)
+        rows.append(B[:, :max_basis].T)
+        if n_random_in_span > 0:
+            c = torch.randn(B.shape[1], n_random_in_span, generator=gen, dtype=torch.float64)
+            rows.append((B @ c).T)
+    if n_random_full > 0:
+        rows.append(torch.randn(n_random_full, dim, generator=gen, dtype=torch.float64))
+    if not rows:
+        raise ValueError("no probe directions: give a non-empty basis or n_random_full > 0")
+    D = torch.cat(rows)
+    D = D / torch.linalg.vector_norm(D, dim=1, keepdim=True).clamp_min(1e-300)
+    return D.to(device=device, dtype=dtype)
+
+
+def _batched_loss(loss_fn: Callable[[torch.Tensor], float], batch_loss, points: torch.Tensor,
+                  chunk: int) -> torch.Tensor:
+    if batch_loss is not None:
+        out = []
+        with torch.no_grad():
+            for a in range(0, points.shape[0], chunk):
+                out.append(batch_loss(points[a:a + chunk]).detach().to("cpu", torch.float64))
+        return torch.cat(out)
+    return torch.tensor([loss_fn(p) for p in points], dtype=torch.float64)
+
+
+def higher_order_probe(
+    loss_fn: Callable[[torch.Tensor], float],
+    theta: torch.Tensor,
+    directions: torch.Tensor,
+    *,
+    grad: torch.Tensor | None = None,
+    quad: torch.Tensor | None = None,
+    loss0: float | None = None,
+    t_min: float = 1e-5,
+    t_max: float = 1e-1,
+    n_radii: int = 13,
+    rel_threshold: float = DEFAULT_REL_THRESHOLD,
+    batch_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    chunk: int = 512,
+) -> ProbeResult:
+    """Probe f = ``loss_fn`` around ``theta`` (dim,) along ``directions`` (k, dim), both signs.
+
+    Radii: ``n_radii`` geometric steps from ``t_min`` to ``t_max`` (absolute lengths in
+    parameter space; :func:`landscape.classify.classify_point` scales them to the point).
+    ``grad`` (dim,), when given, has its first-order term removed; ``quad`` (k,), when given, holds
+    dᵀHd per direction and has its second-order term ½t²dᵀHd removed (for near-null directions
+    whose eigenvalue was declared zero). ``batch_loss`` (optional)
+    evaluates a (b, dim) batch of points at once (e.g. ``vmap(obj.loss_tensor)``).
+    """
+    if not (0 < t_min < t_max) or not math.isfinite(t_max):
+        raise ValueError(f"need 0 < t_min < t_max < inf, got t_min={t_min}, t_max={t_max}")
+    if n_radii < 2:
+        raise ValueError(f"n_radii must be >= 2, got {n_radii}")
+    if not rel_threshold > 0:
+        raise ValueError(f"rel_threshold must be > 0, got {rel_threshold}")
+    if directions.ndim != 2 or directions.shape[1] != theta.numel():
+        raise ValueError(f"directions must have shape (k, {theta.numel()}), got {tuple(directions.shape)}")
+    dtype = theta.dtype
+    eps = torch.finfo(dtype).eps
+    f0 = float(loss_fn(theta)) if loss0 is None else float(loss0)
+    radii = torch.logspace(math.log10(t_min), math.log10(t_max), n_radii, dtype=torch.float64)
+    k = directions.shape[0]
+    signed = torch.cat([directions, -directions]).to(dtype)  # (2k, dim)
+    # points[(j, i)] = theta + t_i * signed_j
+    steps = radii.to(dtype=dtype, device=theta.device)
+    pts = theta.unsqueeze(0).unsqueeze(0) + steps.view(1, -1, 1) * signed.unsqueeze(1)
+    vals = _batched_loss(loss_fn, batch_loss, pts.reshape(-1, theta.numel()), chunk).view(2 * k, n_radii)
+    delta = vals - f0
+    if grad is not None:
+        lin = (signed.to(torch.float64) @ grad.to(device="cpu", dtype=torch.float64)).view(-1, 1) * radii.view(1, -1)
+        delta = delta - lin
+    if quad is not None:
+        if quad.numel() != k:
+            raise ValueError(f"quad must hold one value per direction ({k}), got {quad.numel()}")
+        q = quad.detach().to(device="cpu", dtype=torch.float64).reshape(-1)
+        delta = delta - 0.5 * torch.cat([q, q]).view(-1, 1) * radii.view(1, -1) ** 2
+    thr = rel_threshold * eps * torch.maximum(vals.abs(), torch.full_like(vals, abs(f0)))
+    if not torch.isfinite(vals).all():
+        # A non-finite loss on the ladder decides nothing for that direction.
+        delta = torch.where(torch.isfinite(vals), delta, torch.zeros_like(delta))
+        thr = torch.where(torch.isfinite(vals), thr, torch.full_like(thr, math.inf))
+    detect = delta.abs() > thr
+
+    best = {"descent": None, "ascent": None}  # (radius index, -|Δ|/thr, row)
+    for j in range(2 * k):
+        hits = detect[j].nonzero()
+        if hits.numel() == 0:
+            continue
+        i = int(hits[0, 0])
+        which = "descent" if float(delta[j, i]) < 0 else "ascent"
+        key = (i, -float(delta[j, i].abs() / thr[j, i]))
+        if best[which] is None or key < best[which][0]:
+            best[which] = (key, j, i)
+
+    def summary(which: str):
+        if best[which] is None:
+            return None, None, None, None
+        _, j, i = best[which]
+        sign = -1.0 if which == "descent" else 1.0
+        ts, ds = [], []
+        for ii in range(i, n_radii):
+            d = float(delta[j, ii])
+            if not bool(detect[j, ii]) or d * sign <= 0:
+                break
+            ts.append(float(radii[ii]))
+            ds.append(d)
+            if len(ts) == 4:
+                break
+        return float(radii[i]), _fit_order(ts, ds), float(delta[j, i]), signed[j].clone()
+
+    dr, do, dd, dv = summary("descent")
+    ar, ao, ad, av = summary("ascent")
+    return ProbeResult(
+        descent=dr is not None, ascent=ar is not None,
+        descent_radius=dr, descent_order=do, descent_delta=dd,
+        ascent_radius=ar, ascent_order=ao, ascent_delta=ad,
+        radii=[float(t) for t in radii], n_directions=k, n_evals=int(vals.numel()),
+        rel_threshold=rel_threshold, descent_direction=dv, ascent_direction=av,
+    )

@@ -1,0 +1,121 @@
+"""Data access for the trainer: full-batch and minibatch losses/gradients, per-example gradients,
+with cost counters.
+
+The objective is ``scale · mean_i ℓ_i`` where ``ℓ_i = loss_fn(f(x_i), y_i)`` is the per-example
+loss and ``scale`` is 1 for ``reduction="mean"`` and n for ``"sum"``; ``loss_fn`` must reduce over
+the batch by a mean (as :class:`landscape.Objective` assumes). A minibatch B estimates the
+objective without bias as ``scale · loss_fn(f(X_B), Y_B)``.
+"""
+from __future__ import annotations
+
+import math
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch.func import functional_call, grad, grad_and_value, vmap
+
+from landscape import NonFiniteError, Objective
+
+
+@dataclass
+class CostCounters:
+    """Evaluation counts of one run.
+
+    ``n_grad_evals``: full-batch gradient evaluations; ``n_minibatch_grads``: minibatch gradient
+    evaluations; ``n_loss_evals``: extra loss evaluations (line searches, escape checks);
+    ``n_per_example_grads``: per-example gradients computed (one per example per evaluation);
+    ``n_hvp``: Hessian-vector products spent by the method itself (NCD, SFN);
+    ``n_classify_hvp``: products spent by the stall classifier (dense Hessians count as dim).
+    """
+
+    n_grad_evals: int = 0
+    n_minibatch_grads: int = 0
+    n_loss_evals: int = 0
+    n_per_example_grads: int = 0
+    n_hvp: int = 0
+    n_classify_hvp: int = 0
+
+
+class DataAccess:
+    """Loss, gradients and per-example gradients of an :class:`Objective` built from a module.
+
+    ``obj`` must come from :meth:`Objective.from_module` (it provides the private module copy
+    and the data); ``loss_fn`` is the same criterion. All vectors are flat ``(dim,)`` tensors.
+    """
+
+    def __init__(self, obj: Objective, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 generator: torch.Generator) -> None:
+        if obj.module is None:
+            raise ValueError("the trainer needs a model + data objective (Objective.from_module)")
+        self.obj = obj
+        self.module = obj.module
+        self.spec = obj.spec
+        self.loss_fn = loss_fn
+        self.X = torch.cat([x for x, _ in obj.batches])  # type: ignore[misc]
+        self.Y = torch.cat([y for _, y in obj.batches])  # type: ignore[misc]
+        self.n = int(self.X.shape[0])
+        self.scale = float(self.n) if obj.reduction == "sum" else 1.0
+        self.generator = generator
+        self.cost = CostCounters()
+
+    # ------------------------------------------------------------------ full batch
+    def loss(self, theta: torch.Tensor) -> float:
+        self.cost.n_loss_evals += 1
+        return self.obj.loss(theta)
+
+    def loss_and_grad(self, theta: torch.Tensor) -> tuple[float, torch.Tensor]:
+        """Full-batch loss and gradient (dim,); the same value as ``obj.loss_and_grad`` (batches
+        weighted as the Objective does) by plain reverse mode, which has less per-call overhead
+        than ``torch.func`` on small problems. Raises ``NonFiniteError`` naming the batch."""
+        self.cost.n_grad_evals += 1
+        p = theta.detach().requires_grad_(True)
+        total = 0.0
+        g = torch.zeros_like(theta)
+        with torch.enable_grad():
+            for i, (x, y) in enumerate(self.obj.batches):  # type: ignore[misc]
+                out = functional_call(self.module, self.spec.unflatten(p), (x,))
+                value = (self.scale / self.n * int(x.shape[0])) * self.loss_fn(out, y)
+                gi, = torch.autograd.grad(value, p)
+                v = float(value.detach())
+                if not math.isfinite(v) or not bool(torch.isfinite(gi).all()):
+                    what = "loss" if not math.isfinite(v) else "gradient"
+                    raise NonFiniteError(f"{what} is non-finite (loss {v}) on batch {i}")
+                total += v
+                g += gi
+        return total, g
+
+    # ------------------------------------------------------------------ minibatches
+    def sample(self, batch_size: int) -> torch.Tensor:
+        """Indices of a minibatch drawn without replacement (seeded by the trainer's generator)."""
+        return torch.randperm(self.n, generator=self.generator)[:batch_size].to(self.X.device)
+
+    def _batch_loss(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = functional_call(self.module, self.spec.unflatten(theta), (x,))
+        return self.scale * self.loss_fn(out, y)
+
+    def minibatch_loss_and_grad(self, theta: torch.Tensor, idx: torch.Tensor) -> tuple[float, torch.Tensor]:
+        """Unbiased estimate ``scale · loss_fn(f(X_B), Y_B)`` and its gradient, shape ``(dim,)``."""
+        self.cost.n_minibatch_grads += 1
+        g, value = grad_and_value(self._batch_loss)(theta.detach(), self.X[idx], self.Y[idx])
+        return float(value), g
+
+    # ------------------------------------------------------------------ per-example
+    def _example_loss(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = functional_call(self.module, self.spec.unflatten(theta), (x.unsqueeze(0),))
+        return self.loss_fn(out, y.unsqueeze(0))
+
+    def iter_per_example_grads(self, theta: torch.Tensor, idx: torch.Tensor | None = None,
+                               chunk_size: int | None = None) -> Iterator[torch.Tensor]:
+        """Yield chunks ``(c, dim)`` of unscaled per-example gradients ``∇ℓ_i`` (all examples,
+        or those in ``idx``)."""
+        X, Y = (self.X, self.Y) if idx is None else (self.X[idx], self.Y[idx])
+        n = int(X.shape[0])
+        step = n if chunk_size is None else max(1, int(chunk_size))
+        per_ex = vmap(grad(self._example_loss), in_dims=(None, 0, 0))
+        theta = theta.detach()
+        for a in range(0, n, step):
+            G = per_ex(theta, X[a:a + step], Y[a:a + step])
+            self.cost.n_per_example_grads += int(G.shape[0])
+            yield G

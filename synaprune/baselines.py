@@ -1,0 +1,243 @@
+"""Baselines: GD, SGD, Adam, PGD, NCD, SFN (SYNAPRUNE.md, "Baselines").
+
+Every threshold is an option with a documented default. Defaults of ``None`` for gradient
+thresholds mean "the stall detector's ``grad_tol``", so the baselines and the stall detector agree
+on what a small gradient is.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from landscape import extreme_eigs, lanczos
+
+from .base import StepContext, UpdateRule, positive
+
+
+class GD(UpdateRule):
+    """``gd``: θ ← θ − lr·∇L (full batch; minibatch when the trainer has ``batch_size``)."""
+
+    name = "gd"
+
+    def step(self, ctx: StepContext) -> torch.Tensor:
+        return ctx.theta - ctx.lr * ctx.step_grad()
+
+
+class SGD(UpdateRule):
+    """``sgd``: minibatch SGD with optional heavy-ball ``momentum`` (default 0). The trainer's
+    ``batch_size`` sets the minibatch (default for this method: min(32, n))."""
+
+    name = "sgd"
+    DEFAULTS = {"momentum": 0.0}
+
+    def validate(self) -> None:
+        if not (0.0 <= self.momentum < 1.0):
+            raise ValueError(f"option momentum must lie in [0, 1), got {self.momentum!r}")
+
+    def reset(self) -> None:
+        self._buf: torch.Tensor | None = None
+
+    def step(self, ctx: StepContext) -> torch.Tensor:
+        g = ctx.step_grad()
+        if self.momentum:
+            self._buf = g if self._buf is None else self.momentum * self._buf + g
+            g = self._buf
+        return ctx.theta - ctx.lr * g
+
+
+class Adam(UpdateRule):
+    """``adam`` (Kingma & Ba) with PyTorch's defaults: ``betas`` (0.9, 0.999), ``eps`` 1e-8, bias
+    correction; full batch unless the trainer has ``batch_size``."""
+
+    name = "adam"
+    DEFAULTS = {"betas": (0.9, 0.999), "eps": 1e-8}
+
+    def validate(self) -> None:
+        b1, b2 = self.betas
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ValueError(f"option betas must lie in [0, 1), got {self.betas!r}")
+        positive("eps", self.eps)
+
+    def reset(self) -> None:
+        self._m: torch.Tensor | None = None
+        self._v: torch.Tensor | None = None
+        self._t = 0
+
+    def step(self, ctx: StepContext) -> torch.Tensor:
+        g = ctx.step_grad()
+        b1, b2 = self.betas
+        if self._m is None:
+            self._m, self._v = torch.zeros_like(g), torch.zeros_like(g)
+        self._t += 1
+        self._m = b1 * self._m + (1 - b1) * g
+        self._v = b2 * self._v + (1 - b2) * g * g
+        mhat = self._m / (1 - b1 ** self._t)
+        vhat = self._v / (1 - b2 ** self._t)
+        return ctx.theta - ctx.lr * mhat / (vhat.sqrt() + self.eps)
+
+
+def uniform_ball(dim: int, radius: float, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    """A point uniform in the ball of ``radius`` in R^dim (seeded, drawn in float64 on the CPU)."""
+    d = torch.randn(dim, generator=generator, dtype=torch.float64)
+    d = d / torch.linalg.vector_norm(d)
+    u = float(torch.rand((), generator=generator, dtype=torch.float64))
+    return (radius * u ** (1.0 / dim) * d).to(like)
+
+
+class PGD(UpdateRule):
+    """``pgd``: perturbed gradient descent (Jin et al. 2017, Algorithm 2).
+
+    When ‖∇L‖ ≤ ``g_thres`` and no perturbation happened in the last ``t_thres`` steps, the step
+    replaces θ by θ̃ + ξ, ξ uniform in the ball of radius ``radius`` (the gradient step resumes
+    at the next iteration, from the perturbed point). ``t_thres`` steps after a perturbation, if
+    L has not dropped by ``f_thres`` below L(θ̃), θ̃ is declared second-order stationary: with
+    ``stop_at_sosp`` (default True) the run ends there and returns θ̃. Defaults: ``g_thres`` =
+    the stall detector's ``grad_tol``, ``t_thres`` = 50, ``radius`` = 1e-2, ``f_thres`` = 1e-4.
+    At W = 0 of a deep linear net with H ≥ 2 the Hessian is 0 and escape is polynomially slow, so
+    this test returns W = 0 as second-order stationary (a known limitation).
+    """
+
+    name = "pgd"
+    DEFAULTS = {"g_thres": None, "t_thres": 50, "radius": 1e-2, "f_thres": 1e-4, "stop_at_sosp": True}
+
+    def validate(self) -> None:
+        positive("g_thres", self.g_thres, allow_none=True)
+        positive("radius", self.radius)
+        positive("f_thres", self.f_thres, allow_zero=True)
+        if isinstance(self.t_thres, bool) or not isinstance(self.t_thres, int) or self.t_thres < 1:
+            raise ValueError(f"option t_thres must be a positive integer, got {self.t_thres!r}")
+
+    def reset(self) -> None:
+        self.t_noise: int | None = None
+        self.theta_tilde: torch.Tensor | None = None
+        self.loss_tilde = math.nan
+        self.n_perturbations = 0
+
+    def step(self, ctx: StepContext) -> torch.Tensor:
+        t = ctx.step
+        if self.theta_tilde is not None and self.t_noise is not None and t - self.t_noise >= self.t_thres:
+            if ctx.loss - self.loss_tilde > -self.f_thres:
+                ctx.info["sosp"] = True
+                if self.stop_at_sosp:
+                    ctx.info["stop"] = "second_order_stationary"
+                    ctx.info["return_theta"] = self.theta_tilde.clone()
+                    return ctx.theta
+            self.theta_tilde = None
+        g_thres = self.g_thres if self.g_thres is not None else ctx.info.get("grad_tol", 1e-3)
+        quiet = self.t_noise is None or t - self.t_noise > self.t_thres
+        if ctx.grad_norm <= g_thres and quiet:
+            self.theta_tilde = ctx.theta.clone()
+            self.loss_tilde = ctx.loss
+            self.t_noise = t
+            self.n_perturbations += 1
+            ctx.info["perturbed"] = True
+            return ctx.theta + uniform_ball(ctx.theta.numel(), self.radius, ctx.generator, ctx.theta)
+        return ctx.theta - ctx.lr * ctx.step_grad()
+
+
+class NCD(UpdateRule):
+    """``ncd``: negative-curvature descent.
+
+    If ‖∇L‖ ≤ ``eps_g`` (default: the stall detector's ``grad_tol``) and Lanczos
+    (:func:`landscape.extreme_eigs`, tolerance ``lanczos_tol``) finds λ_min < −``eps_h`` with unit
+    vector v, step θ ← θ + α·s, s = −sign(⟨v, ∇L⟩)·v (s = v when ⟨v, ∇L⟩ = 0), starting from
+    α = |λ_min|/``rho`` and halving (at most ``max_backtracks`` times) until the actual decrease is
+    at least half the quadratic model's, −(α⟨g, s⟩ + ½α²λ_min)/2. Otherwise a GD step.
+    Defaults: eps_h = 1e-3, rho = 1.0, lanczos_tol = 1e-6, max_backtracks = 30.
+    """
+
+    name = "ncd"
+    DEFAULTS = {"eps_g": None, "eps_h": 1e-3, "rho": 1.0, "lanczos_tol": 1e-6, "lanczos_max_iter": None,
+                "max_backtracks": 30}
+
+    def validate(self) -> None:
+        positive("eps_g", self.eps_g, allow_none=True)
+        positive("eps_h", self.eps_h, allow_zero=True)
+        positive("rho", self.rho)
+        positive("lanczos_tol", self.lanczos_tol)
+
+    def step(self, ctx: StepContext) -> torch.Tensor:
+        eps_g = self.eps_g if self.eps_g is not None else ctx.info.get("grad_tol", 1e-3)
+        if ctx.grad_norm <= eps_g:
+            eig = extreme_eigs(ctx.access.obj, ctx.theta, k=1, which="smallest", tol=self.lanczos_tol,
+                               max_iter=self.lanczos_max_iter, seed=ctx.step)
+            ctx.access.cost.n_hvp += eig.n_hvp
+            lam = float(eig.values[0])
+            ctx.info["lambda_min"] = lam
+            if lam < -self.eps_h:
+                v = eig.vectors[:, 0].to(ctx.theta)
+                vg = float(v @ ctx.grad)
+                s = -v if vg > 0 else v
+                gs = float(ctx.grad @ s)
+                alpha = abs(lam) / self.rho
+                for _ in range(self.max_backtracks + 1):
+                    cand = ctx.theta + alpha * s
+                    model_drop = alpha * gs + 0.5 * alpha ** 2 * lam  # < 0
+                    try:
+                        new_loss = ctx.access.loss(cand)
+                    except FloatingPointError:
+                        new_loss = math.inf
+                    if new_loss <= ctx.loss + 0.5 * model_drop:
+                        ctx.info["ncd_step"] = alpha
+                        return cand
+                    alpha *= 0.5
+        return ctx.theta - ctx.lr * ctx.step_grad()
+
+
+class SFN(UpdateRule):
+    """``sfn``: saddle-free Newton (Dauphin et al. 2014) in a Krylov subspace.
+
+    Lanczos (:func:`landscape.lanczos`, full reorthogonalisation) from ∇L builds a
+    ``krylov_dim``-dimensional subspace containing ∇L; with its Ritz pairs (λ_k, v_k),
+    Δθ(δ) = −Σ_k ⟨v_k, g⟩ v_k / (|λ_k| + δ·max|λ|) and θ ← θ + lr·Δθ(δ) for the damping δ in
+    ``dampings`` (relative to the spectral scale; default 1e-4 … 1) that gives the lowest loss
+    (the line search over the damping). If no candidate lowers the loss, a GD step. At a point
+    with ‖∇L‖ ≤ ``perturb_tol`` (an exact critical point, where the Krylov space is empty) θ is
+    first moved by a seeded uniform-ball perturbation of radius ``perturb_radius`` (default 1e-6).
+    """
+
+    name = "sfn"
+    DEFAULTS = {"krylov_dim": 20, "dampings": (1e-4, 1e-3, 1e-2, 1e-1, 1.0), "perturb_tol": 1e-12,
+                "perturb_radius": 1e-6}
+
+    def validate(self) -> None:
+        if isinstance(self.krylov_dim, bool) or not isinstance(self.krylov_dim, int) or self.krylov_dim < 1:
+            raise ValueError(f"option krylov_dim must be a positive integer, got {self.krylov_dim!r}")
+        if not self.dampings:
+            raise ValueError("option dampings must list at least one relative damping")
+        for d in self.dampings:
+            positive("dampings", d)
+        positive("perturb_radius", self.perturb_radius)
+        positive("perturb_tol", self.perturb_tol, allow_zero=True)
+
+    def step(self, ctx: StepContext) -> torch.Tensor:
+        theta, loss, g = ctx.theta, ctx.loss, ctx.grad
+        access = ctx.access
+        if float(torch.linalg.vector_norm(g)) <= self.perturb_tol:
+            theta = theta + uniform_ball(theta.numel(), self.perturb_radius, ctx.generator, theta)
+            loss, g = access.loss_and_grad(theta)
+            ctx.info["perturbed"] = True
+            if float(torch.linalg.vector_norm(g)) == 0.0:
+                return theta
+        op = access.obj.hvp_operator(theta)
+        run = lanczos(op.matvec, g.clone(), self.krylov_dim, reorth="full", generator=ctx.generator)
+        access.cost.n_hvp += op.n_matvec
+        vals, S = torch.linalg.eigh(run.tridiagonal())
+        V = run.Q.T @ S.to(run.Q)  # (dim, m) Ritz vectors
+        c = V.T @ g
+        scale = max(float(vals.abs().max()), torch.finfo(theta.dtype).tiny)
+        best, best_loss = None, loss
+        for d in self.dampings:
+            step = -(V @ (c / (vals.abs().to(c) + d * scale)))
+            cand = theta + ctx.lr * step
+            try:
+                cand_loss = access.loss(cand)
+            except FloatingPointError:
+                continue
+            if cand_loss < best_loss:
+                best, best_loss = cand, cand_loss
+                ctx.info["sfn_damping"] = d
+        if best is not None:
+            return best
+        return theta - ctx.lr * g

@@ -1,0 +1,345 @@
+"""Stall events, run results, the streaming run log and its reader.
+
+Log directory layout (everything a later tool needs to rebuild the run):
+
+- ``run.json``       config (method, lr, options, seed, dtype, device, stall-detector thresholds,
+  escape criterion, versions, caller's ``meta``) plus ``status``/``message``/``cost`` (rewritten
+  atomically at the start and at the end of the run).
+- ``events.jsonl``   one JSON object per stall event, written and flushed the moment it happens
+  (its escape outcome is not known yet: those fields are null there).
+- ``updates.jsonl``  later facts about an event, one flushed object per line:
+  ``{"event": i, ...fields}`` (escape attempts, ``escaped``, ``escape_steps``, ``distance_moved``,
+  ``next_kind`` ...). :func:`load_run` merges them into the events.
+- ``curves.csv``     ``step,loss,grad_norm,phase`` (phase 0 = base method, 1 = escape phase),
+  appended and flushed every ``checkpoint_every`` steps and at every stall.
+- ``stall_thetas/stall_0003.npy``  θ at stall 3 (float64, shape (dim,)); ``..._escape_direction.npy``
+  the classifier's escape direction where it gave one.
+- ``final.npz``      ``final_theta``, ``initial_theta``, ``losses``, ``grad_norms``, ``phases``
+  (also written, with the last good θ, when a run stops on a non-finite loss or is interrupted).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from landscape import JsonResult, to_jsonable
+
+
+@dataclass
+class EscapeAttempt(JsonResult):
+    """One escape phase at a stall: ``rule``, start ``step``, ``steps`` run, ``accepted`` (the loss
+    dropped by ``f_thres`` below the snapshot's ``start_loss``) or reverted; ``end_loss`` the loss
+    when the phase ended (before a revert)."""
+
+    rule: str
+    step: int
+    start_loss: float
+    f_thres: float
+    steps: int = 0
+    accepted: bool | None = None
+    end_loss: float | None = None
+
+
+@dataclass
+class StallEvent(JsonResult):
+    """One detected stall.
+
+    ``index`` (0-based), ``step``, ``loss``, ``grad_norm`` at detection; ``kind`` (the
+    classifier's verdict) and ``report`` (``CriticalPointReport`` or None when ``classify=False``
+    or the classifier failed: see ``classify_error``); ``cancellation`` (``CancellationStats``);
+    ``attempts`` (escape phases, mode ``"at_stalls"``); escape measurement (SYNAPRUNE.md):
+    ``escaped`` (loss reached ``loss − max(δ_abs, δ_rel·|loss|)`` = ``escape_target`` within
+    ``escape_horizon`` steps), ``escape_steps``, ``distance_moved`` (‖θ − θ_stall‖ at escape, at
+    the horizon, or at the end of the run), ``next_kind`` / ``next_step`` (the next stall's kind,
+    or the final point's kind when no stall followed: ``next_is_final``). ``theta`` (dim,) is
+    kept out of the JSON (it is saved to ``stall_thetas/``).
+    """
+
+    index: int
+    step: int
+    loss: float
+    grad_norm: float
+    kind: str | None = None
+    report: Any = None
+    cancellation: Any = None
+    classify_error: str | None = None
+    escape_target: float | None = None
+    escape_horizon: int | None = None
+    attempts: list[EscapeAttempt] = field(default_factory=list)
+    escape_accepted: bool | None = None
+    escaped: bool | None = None
+    escape_steps: int | None = None
+    distance_moved: float | None = None
+    next_kind: str | None = None
+    next_step: int | None = None
+    next_is_final: bool | None = None
+    theta: torch.Tensor | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        d = {k: to_jsonable(v) for k, v in self.__dict__.items() if k not in ("theta", "report")}
+        d["report"] = report_to_dict(self.report)
+        return d
+
+
+def report_to_dict(report: Any) -> dict | None:
+    """A ``CriticalPointReport`` as JSON, without the (dim,) escape direction."""
+    if report is None:
+        return None
+    d = report.to_dict() if hasattr(report, "to_dict") else to_jsonable(report)
+    if isinstance(d, dict) and "escape_direction" in d:
+        d["escape_direction"] = None if d["escape_direction"] is None else "stall_thetas/*_escape_direction.npy"
+    return d
+
+
+@dataclass
+class TrainResult(JsonResult):
+    """Outcome of :meth:`Trainer.fit`.
+
+    ``status``: ``"completed"``, ``"second_order_stationary"`` (PGD's test ended the run),
+    ``"nonfinite"`` (stopped at the last finite state; see ``message``) or ``"interrupted"``.
+    ``losses`` / ``grad_norms`` / ``phases`` (n_steps + 1,): full-batch values at θ_0 … θ_final
+    (phase 1 = inside an escape phase). ``final_theta`` / ``initial_theta`` (dim,) are kept out of
+    the JSON. Cost: ``n_hvp`` (method's Hessian-vector products), ``n_classify_hvp``,
+    ``n_per_example_grads``, ``n_grad_evals``, ``n_minibatch_grads``, ``n_loss_evals``.
+    """
+
+    method: str
+    mode: str | None
+    status: str
+    message: str
+    n_steps: int
+    losses: np.ndarray
+    grad_norms: np.ndarray
+    phases: np.ndarray
+    events: list[StallEvent]
+    final_loss: float
+    final_grad_norm: float
+    final_kind: str | None = None
+    final_report: Any = None
+    n_hvp: int = 0
+    n_classify_hvp: int = 0
+    n_per_example_grads: int = 0
+    n_grad_evals: int = 0
+    n_minibatch_grads: int = 0
+    n_loss_evals: int = 0
+    wall_time_s: float = 0.0
+    log_dir: str | None = None
+    final_theta: torch.Tensor | None = field(default=None, repr=False)
+    initial_theta: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def n_stalls(self) -> int:
+        return len(self.events)
+
+    def to_dict(self) -> dict:
+        d = {k: to_jsonable(v) for k, v in self.__dict__.items()
+             if k not in ("final_theta", "initial_theta", "events", "final_report")}
+        d["events"] = [e.to_dict() for e in self.events]
+        d["final_report"] = report_to_dict(self.final_report)
+        return d
+
+
+def _np(t: torch.Tensor | np.ndarray | None) -> np.ndarray | None:
+    if t is None:
+        return None
+    if isinstance(t, torch.Tensor):
+        return t.detach().cpu().to(torch.float64).numpy()
+    return np.asarray(t, dtype=np.float64)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class RunLogger:
+    """Streams a run to ``log_dir`` (layout in the module docstring). ``None`` disables logging."""
+
+    def __init__(self, log_dir: str | os.PathLike | None, config: dict, checkpoint_every: int = 50) -> None:
+        self.dir = Path(log_dir) if log_dir is not None else None
+        self.config = to_jsonable(config)
+        self.checkpoint_every = max(1, int(checkpoint_every))
+        self._pending: list[tuple[int, float, float, int]] = []
+        if self.dir is None:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "stall_thetas").mkdir(exist_ok=True)
+        for name in ("events.jsonl", "updates.jsonl", "curves.csv", "final.npz"):
+            if (self.dir / name).exists():
+                (self.dir / name).unlink()
+        for old in (self.dir / "stall_thetas").glob("stall_*.npy"):
+            old.unlink()
+        self._events = open(self.dir / "events.jsonl", "a", encoding="utf-8")
+        self._updates = open(self.dir / "updates.jsonl", "a", encoding="utf-8")
+        self._curves = open(self.dir / "curves.csv", "a", encoding="utf-8", newline="")
+        self._curves.write("step,loss,grad_norm,phase\n")
+        self._curves.flush()
+        self.write_run_json(status="running", message="")
+
+    @property
+    def enabled(self) -> bool:
+        return self.dir is not None
+
+    def write_run_json(self, **extra: Any) -> None:
+        if self.dir is None:
+            return
+        _atomic_write_text(self.dir / "run.json", json.dumps({**self.config, **to_jsonable(extra)}, indent=2))
+
+    def curve_point(self, step: int, loss: float, grad_norm: float, phase: int) -> None:
+        if self.dir is None:
+            return
+        self._pending.append((step, loss, grad_norm, phase))
+        if len(self._pending) >= self.checkpoint_every:
+            self.flush_curves()
+
+    def flush_curves(self) -> None:
+        if self.dir is None or not self._pending:
+            return
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        for step, loss, gn, phase in self._pending:
+            w.writerow([step, repr(float(loss)), repr(float(gn)), phase])
+        self._curves.write(buf.getvalue())
+        self._curves.flush()
+        self._pending.clear()
+
+    def event(self, event: StallEvent) -> None:
+        if self.dir is None:
+            return
+        stem = self.dir / "stall_thetas" / f"stall_{event.index:04d}"
+        if event.theta is not None:
+            np.save(f"{stem}.npy", _np(event.theta))
+        direction = getattr(event.report, "escape_direction", None)
+        if direction is not None:
+            np.save(f"{stem}_escape_direction.npy", _np(direction))
+        self.flush_curves()
+        self._events.write(json.dumps(event.to_dict()) + "\n")
+        self._events.flush()
+
+    def update(self, index: int, **fields: Any) -> None:
+        if self.dir is None:
+            return
+        self._updates.write(json.dumps({"event": index, **to_jsonable(fields)}) + "\n")
+        self._updates.flush()
+
+    def final(self, *, final_theta: torch.Tensor, initial_theta: torch.Tensor, losses: list[float],
+              grad_norms: list[float], phases: list[int]) -> None:
+        if self.dir is None:
+            return
+        self.flush_curves()
+        tmp = self.dir / "final.tmp.npz"
+        np.savez(tmp, final_theta=_np(final_theta), initial_theta=_np(initial_theta),
+                 losses=np.asarray(losses, dtype=np.float64), grad_norms=np.asarray(grad_norms, dtype=np.float64),
+                 phases=np.asarray(phases, dtype=np.int8))
+        os.replace(tmp, self.dir / "final.npz")
+
+    def close(self) -> None:
+        if self.dir is None:
+            return
+        self.flush_curves()
+        for f in (self._events, self._updates, self._curves):
+            if not f.closed:
+                f.close()
+
+
+@dataclass
+class RunLog:
+    """What :func:`load_run` reads back: ``config`` (run.json), ``events`` (dicts, updates merged),
+    ``steps``/``losses``/``grad_norms``/``phases`` (curves.csv, up to the last checkpoint),
+    ``stall_thetas`` {event index: (dim,) array}, ``escape_directions`` {index: array},
+    ``final`` (final.npz arrays, or None if the run never finished)."""
+
+    log_dir: str
+    config: dict
+    events: list[dict]
+    steps: np.ndarray
+    losses: np.ndarray
+    grad_norms: np.ndarray
+    phases: np.ndarray
+    stall_thetas: dict[int, np.ndarray]
+    escape_directions: dict[int, np.ndarray]
+    final: dict[str, np.ndarray] | None
+
+    @property
+    def status(self) -> str:
+        return str(self.config.get("status", "unknown"))
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    out = []
+    if not path.exists():
+        return out
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line cut by a kill: everything before it is intact
+    return out
+
+
+def load_run(log_dir: str | os.PathLike) -> RunLog:
+    """Read a run directory written by the trainer (also one interrupted mid-way)."""
+    d = Path(log_dir)
+    if not d.is_dir():
+        raise FileNotFoundError(f"no run directory at {d}")
+    if not (d / "run.json").exists():
+        raise FileNotFoundError(f"{d} has no run.json: not a SynaPrune run directory")
+    config = json.loads((d / "run.json").read_text(encoding="utf-8"))
+    events = _read_jsonl(d / "events.jsonl")
+    by_index = {e["index"]: e for e in events}
+    for upd in _read_jsonl(d / "updates.jsonl"):
+        ev = by_index.get(upd.pop("event", None))
+        if ev is None:
+            continue
+        attempt = upd.pop("attempt", None)
+        if attempt is not None:
+            pos = upd.pop("attempt_index", len(ev["attempts"]))
+            if pos < len(ev["attempts"]):
+                ev["attempts"][pos] = attempt
+            else:
+                ev["attempts"].append(attempt)
+        ev.update(upd)
+    steps, losses, grads, phases = [], [], [], []
+    curves = d / "curves.csv"
+    if curves.exists():
+        with open(curves, encoding="utf-8", newline="") as f:
+            reader = csv.reader(f)
+            next(reader, None)
+            for row in reader:
+                if len(row) != 4:
+                    break
+                try:
+                    steps.append(int(row[0]))
+                    losses.append(float(row[1]))
+                    grads.append(float(row[2]))
+                    phases.append(int(row[3]))
+                except ValueError:
+                    break
+    thetas, directions = {}, {}
+    for p in sorted((d / "stall_thetas").glob("stall_*.npy")):
+        parts = p.stem.split("_")
+        try:
+            idx = int(parts[1])
+        except (IndexError, ValueError):
+            continue
+        (directions if p.stem.endswith("_escape_direction") else thetas)[idx] = np.load(p)
+    final = None
+    if (d / "final.npz").exists():
+        with np.load(d / "final.npz") as z:
+            final = {k: z[k] for k in z.files}
+    return RunLog(log_dir=str(d), config=config, events=events, steps=np.asarray(steps, dtype=np.int64),
+                  losses=np.asarray(losses, dtype=np.float64), grad_norms=np.asarray(grads, dtype=np.float64),
+                  phases=np.asarray(phases, dtype=np.int8), stall_thetas=thetas, escape_directions=directions,
+                  final=final)

@@ -1,0 +1,305 @@
+"""The SynaPrune rules (SYNAPRUNE.md, "The rules").
+
+Per-example aggregation (n examples, unscaled per-example gradients g_i, rows of G (n, dim)):
+
+- ``gd``:      A_j = μ_j = mean_i g_ij
+- ``rms``:     A_j = sign(μ_j) · (mean_i |g_ij|^p)^{1/p}, p ∈ {1, 2, inf} (p = inf: max_i |g_ij|);
+  p = 2 is the repository's root-mean-square rule.
+- ``devarg``:  A_j = g_{i*j} with i* = argmax_i |g_ij| (signed, per coordinate).
+
+Decisions the note leaves open (documented here and in the docstrings):
+
+- **Tie-break where μ_j = 0 exactly** (floating-point zero; no tolerance): default ``"argmax"`` —
+  the sign of the largest-magnitude g_ij, the same pick devarg makes, so an exactly cancelling
+  coordinate still moves (the point of the rule). ``"zero"`` (A_j = 0) and ``"random"`` (a
+  seeded ±1) are available. If every g_ij = 0 the magnitude is 0 and so is A_j.
+- **Ties in |g_ij|** between examples (devarg and the argmax tie-break): the lowest example index
+  wins, also across streaming chunks.
+- **Scale**: A is computed on the per-example scale, then multiplied by the objective's scale
+  (1 for a mean objective, n for a sum), so the ``gd`` aggregation equals the objective's
+  gradient and the step sizes of every rule are comparable.
+- Everything streams over chunks of examples (Σg, Σ|g|^p, running signed max-magnitude), so the
+  n × dim matrix need not be held.
+
+Other rules: ``noise`` (a GD step plus θ ← θ + σ·|θ| ⊙ ξ), ``penalty`` (gradient of
+L + a·mean_l m_l + b·std_l m_l, double backprop through the pre-activations) and ``hebbian``
+(see :mod:`synaprune.hebbian`).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from .access import DataAccess
+from .base import StepContext, UpdateRule, positive
+from .hebbian import check_hebbian_model, hebbian_delta
+
+AGGREGATIONS = ("gd", "rms", "devarg")
+TIE_BREAKS = ("argmax", "zero", "random")
+
+
+def _check_p(p: Any) -> float:
+    if isinstance(p, str) and p.lower() in ("inf", "infinity"):
+        return math.inf
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not (p >= 1):
+        raise ValueError(f"p must be a number >= 1 or 'inf' (the rule uses p = 1, 2 or inf), got {p!r}")
+    return float(p)
+
+
+class Aggregator:
+    """Streaming per-coordinate aggregation of per-example gradients.
+
+    Feed chunks ``G`` of shape ``(c, dim)`` with :meth:`update`; :meth:`result` returns the
+    aggregated direction ``A`` (dim,) on the per-example scale (not multiplied by the objective
+    scale). Sums are accumulated in float64.
+    """
+
+    def __init__(self, rule: str, *, p: float | str = 2, tie_break: str = "argmax",
+                 generator: torch.Generator | None = None) -> None:
+        if rule not in AGGREGATIONS:
+            raise ValueError(f"unknown aggregation rule {rule!r}; choose one of {AGGREGATIONS}")
+        if tie_break not in TIE_BREAKS:
+            raise ValueError(f"unknown tie_break {tie_break!r}; choose one of {TIE_BREAKS}")
+        self.rule = rule
+        self.p = _check_p(p)
+        self.tie_break = tie_break
+        self.generator = generator
+        self.n = 0
+        self._sum: torch.Tensor | None = None
+        self._sum_p: torch.Tensor | None = None
+        self._absmax: torch.Tensor | None = None
+        self._signed: torch.Tensor | None = None
+
+    def update(self, G: torch.Tensor) -> None:
+        if G.ndim != 2:
+            raise ValueError(f"per-example gradients must have shape (n, dim), got {tuple(G.shape)}")
+        if G.shape[0] == 0:
+            return
+        G = G.detach().to(torch.float64)
+        absG = G.abs()
+        cmax, arg = absG.max(dim=0)  # first maximal index on ties
+        csigned = G.gather(0, arg.unsqueeze(0)).squeeze(0)
+        if self._sum is None:
+            self._sum = G.sum(0)
+            self._absmax, self._signed = cmax, csigned
+            self._sum_p = absG.pow(self.p).sum(0) if math.isfinite(self.p) else None
+        else:
+            self._sum += G.sum(0)
+            if self._sum_p is not None:
+                self._sum_p += absG.pow(self.p).sum(0)
+            better = cmax > self._absmax  # strict: earlier examples win ties
+            self._absmax = torch.where(better, cmax, self._absmax)
+            self._signed = torch.where(better, csigned, self._signed)
+        self.n += int(G.shape[0])
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """μ (dim,), float64."""
+        if self._sum is None:
+            raise ValueError("no per-example gradients were given")
+        return self._sum / self.n
+
+    def result(self) -> torch.Tensor:
+        mu = self.mean
+        if self.rule == "gd":
+            return mu
+        if self.rule == "devarg":
+            return self._signed.clone()  # type: ignore[union-attr]
+        mag = self._absmax if self._sum_p is None else (self._sum_p / self.n).pow(1.0 / self.p)
+        sign = torch.sign(mu)
+        tie = mu == 0
+        if bool(tie.any()):
+            if self.tie_break == "argmax":
+                fill = torch.sign(self._signed)  # type: ignore[arg-type]
+            elif self.tie_break == "random":
+                gen = self.generator or torch.Generator().manual_seed(0)
+                fill = torch.randint(0, 2, mu.shape, generator=gen).to(mu) * 2 - 1
+            else:
+                fill = torch.zeros_like(mu)
+            sign = torch.where(tie, fill, sign)
+        return sign * mag  # type: ignore[operator]
+
+
+def aggregate(G: torch.Tensor, rule: str, *, p: float | str = 2, tie_break: str = "argmax",
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """Aggregate per-example gradients ``G`` (n, dim) into a direction (dim,), float64.
+
+    ``rule``: ``"gd"`` (mean), ``"rms"`` (sign(μ_j)·(mean_i |g_ij|^p)^{1/p}) or ``"devarg"``
+    (signed max-magnitude entry per coordinate); see the module docstring for tie-breaks.
+    """
+    agg = Aggregator(rule, p=p, tie_break=tie_break, generator=generator)
+    agg.update(G)
+    return agg.result()
+
+
+def aggregate_direction(access: DataAccess, theta: torch.Tensor, rule: str, *, idx: torch.Tensor | None = None,
+                        p: float | str = 2, tie_break: str = "argmax", generator: torch.Generator | None = None,
+                        chunk_size: int | None = None) -> torch.Tensor:
+    """The aggregated direction at ``theta`` times the objective scale, shape ``(dim,)`` in the
+    objective's dtype (streams per-example gradients in chunks of ``chunk_size``)."""
+    agg = Aggregator(rule, p=p, tie_break=tie_break, generator=generator)
+    for G in access.iter_per_example_grads(theta, idx, chunk_size):
+        agg.update(G)
+    return (access.scale * agg.result()).to(dtype=theta.dtype, device=theta.device)
+
+
+# ---------------------------------------------------------------------- penalty (double backprop)
+_PREACT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Bilinear)
+
+
+def preactivation_penalty(access: DataAccess, theta: torch.Tensor, *, a: float, b: float,
+                          idx: torch.Tensor | None = None) -> tuple[float, float, torch.Tensor, list[float]]:
+    """Loss + penalty and its gradient (SYNAPRUNE.md, "penalty").
+
+    The penalised objective is L(θ) + a·mean_l m_l + b·std_l m_l, with m_l = mean over examples
+    and units of (∂ℓ_i/∂y_l)², y_l the output of layer l's affine map (its pre-activation; the
+    bias is included) for every ``nn.Linear``/``nn.Conv*``/``nn.Bilinear`` module, ℓ_i the
+    unscaled per-example loss (so the weights do not depend on batch size), std the population
+    standard deviation over layers (0 for one layer). The per-example derivatives come from one
+    backward pass of Σ_i ℓ_i w.r.t. zero "probe" tensors added to each y_l (valid because ℓ_i
+    depends only on example i's activations); the penalty is differentiated again (double
+    backprop). Returns (L, penalised value, gradient (dim,), [m_l]).
+    """
+    layers = [(name, m) for name, m in access.module.named_modules() if isinstance(m, _PREACT_TYPES)]
+    if not layers:
+        raise TypeError("the penalty rule needs nn.Linear / nn.Conv* layers whose pre-activations it can "
+                        f"penalise; {type(access.module).__name__} has none")
+    X, Y = (access.X, access.Y) if idx is None else (access.X[idx], access.Y[idx])
+    n = int(X.shape[0])
+    probes: list[torch.Tensor] = []
+
+    def hook(_module: nn.Module, _inp: Any, out: torch.Tensor) -> torch.Tensor:
+        d = torch.zeros_like(out, requires_grad=True)
+        probes.append(d)
+        return out + d
+
+    handles = [m.register_forward_hook(hook) for _, m in layers]
+    try:
+        with torch.enable_grad():
+            p = theta.detach().clone().requires_grad_(True)
+            out = functional_call(access.module, access.spec.unflatten(p), (X,))
+            batch_mean = access.loss_fn(out, Y)
+            total_examples = n * batch_mean  # Σ_i ℓ_i (loss_fn mean-reduces over the batch)
+            dys = torch.autograd.grad(total_examples, probes, create_graph=True)
+            m = torch.stack([(dy ** 2).mean() for dy in dys])
+            pen = a * m.mean() + (b * m.std(unbiased=False) if m.numel() > 1 else m.new_zeros(()))
+            loss = access.scale * batch_mean
+            value = loss + pen
+            g = torch.autograd.grad(value, p)[0]
+    finally:
+        for h in handles:
+            h.remove()
+    access.cost.n_grad_evals += 1
+    return float(loss.detach()), float(value.detach()), g.detach(), [float(v) for v in m.detach()]
+
+
+# ---------------------------------------------------------------------- the rules
+class AggregationRule(UpdateRule):
+    """θ ← θ − lr · scale · A(g_1..g_n) with A an aggregation of per-example gradients."""
+
+    synaprune = True
+    per_example = True
+    aggregation = "rms"
+    DEFAULTS = {"chunk_size": None}
+
+    def step(self, ctx: StepContext) -> torch.Tensor:
+        A = aggregate_direction(ctx.access, ctx.theta, self.aggregation, idx=ctx.example_indices(),
+                                p=getattr(self, "p", 2), tie_break=getattr(self, "tie_break", "argmax"),
+                                generator=ctx.generator, chunk_size=self.chunk_size)
+        return ctx.theta - ctx.lr * A
+
+
+class RMSRule(AggregationRule):
+    """``synaprune-rms``: A_j = sign(μ_j)·(mean_i |g_ij|^p)^{1/p}; options ``p`` (1, 2 or "inf",
+    default 2), ``tie_break`` ("argmax" default, "zero", "random"), ``chunk_size``."""
+
+    name = "synaprune-rms"
+    aggregation = "rms"
+    DEFAULTS = {"p": 2, "tie_break": "argmax", "chunk_size": None}
+
+    def validate(self) -> None:
+        self.p = _check_p(self.p)
+        if self.p not in (1.0, 2.0, math.inf):
+            raise ValueError(f"synaprune-rms takes p = 1, 2 or 'inf', got {self.p}")
+        if self.tie_break not in TIE_BREAKS:
+            raise ValueError(f"unknown tie_break {self.tie_break!r}; choose one of {TIE_BREAKS}")
+
+
+class DevargRule(AggregationRule):
+    """``synaprune-devarg``: A_j = g_{i*j}, i* = argmax_i |g_ij| (signed). Not a descent direction
+    in general."""
+
+    name = "synaprune-devarg"
+    aggregation = "devarg"
+
+
+class NoiseRule(UpdateRule):
+    """``synaprune-noise``: a (minibatch) GD step, then θ ← θ + σ·|θ| ⊙ ξ, ξ ~ N(0, I) from the
+    trainer's generator. θ_j = 0 is a fixed point of the noise. Option ``sigma`` (default 0.01)."""
+
+    name = "synaprune-noise"
+    synaprune = True
+    DEFAULTS = {"sigma": 0.01}
+
+    def validate(self) -> None:
+        positive("sigma", self.sigma, allow_zero=True)
+
+    def step(self, ctx: StepContext) -> torch.Tensor:
+        theta = ctx.theta - ctx.lr * ctx.step_grad()
+        xi = torch.randn(theta.numel(), generator=ctx.generator, dtype=torch.float64).to(theta)
+        return theta + self.sigma * theta.abs() * xi
+
+
+class PenaltyRule(UpdateRule):
+    """``synaprune-penalty``: gradient descent on L + a·mean_l m_l + b·std_l m_l (see
+    :func:`preactivation_penalty`). Options ``a`` (default 1.0), ``b`` (default 1.0)."""
+
+    name = "synaprune-penalty"
+    synaprune = True
+    DEFAULTS = {"a": 1.0, "b": 1.0}
+
+    def validate(self) -> None:
+        positive("a", self.a, allow_zero=True)
+        positive("b", self.b, allow_zero=True)
+
+    def prepare(self, access: DataAccess) -> None:
+        if not any(isinstance(m, _PREACT_TYPES) for m in access.module.modules()):
+            raise TypeError("synaprune-penalty needs nn.Linear / nn.Conv* layers (their pre-activations are "
+                            f"penalised); {type(access.module).__name__} has none")
+
+    def step(self, ctx: StepContext) -> torch.Tensor:
+        _, _, g, m = preactivation_penalty(ctx.access, ctx.theta, a=self.a, b=self.b, idx=ctx.example_indices())
+        ctx.info["penalty_m"] = m
+        return ctx.theta - ctx.lr * g
+
+
+class HebbianRule(UpdateRule):
+    """``synaprune-hebbian``: the gradient-free "work done / significance" update of
+    :func:`synaprune.hebbian.hebbian_delta`, θ ← θ + Δ(lr). Options ``center`` (the 2022 variant,
+    default False) and ``norm_eps`` (eps in Norm, default 1e-12)."""
+
+    name = "synaprune-hebbian"
+    synaprune = True
+    DEFAULTS = {"center": False, "norm_eps": 1e-12}
+
+    def validate(self) -> None:
+        positive("norm_eps", self.norm_eps, allow_zero=True)
+
+    def prepare(self, access: DataAccess) -> None:
+        check_hebbian_model(access.module, access.spec)
+        out = access.module(access.X[:1])
+        if not access.Y.is_floating_point() or tuple(access.Y.shape[1:]) != tuple(out.shape[1:]):
+            raise TypeError("synaprune-hebbian needs regression targets with the model output's shape "
+                            f"(error e = target − prediction); targets have shape {tuple(access.Y.shape)} "
+                            f"and dtype {access.Y.dtype}, outputs {tuple(out.shape)}")
+
+    def step(self, ctx: StepContext) -> torch.Tensor:
+        idx = ctx.example_indices()
+        X, Y = (ctx.access.X, ctx.access.Y) if idx is None else (ctx.access.X[idx], ctx.access.Y[idx])
+        delta = hebbian_delta(ctx.access.module, ctx.access.spec, ctx.theta, X, Y, lr=ctx.lr,
+                              center=self.center, eps=self.norm_eps)
+        return ctx.theta + delta

@@ -1,0 +1,174 @@
+"""SynaPrune rules and baselines against hand computations and analytic values."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from landscape.deep_linear import DeepLinearProblem, half_sq_error
+from synaprune import Aggregator, StallDetector, Trainer, aggregate
+from synaprune.baselines import PGD
+from synaprune.base import StepContext
+
+# Hand-made per-example gradients: 3 examples × 3 coordinates.
+#   coord 0: 1, 3, -1  -> μ = 1/3 · 3 = 1     (positive)
+#   coord 1: -3, 1, 1  -> μ = -1/3            (negative)
+#   coord 2: 2, -2, 0  -> μ = 0 exactly       (tie; |2| = |-2|, example 0 comes first)
+G = torch.tensor([[1.0, -3.0, 2.0], [3.0, 1.0, -2.0], [-1.0, 1.0, 0.0]], dtype=torch.float64)
+
+
+def test_rms_sign_and_magnitude_p_family():
+    rms = aggregate(G, "rms", p=2)
+    assert rms.tolist() == pytest.approx([math.sqrt(11 / 3), -math.sqrt(11 / 3), math.sqrt(8 / 3)], rel=1e-15)
+    p1 = aggregate(G, "rms", p=1)
+    assert p1.tolist() == pytest.approx([5 / 3, -5 / 3, 4 / 3], rel=1e-15)
+    pinf = aggregate(G, "rms", p="inf")
+    assert pinf.tolist() == [3.0, -3.0, 2.0]
+    assert aggregate(G, "gd").tolist() == pytest.approx([1.0, -1 / 3, 0.0], abs=1e-15)
+
+
+def test_mu_zero_tie_break():
+    # argmax (default): sign of the largest-magnitude g_ij; on |2| = |-2| the first example wins (+).
+    assert float(aggregate(G, "rms", p=2, tie_break="argmax")[2]) == pytest.approx(math.sqrt(8 / 3))
+    flipped = G[[1, 0, 2]]  # now -2 comes first
+    assert float(aggregate(flipped, "rms", p=2, tie_break="argmax")[2]) == pytest.approx(-math.sqrt(8 / 3))
+    assert float(aggregate(G, "rms", p=2, tie_break="zero")[2]) == 0.0
+    r = [float(aggregate(G, "rms", p=2, tie_break="random", generator=torch.Generator().manual_seed(s))[2])
+         for s in range(8)]
+    assert all(abs(abs(v) - math.sqrt(8 / 3)) < 1e-14 for v in r) and {math.copysign(1, v) for v in r} == {1, -1}
+    # the tie-break touches only μ_j = 0: coordinates 0 and 1 keep sign(μ_j)
+    assert aggregate(G, "rms", tie_break="zero")[:2].tolist() == pytest.approx([math.sqrt(11 / 3), -math.sqrt(11 / 3)])
+    # all-zero column: magnitude 0 whatever the tie-break
+    assert aggregate(torch.zeros(4, 2, dtype=torch.float64), "rms").tolist() == [0.0, 0.0]
+
+
+def test_devarg_signed_max_magnitude_and_streaming():
+    assert aggregate(G, "devarg").tolist() == [3.0, -3.0, 2.0]
+    # streamed in chunks: same result, earliest example still wins ties across chunks
+    agg = Aggregator("devarg")
+    agg.update(G[:1])
+    agg.update(G[1:])
+    assert agg.result().tolist() == [3.0, -3.0, 2.0]
+    agg = Aggregator("rms", p=2)
+    for i in range(3):
+        agg.update(G[i:i + 1])
+    assert agg.result().tolist() == pytest.approx([math.sqrt(11 / 3), -math.sqrt(11 / 3), math.sqrt(8 / 3)])
+    with pytest.raises(ValueError, match="p must be"):
+        aggregate(G, "rms", p=0.5)
+
+
+def test_hebbian_matches_hand_computation_two_layer_net():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 2), nn.Tanh(), nn.Linear(2, 2)).double()
+    W1 = [[0.5, -1.0], [0.3, 0.8]]; b1 = [0.1, -0.2]
+    W2 = [[1.2, -0.7], [0.4, 0.9]]; b2 = [0.05, -0.1]
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor(W1, dtype=torch.float64)); model[0].bias.copy_(torch.tensor(b1, dtype=torch.float64))
+        model[2].weight.copy_(torch.tensor(W2, dtype=torch.float64)); model[2].bias.copy_(torch.tensor(b2, dtype=torch.float64))
+    xs = [[1.0, 2.0], [-1.0, 0.5]]
+    ys = [[0.3, -0.5], [-0.2, 1.5]]
+    lr, eps = 0.1, 1e-12
+
+    def norm(v):
+        s = sum(abs(a) for a in v) + eps
+        return [a / s for a in v]
+
+    per_example = []  # (dW1, db1, dW2, db2) for each example, by hand
+    for x, y in zip(xs, ys):
+        h = [math.tanh(sum(W1[a][k] * x[k] for k in range(2)) + b1[a]) for a in range(2)]
+        out = [sum(W2[c][a] * h[a] for a in range(2)) + b2[c] for c in range(2)]
+        e = [y[c] - out[c] for c in range(2)]
+        estar = e[0] if abs(e[0]) >= abs(e[1]) else e[1]
+        nx, nh = norm(x), norm(h)
+        dW1 = [[lr * estar * nh[a] * nx[k] for k in range(2)] for a in range(2)]
+        db1 = [lr * estar * nh[a] for a in range(2)]
+        dW2 = [[lr * e[c] * nh[a] for a in range(2)] for c in range(2)]  # last layer: input of layer 2 is h
+        db2 = [lr * e[c] for c in range(2)]
+        per_example.append([v for M in (dW1, db1, dW2, db2) for v in (sum(M, []) if isinstance(M[0], list) else M)])
+    expected = [max((ex[j] for ex in per_example), key=abs) for j in range(len(per_example[0]))]
+
+    X, Y = torch.tensor(xs, dtype=torch.float64), torch.tensor(ys, dtype=torch.float64)
+    tr = Trainer(model, nn.MSELoss(), (X, Y), method="synaprune-hebbian", mode="always", lr=lr,
+                 classify=False, cancellation=False, progress=False)
+    res = tr.fit(1)
+    delta = (res.final_theta - res.initial_theta).tolist()
+    assert delta == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert model[0].weight.tolist() == W1  # the user's model is untouched
+
+
+def _ctx(step, theta, loss, grad_norm, lr=0.1):
+    g = torch.zeros_like(theta)
+    g[0] = grad_norm
+    return StepContext(step=step, theta=theta, loss=loss, grad=g, lr=lr, access=None,
+                       generator=torch.Generator().manual_seed(step), info={})
+
+
+def test_pgd_perturbs_only_when_its_conditions_hold():
+    pgd = PGD(g_thres=0.1, t_thres=5, radius=0.01, f_thres=1e-3)
+    theta = torch.zeros(3, dtype=torch.float64)
+    # large gradient: a plain gradient step, no perturbation
+    c = _ctx(0, theta, 1.0, 1.0)
+    new = pgd.step(c)
+    assert not c.info.get("perturbed") and new.tolist() == pytest.approx([-0.1, 0.0, 0.0])
+    # small gradient, never perturbed: perturb inside the ball of radius 0.01
+    c = _ctx(1, theta, 1.0, 0.01)
+    new = pgd.step(c)
+    assert c.info.get("perturbed") and 0 < float(torch.linalg.vector_norm(new - theta)) <= 0.01
+    # small gradient again within t_thres steps of the perturbation: no perturbation
+    for t in range(2, 6):
+        c = _ctx(t, theta, 1.0 - 0.5 * (t - 1), 0.01)
+        pgd.step(c)
+        assert not c.info.get("perturbed") and not c.info.get("stop")
+    # t_thres steps later the loss had dropped by more than f_thres: no stop, θ̃ forgotten; the
+    # next perturbation needs t − t_noise > t_thres (Jin et al.), so none at step 6 ...
+    c = _ctx(6, theta, -1.0, 0.01)
+    pgd.step(c)
+    assert not c.info.get("stop") and not c.info.get("perturbed")
+    # ... and one at step 7
+    c = _ctx(7, theta, -1.0, 0.01)
+    pgd.step(c)
+    assert c.info.get("perturbed")
+    snapshot = theta.clone()
+    # another t_thres steps with no decrease: θ̃ is declared second-order stationary and returned
+    for t in range(8, 12):
+        c = _ctx(t, theta + 1.0, -1.0, 0.01)
+        pgd.step(c)
+        assert not c.info.get("perturbed") and not c.info.get("stop")
+    c = _ctx(12, theta + 1.0, -1.0 + 1e-4, 0.01)
+    pgd.step(c)
+    assert c.info.get("stop") == "second_order_stationary" and torch.equal(c.info["return_theta"], snapshot)
+    # large gradient long after: no perturbation
+    c = _ctx(30, theta, 0.0, 0.5)
+    pgd.step(c)
+    assert not c.info.get("perturbed")
+
+
+def test_ncd_moves_along_negative_eigenvector_at_w0_h1():
+    pb = DeepLinearProblem.random(3, 2, [2], 8, seed=3)
+    sigma1 = float(torch.linalg.svdvals(pb.XtY)[0])  # at W = 0 (H = 1): λ_min = −σ_1(XᵀY)
+    tr = Trainer(pb.module(seed=None), half_sq_error, (pb.X, pb.Y), method="ncd", lr=0.01, reduction="sum",
+                 classify=False, cancellation=False, progress=False)
+    res = tr.fit(1)
+    d = res.final_theta - res.initial_theta
+    assert float(torch.linalg.vector_norm(d)) > 1e-3
+    Hm = tr.obj.hessian(pb.zero_point())
+    u = d / torch.linalg.vector_norm(d)
+    assert float(torch.linalg.vector_norm(Hm @ u + sigma1 * u)) < 1e-6 * sigma1  # H u = −σ_1 u
+    assert res.losses[1] < res.losses[0] - 1e-3
+    assert res.losses[0] == pytest.approx(0.5 * pb.trYY, rel=1e-12)
+    assert res.n_hvp > 0
+
+
+def test_stall_detector_plateau_vs_steady_descent():
+    det = StallDetector(window=20, rel_tol=1e-3, grad_tol=1e-3)
+    fired = [t for t in range(60) if det.update(t, 1.0 + 1e-9 * (t % 3), 1e-5)]
+    assert fired == [20]  # first full window; then disarmed until re-armed
+    det.rearm()
+    assert [t for t in range(60, 100) if det.update(t, 1.0, 1e-5)] == [80]
+
+    det = StallDetector(window=20, rel_tol=1e-3, grad_tol=1e-3)
+    assert not any(det.update(t, math.exp(-0.01 * t), 1e-5) for t in range(500))  # steady descent
+    det = StallDetector(window=20, rel_tol=1e-3, grad_tol=1e-3)
+    assert not any(det.update(t, 1.0, 0.5) for t in range(100))  # flat loss but large gradient
+    with pytest.raises(ValueError, match="window"):
+        StallDetector(window=0)
