@@ -399,20 +399,20 @@ def _figures(out: Path, report: TheoremReport, escape_raw: dict[str, Any]) -> li
         fit = d["fit"]
         if H >= 2 and "pow_prefactor" in fit:
             ref = fit["pow_prefactor"] * eps ** (-(H - 1.0))
-            ax.loglog(eps, ref, "--", color=colors[H], lw=0.8, label=f"theory slope −{H - 1}")
+            ax.loglog(eps, ref, "-", color=colors[H], lw=5, alpha=0.25, zorder=0, label=f"slope −{H - 1} (theory)")
             pfig1.add_trace(go.Scatter(x=eps, y=ref, mode="lines", name=f"ε^-{H - 1} (theory slope)",
                                        line={"color": pcolors[H], "dash": "dash"}))
         if H == 1 and "log_intercept" in fit:
-            ref = fit["log_intercept"] + np.log(1 / eps) * 1.0
-            ax.loglog(eps, ref, "--", color=colors[H], lw=0.8, label="a + ln(1/ε)/σ₁ (theory)")
+            ref = fit["log_intercept"] + np.log(1 / eps) / d.get("sigma1", 1.0)
+            ax.loglog(eps, ref, "-", color=colors[H], lw=5, alpha=0.25, zorder=0, label="a + ln(1/ε)/σ₁ (theory)")
             pfig1.add_trace(go.Scatter(x=eps, y=ref, mode="lines", name="a + ln(1/ε)/σ₁ (theory)",
                                        line={"color": pcolors[H], "dash": "dash"}))
     ax.set_xlabel("ε (perturbation size of W = 0)")
     ax.set_ylabel("escape time T (gradient-flow time, σ₁ = 1)")
     ax.set_title("Escape from W = 0: log (H = 1) vs power law (H ≥ 2)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "escape_time.png", dpi=120)
+    fig.subplots_adjust(left=0.14, right=0.97, bottom=0.12, top=0.92)  # tight_layout costs seconds here
+    fig.savefig(out / "escape_time.png", dpi=110)
     plt.close(fig)
     files.append("escape_time.png")
     pfig1.update_layout(title="Escape time from W = 0 vs ε", xaxis={"type": "log", "title": "ε"},
@@ -425,18 +425,21 @@ def _figures(out: Path, report: TheoremReport, escape_raw: dict[str, Any]) -> li
     pfig2 = make_subplots(rows=2, cols=(n + 1) // 2, subplot_titles=[r["config"] for r in s2])
     for i, r in enumerate(s2):
         ax = axes[i % 2][i // 2]
-        lg = np.log10(np.clip(np.asarray(r["gaps"]), 1e-16, None))
-        ax.hist(lg, bins=20, color="tab:purple")
+        lg = np.log10(np.clip(np.abs(np.asarray(r["gaps"])), 1e-17, None))
+        hi = max(0.0, float(lg.max()) + 0.5)
+        ax.hist(lg, bins=np.linspace(-17.0, hi, 36), color="tab:purple")
+        ax.set_xlim(-17.0, hi)
         ax.axvline(math.log10(r["gap_tol"]), color="k", ls="--", lw=0.8)
         ax.set_title(f"{r['config']} ({r['n_at_global']}/{r['n_init']} at L*)", fontsize=8)
-        ax.set_xlabel("log10(max(L_final − L*, 1e-16))", fontsize=7)
-        pfig2.add_trace(go.Histogram(x=lg, nbinsx=20, name=r["config"]), row=i % 2 + 1, col=i // 2 + 1)
+        ax.set_xlabel("log10 |L_final − L*| (floor 1e-17)", fontsize=7)
+        pfig2.add_trace(go.Histogram(x=lg, xbins={"start": -17.0, "end": hi, "size": (hi + 17.0) / 35},
+                                     name=r["config"]), row=i % 2 + 1, col=i // 2 + 1)
     fig.suptitle("L_final − L* over random initialisations (dashed: global-minimum tolerance)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out / "gap_hist.png", dpi=120)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.1, top=0.88, hspace=0.45, wspace=0.3)
+    fig.savefig(out / "gap_hist.png", dpi=110)
     plt.close(fig)
     files.append("gap_hist.png")
-    pfig2.update_layout(title="log10(L_final − L*) per configuration", showlegend=False)
+    pfig2.update_layout(title="log10 |L_final − L*| per configuration (floor 1e-17)", showlegend=False)
 
     # index vs loss
     fig, ax = plt.subplots(figsize=(6, 4.5))
@@ -464,8 +467,8 @@ def _figures(out: Path, report: TheoremReport, escape_raw: dict[str, Any]) -> li
     ax.set_ylabel("index (# negative Hessian eigenvalues)")
     ax.set_title("Enumerated analytic critical points: index vs loss")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "index_vs_loss.png", dpi=120)
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.12, top=0.92)
+    fig.savefig(out / "index_vs_loss.png", dpi=110)
     plt.close(fig)
     files.append("index_vs_loss.png")
     pfig3.update_layout(title="Index vs loss of the enumerated critical points",
@@ -586,7 +589,7 @@ def _run_theorems(*, quick: bool, seed: int, out: str | Path, figures: bool, pro
                           "better_model": better, "sigma1": sigma1,
                           "theory": ("T ≈ ln(1/ε)/σ₁: slope 1/σ₁ = %.3f" % (1 / sigma1)) if H == 1 else
                           f"T ≈ ε^-{H - 1}/(c·σ₁·{H - 1}): exponent −{H - 1}"}
-        escape_raw[H] = {"eps": eps, "T": T, "fit": fit}
+        escape_raw[H] = {"eps": eps, "T": T, "fit": fit, "sigma1": sigma1}
     timings["escape"] = time.perf_counter() - t
 
     # ------------------------------------------------------------------ verdicts

@@ -346,7 +346,12 @@ class Objective:
             step = n if chunk_size is None else chunk_size
             for a in range(0, n, step):
                 g = per_ex(theta, x[a:a + step], y[a:a + step])
-                self._check_vector(g.reshape(-1), "per-example gradient", self._where(i))
+                bad = ~torch.isfinite(g)
+                if bool(bad.any()):
+                    row, col = (int(t) for t in bad.nonzero()[0])
+                    raise NonFiniteError(f"per-example gradient is non-finite for example {start + a + row} "
+                                         f"on {self._where(i)}, first in parameter "
+                                         f"{self.spec.locate(col)!r} (flat index {col})")
                 yield start + a, g
             start += n
 

@@ -94,6 +94,20 @@ def _marks_xy(res: "SurfaceResult") -> list[dict]:
     return [m for m in res.marks if m.get("coords") is not None]
 
 
+def _mark_label(m: dict) -> str:
+    kind = m.get("kind") or ""
+    return m["label"] if not kind or kind.replace("_", " ") == m["label"] else f"{m['label']} ({kind})"
+
+
+def _level_format(levels: Sequence[float]) -> str:
+    """The shortest ``%.Ng`` format that tells adjacent contour levels apart."""
+    for digits in range(3, 13):
+        labels = [f"%.{digits}g" % v for v in levels]
+        if len(set(labels)) == len(labels):
+            return f"%.{digits}g"
+    return "%.12g"
+
+
 def surface_figure(res: "SurfaceResult", *, title: str | None = None, log: bool = False):
     """Interactive plotly figure: 3-D surface and contour side by side (2-D results) or a line
     (1-D), with the trajectory and marked points (labelled by kind). ``log``: plot log10(loss)."""
@@ -144,7 +158,7 @@ def surface_figure(res: "SurfaceResult", *, title: str | None = None, log: bool 
         col, sym = kind_style(m.get("kind", ""))
         x, y = m["coords"][:2]
         hover = f"{m['label']}<br>kind: {m.get('kind', '')}<br>loss: {m['loss']:.6g}<br>off plane: {m['off_plane']:.3g}"
-        fig.add_trace(go.Scatter(x=[x], y=[y], mode="markers+text", text=[m.get("kind") or m["label"]],
+        fig.add_trace(go.Scatter(x=[x], y=[y], mode="markers+text", text=[_mark_label(m)],
                                  textposition="top center", name=m["label"], hovertext=[hover], hoverinfo="text",
                                  marker=dict(color=col, symbol=sym, size=12, line=dict(color="black", width=1))),
                       row=1, col=2)
@@ -208,7 +222,7 @@ def surface_png(res: "SurfaceResult", path: str | Path, *, title: str | None = N
         finite = z[np.isfinite(z)]
         if finite.size and finite.max() > finite.min():
             cs = ax.contour(A, B, z, levels=levels, cmap="viridis", linewidths=1)
-            ax.clabel(cs, inline=True, fontsize=7, fmt="%.3g")
+            ax.clabel(cs, inline=True, fontsize=7, fmt=_level_format(cs.levels))
             ax.contourf(A, B, z, levels=levels, cmap="viridis", alpha=0.25)
         if res.trajectory is not None:
             tr = np.asarray(res.trajectory)
@@ -217,7 +231,7 @@ def surface_png(res: "SurfaceResult", path: str | Path, *, title: str | None = N
         for m in _marks_xy(res):
             col, sym = kind_style(m.get("kind", ""))
             ax.plot([m["coords"][0]], [m["coords"][1]], _MPL_MARKERS.get(sym, "o"), color=col, ms=9, mec="black",
-                    label=f"{m['label']} ({m.get('kind', '')})" if m.get("kind") else m["label"])
+                    label=_mark_label(m))
         if res.trajectory is not None or res.marks:
             ax.legend(fontsize=7, loc="best")
         ax.set_xlabel(xl)

@@ -548,7 +548,7 @@ def surface_2d(obj: Objective, theta: torch.Tensor, d1: torch.Tensor | None = No
         if traj.ndim != 2 or traj.shape[1] != obj.dim:
             raise ValueError(f"trajectory must have shape (T, {obj.dim}), got {tuple(traj.shape)}")
         tc, off = project(D, theta, traj)
-        res.trajectory = tc.numpy()
+        res.trajectory = tc.cpu().numpy()
         res.trajectory_loss = evaluate_thetas(obj, traj, chunk_size=chunk_size).numpy()
         res.meta["trajectory_max_off_plane"] = float(off.max())
     return res

@@ -50,11 +50,11 @@ def check_pairs(res: ls.EigResult, A: torch.Tensor, truth: torch.Tensor, rtol: f
     assert float((V.T @ V - torch.eye(m, dtype=V.dtype)).abs().max()) <= 1e-8
 
 
-N = 120
+N = 80
 SPECTRA = {
     "definite": np.geomspace(0.01, 50.0, N),
-    "indefinite": np.concatenate([-np.geomspace(0.1, 8.0, 40), np.geomspace(0.05, 20.0, N - 40)]),
-    "singular": np.concatenate([np.zeros(30), np.linspace(-3.0, 9.0, N - 30)]),
+    "indefinite": np.concatenate([-np.geomspace(0.1, 8.0, 30), np.geomspace(0.05, 20.0, N - 30)]),
+    "singular": np.concatenate([np.zeros(20), np.linspace(-3.0, 9.0, N - 20)]),
     "repeated": np.concatenate([[-4.0] * 3, np.linspace(-1.0, 1.0, N - 6), [6.0] * 3]),
 }
 

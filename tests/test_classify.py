@@ -1,0 +1,220 @@
+"""Critical-point classifier against analytic cases with known kind, index and nullity."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import landscape as ls
+from landscape.classify import default_grad_tol
+from landscape.deep_linear import DeepLinearProblem
+from landscape.probe import higher_order_probe
+
+
+def _fn_obj(f, dim=2, dtype=torch.float64):
+    return ls.Objective.from_function(f, torch.zeros(dim, dtype=dtype))
+
+
+POLYS = {
+    "x4+y4": (lambda v: v[0] ** 4 + v[1] ** 4, "minimum", 4.0),
+    "monkey": (lambda v: v[0] ** 3 - 3 * v[0] * v[1] ** 2, "non_strict_saddle", 3.0),
+    "x2-y4": (lambda v: v[0] ** 2 - v[1] ** 4, "non_strict_saddle", 4.0),
+    "x2+y4": (lambda v: v[0] ** 2 + v[1] ** 4, "minimum", 4.0),
+    "-x4-y4": (lambda v: -v[0] ** 4 - v[1] ** 4, "maximum", 4.0),
+}
+
+
+@pytest.mark.parametrize("name", list(POLYS))
+@pytest.mark.parametrize("method", ["dense", "lanczos"])
+def test_degenerate_polynomials(name, method):
+    f, kind, order = POLYS[name]
+    obj = _fn_obj(f)
+    rep = ls.classify_point(obj, torch.zeros(2, dtype=torch.float64), method=method)
+    assert rep.kind == kind
+    assert rep.index == 0 and rep.degenerate
+    assert rep.probe_order == pytest.approx(order, abs=0.05)
+    assert rep.probe_radius is not None and rep.probe_radius > 0
+    if kind == "non_strict_saddle":
+        v = rep.escape_direction
+        assert v is not None and float(v.norm()) == pytest.approx(1.0)
+        assert all(obj.loss(t * v) < 0.0 for t in (1e-3, 1e-2, 1e-1))   # f(0) = 0
+    else:
+        assert rep.escape_direction is None
+
+
+def test_nullities_of_polynomials():
+    rep = ls.classify_point(_fn_obj(POLYS["x4+y4"][0]), torch.zeros(2, dtype=torch.float64))
+    assert rep.n_zero == 2 and rep.lambda_min == 0 and rep.lambda_max == 0
+    rep = ls.classify_point(_fn_obj(POLYS["x2-y4"][0]), torch.zeros(2, dtype=torch.float64))
+    assert rep.n_zero == 1 and rep.lambda_max == pytest.approx(2.0)
+
+
+def test_strict_saddle_index_and_escape_direction():
+    f = lambda v: v[0] ** 2 - 2 * v[1] ** 2 - 3 * v[2] ** 2 + v[0] * v[1] * v[2]  # noqa: E731
+    obj = _fn_obj(f, 3)
+    rep = ls.classify_point(obj, torch.zeros(3, dtype=torch.float64))
+    assert rep.kind == "strict_saddle" and rep.index == 2 and rep.n_zero == 0 and rep.index_exact
+    assert rep.lambda_min == pytest.approx(-6.0) and rep.lambda_max == pytest.approx(2.0)
+    v = rep.escape_direction
+    assert torch.allclose(v.abs(), torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+    assert obj.loss(1e-2 * v) == pytest.approx(-3e-4)
+
+
+def test_maxima_minima_and_global_minimum():
+    bowl = _fn_obj(lambda v: (v[0] - 1) ** 2 + 3 * (v[1] + 2) ** 2 + 5.0)
+    at = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    assert ls.classify_point(bowl, at).kind == "minimum"
+    rep = ls.classify_point(bowl, at, global_min=5.0)
+    assert rep.kind == "global_minimum" and rep.gap_to_global == pytest.approx(0.0, abs=1e-14)
+    rep = ls.classify_point(bowl, at, global_min=4.0)
+    assert rep.kind == "minimum" and any("above the given global value" in n for n in rep.notes)
+    cap = _fn_obj(lambda v: -(v[0] ** 2) - v[1] ** 2)
+    rep = ls.classify_point(cap, torch.zeros(2, dtype=torch.float64))
+    assert rep.kind == "maximum" and rep.index == 2
+    degenerate_cap = _fn_obj(lambda v: -(v[0] ** 2) - v[1] ** 4)
+    assert ls.classify_point(degenerate_cap, torch.zeros(2, dtype=torch.float64)).kind == "maximum"
+    ridge = _fn_obj(lambda v: -(v[0] ** 2) + v[1] ** 4)
+    assert ls.classify_point(ridge, torch.zeros(2, dtype=torch.float64)).kind == "strict_saddle"
+
+
+def test_constant_is_inconclusive_with_reason():
+    obj = _fn_obj(lambda v: 0.0 * v.sum() + 3.0)
+    rep = ls.classify_point(obj, torch.zeros(2, dtype=torch.float64))
+    assert rep.kind == "inconclusive" and any("flat" in n for n in rep.notes)
+    rep = ls.classify_point(_fn_obj(POLYS["x4+y4"][0]), torch.zeros(2, dtype=torch.float64), probe=False)
+    assert rep.kind == "inconclusive"
+
+
+def test_relative_zero_tolerance_keeps_small_genuine_eigenvalues():
+    # eigenvalues 1e8, 1 (genuine, 1e-8 of the scale) and 0 (z enters at 4th order)
+    for scale in (1.0, 1e-6, 1e6):
+        obj = _fn_obj(lambda v, s=scale: s * (0.5e8 * v[0] ** 2 + 0.5 * v[1] ** 2 + v[2] ** 4), 3)
+        rep = ls.classify_point(obj, torch.zeros(3, dtype=torch.float64))
+        assert rep.n_zero == 1 and rep.index == 0, scale
+        assert rep.kind == "minimum"
+        assert rep.eig_tol < 1e-8 * rep.lambda_max
+
+
+def test_gradient_flat_point():
+    f = lambda v: v[0] ** 4 / 4 - 3 * v[0] ** 2 + 9 * v[0] + 0.9 * v[1] ** 4 + 5 * v[1] ** 2 + 40  # noqa: E731
+    obj = _fn_obj(f)
+    p = torch.tensor([math.sqrt(2.0), 0.0], dtype=torch.float64)
+    for method in ("dense", "lanczos"):
+        rep = ls.classify_point(obj, p, method=method)
+        assert rep.kind == "not_critical"
+        assert rep.grad_norm == pytest.approx(9 - 4 * math.sqrt(2))
+        assert rep.gradient_flatness == pytest.approx(1.0, abs=1e-6)
+    rep = ls.classify_point(obj, torch.tensor([1.0, 1.0], dtype=torch.float64))
+    assert rep.gradient_flatness == pytest.approx(0.0, abs=1e-12)   # H = diag(-3, 20.8): no null space
+    rep = ls.classify_point(obj, torch.tensor([-3.0, 0.0], dtype=torch.float64))
+    assert rep.kind == "minimum" and rep.lambda_min == pytest.approx(10.0) and rep.lambda_max == pytest.approx(21.0)
+
+
+def test_deep_linear_zero_point_h1_strict_h2_non_strict():
+    d_x, d_y, d1 = 4, 3, 2
+    prob = DeepLinearProblem.random(d_x, d_y, [d1], 20, seed=0)
+    s = np.linalg.svd((prob.X.T @ prob.Y).numpy(), compute_uv=False)
+    rep = ls.classify_point(prob.objective(), prob.zero_point(), global_min=prob.global_min())
+    assert rep.kind == "strict_saddle"
+    assert rep.index == d1 * d_y and rep.n_zero == d1 * (d_x - d_y)
+    assert rep.lambda_min == pytest.approx(-s[0], rel=1e-10)
+
+    for widths, order in (([3, 2], 3.0), ([2, 2, 2], 4.0)):
+        prob = DeepLinearProblem.random(d_x, d_y, widths, 20, seed=0)
+        obj = prob.objective()
+        rep = ls.classify_point(obj, prob.zero_point(), global_min=prob.global_min())
+        assert rep.kind == "non_strict_saddle"
+        assert rep.index == 0 and rep.n_zero == prob.dim and rep.lambda_min == 0
+        assert rep.probe_order == pytest.approx(order, abs=0.1)         # H + 1
+        v = rep.escape_direction
+        L0 = 0.5 * float((prob.Y ** 2).sum())
+        assert obj.loss(1e-2 * v) < L0
+
+
+@pytest.mark.parametrize("whiten", [True, False])
+def test_baldi_hornik_points_classified_with_formula_index(whiten):
+    d_x, d_y, p = 4, 3, 2
+    prob = DeepLinearProblem.random(d_x, d_y, [p], 20, seed=1, whiten=whiten)
+    obj = prob.objective()
+    lam = prob.sigma_eigs()[0].numpy()
+    for cp in prob.enumerate_critical_points(gauge_seed=4):
+        S, s = cp.S, len(cp.S)
+        index = sum(1 for i in S for j in range(d_y) if j not in S and lam[j] > lam[i]) + (p - s) * (d_y - s)
+        rep = ls.classify_point(obj, cp.theta, global_min=prob.global_min())
+        assert rep.index == index, S
+        if S == (0, 1):
+            assert rep.kind == "global_minimum" and rep.n_zero == p * p     # GL(p) symmetry
+        else:
+            assert rep.kind == "strict_saddle"
+            assert rep.loss > prob.global_min()
+
+
+def test_deep_points_match_predictions():
+    prob = DeepLinearProblem.random(4, 3, [3, 3], 20, seed=2)
+    obj = prob.objective()
+    for cp in prob.enumerate_critical_points(gauge_seed=1):
+        rep = ls.classify_point(obj, cp.theta, global_min=prob.global_min())
+        assert rep.kind == cp.kind, cp.S
+        if cp.index is not None:
+            assert rep.index == cp.index
+
+
+def test_dense_and_lanczos_agree():
+    prob = DeepLinearProblem.random(5, 3, [4], 20, seed=3)
+    obj = prob.objective()
+    for S in ((1, 2), (0, 1, 2)):
+        theta = prob.critical_point(S).theta
+        d = ls.classify_point(obj, theta, method="dense", global_min=prob.global_min())
+        lz = ls.classify_point(obj, theta, method="lanczos", global_min=prob.global_min())
+        assert lz.method == "lanczos" and not lz.index_exact and d.index_exact
+        assert lz.kind == d.kind
+        assert lz.lambda_min == pytest.approx(d.lambda_min, rel=1e-7, abs=1e-9)
+        assert lz.lambda_max == pytest.approx(d.lambda_max, rel=1e-7)
+        assert lz.index <= d.index
+        if d.kind == "strict_saddle":
+            assert abs(float(lz.escape_direction @ d.escape_direction)) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_float32_defaults_and_approximate_critical_points():
+    assert default_grad_tol(torch.float64) == pytest.approx(1e-5)
+    assert 1e-3 < default_grad_tol(torch.float32) < 3e-3
+    obj = _fn_obj(lambda v: v[0] ** 2 - v[1] ** 2, dtype=torch.float32)
+    rep = ls.classify_point(obj, torch.tensor([1e-4, 0.0]))
+    assert rep.kind == "strict_saddle" and rep.grad_tol == pytest.approx(default_grad_tol(torch.float32))
+    # Near (not at) a degenerate global minimum of a deep linear net: ‖g‖ ~ 1e-9 splits the gauge
+    # zeros by O(‖g‖); they must still count as zero and not read as negative curvature.
+    prob = DeepLinearProblem.random(4, 3, [3, 2], 20, seed=5)
+    star = prob.critical_point((0, 1), gauge_seed=2).theta
+    theta = star + 1e-9 * torch.randn(prob.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    rep = ls.classify_point(prob.objective(), theta, global_min=prob.global_min())
+    assert 0 < rep.grad_norm < 1e-6
+    assert rep.kind == "global_minimum" and rep.index == 0
+
+
+def test_report_serialises_and_probe_standalone():
+    rep = ls.classify_point(_fn_obj(POLYS["monkey"][0]), torch.zeros(2, dtype=torch.float64), global_min=-1.0)
+    d = rep.to_dict()
+    json.dumps(d)
+    assert d["kind"] == "non_strict_saddle" and d["has_escape_direction"]
+    f = lambda v: v[0] ** 3  # noqa: E731
+    pr = higher_order_probe(lambda t: float(f(t)), torch.zeros(1, dtype=torch.float64),
+                            torch.ones(1, 1, dtype=torch.float64))
+    assert pr.descent and pr.ascent and pr.descent_order == pytest.approx(3.0, abs=1e-6)
+
+
+def test_bad_input():
+    obj = _fn_obj(POLYS["x4+y4"][0])
+    z = torch.zeros(2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="method"):
+        ls.classify_point(obj, z, method="qr")
+    with pytest.raises(ValueError, match="grad_tol"):
+        ls.classify_point(obj, z, grad_tol=-1.0)
+    with pytest.raises(ValueError, match="eig_tol"):
+        ls.classify_point(obj, z, eig_tol=float("nan"))
+    with pytest.raises(ValueError, match="global_min"):
+        ls.classify_point(obj, z, global_min=float("inf"))
+    with pytest.raises(ValueError, match="length 2"):
+        ls.classify_point(obj, torch.zeros(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="probe_radius"):
+        ls.classify_point(obj, z, probe_radius=0.0)
