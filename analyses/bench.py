@@ -97,17 +97,21 @@ def make_problem(
 
 
 # ---------------------------------------------------------------------------- timing
-def time_call(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> tuple[float, list[float]]:
-    """Median wall time (s) of ``fn()`` over ``repeats`` calls after ``warmup`` untimed calls."""
+def time_call(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1,
+              cpu_times: list[float] | None = None) -> tuple[float, list[float]]:
+    """Median wall time (s) of ``fn()`` over ``repeats`` calls after ``warmup`` untimed calls;
+    the process CPU times of the timed calls are appended to ``cpu_times`` when given."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+        if cpu_times is not None:
+            cpu_times.append(time.process_time() - c0)
     return statistics.median(times), times
 
 
@@ -138,6 +142,8 @@ class PowerResult(JsonResult):
     converged: torch.Tensor
     n_matvec: int
     iterations: list[int] = field(default_factory=list)
+    pair_times_s: list[float] = field(default_factory=list)
+    top_k_time_s: float = 0.0
 
     def to_dict(self) -> dict:
         d = super().to_dict()
@@ -156,25 +162,26 @@ def deflated_power_iteration(
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
+    max_extra: int = 10,
 ) -> PowerResult:
     """Textbook baseline: top-``k`` eigenpairs by power iteration with deflation, then λ_min.
 
-    Pair i iterates ``v ← P H v / ‖P H v‖`` with ``P`` the projector orthogonal to the pairs
-    already found (deflation); λ_min iterates on the shifted operator ``H − λ_max I``. A pair
-    stops when its explicit residual ‖Hv − λv‖ (λ = vᵀHv) is ≤ ``tol``·|λ_max| (for the first
-    pair, |λ| itself), or after ``max_iter`` products. Assumes the top-``k`` eigenvalues exceed
-    |λ_min| in magnitude (power iteration finds the largest |λ|).
+    Each pair iterates ``v ← P H v / ‖P H v‖`` with ``P`` the projector orthogonal to every pair
+    already found (deflation), so it converges to the remaining eigenvalue of largest |λ|. A
+    negative one found on the way is the most negative eigenvalue, λ_min, (later negative ones
+    are deflated and dropped; at most ``max_extra`` such); if λ_min was not met, it is found last
+    by power iteration on the shifted operator ``H − λ_max I``. A pair stops when its explicit
+    residual ‖Hv − λv‖ (λ = vᵀHv) is ≤ ``tol``·|λ_dom|, λ_dom the first (largest-|λ|) eigenvalue
+    found, or after ``max_iter`` products. ``values`` holds the top ``k`` descending, then λ_min.
     """
-    if k < 1 or k >= dim + (0 if smallest else 1):
+    if k < 1 or k > dim - (1 if smallest else 0):
         raise ValueError(f"k must be in [1, {dim - 1 if smallest else dim}], got {k}")
     if not (0 < tol < 1) or max_iter < 1:
         raise ValueError(f"need 0 < tol < 1 and max_iter >= 1, got tol={tol}, max_iter={max_iter}")
     gen = torch.Generator().manual_seed(seed)
-    found: list[torch.Tensor] = []
-    values: list[float] = []
-    residuals: list[float] = []
-    converged: list[bool] = []
+    found: list[torch.Tensor] = []  # every vector found, for deflation
     iterations: list[int] = []
+    pair_times: list[float] = []
     n_matvec = 0
     scale: float | None = None
 
@@ -185,22 +192,20 @@ def deflated_power_iteration(
                 x = x - basis.T @ (basis @ x)
         return x
 
-    def start() -> torch.Tensor:
-        v = torch.randn(dim, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
-        v = project(v)
-        return v / torch.linalg.vector_norm(v)
-
-    def iterate(shift: float, deflate: bool) -> None:
+    def iterate(shift: float, deflate: bool) -> tuple[float, torch.Tensor, float, bool]:
         nonlocal n_matvec
-        v = start() if deflate else _unit_random(dim, gen, dtype, device)
+        t0 = time.perf_counter()
+        v = _unit_random(dim, gen, dtype, device)
+        if deflate:
+            v = project(v)
+            v = v / torch.linalg.vector_norm(v)
         lam, res, ok, it = 0.0, math.inf, False, 0
         for it in range(1, max_iter + 1):
             hv = matvec(v)
             n_matvec += 1
             lam = float(torch.dot(v, hv))
             res = float(torch.linalg.vector_norm(hv - lam * v))
-            sc = scale if scale is not None else abs(lam)
-            if res <= tol * sc:
+            if res <= tol * (scale if scale is not None else abs(lam)):
                 ok = True
                 break
             w = hv - shift * v
@@ -211,20 +216,34 @@ def deflated_power_iteration(
                 break
             v = w / nw
         found.append(v)
-        values.append(lam)
-        residuals.append(res)
-        converged.append(ok)
         iterations.append(it)
+        pair_times.append(time.perf_counter() - t0)
+        return lam, v, res, ok
 
-    for _ in range(k):
-        iterate(0.0, deflate=True)
+    tops: list[tuple[float, torch.Tensor, float, bool]] = []
+    low: tuple[float, torch.Tensor, float, bool] | None = None
+    extra = 0
+    while len(tops) < k and extra <= max_extra and len(found) < dim:
+        pair = iterate(0.0, deflate=True)
         if scale is None:
-            scale = abs(values[0])
-    if smallest:
-        iterate(values[0], deflate=False)
-    return PowerResult(values=torch.tensor(values, dtype=torch.float64), vectors=torch.stack(found, dim=1),
-                       residuals=torch.tensor(residuals, dtype=torch.float64),
-                       converged=torch.tensor(converged), n_matvec=n_matvec, iterations=iterations)
+            scale = abs(pair[0])
+        if pair[0] >= 0:
+            tops.append(pair)
+        else:
+            extra += 1
+            if smallest and low is None:
+                low = pair
+    if len(tops) < k:
+        raise RuntimeError(f"power iteration found only {len(tops)} non-negative eigenvalues of the {k} asked for")
+    top_time = sum(pair_times)
+    if smallest and low is None:
+        low = iterate(tops[0][0], deflate=False)
+    pairs = tops + ([low] if low is not None else [])
+    return PowerResult(values=torch.tensor([p[0] for p in pairs], dtype=torch.float64),
+                       vectors=torch.stack([p[1] for p in pairs], dim=1),
+                       residuals=torch.tensor([p[2] for p in pairs], dtype=torch.float64),
+                       converged=torch.tensor([p[3] for p in pairs]), n_matvec=n_matvec,
+                       iterations=iterations, pair_times_s=pair_times, top_k_time_s=top_time)
 
 
 def _unit_random(dim: int, gen: torch.Generator, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
@@ -258,12 +277,19 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def machine_info() -> dict[str, Any]:
     """Machine, Python and library versions, and the torch thread count in use."""
     import scipy
     return {
         "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(), "loadavg_1_5_15": _loadavg(), "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
         "scipy": scipy.__version__, "pyhessian": _version("pyhessian"),
         "curvlinops": _version("curvlinops-for-pytorch"),
@@ -301,7 +327,7 @@ def bench_hvp(problem: BenchProblem, repeats: int = 10) -> dict[str, Any]:
             "repeats": repeats}
 
 
-def bench_ours(problem: BenchProblem, tol: float, repeats: int) -> dict[str, Any]:
+def bench_ours(problem: BenchProblem, tol: float, repeats: int, warmup: int = 1) -> dict[str, Any]:
     """``extreme_eigs(k=(1, 5), which="both")``, timed from scratch (operator build included)."""
     obj, theta = problem.obj, problem.theta
     results: list[ls.EigResult] = []
@@ -309,11 +335,12 @@ def bench_ours(problem: BenchProblem, tol: float, repeats: int) -> dict[str, Any
     def run() -> None:
         results.append(ls.extreme_eigs(obj, theta, k=(1, 5), which="both", tol=tol))
 
-    t, times = time_call(run, repeats=repeats, warmup=1)
+    cpu: list[float] = []
+    t, times = time_call(run, repeats=repeats, warmup=warmup, cpu_times=cpu)
     r = results[-1]
     lam_max = float(r.values.abs().max())
     rel = r.residuals.double() / lam_max
-    return {"time_s": t, "times_s": times, "values": r.values.double().tolist(), "n_hvp": r.n_hvp,
+    return {"time_s": t, "times_s": times, "cpu_s": statistics.median(cpu), "values": r.values.double().tolist(), "n_hvp": r.n_hvp,
             "n_iter": r.n_iter, "rel_residuals": rel.tolist(), "max_rel_residual": float(rel.max()),
             "all_converged": r.all_converged, "lambda_max": lam_max, "_result": r}
 
@@ -328,11 +355,13 @@ def bench_power(problem: BenchProblem, tol: float, max_iter: int, repeats: int =
         results.append(deflated_power_iteration(op.matvec, obj.dim, 5, smallest=True, tol=tol,
                                                 max_iter=max_iter, seed=0, dtype=obj.dtype, device=obj.device))
 
-    t, times = time_call(run, repeats=repeats, warmup=0)
+    cpu: list[float] = []
+    t, times = time_call(run, repeats=repeats, warmup=0, cpu_times=cpu)
     r = results[-1]
     scale = abs(float(r.values[0]))
-    return {"time_s": t, "times_s": times, "values": sorted(r.values.tolist()), "n_hvp": r.n_matvec,
-            "iterations": r.iterations, "max_rel_residual": float(r.residuals.max() / scale),
+    return {"time_s": t, "times_s": times, "cpu_s": statistics.median(cpu), "values": sorted(r.values.tolist()), "n_hvp": r.n_matvec,
+            "iterations": r.iterations, "pair_times_s": r.pair_times_s,
+            "top5_time_s": r.top_k_time_s, "max_rel_residual": float(r.residuals.max() / scale),
             "all_converged": bool(r.converged.all()), "max_iter_per_pair": max_iter}
 
 
@@ -343,9 +372,17 @@ def bench_pyhessian(problem: BenchProblem, *, tol: float = 1e-3, max_iter: int =
         from pyhessian import hessian as PyHessian
     except ImportError:
         return None
-    out: dict[str, Any] = {}
+    ph_module = sys.modules["pyhessian.hessian"]  # the module (the package re-exports the class as .hessian)
+
+    out: dict[str, Any] = {"n_hvp": 0}
+    original = ph_module.hessian_vector_product
+
+    def counted(*a: Any, **kw: Any) -> Any:
+        out["n_hvp"] += 1
+        return original(*a, **kw)
 
     def run() -> None:
+        out["n_hvp"] = 0
         model = copy.deepcopy(problem.model)
         with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -356,12 +393,17 @@ def bench_pyhessian(problem: BenchProblem, *, tol: float = 1e-3, max_iter: int =
             p.grad = None
         out["values"], out["vectors"] = vals, vecs
 
+    cpu: list[float] = []
+    ph_module.hessian_vector_product = counted  # count its HVPs (negligible overhead)
     try:
-        t, times = time_call(run, repeats=repeats, warmup=0)
+        t, times = time_call(run, repeats=repeats, warmup=0, cpu_times=cpu)
     except Exception as exc:  # noqa: BLE001 - a peer that cannot run is recorded, not fatal
         return {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        ph_module.hessian_vector_product = original
     V = torch.stack([torch.cat([t_.reshape(-1) for t_ in vec]) for vec in out["vectors"]], dim=1)
-    return {"time_s": t, "times_s": times, "values": sorted(float(x) for x in out["values"]),
+    return {"time_s": t, "times_s": times, "cpu_s": statistics.median(cpu), "n_hvp": out["n_hvp"],
+            "values": sorted(float(x) for x in out["values"]),
             "tol": tol, "max_iter": max_iter, "_vectors": V}
 
 
@@ -372,26 +414,35 @@ def bench_curvlinops(problem: BenchProblem, *, tol: float, repeats: int = 1, see
         from curvlinops import HessianLinearOperator
     except ImportError:
         return None
-    from scipy.sparse.linalg import eigsh
+    from scipy.sparse.linalg import LinearOperator, eigsh
 
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"n_hvp": 0}
     v0 = np.random.default_rng(seed).standard_normal(problem.obj.dim)
 
     def run() -> None:
         model = copy.deepcopy(problem.model)
         params = [p for p in model.parameters() if p.requires_grad]
-        H = HessianLinearOperator(model, problem.loss_fn, params, [(problem.inputs, problem.targets)],
-                                  check_deterministic=False, num_data=problem.inputs.shape[0]).to_scipy()
+        Hs = HessianLinearOperator(model, problem.loss_fn, params, [(problem.inputs, problem.targets)],
+                                   check_deterministic=False, num_data=problem.inputs.shape[0]).to_scipy()
+        out["n_hvp"] = 0
+
+        def mv(x: np.ndarray) -> np.ndarray:
+            out["n_hvp"] += 1
+            return Hs.matvec(x)
+
+        H = LinearOperator(Hs.shape, matvec=mv, rmatvec=mv, dtype=Hs.dtype)  # counts products
         top_vals, top_vecs = eigsh(H, k=5, which="LA", tol=tol, v0=v0)
         low_vals, low_vecs = eigsh(H, k=1, which="SA", tol=tol, v0=v0)
         out["values"] = np.concatenate([low_vals, top_vals])
         out["vectors"] = np.concatenate([low_vecs, top_vecs], axis=1)
 
+    cpu: list[float] = []
     try:
-        t, times = time_call(run, repeats=repeats, warmup=0)
+        t, times = time_call(run, repeats=repeats, warmup=0, cpu_times=cpu)
     except Exception as exc:  # noqa: BLE001
         return {"error": f"{type(exc).__name__}: {exc}"}
-    return {"time_s": t, "times_s": times, "values": sorted(out["values"].tolist()), "tol": tol,
+    return {"time_s": t, "times_s": times, "cpu_s": statistics.median(cpu), "n_hvp": out["n_hvp"],
+            "values": sorted(out["values"].tolist()), "tol": tol,
             "_vectors": torch.as_tensor(out["vectors"])}
 
 
@@ -464,7 +515,8 @@ def run_bench(
     a tighter iteration cap on the power-iteration baseline)."""
     problem = make_problem(n_examples, sizes, dtype=dtype)
     reps = {"hvp": 5 if quick else 15, "ours": 1 if quick else 3, "peer": 1, "pe": 1 if quick else 3}
-    power_max_iter = power_max_iter or (300 if quick else 1500)
+    power_max_iter = power_max_iter or (60 if quick else 600)
+    load_before = _loadavg()
     stages = ["hvp / grad", "extreme_eigs (ours)", "power iteration", "pyhessian", "pyhessian tol",
               "curvlinops", "per-example grads"]
     if quick:
@@ -472,12 +524,14 @@ def run_bench(
     bar = tqdm(stages, desc="bench", disable=(not progress) if progress is not None else None,
                file=sys.stderr, leave=False)
     res: dict[str, Any] = {}
-    for stage in bar:
+    for i, stage in enumerate(bar):
         bar.set_postfix_str(stage)
+        if bar.disable and progress is not False:  # no TTY: plain progress lines instead of a bar
+            print(f"[bench] {i + 1}/{len(stages)} {stage} ...", file=sys.stderr, flush=True)
         if stage == "hvp / grad":
             res["hvp"] = bench_hvp(problem, repeats=reps["hvp"])
         elif stage == "extreme_eigs (ours)":
-            res["ours"] = bench_ours(problem, tol, reps["ours"])
+            res["ours"] = bench_ours(problem, tol, reps["ours"], warmup=0 if quick else 1)
         elif stage == "power iteration":
             res["power"] = bench_power(problem, tol, power_max_iter, repeats=1)
         elif stage == "pyhessian":
@@ -515,6 +569,11 @@ def run_bench(
         "hvp_cached_s": res["hvp"]["median_s"]["hvp_cached"], "hvp_stateless_s": res["hvp"]["median_s"]["hvp_stateless"],
         "hvp_operator_build_s": res["hvp"]["operator_build_s"],
         "eigs_ours_s": ours["time_s"], "eigs_power_s": res["power"]["time_s"],
+        "eigs_power_top5_s": res["power"]["top5_time_s"],
+        "eigs_cpu_s": {k: (v or {}).get("cpu_s") for k, v in res.items() if k in ("ours", "power", "pyhessian",
+                                                                                  "pyhessian_tol", "curvlinops")},
+        "eigs_n_hvp": {k: (v or {}).get("n_hvp") for k, v in res.items() if k in ("ours", "power", "pyhessian",
+                                                                                  "pyhessian_tol", "curvlinops")},
         "eigs_pyhessian_s": None if speedups["pyhessian"] is None else res["pyhessian"]["time_s"],
         "eigs_pyhessian_tol_s": None if speedups.get("pyhessian_tol") is None else res["pyhessian_tol"]["time_s"],
         "eigs_curvlinops_s": None if speedups["curvlinops"] is None else res["curvlinops"]["time_s"],
@@ -533,7 +592,7 @@ def run_bench(
         eigs_speedup_vs_pyhessian_tol=speedups.get("pyhessian_tol"),
         power_converged=res["power"]["all_converged"],
         problem=problem.description, quick=quick, tol=tol, timings=timings, agreement=agreement,
-        details=details, machine=machine_info(),
+        details=details, machine={**machine_info(), "loadavg_before": load_before},
     )
 
 
@@ -554,13 +613,15 @@ def format_table(r: BenchResult) -> str:
             return f"  {label:<44s} not installed"
         if "error" in p:
             return f"  {label:<44s} failed: {p['error'][:60]}"
-        return (f"  {label:<44s} {sec(p['time_s']):>8s} s   ours x{_fmt(ratio)} faster"
+        return (f"  {label:<44s} {sec(p['time_s']):>8s} s   ours x{_fmt(ratio)} faster, {p.get('n_hvp')} HVPs,"
+                f" CPU-time ratio x{_fmt(p['cpu_s'] / d['ours']['cpu_s'])}"
                 f"   (their max residual {_fmt(p.get('max_rel_residual'), '.1e')}·|λmax|)")
 
     lines = [
         f"landscape bench{' --quick' if r.quick else ''}: {r.problem}",
         f"torch {r.machine['torch']}, {r.machine['torch_threads']} threads "
-        f"({r.machine['cpu_count']} CPUs), {r.machine['processor']}",
+        f"({r.machine['cpu_count']} CPUs), {r.machine['processor']}, load average {r.machine.get('loadavg_before')}"
+        " -> " + str(r.machine.get("loadavg_1_5_15")),
         "",
         "HVP / gradient (full data, median of %d)" % d["hvp"]["repeats"],
         f"  gradient obj.grad                            {ms(t['grad_s']):>8s} ms   "
@@ -575,8 +636,11 @@ def format_table(r: BenchResult) -> str:
         f"  ours: extreme_eigs(k=(1,5), which='both')   {sec(t['eigs_ours_s']):>8s} s   "
         f"{d['ours']['n_hvp']} HVPs, max residual {r.eigs_max_rel_residual:.1e}·|λmax|",
         f"  deflated power iteration (baseline)          {sec(t['eigs_power_s']):>8s} s   "
-        f"ours x{_fmt(r.eigs_speedup_vs_power)} faster, {d['power']['n_hvp']} HVPs"
+        f"ours x{_fmt(r.eigs_speedup_vs_power)} faster, {d['power']['n_hvp']} HVPs, "
+        f"CPU-time ratio x{_fmt(d['power']['cpu_s'] / d['ours']['cpu_s'])}"
         + ("" if r.power_converged else f", NOT converged in {d['power']['max_iter_per_pair']} it/pair (lower bound)"),
+        f"    of which top-5 only (PyHessian's algorithm) {sec(t['eigs_power_top5_s']):>8s} s   "
+        f"ours x{_fmt(t['eigs_power_top5_s'] / t['eigs_ours_s'])} faster",
         peer_line("pyhessian", "pyhessian", "PyHessian top-5 (defaults tol=1e-3, 100 it)", r.eigs_speedup_vs_pyhessian),
     ]
     if "pyhessian_tol" in d:

@@ -222,3 +222,284 @@ def teacher_point(problem: Problem) -> torch.Tensor:
     Vs[:V.shape[0]] = V
     As[:, :a.shape[1]] = a
     return torch.cat([Vs.reshape(-1), As.reshape(-1)]).to(problem.dtype)
+
+
+# ============================================================================ zoo extension (issue 6)
+# Additive: more deep linear nets, XOR, a ReLU teacher-student, a bottleneck autoencoder with an .npz
+# loader, and the noisy-regression control. ``hints`` used by the escape benchmark: ``lr``, ``eps``,
+# ``max_steps`` (a benchmark run's length), ``quick_steps`` (the reduced benchmark's) and ``stall``
+# (keyword arguments of :class:`synaprune.StallDetector`, tuned so the detector sees the problem's
+# plateaus; the detector's default grad_tol = 1e-3 is absolute, too strict for the sum-reduced
+# deep linear losses whose plateaus sit at ‖g‖ ≈ 1e-3 … 1e-2).
+from synaprune import StallDetector  # noqa: E402  (analyses may depend on synaprune)
+
+#: stall-detector settings for sum-reduced deep linear nets (loss scale ≈ 10, m = 64 examples)
+DEEP_LINEAR_STALL: dict[str, Any] = {"window": 20, "rel_tol": 1e-3, "grad_tol": 1e-2}
+
+
+def _stall(**kwargs: Any) -> StallDetector:
+    """A fresh :class:`synaprune.StallDetector` (``hints["stall"]``; copy it per run)."""
+    return StallDetector(**kwargs)
+
+
+def _add_default_hints(name: str, **defaults: Any) -> None:
+    """Give an already registered factory extra default hints (hints it sets itself win)."""
+    factory = PROBLEMS[name]
+
+    def wrapped(**options: Any) -> Problem:
+        p = factory(**options)
+        for k, v in defaults.items():
+            if k not in p.hints:
+                p.hints[k] = _stall(**v) if k == "stall" else v
+        return p
+
+    wrapped.__doc__ = factory.__doc__
+    PROBLEMS[name] = wrapped
+
+
+_add_default_hints("deep_linear_h2_zero", stall=DEEP_LINEAR_STALL, max_steps=1500, quick_steps=900)
+_add_default_hints("deep_linear_h1_saddle", stall=DEEP_LINEAR_STALL, max_steps=600, quick_steps=300)
+_add_default_hints("tanh_mlp", stall={"window": 20, "rel_tol": 1e-3, "grad_tol": 1e-3}, max_steps=1500,
+                   quick_steps=500)
+_add_default_hints("teacher_student", stall={"window": 20, "rel_tol": 1e-3, "grad_tol": 1e-3}, max_steps=1500,
+                   quick_steps=500)
+
+
+def _dl_zero(name: str, widths: list[int], *, d_x: int = 4, d_y: int = 3, m: int = 64, seed: int = 0,
+             eps: float = 1e-2, lr: float = 0.05, max_steps: int = 1500, extra_text: str = "") -> Problem:
+    dl = DeepLinearProblem.random(d_x, d_y, widths, m, seed)
+    H = len(widths)
+    kind = "strict_saddle" if H == 1 else "non_strict_saddle"
+    arch = "-".join(str(d) for d in dl.dims)
+    why = ("a strict saddle (Hessian [[0, -M], [-M, 0]]-type block with negative eigenvalues)" if H == 1 else
+           "a non-strict saddle (Hessian exactly 0, loss decreases at order H + 1)")
+    return deep_linear_problem(
+        name, dl, reference_theta=dl.zero_point(), reference_kind=kind, reference_loss=dl.loss_of(dl.zero_point()),
+        description=f"deep linear net {arch} (H = {H}{extra_text}), {m} examples, started near W = 0: {why}",
+        hints={"lr": lr, "span": 1.0, "normalization": "none", "eps": eps, "stall": _stall(**DEEP_LINEAR_STALL),
+               "max_steps": max_steps, "quick_steps": max_steps // 2})
+
+
+@register("deep_linear_h1_zero")
+def _deep_linear_h1_zero(d_x: int = 4, d_y: int = 3, width: int = 3, m: int = 64, seed: int = 0) -> Problem:
+    """H = 1 deep linear net near W = 0: a strict saddle (loss ½‖Y‖², negative curvature ±σ(XᵀY))."""
+    return _dl_zero("deep_linear_h1_zero", [width], d_x=d_x, d_y=d_y, m=m, seed=seed, eps=1e-6, max_steps=800)
+
+
+@register("deep_linear_h3_zero")
+def _deep_linear_h3_zero(d_x: int = 4, d_y: int = 3, width: int = 3, m: int = 64, seed: int = 0) -> Problem:
+    """H = 3 deep linear net near W = 0: a non-strict saddle of order 4 (every derivative up to the third vanishes)."""
+    return _dl_zero("deep_linear_h3_zero", [width] * 3, d_x=d_x, d_y=d_y, m=m, seed=seed, eps=0.2, max_steps=1500)
+
+
+@register("deep_linear_h2_bottleneck_zero")
+def _deep_linear_h2_bottleneck_zero(d_x: int = 4, d_y: int = 3, width: int = 1, m: int = 64, seed: int = 0
+                                    ) -> Problem:
+    """H = 2 deep linear net with a width-1 bottleneck (p < d_y: rank-1 global minimum) near W = 0."""
+    return _dl_zero("deep_linear_h2_bottleneck_zero", [width, width], d_x=d_x, d_y=d_y, m=m, seed=seed,
+                    eps=1e-2, max_steps=1500, extra_text=f", bottleneck width {width} < d_y = {d_y}")
+
+
+@register("deep_linear_h2_wide_zero")
+def _deep_linear_h2_wide_zero(d_x: int = 4, d_y: int = 3, width: int = 8, m: int = 64, seed: int = 0) -> Problem:
+    """H = 2 deep linear net with wide hidden layers (width 8 > d_x) near W = 0."""
+    return _dl_zero("deep_linear_h2_wide_zero", [width, width], d_x=d_x, d_y=d_y, m=m, seed=seed,
+                    eps=1e-2, max_steps=1500, extra_text=f", wide: hidden width {width}")
+
+
+@register("deep_linear_h2_saddle")
+def _deep_linear_h2_saddle(d_x: int = 4, d_y: int = 3, width: int = 3, m: int = 64, seed: int = 0,
+                           S: tuple[int, ...] = (0, 2)) -> Problem:
+    """H = 2 deep linear net near the analytic critical point for a non-leading S: a strict saddle."""
+    dl = DeepLinearProblem.random(d_x, d_y, [width, width], m, seed)
+    cp = dl.critical_point(S)
+    return deep_linear_problem(
+        "deep_linear_h2_saddle", dl, reference_theta=cp.theta, reference_kind=cp.kind, reference_loss=cp.loss,
+        description=(f"deep linear net {'-'.join(map(str, dl.dims))} (H = 2), {m} examples, started near the "
+                     f"analytic critical point S = {cp.S} (loss ½(tr YᵀY − Σ_S λ_i)): a "
+                     f"{cp.kind.replace('_', ' ')}"),
+        hints={"lr": 0.05, "span": 1.0, "normalization": "none", "eps": 1e-5, "stall": _stall(**DEEP_LINEAR_STALL),
+               "max_steps": 800, "quick_steps": 300})
+
+
+@register("deep_linear_h2_padded")
+def _deep_linear_h2_padded(d_x: int = 4, d_y: int = 3, width: int = 3, m: int = 64, seed: int = 0,
+                           S: tuple[int, ...] = (0, 1)) -> Problem:
+    """H = 2 deep linear net near the leading, zero-padded critical point S = (0, 1) (s < r): a
+    non-strict saddle (PSD Hessian, descent at third order through the padded unit)."""
+    dl = DeepLinearProblem.random(d_x, d_y, [width, width], m, seed)
+    cp = dl.critical_point(S)
+    return deep_linear_problem(
+        "deep_linear_h2_padded", dl, reference_theta=cp.theta, reference_kind=cp.kind, reference_loss=cp.loss,
+        description=(f"deep linear net {'-'.join(map(str, dl.dims))} (H = 2), {m} examples, started near the "
+                     f"zero-padded leading critical point S = {cp.S}: a {cp.kind.replace('_', ' ')} of index 0"),
+        hints={"lr": 0.05, "span": 1.0, "normalization": "none", "eps": 1e-2, "stall": _stall(**DEEP_LINEAR_STALL),
+               "max_steps": 1500, "quick_steps": 800})
+
+
+# ---------------------------------------------------------------------------- XOR 2-2-1
+@register("xor")
+def _xor(dtype: torch.dtype = torch.float64) -> Problem:
+    """The XOR 2-2-1 sigmoid net (with biases) under MSE, started near all-zero weights.
+
+    W = 0 is a critical point (every hidden unit outputs ½, the output ½; the four errors ±½ sum to
+    zero and the hidden units carry no signal) with loss ¼; the XOR surface is known for its
+    plateaus and saddles (Sprinkhuizen-Kuyper & Boers 1999; Hamey 1998: no strict local minima at
+    finite weights for 2-2-1, the traps lie at infinity). Global value: the infimum 0, approached
+    as the weights grow (a sigmoid output never reaches 0 or 1 exactly).
+    """
+    X = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    y = torch.tensor([[0.0], [1.0], [1.0], [0.0]], dtype=torch.float64)
+
+    def make_model(seed: int = 0) -> nn.Module:
+        return _seeded_module(lambda: nn.Sequential(nn.Linear(2, 2), nn.Sigmoid(), nn.Linear(2, 1), nn.Sigmoid()),
+                              seed, dtype)
+
+    return Problem(
+        name="xor", description="XOR 2-2-1 sigmoid net (biases), 4 examples, MSE, started near W = 0 (loss ¼, a "
+                                "plateau); global value 0 (an infimum, reached only as weights grow)",
+        make_model=make_model, loss_fn=nn.MSELoss(), data=(X.to(dtype), y.to(dtype)),
+        reference=lambda seed=0: torch.zeros(9, dtype=torch.float64), global_min=0.0, dtype=dtype,
+        reduction="mean", reference_kind="saddle", reference_loss=0.25,
+        hints={"lr": 2.0, "span": 4.0, "normalization": "none", "eps": 0.1,
+               "stall": _stall(**{"window": 50, "rel_tol": 1e-3, "grad_tol": 1e-3}), "max_steps": 2000, "quick_steps": 1000})
+
+
+# ---------------------------------------------------------------------------- bottleneck autoencoder
+AUTOENCODER_KEY = "X"
+
+
+def load_npz_matrix(path: str, key: str = AUTOENCODER_KEY) -> torch.Tensor:
+    """Load the data matrix ``key`` (default ``"X"``) of shape (n examples, d features) from an
+    ``.npz`` file as float64. Clear ``ValueError``/``FileNotFoundError`` for a missing file, a
+    missing key (the keys present are listed), a non-2-D or empty array, or non-finite entries."""
+    import os
+
+    import numpy as np
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"autoencoder data file {path!r} does not exist")
+    try:
+        f = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"{path!r} is not a readable .npz file: {exc}") from exc
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path!r} is a single .npy array, not an .npz archive; save it with "
+                         f"numpy.savez(path, {key}=matrix)")
+    with f:
+        keys = list(f.keys())
+        if key not in keys:
+            raise ValueError(f"{path!r} has no array {key!r} (arrays present: {', '.join(keys) or 'none'}); "
+                             f"store the data matrix (n examples × d features) under {key!r}")
+        try:
+            arr = f[key]
+        except ValueError as exc:  # object arrays need pickle, which is refused
+            raise ValueError(f"array {key!r} in {path!r} cannot be read without pickle: {exc}") from exc
+    if arr.ndim != 2 or arr.shape[0] < 2 or arr.shape[1] < 2:
+        raise ValueError(f"array {key!r} in {path!r} must be 2-D (n examples × d features, n >= 2, d >= 2), "
+                         f"got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise ValueError(f"array {key!r} in {path!r} must be real numbers, got dtype {arr.dtype}")
+    out = torch.as_tensor(np.asarray(arr, dtype=np.float64))
+    if not torch.isfinite(out).all():
+        raise ValueError(f"array {key!r} in {path!r} has non-finite entries")
+    return out
+
+
+def pca_autoencoder_min(X: torch.Tensor, k: int) -> float:
+    """Eckart–Young value of the bias-free linear autoencoder x ↦ W₂W₁x with bottleneck k under the
+    mean-over-examples loss ½‖W₂W₁x − x‖²: min = (1/2n) Σ_{i>k} σ_i(X)² — the (uncentred) energy
+    outside the top-k principal directions of XᵀX/n, halved."""
+    s = torch.linalg.svdvals(X.to(torch.float64))
+    return 0.5 * float((s[k:] ** 2).sum()) / X.shape[0]
+
+
+def _ae_product(theta: torch.Tensor, d: int, k: int) -> torch.Tensor:
+    """W₂W₁ (d, d) from the flat autoencoder weights [W₁ (k, d), W₂ (d, k)]."""
+    return theta[d * k:].reshape(d, k) @ theta[:d * k].reshape(k, d)
+
+
+@register("autoencoder")
+def _autoencoder(d: int = 8, k: int = 2, rank: int = 3, n: int = 128, noise: float = 0.05, seed: int = 0,
+                 data_file: str | None = None, key: str = AUTOENCODER_KEY) -> Problem:
+    """Bias-free linear bottleneck autoencoder d-k-d on synthetic low-rank-plus-noise data
+    (X = Z·A + noise, Z (n, rank), rank > k, singular values spread), or on the user's own data:
+    ``data_file`` an ``.npz`` holding the (n, d) matrix under ``key`` (default ``"X"``; d is then
+    the file's). Loss: mean over examples of ½‖x̂ − x‖²; started near the PCA critical point that
+    keeps principal components 1..k−1 and k+1 (a strict saddle of index 1 whose small negative
+    curvature, ∝ σ_k² − σ_{k+1}², makes plain GD plateau). Global value (Eckart–Young):
+    ½·(1/n)·Σ_{i>k} σ_i(X)².
+    """
+    if data_file is not None:
+        X = load_npz_matrix(str(data_file), key)
+        source = f"data file {data_file} [{key}]"
+    else:
+        if not (isinstance(rank, int) and 1 <= rank <= d):
+            raise ValueError(f"rank must be an integer in 1..d = {d}, got {rank!r}")
+        g = torch.Generator().manual_seed(int(seed))
+        Z = torch.randn(n, rank, generator=g, dtype=torch.float64) * torch.linspace(2.0, 0.8, rank,
+                                                                                     dtype=torch.float64)
+        A = torch.linalg.qr(torch.randn(d, rank, generator=g, dtype=torch.float64)).Q.T  # (rank, d) orthonormal rows
+        X = Z @ A + noise * torch.randn(n, d, generator=g, dtype=torch.float64)
+        source = f"synthetic rank-{rank} + {noise} noise"
+    n, d = (int(s) for s in X.shape)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < d:
+        raise ValueError(f"bottleneck k must be an integer in 1..d-1 = {d - 1}, got {k!r}")
+    dim = 2 * d * k
+    # Reference: the PCA critical point that keeps components 1..k-1 and k+1 (skips the k-th), a
+    # strict saddle of index 1 (Baldi–Hornik; the deep linear construction with Y = X, H = 1).
+    # Data breaking its assumptions (repeated singular values, n < d) fall back to W = 0.
+    S = tuple(range(k - 1)) + (k,)
+    try:
+        cp = DeepLinearProblem(X, X, [k]).critical_point(S)
+        ref_theta, ref_kind, where = cp.theta, cp.kind, f"the PCA saddle S = {S} (0-based components)"
+    except ValueError:
+        ref_theta, ref_kind, where = torch.zeros(dim, dtype=torch.float64), "strict_saddle", "W = 0"
+    ref_loss = 0.5 * float(((X @ _ae_product(ref_theta, d, k).T - X) ** 2).sum()) / n
+
+    def make_model(seed: int = 0) -> nn.Module:
+        return _seeded_module(lambda: nn.Sequential(nn.Linear(d, k, bias=False), nn.Linear(k, d, bias=False)),
+                              seed, torch.float64)
+
+    return Problem(
+        name="autoencoder",
+        description=(f"linear bottleneck autoencoder {d}-{k}-{d} (no biases) on {source}, {n} examples, loss mean "
+                     f"½‖x̂ − x‖², started near {where}; global value from PCA (Eckart–Young)"),
+        make_model=make_model, loss_fn=half_sq_error, data=(X, X.clone()),
+        reference=lambda seed=0: ref_theta.clone(), global_min=pca_autoencoder_min(X, k),
+        dtype=torch.float64, reduction="mean", reference_kind=ref_kind, reference_loss=ref_loss,
+        hints={"lr": 0.1, "span": 1.0, "normalization": "none", "eps": 1e-4,
+               "stall": _stall(**{"window": 20, "rel_tol": 1e-3, "grad_tol": 1e-3}), "max_steps": 1500, "quick_steps": 400},
+        extra={"k": k, "data_file": data_file, "key": key},
+    )
+
+
+# ---------------------------------------------------------------------------- noisy regression control
+@register("noisy_regression")
+def _noisy_regression(d: int = 5, n: int = 200, noise: float = 1.0, seed: int = 0) -> Problem:
+    """Linear regression y = w·x + b + noise·ε with heavy noise: at the least-squares optimum the
+    mean gradient is 0 but every example's gradient is large (cancellation κ ≈ 0 at a true global
+    minimum) — the failure-mode control. Loss: MSE (mean of (ŷ − y)²); global value in closed form
+    (least squares on [X, 1]): ‖r‖²/n with r the least-squares residual. Convex: the only stall is
+    the global minimum."""
+    g = torch.Generator().manual_seed(int(seed))
+    X = torch.randn(n, d, generator=g, dtype=torch.float64)
+    w = torch.randn(d, 1, generator=g, dtype=torch.float64)
+    y = X @ w + 0.5 + noise * torch.randn(n, 1, generator=g, dtype=torch.float64)
+    A = torch.cat([X, torch.ones(n, 1, dtype=torch.float64)], 1)
+    sol = torch.linalg.lstsq(A, y).solution
+    L_star = float(((A @ sol - y) ** 2).mean())
+
+    def make_model(seed: int = 0) -> nn.Module:
+        return _seeded_module(lambda: nn.Sequential(nn.Linear(d, 1)), seed, torch.float64)
+
+    return Problem(
+        name="noisy_regression",
+        description=(f"noisy linear regression, d = {d}, {n} examples, noise σ = {noise}, MSE; convex, global value "
+                     "by least squares; at the optimum the per-example gradients are large and cancel (κ ≈ 0)"),
+        make_model=make_model, loss_fn=nn.MSELoss(), data=(X, y), reference=_init_reference(make_model),
+        global_min=L_star, dtype=torch.float64, reduction="mean", reference_kind="init",
+        hints={"lr": 0.1, "span": 1.0, "normalization": "none", "eps": 0.0,
+               "stall": _stall(**{"window": 20, "rel_tol": 1e-4, "grad_tol": 1e-3}), "max_steps": 400, "quick_steps": 250},
+        extra={"lstsq": sol.reshape(-1)},
+    )

@@ -33,11 +33,15 @@ import torch
 
 from .lanczos import extreme_eigs, lanczos
 from .objective import NonFiniteError, Objective
-from .probe import DEFAULT_REL_THRESHOLD, ProbeResult, higher_order_probe, probe_directions
+from .probe import DEFAULT_REL_THRESHOLD, ProbeResult, higher_order_probe, probe_directions, sphere_search
 from .results import JsonResult
 
 AUTO_DENSE_MAX_DIM = 2048
 SINGLE_THREAD_MAX_DIM = 512
+# Sphere search (starts per radius, Riemannian steps): 8 x 40 found the order-4 descent of every
+# padded H = 3 deep linear point tried (96 cases); order ≥ 5 paths (H ≥ 4) competing with
+# positive quartic gauge terms can still be missed (then "minimum" + a note if a global value is given).
+SEARCH_STARTS, SEARCH_ITERS = 8, 40
 EIG_TOL_GRAD_FACTOR = 100.0
 KINDS = ("not_critical", "minimum", "global_minimum", "strict_saddle", "non_strict_saddle",
          "maximum", "inconclusive")
@@ -111,6 +115,7 @@ class CriticalPointReport(JsonResult):
         d = super().to_dict()
         d.pop("escape_direction")
         d["has_escape_direction"] = self.escape_direction is not None
+        d["probe"] = self.probe.to_dict() if self.probe is not None else None  # without its (dim,) vectors
         if self.eigenvalues is not None and self.eigenvalues.numel() > 256:
             d["eigenvalues"] = None  # large spectra belong in an .npz
         return d
@@ -176,6 +181,7 @@ def classify_point(
     probe_n_radii: int = 13,
     probe_random: int = 16,
     probe_rel_threshold: float = DEFAULT_REL_THRESHOLD,
+    probe_search: bool = True,
     lanczos_k: tuple[int, int] = (10, 3),
 ) -> CriticalPointReport:
     """Classify ``theta`` (dim,) for ``obj`` (see the module docstring for the recipe and defaults).
@@ -183,18 +189,21 @@ def classify_point(
     ``probe_radius`` is the largest probe radius relative to s = max(1, rms(θ)); the ladder runs
     over ``probe_n_radii`` geometric steps from 1e-4 of it. ``probe_random``: seeded random
     combinations of the near-null eigenvectors (and, on the Lanczos path, random full-space
-    directions). ``lanczos_k``: (smallest, largest) eigenpairs computed on the Lanczos path.
-    Problems with dim ≤ :data:`SINGLE_THREAD_MAX_DIM` run with one torch thread.
+    directions). ``probe_search``: when the line probes find no descent, also search the sphere
+    of the near-null subspace for a descending mixture (:func:`landscape.probe.sphere_search`).
+    ``lanczos_k``: (smallest, largest) eigenpairs computed on the Lanczos path. Problems with
+    dim ≤ :data:`SINGLE_THREAD_MAX_DIM` run with one torch thread.
     """
     with _threads_for(obj.dim):
         return _classify(obj, theta, global_min=global_min, grad_tol=grad_tol, eig_tol=eig_tol, method=method,
                          probe=probe, seed=seed, global_tol=global_tol, probe_radius=probe_radius,
                          probe_n_radii=probe_n_radii, probe_random=probe_random,
-                         probe_rel_threshold=probe_rel_threshold, lanczos_k=lanczos_k)
+                         probe_rel_threshold=probe_rel_threshold, probe_search=probe_search,
+                         lanczos_k=lanczos_k)
 
 
 def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed, global_tol, probe_radius,
-              probe_n_radii, probe_random, probe_rel_threshold, lanczos_k) -> CriticalPointReport:
+              probe_n_radii, probe_random, probe_rel_threshold, probe_search, lanczos_k) -> CriticalPointReport:
     if method not in ("auto", "dense", "lanczos"):
         raise ValueError(f"method must be 'auto', 'dense' or 'lanczos', got {method!r}")
     _check_tol("grad_tol", grad_tol, allow_zero=False)
@@ -291,7 +300,7 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
             notes.append("degenerate Hessian and probe=False: second-order information cannot decide")
         else:
             pr = _run_probe(obj, theta, g, loss, null_basis, Hm, method, seed, probe_radius, probe_n_radii,
-                            probe_random, probe_rel_threshold)
+                            probe_random, probe_rel_threshold, probe_search, notes)
             rep.probe = pr
             _decide_degenerate(rep, pr, has_neg, has_pos, evecs, g)
 
@@ -372,27 +381,77 @@ def dense_hessian(obj: Objective, theta: torch.Tensor) -> torch.Tensor:
     return _loss_grad_dense_hessian(obj, theta, True)[2]  # type: ignore[return-value]
 
 
+def _value_and_grad_batch(obj: Objective):
+    """(k, dim) points -> (losses (k,), gradients (k, dim)): vmapped loss + one backward pass;
+    a point-by-point loop when the loss cannot be vmapped."""
+    vf = torch.func.vmap(obj.loss_tensor)
+
+    def batched(P: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        P = P.detach().requires_grad_(True)
+        with torch.enable_grad():
+            L = vf(P)
+            G = torch.autograd.grad(L.sum(), P)[0]
+        return L.detach(), G.detach()
+
+    def looped(P: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = [_loss_grad_dense_hessian(obj, p, False) for p in P]
+        return (torch.tensor([o[0] for o in out], dtype=P.dtype, device=P.device),
+                torch.stack([o[1] for o in out]))
+
+    def choose(P: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        try:
+            return batched(P)
+        except Exception:  # noqa: BLE001 - no batching rule for some op: evaluate point by point
+            return looped(P)
+
+    return choose
+
+
 def _run_probe(obj, theta, g, loss, null_basis, Hm, method, seed, probe_radius, n_radii, n_random,
-               rel_threshold) -> ProbeResult:
+               rel_threshold, search, notes) -> ProbeResult:
     s = max(1.0, float(torch.linalg.vector_norm(theta)) / math.sqrt(obj.dim))
     t_max = probe_radius * s
     parts, quads = [], []
-    if null_basis.shape[1]:
+    q = null_basis.shape[1]
+    HB = None
+    if q:
         span = probe_directions(null_basis, obj.dim, n_random_in_span=n_random, seed=seed,
                                 dtype=obj.dtype, device=obj.device)
-        # Second-order term along the near-null directions (declared zero): removed in the probe.
-        HD = span @ Hm if Hm is not None else obj.hvp_operator(theta).matmat(span.T).T
+        HB = Hm @ null_basis if Hm is not None else obj.hvp_operator(theta).matmat(null_basis)
+        # dᵀHd along the near-null directions (declared zero): removed in the probe.
         parts.append(span)
-        quads.append((HD * span).sum(1))
+        quads.append(((span @ null_basis) @ (null_basis.T @ HB) * (span @ null_basis)).sum(1))
     if method == "lanczos" or not parts:
         full = probe_directions(None, obj.dim, n_random_full=max(n_random, 1), seed=seed + 1,
                                 dtype=obj.dtype, device=obj.device)
         parts.append(full)
         quads.append(torch.zeros(full.shape[0], dtype=obj.dtype, device=obj.device))
-    dirs = torch.cat(parts)
-    return higher_order_probe(obj.loss, theta, dirs, grad=g, quad=torch.cat(quads), loss0=loss,
-                              t_min=t_max * 1e-4, t_max=t_max, n_radii=n_radii, rel_threshold=rel_threshold,
-                              batch_loss=_batch_loss_fn(obj, theta))
+    batch_loss = _batch_loss_fn(obj, theta)
+    kw = dict(grad=g, loss0=loss, t_min=t_max * 1e-4, t_max=t_max, n_radii=n_radii, rel_threshold=rel_threshold,
+              batch_loss=batch_loss)
+    pr = higher_order_probe(obj.loss, theta, torch.cat(parts), quad=torch.cat(quads), **kw)
+    # Search unless the lines already found descent early on the ladder (first third of the radii,
+    # with an order estimate): a descent first seen at large radius may be a direction where the
+    # leading term nearly cancels, which mis-reads the order.
+    early = pr.radii[len(pr.radii) // 3]
+    if (pr.descent and pr.descent_order is not None and pr.descent_radius <= early) or not search or not q:
+        return pr
+    Qf = null_basis.T @ HB
+    found = sphere_search(_value_and_grad_batch(obj), theta, null_basis, [t_max, 0.1 * t_max, 0.01 * t_max], loss0=loss,
+                          grad=g, quad_form=Qf, seed=seed, n_starts=SEARCH_STARTS, n_iter=SEARCH_ITERS)
+    coef = found @ null_basis
+    pr2 = higher_order_probe(obj.loss, theta, found, quad=((coef @ Qf) * coef).sum(1), **kw)
+    if pr2.descent and (not pr.descent or pr2.descent_radius < pr.descent_radius):
+        notes.append("descent found by the sphere search in the near-null subspace (line probes: "
+                     + (f"first at radius {pr.descent_radius:.3g})" if pr.descent else "none)"))
+        pr.descent, pr.descent_radius, pr.descent_order = True, pr2.descent_radius, pr2.descent_order
+        pr.descent_delta, pr.descent_direction = pr2.descent_delta, pr2.descent_direction
+    if not pr.ascent and pr2.ascent:
+        pr.ascent, pr.ascent_radius, pr.ascent_order = True, pr2.ascent_radius, pr2.ascent_order
+        pr.ascent_delta, pr.ascent_direction = pr2.ascent_delta, pr2.ascent_direction
+    pr.n_directions += pr2.n_directions
+    pr.n_evals += pr2.n_evals
+    return pr
 
 
 def _decide_degenerate(rep: CriticalPointReport, pr: ProbeResult, has_neg: bool, has_pos: bool,

@@ -87,7 +87,8 @@ def lanczos(
 ) -> LanczosRun:
     """Run up to ``max_steps`` Lanczos steps on a symmetric operator from start vector ``v0``.
 
-    ``reorth="full"`` re-orthogonalises every new vector against the whole basis (twice);
+    ``reorth="full"`` re-orthogonalises every new vector against the whole basis (a second
+    pass when the first cancels most of it);
     ``"none"`` is the plain three-term recurrence (enough for spectral densities).
     ``stop(alpha, beta, last_beta)`` is polled every ``check_every`` steps; True ends the run.
     Breakdowns restart from a random vector orthogonal to the basis (``generator`` seeds it).
@@ -113,8 +114,14 @@ def lanczos(
         if j > 0:
             w = w - beta[j - 1].item() * Q[j - 1]
         if reorth == "full":
+            # Classical Gram-Schmidt against the whole basis, repeated only when the pass
+            # cancelled most of w (DGKS criterion): one pass usually suffices after the
+            # three-term recurrence, and each pass reads all of Q twice.
             for _ in range(2):
+                n_before = torch.linalg.vector_norm(w)
                 w = w - Q[: j + 1].T @ (Q[: j + 1] @ w)
+                if float(torch.linalg.vector_norm(w)) >= 0.7071 * float(n_before):
+                    break
         alpha[j] = a.item()
         b = torch.linalg.vector_norm(w).item()
         scale = max(scale, abs(alpha[j].item()) + b + (beta[j - 1].item() if j else 0.0))
@@ -165,7 +172,8 @@ def extreme_eigs(
     A pair is converged when ‖Hv − λv‖ ≤ ``tol``·‖H‖ (default tol: 1e-8 in float64, 1e-4 in
     float32). ``max_iter`` bounds the Krylov dimension of each run (default ``min(dim, 400)``);
     memory is ``max_iter × dim`` numbers. Repeated eigenvalues are found with their multiplicity
-    by verification runs on the deflated Hessian (``n_iter`` sums the steps of all runs). ``operator`` may pass a prepared :class:`HessianOperator`.
+    by verification runs on the deflated Hessian (``n_iter`` sums the steps of all runs).
+    ``operator`` may pass a prepared :class:`HessianOperator`.
     """
     if which not in ("both", "largest", "smallest"):
         raise ValueError(f"which must be 'both', 'largest' or 'smallest', got {which!r}")

@@ -14,6 +14,11 @@ ascent. The threshold is ``rel_threshold`` · ε_dtype · max(|f(θ)|, |f(θ + t
 rel_threshold = 1e3), so a loss that is flat to round-off along d decides nothing.
 The order of the first non-vanishing term is the slope of log|Δ| against log t over the decisive
 radius and up to three further radii with the same sign.
+
+Lines can miss a descent that needs a precise mixture of null directions; :func:`sphere_search`
+minimises the higher-order remainder over the sphere of the near-null subspace and hands its
+directions back to the same ladder test. Known limit: a descent of order ≥ 5 hidden behind
+order-4 ascent (padded deep linear nets with H ≥ 4) is usually not found.
 """
 from __future__ import annotations
 
@@ -205,3 +210,68 @@ def higher_order_probe(
         radii=[float(t) for t in radii], n_directions=k, n_evals=int(vals.numel()),
         rel_threshold=rel_threshold, descent_direction=dv, ascent_direction=av,
     )
+
+
+def sphere_search(
+    value_and_grad: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    theta: torch.Tensor,
+    basis: torch.Tensor,
+    radii: list[float],
+    *,
+    loss0: float,
+    grad: torch.Tensor | None = None,
+    quad_form: torch.Tensor | None = None,
+    n_starts: int = 3,
+    n_iter: int = 40,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Search the sphere of radius t in span(``basis``) for the direction of steepest higher-order descent.
+
+    Line probes along eigenvectors and random combinations can miss a descent path that needs a
+    specific mixture of null directions (a padded deep linear net descends at order H+1 only
+    along the path through its zero hidden units, while gauge directions rise at the same
+    order). This minimises φ(c) = f(θ + t·Bc) − f(θ) − t gᵀBc − ½t² cᵀ(BᵀHB)c over unit c by
+    Riemannian gradient descent with per-row Armijo steps, for ``n_starts`` seeded starts at
+    each radius in ``radii``, all rows in one batch.
+
+    ``value_and_grad(points)`` maps (k, dim) points to (losses (k,), gradients (k, dim)).
+    ``basis`` (dim, q) orthonormal; ``quad_form`` (q, q) = BᵀHB (None: 0). Returns unit directions
+    (n_starts·len(radii), dim) (the final iterates, to be checked by :func:`higher_order_probe`).
+    """
+    q = basis.shape[1]
+    if q == 0:
+        raise ValueError("sphere_search needs a non-empty basis")
+    dtype, device = theta.dtype, theta.device
+    B = basis.to(dtype=dtype, device=device)
+    gen = torch.Generator().manual_seed(int(seed))
+    C = torch.randn(n_starts * len(radii), q, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
+    C = C / torch.linalg.vector_norm(C, dim=1, keepdim=True)
+    t = torch.tensor([r for r in radii for _ in range(n_starts)], dtype=dtype, device=device).view(-1, 1)
+    gB = (B.T @ grad.to(dtype=dtype, device=device)) if grad is not None else torch.zeros(q, dtype=dtype, device=device)
+    Q = quad_form.to(dtype=dtype, device=device) if quad_form is not None else torch.zeros(q, q, dtype=dtype, device=device)
+
+    def phi(Cm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        L, G = value_and_grad(theta.unsqueeze(0) + t * (Cm @ B.T))
+        CQ = Cm @ Q
+        val = L - loss0 - t.view(-1) * (Cm @ gB) - 0.5 * t.view(-1) ** 2 * (CQ * Cm).sum(1)
+        gc = t * (G @ B) - t * gB.unsqueeze(0) - t ** 2 * CQ
+        return val.detach(), gc.detach()
+
+    val, gc = phi(C)
+    alpha = torch.full((C.shape[0],), 0.5, dtype=dtype, device=device)
+    for _ in range(n_iter):
+        gt = gc - (gc * C).sum(1, keepdim=True) * C
+        gn = torch.linalg.vector_norm(gt, dim=1).clamp_min(1e-300)
+        step = (alpha / gn).unsqueeze(1)
+        Cn = C - step * gt
+        Cn = Cn / torch.linalg.vector_norm(Cn, dim=1, keepdim=True)
+        vn, gcn = phi(Cn)
+        ok = vn < val - 1e-4 * alpha * gn
+        C = torch.where(ok.unsqueeze(1), Cn, C)
+        val = torch.where(ok, vn, val)
+        gc = torch.where(ok.unsqueeze(1), gcn, gc)
+        alpha = torch.where(ok, torch.clamp(alpha * 1.5, max=1.0), alpha / 2)
+        if bool((alpha < 1e-6).all()):
+            break
+    D = C @ B.T
+    return D / torch.linalg.vector_norm(D, dim=1, keepdim=True)

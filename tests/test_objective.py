@@ -102,7 +102,8 @@ def test_function_objective_basics():
     assert float((obj.hessian(x) - H_true).abs().max()) <= 1e-14
     # a linear function has a zero Hessian (the cached operator must cope with a constant gradient)
     lin = ls.Objective.from_function(lambda x: 3 * x.sum(), torch.zeros(4, dtype=F64))
-    assert torch.equal(lin.hvp_operator(lin.initial_point()).matvec(torch.ones(4, dtype=F64)), torch.zeros(4, dtype=F64))
+    hv = lin.hvp_operator(lin.initial_point()).matvec(torch.ones(4, dtype=F64))
+    assert torch.equal(hv, torch.zeros(4, dtype=F64))
     assert torch.equal(lin.hessian(lin.initial_point()), torch.zeros(4, 4, dtype=F64))
 
 
@@ -380,3 +381,16 @@ def test_device_cpu_honoured():
     f = ls.Objective.from_function(lambda x: (x ** 2).sum(), torch.ones(3), dtype=F64, device="cpu")
     assert f.dtype == F64 and f.device.type == "cpu"
     assert rel(f.grad(f.initial_point()), 2 * torch.ones(3, dtype=F64)) == 0.0
+
+
+def test_works_under_no_grad():
+    """Users often call analysis code inside torch.no_grad(); curvature must still be exact."""
+    obj, A, b = quadratic([-1.0, 0.0, 2.0, 3.0], seed=9)
+    x = obj.initial_point()
+    v = torch.ones(obj.dim, dtype=F64)
+    with torch.no_grad():
+        assert rel(obj.grad(x), A @ x + b) <= 1e-13
+        assert rel(obj.hvp(x, v), A @ v) <= 1e-13
+        assert rel(obj.hvp_operator(x).matvec(v), A @ v) <= 1e-13
+        res = ls.extreme_eigs(obj, x, k=1)
+    assert torch.allclose(res.values, torch.tensor([-1.0, 3.0], dtype=F64), atol=1e-12)
