@@ -248,6 +248,7 @@ def outcome_png(records: Sequence[dict[str, Any]], methods: Sequence[str], path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import SymmetricalLogLocator
 
     from landscape.render import kind_style
 
@@ -257,7 +258,8 @@ def outcome_png(records: Sequence[dict[str, Any]], methods: Sequence[str], path:
     rng = np.random.default_rng(0)
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.45 * len(methods) + 2.5), sharey=True)
     ypos = {m: i for i, m in enumerate(methods)}
-    for ax, key, label in ((axes[0], "kappa", "κ = ‖mean g‖ / mean ‖g_i‖ at the stall"),
+    kappa_label = "κ = ‖mean g‖ / mean ‖g_i‖ at the stall (symlog, linear < 1e-3)"
+    for ax, key, label in ((axes[0], "kappa", kappa_label),
                            (axes[1], "lambda_min", "λ_min at the stall (symlog)")):
         kinds_seen = set()
         for p in pts:
@@ -270,7 +272,12 @@ def outcome_png(records: Sequence[dict[str, Any]], methods: Sequence[str], path:
                        c="#2ca02c" if p.get("escaped") else "#d62728", alpha=0.7, linewidths=0.5)
         if key == "lambda_min":
             vals = [abs(p["lambda_min"]) for p in pts if p.get("lambda_min")]
-            ax.set_xscale("symlog", linthresh=max(min(vals), 1e-8) if vals else 1e-6)
+            c = max(min(vals), 1e-6) if vals else 1e-6
+            ax.set_xscale("symlog", linthresh=c)
+            ax.xaxis.set_major_locator(SymmetricalLogLocator(linthresh=c, base=100))
+        else:
+            ax.set_xscale("symlog", linthresh=1e-3)  # κ ≈ 0 (cancellation) and κ ≈ 1 both visible
+            ax.set_xlim(-1e-4, 1.1)
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
         for kd in sorted(kinds_seen):
@@ -295,9 +302,10 @@ def outcome_figure(records: Sequence[dict[str, Any]], methods: Sequence[str]) ->
     pts = _event_points(records, methods)
     rng = np.random.default_rng(0)
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True,
-                        subplot_titles=("escape outcome vs κ", "escape outcome vs λ_min (symlog: sign·log10(1+|λ|/c))"))
+                        subplot_titles=("escape outcome vs κ",
+                                        "escape outcome vs λ_min (symlog: sign·log10(1+|λ|/c))"))
     lam = [abs(p["lambda_min"]) for p in pts if p.get("lambda_min")]
-    c = max(min(lam), 1e-8) if lam else 1e-6
+    c = max(min(lam), 1e-6) if lam else 1e-6
     ypos = {m: i for i, m in enumerate(methods)}
     groups: dict[tuple[str, bool], list[dict]] = {}
     for p in pts:

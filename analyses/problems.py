@@ -343,10 +343,14 @@ def _xor(dtype: torch.dtype = torch.float64) -> Problem:
     """The XOR 2-2-1 sigmoid net (with biases) under MSE, started near all-zero weights.
 
     W = 0 is a critical point (every hidden unit outputs ½, the output ½; the four errors ±½ sum to
-    zero and the hidden units carry no signal) with loss ¼; the XOR surface is known for its
-    plateaus and saddles (Sprinkhuizen-Kuyper & Boers 1999; Hamey 1998: no strict local minima at
-    finite weights for 2-2-1, the traps lie at infinity). Global value: the infimum 0, approached
-    as the weights grow (a sigmoid output never reaches 0 or 1 exactly).
+    zero and the hidden units carry no signal) with loss ¼ and a PSD Hessian of rank 1 (eigenvalue
+    3/16, along the output offset b₂ + ½(v₁ + v₂)): a degenerate point. Near W = 0 the output is, to
+    leading order, ½ plus an affine function of x (σ(z) = ½ + z/4 + O(z³)), and no affine function fits
+    XOR better than the constant ½, so the loss can fall only through higher-order terms: a long
+    plateau. The XOR surface is known for such plateaus and saddles (Sprinkhuizen-Kuyper & Boers
+    1999; Hamey 1998: the 2-2-1 XOR surface has no strict local minima at finite weights, its traps
+    lie at infinity). Global value: the infimum 0, approached as the
+    weights grow (a sigmoid output never reaches 0 or 1 exactly).
     """
     X = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
     y = torch.tensor([[0.0], [1.0], [1.0], [0.0]], dtype=torch.float64)
@@ -360,9 +364,10 @@ def _xor(dtype: torch.dtype = torch.float64) -> Problem:
                                 "plateau); global value 0 (an infimum, reached only as weights grow)",
         make_model=make_model, loss_fn=nn.MSELoss(), data=(X.to(dtype), y.to(dtype)),
         reference=lambda seed=0: torch.zeros(9, dtype=torch.float64), global_min=0.0, dtype=dtype,
-        reduction="mean", reference_kind="saddle", reference_loss=0.25,
+        reduction="mean", reference_kind="degenerate", reference_loss=0.25,
         hints={"lr": 2.0, "span": 4.0, "normalization": "none", "eps": 0.1,
-               "stall": _stall(**{"window": 50, "rel_tol": 1e-3, "grad_tol": 1e-3}), "max_steps": 2000, "quick_steps": 1000})
+               "stall": _stall(**{"window": 50, "rel_tol": 1e-3, "grad_tol": 1e-3}), "max_steps": 2000,
+               "quick_steps": 1000})
 
 
 # ---------------------------------------------------------------------------- bottleneck autoencoder
@@ -469,7 +474,8 @@ def _autoencoder(d: int = 8, k: int = 2, rank: int = 3, n: int = 128, noise: flo
         reference=lambda seed=0: ref_theta.clone(), global_min=pca_autoencoder_min(X, k),
         dtype=torch.float64, reduction="mean", reference_kind=ref_kind, reference_loss=ref_loss,
         hints={"lr": 0.1, "span": 1.0, "normalization": "none", "eps": 1e-4,
-               "stall": _stall(**{"window": 20, "rel_tol": 1e-3, "grad_tol": 1e-3}), "max_steps": 1500, "quick_steps": 400},
+               "stall": _stall(**{"window": 20, "rel_tol": 1e-3, "grad_tol": 1e-3}), "max_steps": 1500,
+               "quick_steps": 400},
         extra={"k": k, "data_file": data_file, "key": key},
     )
 
@@ -500,6 +506,7 @@ def _noisy_regression(d: int = 5, n: int = 200, noise: float = 1.0, seed: int = 
         make_model=make_model, loss_fn=nn.MSELoss(), data=(X, y), reference=_init_reference(make_model),
         global_min=L_star, dtype=torch.float64, reduction="mean", reference_kind="init",
         hints={"lr": 0.1, "span": 1.0, "normalization": "none", "eps": 0.0,
-               "stall": _stall(**{"window": 20, "rel_tol": 1e-4, "grad_tol": 1e-3}), "max_steps": 400, "quick_steps": 250},
+               "stall": _stall(**{"window": 20, "rel_tol": 1e-4, "grad_tol": 1e-3}), "max_steps": 400,
+               "quick_steps": 250},
         extra={"lstsq": sol.reshape(-1)},
     )

@@ -648,7 +648,7 @@ def _run_theorems(*, quick: bool, seed: int, out: str | Path, figures: bool, pro
                            f"concavity-violating {sum(r['concavity_chord']['margin'] > 0 for r in s1)}/{len(s1)}"),
               "verdict": "confirmed" if s1_pass else "NOT confirmed", "pass": s1_pass},
         "2": {"statement": "2. every local minimum is global", "configurations": f"{cfg_list}; {settings.n_init} inits each",
-              "evidence": (f"{n_global}/{n_runs} GD runs end within tolerance of L* (max gap "
+              "evidence": (f"{n_global}/{n_runs} L-BFGS runs end within tolerance of L* (max gap "
                            f"{max(r['max_gap'] for r in s2):.2e}); {n_above} above L*, classified as "
                            f"{above_kinds or 'none'}; sampled converged runs classified as "
                            f"{_merge([r['classified_kinds'] for r in s2])}"),

@@ -100,8 +100,8 @@ class DeepLinearProblem:
             raise ValueError(f"X has {X.shape[0]} examples but Y has {Y.shape[0]}")
         if X.shape[0] == 0 or X.shape[1] == 0 or Y.shape[1] == 0:
             raise ValueError(f"empty data: X {tuple(X.shape)}, Y {tuple(Y.shape)}")
-        if not (X.is_floating_point() and Y.is_floating_point()) and not (X.dtype.is_complex or Y.dtype.is_complex):
-            X, Y = X.double(), Y.double()
+        if X.dtype.is_complex or Y.dtype.is_complex:
+            raise TypeError("X and Y must be real")
         self.X = X.to(device="cpu", dtype=torch.float64)
         self.Y = Y.to(device="cpu", dtype=torch.float64)
         if not (torch.isfinite(self.X).all() and torch.isfinite(self.Y).all()):
@@ -309,8 +309,8 @@ class DeepLinearProblem:
           block, plus ±σ(K) per padded unit with K = (I − P_S)YᵀX of rank d_y − s). The first
           term is the whitened-data formula; it is Sylvester-invariant and also holds for
           non-whitened data (checked against the dense Hessian).
-          Nullity = s² + (p − s)(d_x − d_y + 2s) (GL(s) gauge; padded units' ±σ(K) block has
-          d_x + d_y − 2(d_y − s) zeros) — for the global minimum with p < d_y, plus 0.
+          Nullity = s² + (p − s)(d_x − d_y + 2s) (GL(s) gauge; each padded unit's ±σ(K) block
+          has d_x + d_y − 2(d_y − s) zeros). Both checked against the dense Hessian, whitened or not.
         - H ≥ 2, S not leading: strict saddle (Kawaguchi's statement 4 for s = p; the active
           block is a deep width-s net at a non-leading point for s < p); index unknown (None).
         """

@@ -71,6 +71,9 @@ def test_xor_zero_is_a_critical_plateau_and_zero_is_approached():
     w0 = p.reference(0)
     assert obj.loss(w0) == pytest.approx(0.25, abs=1e-15) and float(obj.grad(w0).abs().max()) < 1e-15
     assert p.global_min == 0.0
+    # Hessian at 0 (by hand): only (b2, v1, v2) couple, as (1/8)·u uᵀ with u = (1, ½, ½) → one eigenvalue 3/16
+    ev = torch.linalg.eigvalsh(obj.hessian(w0))
+    assert float(ev[-1]) == pytest.approx(3 / 16, abs=1e-14) and float(ev[:-1].abs().max()) < 1e-14
     # a hand-built solution: hidden OR and AND units, output OR − AND, scaled by s → loss → 0
     s = 30.0
     W1 = torch.tensor([[1.0, 1.0], [1.0, 1.0]]) * s
