@@ -515,7 +515,7 @@ def run_bench(
     a tighter iteration cap on the power-iteration baseline)."""
     problem = make_problem(n_examples, sizes, dtype=dtype)
     reps = {"hvp": 5 if quick else 15, "ours": 1 if quick else 3, "peer": 1, "pe": 1 if quick else 3}
-    power_max_iter = power_max_iter or (60 if quick else 600)
+    power_max_iter = power_max_iter or (40 if quick else 600)
     load_before = _loadavg()
     stages = ["hvp / grad", "extreme_eigs (ours)", "power iteration", "pyhessian", "pyhessian tol",
               "curvlinops", "per-example grads"]

@@ -46,6 +46,8 @@ QUICK_METHODS: tuple[str, ...] = ("gd", "sgd", "adam", "pgd", "ncd", "sfn", "syn
 QUICK_SEEDS = 2
 DEFAULT_SEEDS = 20
 KEY_FIELDS = ("problem", "method", "seed")
+#: summary pseudo-kind of the runs that never stalled
+NO_STALL = "(no stall)"
 #: methods that keep their own default learning rate instead of the problem's GD step size
 OWN_LR = ("adam", "sfn")
 #: cheaper settings of the two Hessian-based baselines in the reduced benchmark (``quick``): a
@@ -175,15 +177,19 @@ def _med(xs: Iterable[Any]) -> float | None:
 
 
 def summarize(records: Sequence[dict[str, Any]]) -> list[SummaryRow]:
-    """Rows by (stall kind × method), sorted by kind then method; failed runs contribute no events."""
+    """Rows by (stall kind × method), sorted by kind then method. Runs that finished without any
+    stall form the kind :data:`NO_STALL` (``n_stalls`` 0, ``n_runs`` those runs, their median gap
+    and cost), so a method that never stalls is still visible; failed runs contribute nothing."""
     cells: dict[tuple[str, str], list[tuple[dict, dict]]] = {}
     for r in records:
         for ev in r.get("events") or []:
             cells.setdefault((ev.get("kind") or "unclassified", r["method"]), []).append((ev, r))
+        if r.get("status") == "ok" and not r.get("events"):
+            cells.setdefault((NO_STALL, r["method"]), []).append(({}, r))
     order = {m: i for i, m in enumerate(QUICK_METHODS)}
     rows = []
     for (kind, method), items in sorted(cells.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 99), kv[0][1])):
-        n = len(items)
+        n = 0 if kind == NO_STALL else len(items)
         k = sum(1 for ev, _ in items if ev.get("escaped"))
         lo, hi = wilson_interval(k, n)
         runs = {(r["problem"], r["seed"]) for _, r in items}

@@ -91,6 +91,7 @@ def test_cli_writes_json(tiny_result, tmp_path, monkeypatch):
     assert set(REQUIRED_KEYS) <= set(json.loads(out.read_text()))
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.script inside curvlinops' deps
 def test_curvlinops_peer_matches_dense_when_installed():
     pytest.importorskip("curvlinops")
     problem = bench.make_problem(32, (3, 6, 3), dtype=torch.float64)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from analyses.escape import (QUICK_METHODS, QUICK_PROBLEMS, SummaryRow, load_benchmark, run_benchmark, run_one,
-                             summarize)
+from analyses.escape import (NO_STALL, QUICK_METHODS, QUICK_PROBLEMS, SummaryRow, load_benchmark, run_benchmark,
+                             run_one, summarize)
 from analyses.problems import list_problems
 
 
@@ -34,7 +34,9 @@ def test_summary_counts_wilson_intervals_and_medians():
     recs.append({"problem": "p", "method": "gd", "seed": 99, "status": "error", "error": "boom", "events": []})
     recs.append(_rec("p", "sgd", 0, []))
     rows = {(r.kind, r.method): r for r in summarize(recs)}
-    assert set(rows) == {("strict_saddle", "gd"), ("non_strict_saddle", "ncd")}
+    assert set(rows) == {("strict_saddle", "gd"), ("non_strict_saddle", "ncd"), (NO_STALL, "sgd")}
+    quiet = rows[(NO_STALL, "sgd")]
+    assert (quiet.n_stalls, quiet.n_runs, quiet.escape_rate, quiet.median_gap) == (0, 1, None, 0.5)
     gd = rows[("strict_saddle", "gd")]
     assert (gd.n_stalls, gd.n_runs, gd.n_escaped) == (10, 10, 7) and gd.escape_rate == pytest.approx(0.7)
     assert gd.ci_low == pytest.approx(0.3968, abs=1e-4) and gd.ci_high == pytest.approx(0.8922, abs=1e-4)
