@@ -412,18 +412,16 @@ def run_benchmark(problems: Sequence[str] | None, methods: Sequence[str] | None,
     jobs = [{"problem": p, "method": m, "seed": s, "max_steps": steps[p], "options": extra.get(m, {})}
             for p in problems for m in methods for s in seed_list]
     t0 = time.perf_counter()
-    old_env = os.environ.get("TQDM_DISABLE")
-    if progress is False:
-        os.environ["TQDM_DISABLE"] = "1"
+    from . import sweep as _sweep
+
+    orig_tqdm = _sweep.tqdm
+    if progress is not None:  # run_sweep's bar is automatic (TTY only); force it on or off
+        _sweep.tqdm = lambda *a, **k: orig_tqdm(*a, **{**k, "disable": not progress})
     try:
         all_records = run_sweep(jobs, run_one, out / "escape.jsonl", key_fields=KEY_FIELDS, workers=workers,
                                 resume=resume, desc="escape")
     finally:
-        if progress is False:
-            if old_env is None:
-                os.environ.pop("TQDM_DISABLE", None)
-            else:
-                os.environ["TQDM_DISABLE"] = old_env
+        _sweep.tqdm = orig_tqdm
     wanted = {tuple(j[k] for k in KEY_FIELDS): i for i, j in enumerate(jobs)}
     records = sorted((r for r in all_records if tuple(r.get(k) for k in KEY_FIELDS) in wanted),
                      key=lambda r: wanted[tuple(r[k] for k in KEY_FIELDS)])

@@ -120,8 +120,12 @@ class Objective:
             out = functional_call(module, spec.unflatten(theta), (x.unsqueeze(0),))
             return loss_fn(out, y.unsqueeze(0))
 
+        def example_loss_params(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return loss_fn(functional_call(module, params, (x.unsqueeze(0),)), y.unsqueeze(0))
+
         obj = cls(spec=spec, theta0=theta0, batch_loss=batch_loss, batches=batches, weights=weights,
                   example_loss=example_loss, reduction=reduction)
+        obj._example_loss_params = example_loss_params
         obj.module = module
         obj.n_examples = n_total
         return obj
@@ -331,36 +335,64 @@ class Objective:
             raise ValueError("per-example gradients need a model + data objective (from_module); "
                              "this objective was built from a plain function")
 
-    def iter_per_example_grads(self, theta: torch.Tensor, chunk_size: int | None = None
-                               ) -> Iterator[tuple[int, torch.Tensor]]:
-        """Yield ``(start, G)`` with ``G`` of shape ``(c, dim)``: unscaled gradients of examples
-        ``start .. start + c - 1`` (``c <= chunk_size``; ``None`` = one chunk per batch)."""
+    def _example_grad_fn(self):
+        # Gradients with respect to the named parameter tensors (not the flat vector): this avoids a
+        # split-backward and an (n, dim) concatenation per chunk; each chunk is written once into
+        # its output rows.
+        spec = self.spec
+
+        def loss_of_params(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return self._example_loss(torch.cat([params[n].reshape(-1) for n in spec.names]), x, y)
+
+        return vmap(grad(getattr(self, "_example_loss_params", loss_of_params)), in_dims=(None, 0, 0))
+
+    def _example_chunks(self, theta: torch.Tensor, chunk_size: int | None, out: torch.Tensor | None = None
+                        ) -> Iterator[tuple[int, torch.Tensor]]:
         self._require_examples()
-        if chunk_size is not None and chunk_size < 1:
+        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
         theta = self.check_theta(theta).detach()
-        per_ex = vmap(grad(self._example_loss), in_dims=(None, 0, 0))
+        params = self.spec.unflatten(theta)
+        per_ex = self._example_grad_fn()
+        slices = list(self.spec.slices.items())
         start = 0
         for i, (x, y) in enumerate(self.batches):  # type: ignore[misc]
             n = int(x.shape[0])
             step = n if chunk_size is None else chunk_size
             for a in range(0, n, step):
-                g = per_ex(theta, x[a:a + step], y[a:a + step])
-                bad = ~torch.isfinite(g)
-                if bool(bad.any()):
-                    row, col = (int(t) for t in bad.nonzero()[0])
-                    raise NonFiniteError(f"per-example gradient is non-finite for example {start + a + row} "
-                                         f"on {self._where(i)}, first in parameter "
-                                         f"{self.spec.locate(col)!r} (flat index {col})")
-                yield start + a, g
+                gd = per_ex(params, x[a:a + step], y[a:a + step])
+                c = min(step, n - a)
+                G = (out[start + a:start + a + c] if out is not None
+                     else torch.empty(c, self.dim, dtype=self.dtype, device=self.device))
+                for name, sl in slices:
+                    G[:, sl] = gd[name].reshape(c, -1)
+                del gd
+                if not bool(torch.isfinite(G.sum())):  # one cheap reduction; locate only on failure
+                    bad = ~torch.isfinite(G)
+                    if bool(bad.any()):
+                        row, col = (int(t) for t in bad.nonzero()[0])
+                        raise NonFiniteError(f"per-example gradient is non-finite for example {start + a + row} "
+                                             f"on {self._where(i)}, first in parameter "
+                                             f"{self.spec.locate(col)!r} (flat index {col})")
+                yield start + a, G
             start += n
+
+    def iter_per_example_grads(self, theta: torch.Tensor, chunk_size: int | None = None
+                               ) -> Iterator[tuple[int, torch.Tensor]]:
+        """Yield ``(start, G)`` with ``G`` of shape ``(c, dim)``: unscaled gradients of examples
+        ``start .. start + c - 1`` (``c <= chunk_size``; ``None`` = one chunk per batch)."""
+        return self._example_chunks(theta, chunk_size)
 
     def per_example_grads(self, theta: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
         """Unscaled per-example gradients ``g_i = grad l_i(theta)``, shape ``(n, dim)``.
 
         Their mean is the gradient for ``reduction="mean"``, their sum for ``"sum"``.
         """
-        return torch.cat([g for _, g in self.iter_per_example_grads(theta, chunk_size)])
+        self._require_examples()
+        out = torch.empty(self.n_examples, self.dim, dtype=self.dtype, device=self.device)
+        for _ in self._example_chunks(theta, chunk_size, out=out):
+            pass
+        return out
 
     def __repr__(self) -> str:
         src = type(self.module).__name__ if self.module is not None else "function"
