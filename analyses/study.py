@@ -56,12 +56,56 @@ class StudyResult(JsonResult):
 
 
 # ---------------------------------------------------------------------------- steps
+#: the main job's reduced escape benchmark (default) and its --quick version
+STUDY_DEFAULT = {"problems": escape_mod.QUICK_PROBLEMS, "methods": escape_mod.QUICK_METHODS,
+                 "seeds": 4}
+STUDY_QUICK = {"problems": ("deep_linear_h2_zero", "noisy_regression"),
+               "methods": ("gd", "adam", "pgd", "ncd", "synaprune-rms", "synaprune-devarg"), "seeds": 1}
+CONTROL_PROBLEM = "noisy_regression"
+
+
+def _control_text(records: list[dict[str, Any]]) -> str | None:
+    """The failure-mode control: cancellation at a true global minimum."""
+    evs = [(r["method"], e) for r in records if r.get("problem") == CONTROL_PROBLEM for e in r.get("events", [])]
+    if not evs:
+        return None
+    kappas = [e["kappa"] for _, e in evs if e.get("kappa") is not None]
+    n_esc = sum(bool(e.get("escaped")) for _, e in evs)
+    kinds: dict[str, int] = {}
+    for _, e in evs:
+        kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
+    per_method: dict[str, list[float]] = {}
+    for r in records:
+        if r.get("problem") == CONTROL_PROBLEM:
+            per_method.setdefault(r["method"], []).append(r.get("n_per_example_grads") or 0)
+    cost = ""
+    if "gd" in per_method:
+        worst = max((m for m in per_method if m.startswith(SYNAPRUNE_PREFIX)), key=lambda m: median(per_method[m]),
+                    default=None)
+        if worst is not None:
+            cost = (f" The costliest rule there, {worst}, spent a median {median(per_method[worst]):.0f} per-example "
+                    f"gradients per run against {median(per_method['gd']):.0f} for GD.")
+    return (f"Control ({CONTROL_PROBLEM}, a true global minimum with large per-example gradients): {len(evs)} stall(s), "
+            f"kinds {kinds}, median κ = {median(kappas):.2g} (cancellation looks total), {n_esc} escape(s). "
+            "Cancellation alone does not make a stall bad: rules that act on it can only waste work at such a point."
+            + cost)
+
+
 def _escape_step(out: Path, quick: bool, seed: int, workers: int | None, progress: bool | None) -> dict[str, Any]:
-    preset = escape_mod.STUDY_QUICK if quick else escape_mod.STUDY_DEFAULT
-    bench = escape_mod.run_benchmark(preset["problems"], preset["methods"], preset["seeds"], out / "escape",
-                                     workers=workers, max_steps=preset.get("max_steps"), progress=progress,
-                                     seed0=seed)
-    return bench.to_dict()
+    preset = STUDY_QUICK if quick else STUDY_DEFAULT
+    seeds = [seed + i for i in range(preset["seeds"])]
+    bench = escape_mod.run_benchmark(preset["problems"], preset["methods"], seeds, out / "escape", workers=workers,
+                                     progress=progress, quick=True)
+    d = bench.to_dict()
+    d["description"] = (f"{len(bench.problems)} problems ({', '.join(bench.problems)}) × {len(bench.methods)} methods × "
+                        f"{len(bench.seeds)} seed(s) = {len(bench.records)} runs in {bench.wall_time_s:.0f} s with "
+                        f"{bench.workers} worker(s); steps per run {bench.max_steps}. A stall counts as escaped when the "
+                        "loss drops by max(δ_abs, δ_rel·|L|) within the horizon (SYNAPRUNE.md).")
+    d["figures"] = {"png": [os.path.relpath(bench.png, out)] if bench.png else [],
+                    "html": [os.path.relpath(bench.html, out)] if bench.html else []}
+    d["control"] = _control_text(bench.records)
+    d["n_errors"] = sum(r.get("status") == "error" for r in bench.records)
+    return d
 
 
 def _theorem_step(out: Path, seed: int, progress: bool | None) -> dict[str, Any]:
@@ -121,7 +165,8 @@ def findings(result: StudyResult) -> list[str]:
     rows = result.escape.get("summary", [])
     kinds: dict[str, int] = {}
     for r in rows:
-        kinds[r["kind"]] = kinds.get(r["kind"], 0) + int(r["n_stalls"])
+        if r["kind"] != escape_mod.NO_STALL:
+            kinds[r["kind"]] = kinds.get(r["kind"], 0) + int(r["n_stalls"])
     if kinds:
         out.append("Stalls met in the escape benchmark, by kind: "
                    + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])) + ".")
@@ -136,13 +181,23 @@ def findings(result: StudyResult) -> list[str]:
         base = {m: r for m, r in methods.items() if not m.startswith(SYNAPRUNE_PREFIX) and r.get("escape_rate") is not None}
         if not syn:
             continue
-        best_syn = max(syn.items(), key=lambda kv: kv[1]["escape_rate"])
-        best_base = max(base.items(), key=lambda kv: kv[1]["escape_rate"]) if base else None
+        def rank(kv: tuple[str, dict[str, Any]]) -> tuple[float, float]:
+            steps = kv[1].get("median_escape_steps")
+            return kv[1]["escape_rate"], -(steps if steps is not None else math.inf)
+
+        best_syn = max(syn.items(), key=rank)
+        best_base = max(base.items(), key=rank) if base else None
+
+        def steps_cost(r: dict[str, Any]) -> str:
+            st = r.get("median_escape_steps")
+            return (f"median escape {'–' if st is None else f'{st:.0f}'} steps, "
+                    f"median {r.get('median_per_example_grads') or 0:.0f} per-example gradients per run")
+
         text = (f"At {kind.replace('_', ' ')} stalls the best SynaPrune rule is {best_syn[0]} "
-                f"(escape {_fmt_rate(best_syn[1])})")
+                f"(escape {_fmt_rate(best_syn[1])}, {steps_cost(best_syn[1])})")
         if gd is not None:
-            text += f"; plain GD escapes {_fmt_rate(gd)}"
-        if best_base is not None:
+            text += f"; plain GD escapes {_fmt_rate(gd)} ({steps_cost(gd)})"
+        if best_base is not None and best_base[0] != "gd":
             text += f"; the best baseline is {best_base[0]} ({_fmt_rate(best_base[1])})"
         lo_syn = best_syn[1].get("ci_low")
         hi_base = best_base[1].get("ci_high") if best_base else None
@@ -182,7 +237,7 @@ def _summary_table(rows: list[dict[str, Any]]) -> str:
             v = r.get(key)
             return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
         body.append(f"<tr><td>{html.escape(r['kind'])}</td><td>{html.escape(r['method'])}</td><td>{r['n_stalls']}</td>"
-                    f"<td>{_fmt_rate(r)}</td><td>{f('median_escape_steps')}</td><td>{f('median_final_gap')}</td>"
+                    f"<td>{_fmt_rate(r)}</td><td>{f('median_escape_steps')}</td><td>{f('median_gap')}</td>"
                     f"<td>{f('median_hvp')}</td><td>{f('median_per_example_grads')}</td></tr>")
     return head + "".join(body) + "</table>"
 
