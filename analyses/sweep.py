@@ -15,24 +15,14 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from landscape.results import read_jsonl
+
 Job = dict[str, Any]
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
     """Every complete JSON line of ``path`` (missing file → []; a torn final line is skipped)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+    return read_jsonl(path)
 
 
 def job_key(job: Job, fields: Sequence[str]) -> tuple:
@@ -58,10 +48,10 @@ def run_sweep(jobs: Sequence[Job], run_fn: Callable[[Job], dict[str, Any]], out_
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if resume:
-        done = {job_key(r, key_fields) for r in read_records(out_path) if all(f in r for f in key_fields)}
-        # Drop a torn last line so that appends start on a fresh line.
-        kept = [json.dumps(r) for r in read_records(out_path)]
-        out_path.write_text("".join(line + "\n" for line in kept))
+        existing = read_records(out_path)
+        done = {job_key(r, key_fields) for r in existing if all(f in r for f in key_fields)}
+        # Rewrite without a torn last line so that appends start on a fresh line.
+        out_path.write_text("".join(json.dumps(r) + "\n" for r in existing))
     else:
         done = set()
         out_path.write_text("")

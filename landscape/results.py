@@ -57,3 +57,21 @@ class JsonResult:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.to_json(indent=2))
         return path
+
+
+def read_jsonl(path: str | Path) -> list[Any]:
+    """Every complete JSON line of ``path`` (missing file → []; blank lines and a line torn by a
+    kill are skipped, so a file being appended to can always be read)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out

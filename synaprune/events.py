@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from landscape import JsonResult, to_jsonable
+from landscape.results import read_jsonl
 
 
 @dataclass
@@ -274,21 +275,6 @@ class RunLog:
         return str(self.config.get("status", "unknown"))
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    out = []
-    if not path.exists():
-        return out
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a line cut by a kill: everything before it is intact
-    return out
-
-
 def load_run(log_dir: str | os.PathLike) -> RunLog:
     """Read a run directory written by the trainer (also one interrupted mid-way)."""
     d = Path(log_dir)
@@ -297,9 +283,9 @@ def load_run(log_dir: str | os.PathLike) -> RunLog:
     if not (d / "run.json").exists():
         raise FileNotFoundError(f"{d} has no run.json: not a SynaPrune run directory")
     config = json.loads((d / "run.json").read_text(encoding="utf-8"))
-    events = _read_jsonl(d / "events.jsonl")
+    events = read_jsonl(d / "events.jsonl")
     by_index = {e["index"]: e for e in events}
-    for upd in _read_jsonl(d / "updates.jsonl"):
+    for upd in read_jsonl(d / "updates.jsonl"):
         ev = by_index.get(upd.pop("event", None))
         if ev is None:
             continue

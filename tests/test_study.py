@@ -41,7 +41,7 @@ def test_study_quick_end_to_end(tmp_path):
     for row in study["escape"]["summary"]:
         assert row["method"] in page
     # The theorem check ran and confirmed all four statements on the quick configurations.
-    assert all(v["verdict"] == "confirmed" for v in study["theorems"]["verdicts"].values())
+    assert all(v["verdict"].startswith("confirmed") for v in study["theorems"]["verdicts"].values())
     # The control: the noisy regression's stalls are global minima with near-total cancellation.
     assert "noisy_regression" in study["escape"]["control"]
     assert (tmp_path / "escape" / "escape.jsonl").exists()
