@@ -182,8 +182,9 @@ def findings(result: StudyResult) -> list[str]:
         if not syn:
             continue
         def rank(kv: tuple[str, dict[str, Any]]) -> tuple[float, float]:
+            # Wilson lower bound first, so one lucky stall does not outrank many.
             steps = kv[1].get("median_escape_steps")
-            return kv[1]["escape_rate"], -(steps if steps is not None else math.inf)
+            return kv[1].get("ci_low") or 0.0, -(steps if steps is not None else math.inf)
 
         best_syn = max(syn.items(), key=rank)
         best_base = max(base.items(), key=rank) if base else None
@@ -207,7 +208,13 @@ def findings(result: StudyResult) -> list[str]:
                 and best_base[1]["ci_low"] > best_syn[1]["ci_high"]:
             text += ": the baseline does better (intervals do not overlap)."
         else:
-            text += ": no significant difference at this sample size."
+            text += ": no significant difference in escape rate at this sample size."
+        s_syn, s_gd = best_syn[1].get("median_escape_steps"), (gd or {}).get("median_escape_steps")
+        if s_syn and s_gd and gd is not best_syn[1]:
+            faster = "faster" if s_syn < s_gd else "slower"
+            text += (f" Over the stalls they do escape, {best_syn[0]} is {faster} ({s_syn:.0f} vs {s_gd:.0f} median steps) at "
+                     f"{(best_syn[1].get('median_per_example_grads') or 0) / max(gd.get('median_per_example_grads') or 1, 1):.0f}× "
+                     "GD's per-example-gradient cost.")
         out.append(text)
     control = result.escape.get("control")
     if control:
