@@ -8,7 +8,6 @@ objective without bias as ``scale · loss_fn(f(X_B), Y_B)``.
 """
 from __future__ import annotations
 
-import math
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch.func import functional_call, grad, grad_and_value, vmap
 
-from landscape import NonFiniteError, Objective
+from landscape import Objective
 
 
 @dataclass
@@ -66,25 +65,10 @@ class DataAccess:
         return self.obj.loss(theta)
 
     def loss_and_grad(self, theta: torch.Tensor) -> tuple[float, torch.Tensor]:
-        """Full-batch loss and gradient (dim,); the same value as ``obj.loss_and_grad`` (batches
-        weighted as the Objective does) by plain reverse mode, which has less per-call overhead
-        than ``torch.func`` on small problems. Raises ``NonFiniteError`` naming the batch."""
+        """Full-batch loss and gradient (dim,) of the objective; raises ``NonFiniteError`` naming
+        the batch (and the parameter, for a gradient)."""
         self.cost.n_grad_evals += 1
-        p = theta.detach().requires_grad_(True)
-        total = 0.0
-        g = torch.zeros_like(theta)
-        with torch.enable_grad():
-            for i, (x, y) in enumerate(self.obj.batches):  # type: ignore[misc]
-                out = functional_call(self.module, self.spec.unflatten(p), (x,))
-                value = (self.scale / self.n * int(x.shape[0])) * self.loss_fn(out, y)
-                gi, = torch.autograd.grad(value, p)
-                v = float(value.detach())
-                if not math.isfinite(v) or not bool(torch.isfinite(gi).all()):
-                    what = "loss" if not math.isfinite(v) else "gradient"
-                    raise NonFiniteError(f"{what} is non-finite (loss {v}) on batch {i}")
-                total += v
-                g += gi
-        return total, g
+        return self.obj.loss_and_grad(theta)
 
     # ------------------------------------------------------------------ minibatches
     def sample(self, batch_size: int) -> torch.Tensor:
@@ -110,7 +94,12 @@ class DataAccess:
                                chunk_size: int | None = None) -> Iterator[torch.Tensor]:
         """Yield chunks ``(c, dim)`` of unscaled per-example gradients ``∇ℓ_i`` (all examples,
         or those in ``idx``)."""
-        X, Y = (self.X, self.Y) if idx is None else (self.X[idx], self.Y[idx])
+        if idx is None:  # the whole dataset: the objective's own (faster, finiteness-checked) path
+            for _, G in self.obj.iter_per_example_grads(theta, chunk_size):
+                self.cost.n_per_example_grads += int(G.shape[0])
+                yield G
+            return
+        X, Y = self.X[idx], self.Y[idx]
         n = int(X.shape[0])
         step = n if chunk_size is None else max(1, int(chunk_size))
         per_ex = vmap(grad(self._example_loss), in_dims=(None, 0, 0))
