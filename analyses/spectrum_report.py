@@ -182,9 +182,13 @@ def stall_png(st: StallSpectrum, run: RunLog, path: Path) -> Path:
     ax2 = ax.twinx()
     gs = [v if v is not None and math.isfinite(v) else np.nan for v in st.layer_gsnr.values()]
     ax2.bar(x + 0.2, gs, 0.4, color="#ff7f0e", label="median GSNR")
+    # κ and GSNR span decades between layers (e.g. 0.6 next to 7e-5): log axes keep both visible.
+    for a, vals in ((ax, list(st.layer_kappa.values())), (ax2, gs)):
+        if any(v is not None and np.isfinite(v) and v > 0 for v in vals):
+            a.set_yscale("log")
     ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("κ = ‖mean g‖ / mean ‖g_i‖")
-    ax2.set_ylabel("median GSNR")
+    ax.set_ylabel("κ = ‖mean g‖ / mean ‖g_i‖ (log)")
+    ax2.set_ylabel("median GSNR (log)")
     ax.set_title("cancellation by layer (blue κ, orange GSNR)")
     ax = axes[1, 1]
     if run.losses.size:
@@ -245,6 +249,7 @@ def _stall_figure(st: StallSpectrum):
     fig.add_trace(go.Bar(x=names, y=list(st.layer_kappa.values()), name="κ"), row=1, col=3)
     fig.add_trace(go.Bar(x=names, y=[v if v is not None and math.isfinite(v) else None for v in st.layer_gsnr.values()],
                          name="median GSNR"), row=1, col=3)
+    fig.update_yaxes(type="log", row=1, col=3)
     fig.update_layout(height=380, title=f"stall {st.index} (step {st.step}): {st.kind}")
     return fig
 
