@@ -179,7 +179,8 @@ def _med(xs: Iterable[Any]) -> float | None:
 def summarize(records: Sequence[dict[str, Any]]) -> list[SummaryRow]:
     """Rows by (stall kind × method), sorted by kind then method. Runs that finished without any
     stall form the kind :data:`NO_STALL` (``n_stalls`` 0, ``n_runs`` those runs, their median gap
-    and cost), so a method that never stalls is still visible; failed runs contribute nothing."""
+    and cost), so a method that never stalls is still visible. Runs that raised (status "error")
+    contribute nothing; the stalls of a run stopped by a non-finite loss still count."""
     cells: dict[tuple[str, str], list[tuple[dict, dict]]] = {}
     for r in records:
         for ev in r.get("events") or []:

@@ -31,6 +31,7 @@ from landscape.results import JsonResult
 from synaprune import StallDetector, Trainer, load_run
 from synaprune.events import RunLog
 
+from .escape import OWN_LR
 from .problems import Problem, get_problem, list_problems
 
 DENSE_MAX_DIM = 1500
@@ -84,9 +85,12 @@ def train_problem(problem: Problem, method: str, log_dir: str | Path, *, max_ste
     ``meta`` in ``run.json`` records the problem so :func:`report_run` can rebuild the objective.
     """
     eps = problem.hints.get("eps", 1e-2) if eps is None else eps
-    lr = problem.hints.get("lr", 1e-2) if lr is None and method not in ("adam",) else lr
+    lr = problem.hints.get("lr", 1e-2) if lr is None and method not in OWN_LR else lr
+    if stall is None and problem.hints.get("stall") is not None:
+        hint = problem.hints["stall"]  # a fresh detector per run: detectors carry state
+        stall = StallDetector(**(hint.config() if isinstance(hint, StallDetector) else dict(hint)))
     trainer = Trainer(problem.make_model(seed), problem.loss_fn, problem.data, method=method, lr=lr, seed=seed,
-                      stall=stall or problem.hints.get("stall"), global_min=problem.global_min, log_dir=str(log_dir),
+                      stall=stall, global_min=problem.global_min, log_dir=str(log_dir),
                       reduction=problem.reduction, dtype=problem.dtype, progress=progress,
                       meta={"problem": problem.name, "problem_options": dict(problem_options or {}),
                             "problem_seed": seed, "eps": eps},

@@ -523,7 +523,7 @@ def _markdown(report: TheoremReport) -> str:
             continue
         lines.append(f"| {H} | {min(d['eps']):.0e}–{max(d['eps']):.0e} | {f['log_slope']:.3f}, {f['log_rms_lnT']:.3f} | "
                      f"{f['pow_exponent']:.3f}, {f['pow_rms_lnT']:.3f} | {d['better_model']} |")
-    lines += ["", f"Timings (s): " + ", ".join(f"{k} {t:.1f}" for k, t in report.timings_s.items()), ""]
+    lines += ["", "Timings (s): " + ", ".join(f"{k} {t:.1f}" for k, t in report.timings_s.items()), ""]
     return "\n".join(lines)
 
 

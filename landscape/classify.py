@@ -129,6 +129,16 @@ def _check_tol(name: str, value: float | None, *, allow_zero: bool) -> None:
         raise ValueError(f"{name} must be a finite {'non-negative' if allow_zero else 'positive'} number, got {value}")
 
 
+def _loss_or_nan(obj: Objective):
+    """``obj.loss`` with an overflow on the probe ladder returned as nan (the probe ignores it)."""
+    def f(p: torch.Tensor) -> float:
+        try:
+            return obj.loss(p)
+        except NonFiniteError:
+            return math.nan
+    return f
+
+
 def _batch_loss_fn(obj: Objective, theta: torch.Tensor):
     """vmap of the differentiable loss over a batch of points, or None when the loss is not vmappable."""
     f = torch.func.vmap(obj.loss_tensor)
@@ -181,6 +191,7 @@ def classify_point(
     probe_n_radii: int = 13,
     probe_random: int = 16,
     probe_rel_threshold: float = DEFAULT_REL_THRESHOLD,
+    probe_abs_threshold: float = 0.0,
     probe_search: bool = True,
     lanczos_k: tuple[int, int] = (10, 3),
 ) -> CriticalPointReport:
@@ -191,6 +202,8 @@ def classify_point(
     combinations of the near-null eigenvectors (and, on the Lanczos path, random full-space
     directions). ``probe_search``: when the line probes find no descent, also search the sphere
     of the near-null subspace for a descending mixture (:func:`landscape.probe.sphere_search`).
+    ``probe_rel_threshold`` / ``probe_abs_threshold``: a loss change along a probe counts only
+    beyond max(rel·ε·|f|, abs) (abs in loss units; raise it for approximately critical points).
     ``lanczos_k``: (smallest, largest) eigenpairs computed on the Lanczos path. Problems with
     dim ≤ :data:`SINGLE_THREAD_MAX_DIM` run with one torch thread.
     """
@@ -198,12 +211,14 @@ def classify_point(
         return _classify(obj, theta, global_min=global_min, grad_tol=grad_tol, eig_tol=eig_tol, method=method,
                          probe=probe, seed=seed, global_tol=global_tol, probe_radius=probe_radius,
                          probe_n_radii=probe_n_radii, probe_random=probe_random,
-                         probe_rel_threshold=probe_rel_threshold, probe_search=probe_search,
+                         probe_rel_threshold=probe_rel_threshold, probe_abs_threshold=probe_abs_threshold,
+                         probe_search=probe_search,
                          lanczos_k=lanczos_k)
 
 
 def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed, global_tol, probe_radius,
-              probe_n_radii, probe_random, probe_rel_threshold, probe_search, lanczos_k) -> CriticalPointReport:
+              probe_n_radii, probe_random, probe_rel_threshold, probe_abs_threshold, probe_search,
+              lanczos_k) -> CriticalPointReport:
     if method not in ("auto", "dense", "lanczos"):
         raise ValueError(f"method must be 'auto', 'dense' or 'lanczos', got {method!r}")
     _check_tol("grad_tol", grad_tol, allow_zero=False)
@@ -300,7 +315,7 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
             notes.append("degenerate Hessian and probe=False: second-order information cannot decide")
         else:
             pr = _run_probe(obj, theta, g, loss, null_basis, Hm, method, seed, probe_radius, probe_n_radii,
-                            probe_random, probe_rel_threshold, probe_search, notes)
+                            probe_random, probe_rel_threshold, probe_abs_threshold, probe_search, notes)
             rep.probe = pr
             _decide_degenerate(rep, pr, has_neg, has_pos, evecs, g)
 
@@ -408,7 +423,7 @@ def _value_and_grad_batch(obj: Objective):
 
 
 def _run_probe(obj, theta, g, loss, null_basis, Hm, method, seed, probe_radius, n_radii, n_random,
-               rel_threshold, search, notes) -> ProbeResult:
+               rel_threshold, abs_threshold, search, notes) -> ProbeResult:
     s = max(1.0, float(torch.linalg.vector_norm(theta)) / math.sqrt(obj.dim))
     t_max = probe_radius * s
     parts, quads = [], []
@@ -428,8 +443,8 @@ def _run_probe(obj, theta, g, loss, null_basis, Hm, method, seed, probe_radius, 
         quads.append(torch.zeros(full.shape[0], dtype=obj.dtype, device=obj.device))
     batch_loss = _batch_loss_fn(obj, theta)
     kw = dict(grad=g, loss0=loss, t_min=t_max * 1e-4, t_max=t_max, n_radii=n_radii, rel_threshold=rel_threshold,
-              batch_loss=batch_loss)
-    pr = higher_order_probe(obj.loss, theta, torch.cat(parts), quad=torch.cat(quads), **kw)
+              abs_threshold=abs_threshold, batch_loss=batch_loss)
+    pr = higher_order_probe(_loss_or_nan(obj), theta, torch.cat(parts), quad=torch.cat(quads), **kw)
     # Search unless the lines already found descent early on the ladder (first third of the radii,
     # with an order estimate): a descent first seen at large radius may be a direction where the
     # leading term nearly cancels, which mis-reads the order.
@@ -440,7 +455,7 @@ def _run_probe(obj, theta, g, loss, null_basis, Hm, method, seed, probe_radius, 
     found = sphere_search(_value_and_grad_batch(obj), theta, null_basis, [t_max, 0.1 * t_max, 0.01 * t_max], loss0=loss,
                           grad=g, quad_form=Qf, seed=seed, n_starts=SEARCH_STARTS, n_iter=SEARCH_ITERS)
     coef = found @ null_basis
-    pr2 = higher_order_probe(obj.loss, theta, found, quad=((coef @ Qf) * coef).sum(1), **kw)
+    pr2 = higher_order_probe(_loss_or_nan(obj), theta, found, quad=((coef @ Qf) * coef).sum(1), **kw)
     if pr2.descent and (not pr.descent or pr2.descent_radius < pr.descent_radius):
         notes.append("descent found by the sphere search in the near-null subspace (line probes: "
                      + (f"first at radius {pr.descent_radius:.3g})" if pr.descent else "none)"))

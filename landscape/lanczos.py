@@ -1,7 +1,8 @@
 """Torch-native Lanczos for extreme Hessian eigenpairs.
 
-Runs on the objective's device with full (twice-applied Gram-Schmidt) reorthogonalisation, so
-no ghost eigenvalues appear and both ends of the spectrum converge in one Krylov space. On an
+Runs on the objective's device with full Gram-Schmidt reorthogonalisation (a second pass when the
+first cancels most of the vector), so no ghost eigenvalues appear and both ends of the spectrum
+converge in one Krylov space. On an
 invariant subspace (breakdown, e.g. a Hessian of low rank or a repeated eigenvalue) it restarts
 from a fresh random vector orthogonal to the basis, so repeated extreme eigenvalues are found.
 """
@@ -96,6 +97,10 @@ def lanczos(
     if reorth not in ("full", "none"):
         raise ValueError(f"reorth must be 'full' or 'none', got {reorth!r}")
     dim = v0.numel()
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    if not bool(torch.isfinite(v0).all()) or float(torch.linalg.vector_norm(v0)) == 0.0:
+        raise ValueError("v0 must be a finite, non-zero start vector")
     max_steps = min(max_steps, dim)
     dtype, device = v0.dtype, v0.device
     generator = generator or torch.Generator().manual_seed(0)

@@ -30,6 +30,23 @@ class NonFiniteError(FloatingPointError):
     """The loss, gradient or a curvature product is NaN or infinite."""
 
 
+def _check_mean_reduced(module: nn.Module, loss_fn: Callable, batch: Batch) -> None:
+    """Refuse a criterion that does not average over examples (e.g. ``MSELoss(reduction="sum")``):
+    the objective, its gradient and per-example gradients all assume a mean over the batch."""
+    x, y = batch
+    if x.shape[0] < 2:
+        return
+    with torch.no_grad():
+        out = module(x[:2])
+        pair = float(loss_fn(out, y[:2]))
+        single = 0.5 * (float(loss_fn(out[:1], y[:1])) + float(loss_fn(out[1:2], y[1:2])))
+    if math.isfinite(pair) and math.isfinite(single) and abs(pair - single) > 1e-4 * max(abs(pair), abs(single), 1e-30):
+        raise ValueError(
+            f"loss_fn is not a mean over examples: on two examples it gives {pair:.6g}, the mean of the two "
+            f"single-example losses is {single:.6g}. Pass a mean-reduced criterion (e.g. nn.MSELoss()) and "
+            "choose the objective's reduction with reduction='mean' or 'sum'")
+
+
 class Objective:
     """A twice-differentiable objective of a flat parameter vector.
 
@@ -123,6 +140,7 @@ class Objective:
         def example_loss_params(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return loss_fn(functional_call(module, params, (x.unsqueeze(0),)), y.unsqueeze(0))
 
+        _check_mean_reduced(module, loss_fn, batches[0])
         obj = cls(spec=spec, theta0=theta0, batch_loss=batch_loss, batches=batches, weights=weights,
                   example_loss=example_loss, reduction=reduction)
         obj._example_loss_params = example_loss_params
@@ -280,7 +298,9 @@ class Objective:
         for i in range(len(self.batches)):
             with torch.enable_grad():
                 li = self._weighted(i)(p)
-                gi, = torch.autograd.grad(li, p)
+                # A batch whose loss does not depend on theta contributes a zero gradient.
+                gi = (torch.autograd.grad(li, p, allow_unused=True, materialize_grads=True)[0]
+                      if li.requires_grad else torch.zeros_like(p))
             value = float(li.detach())
             if not math.isfinite(value):
                 raise NonFiniteError(f"loss is {value} on {self._where(i)}")
@@ -311,8 +331,8 @@ class Objective:
     def hessian(self, theta: torch.Tensor, *, max_dim: int | None = None, chunk_size: int = 128) -> torch.Tensor:
         """Dense symmetric Hessian, shape ``(dim, dim)``.
 
-        Refuses when ``dim`` exceeds ``max_dim`` (default :attr:`hessian_max_dim` = 4096, i.e.
-        128 MiB in float64); raise ``max_dim`` to allow more.
+        Refuses when ``dim`` exceeds ``max_dim`` (default :attr:`hessian_max_dim` = 4096: the result
+        is 128 MiB in float64, the computation needs about twice that); raise ``max_dim`` to allow more.
         """
         limit = self.hessian_max_dim if max_dim is None else max_dim
         if self.dim > limit:
@@ -432,6 +452,8 @@ class HessianOperator:
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """``H @ v`` for ``v`` of shape ``(dim,)``."""
+        if v.shape != (self.shape[0],):
+            raise ValueError(f"v must have shape ({self.shape[0]},), got {tuple(v.shape)}")
         self.n_matvec += 1
         v = v.to(device=self.device, dtype=self.dtype)
         if self._g is not None:

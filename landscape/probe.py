@@ -11,7 +11,8 @@ near-null directions (eigenvalues below the zero tolerance count as zero).
 Decision along one signed direction: walking the ladder from the smallest radius up, the first
 radius where |Δ| exceeds the round-off threshold decides; Δ < 0 there means descent, Δ > 0
 ascent. The threshold is ``rel_threshold`` · ε_dtype · max(|f(θ)|, |f(θ + t d)|) (default
-rel_threshold = 1e3), so a loss that is flat to round-off along d decides nothing.
+rel_threshold = 1e3), and at least ``abs_threshold`` (loss units, default 0), so a loss that is flat
+to round-off (or below a caller's resolution) along d decides nothing.
 The order of the first non-vanishing term is the slope of log|Δ| against log t over the decisive
 radius and up to three further radii with the same sign.
 
@@ -128,6 +129,7 @@ def higher_order_probe(
     t_max: float = 1e-1,
     n_radii: int = 13,
     rel_threshold: float = DEFAULT_REL_THRESHOLD,
+    abs_threshold: float = 0.0,
     batch_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
     chunk: int = 512,
 ) -> ProbeResult:
@@ -146,6 +148,8 @@ def higher_order_probe(
         raise ValueError(f"n_radii must be >= 2, got {n_radii}")
     if not rel_threshold > 0:
         raise ValueError(f"rel_threshold must be > 0, got {rel_threshold}")
+    if not (abs_threshold >= 0 and math.isfinite(abs_threshold)):
+        raise ValueError(f"abs_threshold must be finite and >= 0, got {abs_threshold}")
     if directions.ndim != 2 or directions.shape[1] != theta.numel():
         raise ValueError(f"directions must have shape (k, {theta.numel()}), got {tuple(directions.shape)}")
     dtype = theta.dtype
@@ -160,14 +164,16 @@ def higher_order_probe(
     vals = _batched_loss(loss_fn, batch_loss, pts.reshape(-1, theta.numel()), chunk).view(2 * k, n_radii)
     delta = vals - f0
     if grad is not None:
-        lin = (signed.to(torch.float64) @ grad.to(device="cpu", dtype=torch.float64)).view(-1, 1) * radii.view(1, -1)
+        lin = (signed.detach().to(device="cpu", dtype=torch.float64)
+               @ grad.detach().to(device="cpu", dtype=torch.float64)).view(-1, 1) * radii.view(1, -1)
         delta = delta - lin
     if quad is not None:
         if quad.numel() != k:
             raise ValueError(f"quad must hold one value per direction ({k}), got {quad.numel()}")
         q = quad.detach().to(device="cpu", dtype=torch.float64).reshape(-1)
         delta = delta - 0.5 * torch.cat([q, q]).view(-1, 1) * radii.view(1, -1) ** 2
-    thr = rel_threshold * eps * torch.maximum(vals.abs(), torch.full_like(vals, abs(f0)))
+    thr = torch.clamp(rel_threshold * eps * torch.maximum(vals.abs(), torch.full_like(vals, abs(f0))),
+                      min=abs_threshold)
     if not torch.isfinite(vals).all():
         # A non-finite loss on the ladder decides nothing for that direction.
         delta = torch.where(torch.isfinite(vals), delta, torch.zeros_like(delta))

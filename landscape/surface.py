@@ -357,8 +357,8 @@ def evaluate_points(obj: Objective, origin: torch.Tensor, directions: torch.Tens
         raise ValueError(f"coords must have shape (N, {directions.shape[0]}), got {tuple(coords.shape)}")
     D = directions.to(device=obj.device, dtype=obj.dtype)
     C = coords.to(device=obj.device, dtype=obj.dtype)
-    chunk = chunk_size or _chunk_size(obj)
-    if chunk < 1:
+    chunk = _chunk_size(obj) if chunk_size is None else chunk_size
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
     from tqdm.auto import tqdm
 

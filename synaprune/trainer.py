@@ -214,6 +214,12 @@ class Trainer:
             classify_global_tol = max(10 * self.classify_probe_floor,
                                       10 * math.sqrt(eps) * max(1.0, abs(self.global_min)))
         self.classify_global_tol = classify_global_tol
+        if classify_method not in ("auto", "dense", "lanczos"):
+            raise ValueError(f"classify_method must be 'auto', 'dense' or 'lanczos', got {classify_method!r}")
+        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
         self.classify_method = classify_method
         self.classify_final = bool(classify_final)
         self.cancellation = bool(cancellation)
@@ -273,15 +279,12 @@ class Trainer:
         except ImportError as exc:  # pragma: no cover - the classifier ships with landscape
             return None, f"landscape.classify unavailable: {exc}"
         try:
-            loss = self.obj.loss(theta)
-            # The probe counts a loss change only beyond probe_rel_threshold·ε·|L|; raise that floor to
-            # classify_probe_floor (absolute loss units) so that descent below the resolution of an
-            # approximately critical point (‖g‖ ≤ grad_tol) does not count.
-            eps = torch.finfo(self.obj.dtype).eps
-            rel = max(DEFAULT_REL_THRESHOLD, self.classify_probe_floor / (eps * max(abs(loss), 1e-300)))
+            # The probe ignores loss changes below classify_probe_floor (absolute loss units): descent
+            # below the resolution of an approximately critical point (‖g‖ ≤ grad_tol) does not count.
             rep = classify_point(self.obj, theta, global_min=self.global_min, grad_tol=self.classify_grad_tol,
                                  eig_tol=self.classify_eig_tol, method=self.classify_method, probe=True, seed=seed,
-                                 probe_rel_threshold=rel, global_tol=self.classify_global_tol)
+                                 probe_rel_threshold=DEFAULT_REL_THRESHOLD,
+                                 probe_abs_threshold=self.classify_probe_floor, global_tol=self.classify_global_tol)
         except Exception as exc:  # noqa: BLE001 - a failed classification must not kill training
             return None, f"{type(exc).__name__}: {exc}"
         if rep.method == "dense":

@@ -226,3 +226,38 @@ def test_good_input_raises_no_warning():
         obj = good_objective()
         th = obj.initial_point()
         obj.loss(th), obj.grad(th), obj.hvp(th, th), obj.per_example_grads(th, chunk_size=3)
+
+
+# ---------------------------------------------------------------- added after review
+def test_sum_reduced_criterion_is_refused():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2).double()
+    X, Y = torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="not a mean over examples"):
+        ls.Objective.from_module(model, torch.nn.MSELoss(reduction="sum"), (X, Y))
+    # The mean-reduced criterion with reduction="sum" gives the sum of the per-example losses.
+    obj = ls.Objective.from_module(model, torch.nn.MSELoss(), (X, Y), reduction="sum")
+    theta = obj.initial_point()
+    per_example = ((model(X) - Y) ** 2).mean(1)
+    assert obj.loss(theta) == pytest.approx(float(per_example.sum()), rel=1e-12)
+
+
+def test_hvp_operator_checks_vector_shape():
+    obj = ls.Objective.from_function(lambda x: (x ** 2).sum(), torch.zeros(3, dtype=torch.float64))
+    op = obj.hvp_operator(obj.initial_point())
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        op.matvec(torch.ones(4, dtype=torch.float64))
+
+
+def test_lanczos_rejects_zero_start_and_no_steps():
+    mv = lambda v: 2.0 * v  # noqa: E731
+    with pytest.raises(ValueError, match="non-zero start vector"):
+        ls.lanczos(mv, torch.zeros(4, dtype=torch.float64), 3)
+    with pytest.raises(ValueError, match="max_steps"):
+        ls.lanczos(mv, torch.ones(4, dtype=torch.float64), 0)
+
+
+def test_gradient_of_a_constant_objective_is_zero():
+    obj = ls.Objective.from_function(lambda x: torch.tensor(3.0, dtype=torch.float64), torch.ones(2, dtype=torch.float64))
+    loss, g = obj.loss_and_grad(obj.initial_point())
+    assert loss == 3.0 and torch.equal(g, torch.zeros(2, dtype=torch.float64))

@@ -237,3 +237,15 @@ def test_bad_input():
         ls.classify_point(obj, torch.zeros(3, dtype=torch.float64))
     with pytest.raises(ValueError, match="probe_radius"):
         ls.classify_point(obj, z, probe_radius=0.0)
+
+
+def test_probe_absolute_threshold_at_zero_loss():
+    # Loss exactly 0 at the point: an absolute floor (the trainer's resolution) must still let the
+    # probe see the quartic rise of x⁴ + y⁴ and the cubic descent of the monkey saddle.
+    zero = torch.zeros(2, dtype=torch.float64)
+    quartic = ls.Objective.from_function(lambda v: v[0] ** 4 + v[1] ** 4, zero)
+    monkey = ls.Objective.from_function(lambda v: v[0] ** 3 - 3 * v[0] * v[1] ** 2, zero)
+    assert ls.classify_point(quartic, zero, probe_abs_threshold=1e-12).kind == "minimum"
+    assert ls.classify_point(monkey, zero, probe_abs_threshold=1e-12).kind == "non_strict_saddle"
+    with pytest.raises(ValueError, match="abs_threshold"):
+        ls.classify_point(quartic, zero, probe_abs_threshold=-1.0)

@@ -157,3 +157,14 @@ def test_nonfinite_loss_stops_with_last_good_state(tmp_path):
     assert all(name in METHODS for name in ("gd", "sgd", "adam", "pgd", "ncd", "sfn", "synaprune-rms",
                                             "synaprune-devarg", "synaprune-noise", "synaprune-penalty",
                                             "synaprune-hebbian"))
+
+
+def test_trainer_validates_classifier_and_logging_options():
+    model = torch.nn.Linear(2, 1).double()
+    X, Y = torch.randn(8, 2, dtype=torch.float64), torch.randn(8, 1, dtype=torch.float64)
+    with pytest.raises(ValueError, match="classify_method"):
+        Trainer(model, torch.nn.MSELoss(), (X, Y), method="gd", classify_method="dens")
+    with pytest.raises(ValueError, match="chunk_size"):
+        Trainer(model, torch.nn.MSELoss(), (X, Y), method="gd", chunk_size=0)
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        Trainer(model, torch.nn.MSELoss(), (X, Y), method="gd", checkpoint_every=0)
