@@ -48,8 +48,6 @@ DEFAULT_SEEDS = 20
 KEY_FIELDS = ("problem", "method", "seed")
 #: summary pseudo-kind of the runs that never stalled
 NO_STALL = "(no stall)"
-#: methods that keep their own default learning rate instead of the problem's GD step size
-OWN_LR = ("adam", "sfn")
 #: cheaper settings of the two Hessian-based baselines in the reduced benchmark (``quick``): a
 #: looser, shorter Lanczos for NCD's curvature test and an 8-dimensional Krylov space for SFN
 #: (defaults: tol 1e-6 / no iteration cap, 20 dimensions); they halve its cost on these small
@@ -108,24 +106,16 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     steps; returns the run's record (never raises: a failure gives ``status="error"``)."""
     import torch
 
-    from synaprune import StallDetector, Trainer
-
     rec: dict[str, Any] = {k: job[k] for k in KEY_FIELDS}
     rec.update(max_steps=job["max_steps"], status="ok", error=None, events=[])
     t0, c0 = time.perf_counter(), time.process_time()
     try:
         p = _problem(job["problem"])
-        hints = p.hints
-        st = hints.get("stall")
-        stall = StallDetector(**(st.config() if isinstance(st, StallDetector) else dict(st or {})))
-        lr = None if job["method"] in OWN_LR else hints.get("lr")
-        eps = hints.get("eps", 1e-2)
-        opts = {**(hints.get("method_options") or {}).get(job["method"], {}), **(job.get("options") or {})}
+        eps = p.hints.get("eps", 1e-2)
+        opts = {**(p.hints.get("method_options") or {}).get(job["method"], {}), **(job.get("options") or {})}
         rec["method_options"] = opts
         torch.manual_seed(job["seed"])
-        tr = Trainer(p.make_model(job["seed"]), p.loss_fn, p.data, method=job["method"], lr=lr, seed=job["seed"],
-                     stall=stall, global_min=p.global_min, reduction=p.reduction, dtype=p.dtype, progress=False,
-                     meta={"problem": p.name, "problem_seed": job["seed"], "eps": eps}, **opts)
+        tr = p.trainer(job["method"], job["seed"], meta={"eps": eps}, **(job.get("options") or {}))
         res = tr.fit(job["max_steps"], theta0=p.init(job["seed"], eps))
         gap = None if p.global_min is None else _fin(res.final_loss - p.global_min)
         rec.update(

@@ -21,6 +21,8 @@ from landscape import Objective
 from landscape.deep_linear import DeepLinearProblem, half_sq_error
 
 Data = tuple[torch.Tensor, torch.Tensor]
+#: methods that keep their own default step size instead of the problem's GD learning rate
+OWN_LR = ("adam", "sfn")
 
 
 @dataclass
@@ -68,6 +70,27 @@ class Problem:
     @property
     def n_examples(self) -> int:
         return int(self.data[0].shape[0])
+
+    def trainer(self, method: str, seed: int = 0, *, lr: float | None = None, stall: Any = None,
+                log_dir: str | None = None, progress: bool | None = False, meta: dict | None = None,
+                **method_options: Any) -> Any:
+        """A :class:`synaprune.Trainer` on this problem: model ``make_model(seed)``, the data,
+        reduction, dtype and global value. ``lr`` defaults to ``hints["lr"]`` except for methods with
+        a step size of their own (:data:`OWN_LR`); ``stall`` to a fresh copy of ``hints["stall"]``
+        (detectors carry state); method options to ``hints["method_options"][method]``, updated by
+        ``method_options``. ``meta`` (stored in ``run.json``) always records the problem and seed."""
+        from synaprune import StallDetector, Trainer
+
+        if lr is None and method not in OWN_LR:
+            lr = self.hints.get("lr")
+        if stall is None and self.hints.get("stall") is not None:
+            hint = self.hints["stall"]
+            stall = StallDetector(**(hint.config() if isinstance(hint, StallDetector) else dict(hint)))
+        opts = {**(self.hints.get("method_options") or {}).get(method, {}), **method_options}
+        return Trainer(self.make_model(seed), self.loss_fn, self.data, method=method, lr=lr, seed=seed, stall=stall,
+                       global_min=self.global_min, log_dir=None if log_dir is None else str(log_dir),
+                       reduction=self.reduction, dtype=self.dtype, progress=progress,
+                       meta={"problem": self.name, "problem_seed": seed, **(meta or {})}, **opts)
 
 
 ProblemFactory = Callable[..., Problem]

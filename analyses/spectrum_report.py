@@ -28,10 +28,9 @@ from tqdm.auto import tqdm
 import landscape as ls
 from landscape.render import kind_style, write_html
 from landscape.results import JsonResult
-from synaprune import StallDetector, Trainer, load_run
+from synaprune import StallDetector, load_run
 from synaprune.events import RunLog
 
-from .escape import OWN_LR
 from .problems import Problem, get_problem, list_problems
 
 DENSE_MAX_DIM = 1500
@@ -85,16 +84,8 @@ def train_problem(problem: Problem, method: str, log_dir: str | Path, *, max_ste
     ``meta`` in ``run.json`` records the problem so :func:`report_run` can rebuild the objective.
     """
     eps = problem.hints.get("eps", 1e-2) if eps is None else eps
-    lr = problem.hints.get("lr", 1e-2) if lr is None and method not in OWN_LR else lr
-    if stall is None and problem.hints.get("stall") is not None:
-        hint = problem.hints["stall"]  # a fresh detector per run: detectors carry state
-        stall = StallDetector(**(hint.config() if isinstance(hint, StallDetector) else dict(hint)))
-    trainer = Trainer(problem.make_model(seed), problem.loss_fn, problem.data, method=method, lr=lr, seed=seed,
-                      stall=stall, global_min=problem.global_min, log_dir=str(log_dir),
-                      reduction=problem.reduction, dtype=problem.dtype, progress=progress,
-                      meta={"problem": problem.name, "problem_options": dict(problem_options or {}),
-                            "problem_seed": seed, "eps": eps},
-                      **{**problem.hints.get("trainer", {}), **method_options})
+    trainer = problem.trainer(method, seed, lr=lr, stall=stall, log_dir=str(log_dir), progress=progress,
+                              meta={"problem_options": dict(problem_options or {}), "eps": eps}, **method_options)
     return trainer.fit(max_steps, theta0=problem.init(seed, eps))
 
 
