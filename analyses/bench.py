@@ -37,6 +37,7 @@ from torch import nn
 from tqdm import tqdm
 
 import landscape as ls
+from landscape.lanczos import random_unit
 from landscape.results import JsonResult
 
 TARGETS = {"hvp_over_grad": 2.0, "eigs_speedup_vs_pyhessian": 5.0, "per_example_speedup_vs_loop": 10.0}
@@ -195,7 +196,7 @@ def deflated_power_iteration(
     def iterate(shift: float, deflate: bool) -> tuple[float, torch.Tensor, float, bool]:
         nonlocal n_matvec
         t0 = time.perf_counter()
-        v = _unit_random(dim, gen, dtype, device)
+        v = random_unit(dim, gen, dtype, device)
         if deflate:
             v = project(v)
             v = v / torch.linalg.vector_norm(v)
@@ -244,11 +245,6 @@ def deflated_power_iteration(
                        residuals=torch.tensor([p[2] for p in pairs], dtype=torch.float64),
                        converged=torch.tensor([p[3] for p in pairs]), n_matvec=n_matvec,
                        iterations=iterations, pair_times_s=pair_times, top_k_time_s=top_time)
-
-
-def _unit_random(dim: int, gen: torch.Generator, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
-    v = torch.randn(dim, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
-    return v / torch.linalg.vector_norm(v)
 
 
 # ---------------------------------------------------------------------------- helpers

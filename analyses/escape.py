@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from landscape.render import symlog
 from landscape.results import JsonResult
 
 from .stats import median, wilson_interval
@@ -234,10 +235,6 @@ def _event_points(records: Sequence[dict[str, Any]], methods: Sequence[str]) -> 
     return pts
 
 
-def _symlog(x: float, c: float) -> float:
-    return math.copysign(math.log10(1 + abs(x) / c), x)
-
-
 def outcome_png(records: Sequence[dict[str, Any]], methods: Sequence[str], path: Path) -> Path:
     """Two panels: escape outcome (colour) of every stall, method on the y axis, against κ and
     against λ_min (symlog); marker = stall kind."""
@@ -316,7 +313,7 @@ def outcome_figure(records: Sequence[dict[str, Any]], methods: Sequence[str]) ->
         name = f"{kind}, {'escaped' if esc else 'not escaped'}"
         color = "#2ca02c" if esc else "#d62728"
         for col, xs in ((1, [p.get("kappa") for p in ps]),
-                        (2, [None if p.get("lambda_min") is None else _symlog(p["lambda_min"], c) for p in ps])):
+                        (2, [None if p.get("lambda_min") is None else symlog(p["lambda_min"], c) for p in ps])):
             fig.add_trace(go.Scatter(x=xs, y=y, mode="markers", name=name, legendgroup=name, showlegend=col == 1,
                                      marker={"color": color, "symbol": sym, "size": 8, "opacity": 0.7},
                                      text=text, hoverinfo="text"), row=1, col=col)

@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 import landscape as ls
-from landscape.render import kind_style, write_html
+from landscape.render import kind_style, symlog, write_html
 from landscape.results import JsonResult
 from synaprune import StallDetector, load_run
 from synaprune.events import RunLog
@@ -100,10 +100,6 @@ def _rebuild_objective(run: RunLog) -> ls.Objective:
 
 
 # ---------------------------------------------------------------------------- analysis
-def _symlog(x: np.ndarray, c: float) -> np.ndarray:
-    return np.sign(x) * np.log10(1.0 + np.abs(x) / c)
-
-
 def analyse_stall(obj: ls.Objective, theta: torch.Tensor, event: dict[str, Any], *, k: int = 5, slq_runs: int = 8,
                   slq_steps: int = 60, dense_max_dim: int = DENSE_MAX_DIM, seed: int = 0) -> StallSpectrum:
     """Spectral facts at one stall (``event`` is the trainer's event dict)."""
@@ -226,9 +222,9 @@ def _stall_figure(st: StallSpectrum):
     c = _linthresh(st)
     fig = make_subplots(rows=1, cols=3, subplot_titles=("SLQ density (symlog x)", "dense spectrum (symlog)",
                                                         "cancellation by layer"))
-    xg = _symlog(np.asarray(st.density_grid), c)
+    xg = symlog(np.asarray(st.density_grid), c)
     fig.add_trace(go.Scatter(x=xg, y=st.density, mode="lines", name="density"), row=1, col=1)
-    fig.add_trace(go.Scatter(x=_symlog(np.asarray(st.eig_values), c), y=[max(st.density) * 1.05] * len(st.eig_values),
+    fig.add_trace(go.Scatter(x=symlog(np.asarray(st.eig_values), c), y=[max(st.density) * 1.05] * len(st.eig_values),
                              mode="markers", name="Lanczos extremes", marker={"color": "#d62728", "symbol": "line-ns-open",
                                                                               "size": 14},
                              text=[f"λ={v:.4g}, residual {r:.1e}" for v, r in zip(st.eig_values, st.eig_residuals)]),
@@ -238,7 +234,7 @@ def _stall_figure(st: StallSpectrum):
     fig.update_xaxes(tickvals=ticks, ticktext=[f"{np.sign(t) * c * (10 ** abs(t) - 1):.2g}" for t in ticks], row=1, col=1)
     if st.dense_eigs is not None:
         ev = np.asarray(st.dense_eigs)
-        fig.add_trace(go.Scatter(x=np.arange(ev.size), y=_symlog(ev, c), mode="markers", name="dense eigenvalues",
+        fig.add_trace(go.Scatter(x=np.arange(ev.size), y=symlog(ev, c), mode="markers", name="dense eigenvalues",
                                  marker={"size": 3}, text=[f"{v:.4g}" for v in ev]), row=1, col=2)
     names = list(st.layer_kappa)
     fig.add_trace(go.Bar(x=names, y=list(st.layer_kappa.values()), name="κ"), row=1, col=3)

@@ -70,8 +70,8 @@ class LanczosRun:
         return T
 
 
-def _random_unit(dim: int, generator: torch.Generator, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    # Drawn on the CPU so that a seed gives the same vector on every device.
+def random_unit(dim: int, generator: torch.Generator, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    """A seeded random unit vector (dim,), drawn on the CPU so a seed gives the same vector on every device."""
     v = torch.randn(dim, generator=generator, dtype=torch.float64).to(device=device, dtype=dtype)
     return v / torch.linalg.vector_norm(v)
 
@@ -135,7 +135,7 @@ def lanczos(
             break
         if b <= 10 * eps * max(scale, 1e-300) * (1 + dim ** 0.5):
             # Invariant subspace: continue with a fresh direction orthogonal to the basis.
-            r = _random_unit(dim, generator, dtype, device)
+            r = random_unit(dim, generator, dtype, device)
             for _ in range(2):
                 r = r - Q[: j + 1].T @ (Q[: j + 1] @ r)
             nr = torch.linalg.vector_norm(r).item()
@@ -231,7 +231,7 @@ def extreme_eigs(
         ok = bool(((run.last_beta * S[-1, idx]).abs() <= 0.1 * tol * sc).all())
         return vals[idx], vecs, vals.numel(), sc, ok
 
-    v0 = _random_unit(obj.dim, gen, dtype, device)
+    v0 = random_unit(obj.dim, gen, dtype, device)
     values, vectors, n_iter, ritz_scale, ok = run_once(op.matvec, v0, k_small, k_large, max_iter)
     first_steps = n_iter
 
@@ -252,7 +252,7 @@ def extreme_eigs(
             y = op.matvec(x)
             return y - V @ (V.T @ y)
 
-        v0 = _random_unit(obj.dim, gen, dtype, device)
+        v0 = random_unit(obj.dim, gen, dtype, device)
         v0 = v0 - V @ (V.T @ v0)
         v0 = v0 / torch.linalg.vector_norm(v0)
         new_vals, new_vecs, steps, sc_new, ok = run_once(deflated, v0, min(k_small, 1), min(k_large, 1),

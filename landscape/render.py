@@ -27,6 +27,12 @@ _DEFAULT_STYLE = ("#ff7f0e", "circle")
 _MPL_MARKERS = {"circle": "o", "x": "X", "diamond": "D", "square": "s", "cross": "P"}
 
 
+def symlog(x: Any, c: float) -> Any:
+    """Symmetric-log transform sign(x)·log10(1 + |x|/c) (linear below ``c``), for plotly axes,
+    which have no symlog scale; works on floats and arrays."""
+    return np.sign(x) * np.log10(1.0 + np.abs(x) / c)
+
+
 def kind_style(kind: str) -> tuple[str, str]:
     """(colour, plotly marker symbol) for a critical-point kind."""
     return KIND_STYLE.get(kind, _DEFAULT_STYLE)

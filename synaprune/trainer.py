@@ -36,6 +36,8 @@ from tqdm.auto import tqdm
 
 import landscape
 from landscape import NonFiniteError, Objective, cancellation_stats
+from landscape.classify import classify_point
+from landscape.probe import DEFAULT_REL_THRESHOLD
 
 from .access import DataAccess
 from .baselines import GD, NCD, PGD, SFN, SGD, Adam
@@ -273,11 +275,6 @@ class Trainer:
         return loss - max(self.escape_abs, self.escape_rel * abs(loss))
 
     def _classify(self, theta: torch.Tensor, seed: int) -> tuple[Any, str | None]:
-        try:
-            from landscape.classify import classify_point
-            from landscape.probe import DEFAULT_REL_THRESHOLD
-        except ImportError as exc:  # pragma: no cover - the classifier ships with landscape
-            return None, f"landscape.classify unavailable: {exc}"
         try:
             # The probe ignores loss changes below classify_probe_floor (absolute loss units): descent
             # below the resolution of an approximately critical point (‖g‖ ≤ grad_tol) does not count.
