@@ -2,81 +2,234 @@
 
 Everything is functional: the parameters are one flat 1-D tensor ``theta`` of length ``dim``;
 a model is evaluated with ``torch.func.functional_call`` on a private copy, so the user's module
-is never touched.
+is never touched. Data are read one batch at a time from where the user keeps them
+(:class:`landscape.data.BatchSource`); every evaluation runs attention in the math SDPA backend,
+the one whose backward is itself differentiable, so HVPs work through attention with no action
+from the user.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vjp, vmap
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten, tree_map
 
-from .data import Batch, as_batches
-from .params import ParamSpec
+from .data import Batch, BatchSource, check_pair, is_single_batch, slice_batch, tensor_leaves, to_device
+from .params import ParamSpec, select_parameters
 
 DEFAULT_HESSIAN_MAX_DIM = 4096
 
-_STOCHASTIC_OR_BATCH_DEPENDENT = (
-    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
-    nn.modules.batchnorm._BatchNorm,
-)
+_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 
 
 class NonFiniteError(FloatingPointError):
     """The loss, gradient or a curvature product is NaN or infinite."""
 
 
-def _check_mean_reduced(module: nn.Module, loss_fn: Callable, batch: Batch) -> None:
-    """Refuse a criterion that does not average over examples (e.g. ``MSELoss(reduction="sum")``):
-    the objective, its gradient and per-example gradients all assume a mean over the batch."""
-    x, y = batch
-    if x.shape[0] < 2:
-        return
-    with torch.no_grad():
-        out = module(x[:2])
-        pair = float(loss_fn(out, y[:2]))
-        single = 0.5 * (float(loss_fn(out[:1], y[:1])) + float(loss_fn(out[1:2], y[1:2])))
-    if math.isfinite(pair) and math.isfinite(single) and abs(pair - single) > 1e-4 * max(abs(pair), abs(single), 1e-30):
-        raise ValueError(
-            f"loss_fn is not a mean over examples: on two examples it gives {pair:.6g}, the mean of the two "
-            f"single-example losses is {single:.6g}. Pass a mean-reduced criterion (e.g. nn.MSELoss()) and "
-            "choose the objective's reduction with reduction='mean' or 'sum'")
+# ---------------------------------------------------------------------------- evaluation context
+@contextlib.contextmanager
+def second_order_safe() -> Iterator[None]:
+    """Attention in a form that can be differentiated twice, on every device.
+
+    ``F.scaled_dot_product_attention`` (used by ``nn.MultiheadAttention``, ``nn.TransformerEncoder``
+    and Hugging Face's default "sdpa" attention) dispatches to fused flash / memory-efficient
+    kernels whose backward has no derivative; the math backend is composed of ordinary matmuls and
+    a softmax and supports double backward on CPU and CUDA. The fused fast path of
+    ``nn.TransformerEncoderLayer`` in inference mode is switched off too, so the loss, the gradient
+    and the Hessian are those of one and the same function.
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel([SDPBackend.MATH]):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
+
+
+class _FunctionalModel:
+    """The user's module evaluated at given parameters: called like the module, attributes forwarded.
+
+    ``record``: a list that receives every call's output; ``replay``: outputs returned instead of
+    running the module (the generalised Gauss-Newton splits a loss into model and loss-of-output).
+    """
+
+    def __init__(self, module: nn.Module, params: dict[str, torch.Tensor], *, record: list | None = None,
+                 replay: list | None = None) -> None:
+        self._module = module
+        self._params = params
+        self._record = record
+        self._replay = replay
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._replay is not None:
+            if not self._replay:
+                raise RuntimeError("batch_loss called the model more often than when its outputs were recorded")
+            return self._replay.pop(0)
+        out = functional_call(self._module, self._params, args, kwargs)
+        if self._record is not None:
+            self._record.append((args, kwargs, out))
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+
+def stochastic_modules(model: nn.Module) -> list[str]:
+    """Submodules whose output is random or depends on the other examples of the batch in their
+    current mode, as ``"path (Type)"``: Dropout with p > 0 in training, MultiheadAttention with
+    dropout > 0 in training, BatchNorm in training or without running statistics."""
+    out = []
+    for name, m in model.named_modules():
+        bad = False
+        if isinstance(m, _DROPOUT):
+            bad = m.training and float(m.p) > 0
+        elif isinstance(m, nn.MultiheadAttention):
+            bad = m.training and float(m.dropout) > 0
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            bad = m.training or not m.track_running_stats
+        if bad:
+            out.append(f"{name or '<model>'} ({type(m).__name__})")
+    return out
+
+
+class _BroadcastGuard(TorchFunctionMode):
+    """Refuse an operation that broadcasts a target tensor against another tensor to a shape larger
+    than both (``(N, 1)`` outputs minus ``(N,)`` targets gives ``(N, N)``): almost always a shape bug
+    that silently changes the loss."""
+
+    def __init__(self, targets: list[torch.Tensor]) -> None:
+        super().__init__()
+        self.ids = {id(t): t for t in targets}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        tensors = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
+        for t in tensors:
+            if id(t) not in self.ids:
+                continue
+            for a in tensors:
+                if a is t or not a.is_floating_point() or a.shape == t.shape:
+                    continue
+                try:
+                    b = torch.broadcast_shapes(a.shape, t.shape)
+                except RuntimeError:
+                    continue
+                if math.prod(b) > max(a.numel(), t.numel()):
+                    name = getattr(func, "__name__", str(func))
+                    raise ValueError(
+                        f"the loss would broadcast a tensor of shape {tuple(a.shape)} (the model's output) against "
+                        f"targets of shape {tuple(t.shape)} to {tuple(b)} (in {name}); make the shapes equal, e.g. "
+                        f"targets.reshape{tuple(a.shape)}")
+        return func(*args, **kwargs)
+
+
+class _ReducedLoss(torch.autograd.Function):
+    """Sum of a scalar over ranks in the forward pass; its gradient is refused (the gradient of the
+    global loss needs the parameter gradient all-reduced: use loss_and_grad / hvp / operators)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, group: Any) -> torch.Tensor:  # type: ignore[override]
+        y = x.detach().clone()
+        torch.distributed.all_reduce(y, group=group)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        raise RuntimeError("a distributed objective's loss_tensor cannot be differentiated directly; use "
+                           "obj.loss_and_grad, obj.hvp or obj.curvature_operator (they all-reduce parameter "
+                           "gradients)")
 
 
 class Objective:
     """A twice-differentiable objective of a flat parameter vector.
 
-    Build one with :meth:`from_module` (model + loss + data) or :meth:`from_function`
-    (a function of a 1-D tensor). All vectors are 1-D tensors of length :attr:`dim` with the
-    objective's ``dtype`` on its ``device``.
+    Build one with :meth:`from_batches` (model + per-batch loss + data), :meth:`from_module`
+    (model + criterion + ``(inputs, targets)`` data) or :meth:`from_function` (a function of a 1-D
+    tensor). All vectors are 1-D tensors of length :attr:`dim` with the objective's ``dtype`` on its
+    ``device``. The objective is ``Σ_b w_b · ℓ_b(θ)`` with ``ℓ_b`` the mean loss of batch b and
+    ``w_b = n_b / N`` (``reduction="mean"``) or ``n_b`` (``"sum"``), N the (global) number of examples.
     """
 
-    def __init__(
-        self,
-        *,
-        spec: ParamSpec,
-        theta0: torch.Tensor,
-        batch_loss: Callable[[torch.Tensor, Batch | None], torch.Tensor],
-        batches: list[Batch] | list[None],
-        weights: list[float],
-        example_loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None,
-        reduction: str,
-        hessian_max_dim: int = DEFAULT_HESSIAN_MAX_DIM,
-    ) -> None:
+    module: nn.Module | None
+    n_examples: int
+
+    def __init__(self, *, spec: ParamSpec, theta0: torch.Tensor, module: nn.Module | None,
+                 loss_call: Callable[[Any, Batch], torch.Tensor] | None, fn: Callable | None,
+                 source: BatchSource | None, reduction: str, n_examples: int, distributed: bool = False,
+                 group: Any = None, hessian_max_dim: int = DEFAULT_HESSIAN_MAX_DIM) -> None:
         self.spec = spec
         self._theta0 = theta0.detach().clone()
-        self._batch_loss = batch_loss
-        self.batches = batches
-        self._weights = weights
-        self._example_loss = example_loss
+        self.module = module
+        self._loss_call = loss_call
+        self._fn = fn
+        self._source = source
         self.reduction = reduction
         self.hessian_max_dim = hessian_max_dim
+        self.distributed = distributed
+        self._group = group
+        self.rank = torch.distributed.get_rank(group) if distributed else 0
+        self.n_examples = n_examples
+        counts = source.counts if source is not None else [0]
+        self.n_local_examples = sum(counts)
+        self._starts = [sum(counts[:j]) for j in range(len(counts))]
+        self._counts = list(counts)
+        if source is None:
+            self._weights = [1.0]
+        else:
+            scale = 1.0 / n_examples if reduction == "mean" else 1.0
+            self._weights = [scale * n for n in counts]
+        self._per_example_mode: str | None = None  # "vmap" or "loop", decided on first use
 
     # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_batches(
+        cls,
+        model: nn.Module,
+        batch_loss: Callable[[Any, Batch], torch.Tensor],
+        data: Any,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        reduction: str = "mean",
+        batch_size: Callable[[Batch], int] | None = None,
+        params: Any = None,
+        distributed: bool = False,
+    ) -> "Objective":
+        """Objective of ``model``'s parameters from a per-batch loss.
+
+        ``batch_loss(model, batch)`` returns the batch's MEAN loss (a scalar tensor); ``model`` is called
+        like the user's module (``model(x)``, ``model(**batch)``; attributes such as ``model.config`` are
+        forwarded) and is evaluated functionally at θ. ``data``: one batch, a list of batches, a
+        ``DataLoader`` or any re-iterable of batches, where a batch is any nested dict / tuple / list of
+        tensors (what Hugging Face collators give). Examples per batch = the leading size of the batch's
+        first tensor unless ``batch_size(batch)`` says otherwise. Batches stay where the user keeps
+        them and are moved to ``device`` one at a time; a shuffling ``DataLoader`` is replayed in the
+        order of one epoch drawn at construction (see :mod:`landscape.data`).
+
+        ``params``: which parameters the objective is a function of (default: those with
+        ``requires_grad``; or names / glob patterns / a predicate ``(name, param) -> bool``, see
+        :func:`landscape.params.select_parameters`); the others stay fixed at their current values.
+        ``distributed=True`` (a ``torch.distributed`` process group must be initialised): ``data`` is
+        this rank's shard, every value is the global one, weighted by global example counts, and
+        the module's parameters and buffers are broadcast from rank 0.
+
+        Refused: Dropout (p > 0) / BatchNorm in training mode (named by path and type), a loss that is
+        not a mean over the batch's examples, and losses that broadcast targets against outputs.
+        """
+        return cls._build(model, batch_loss, data, dtype=dtype, device=device, reduction=reduction,
+                          batch_size=batch_size, params=params, distributed=distributed, pairs=False)
+
     @classmethod
     def from_module(
         cls,
@@ -87,65 +240,81 @@ class Objective:
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
         reduction: str = "mean",
+        params: Any = None,
+        distributed: bool = False,
     ) -> "Objective":
-        """Objective of ``model``'s trainable parameters.
+        """Objective of ``model``'s parameters with a criterion on ``(inputs, targets)`` batches.
 
         ``loss_fn(outputs, targets)`` is a mean-reduced criterion (``nn.MSELoss()``,
-        ``nn.CrossEntropyLoss()``, ...). The objective is the dataset mean of the per-example
-        losses for ``reduction="mean"`` (batches weighted by size), or their sum for ``"sum"``.
-        ``dtype``/``device`` default to those of the model's first parameter; the model is copied,
-        never modified.
+        ``nn.CrossEntropyLoss()``, ...); ``data`` is an ``(inputs, targets)`` pair of tensors or an
+        iterable of such pairs (a ``DataLoader``). The same as :meth:`from_batches` with
+        ``batch_loss = lambda m, b: loss_fn(m(b[0]), b[1])``. ``dtype``/``device`` default to those of
+        the model's first parameter; the model is copied, never modified.
         """
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+
+        def batch_loss(m: Any, b: Batch) -> torch.Tensor:
+            return loss_fn(m(b[0]), b[1])
+
+        obj = cls._build(model, batch_loss, data, dtype=dtype, device=device, reduction=reduction, batch_size=None,
+                         params=params, distributed=distributed, pairs=True)
+        obj.loss_fn = loss_fn
+        return obj
+
+    @classmethod
+    def _build(cls, model: nn.Module, batch_loss: Callable, data: Any, *, dtype, device, reduction: str,
+               batch_size, params, distributed: bool, pairs: bool) -> "Objective":
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        if not callable(batch_loss):
+            raise TypeError(f"batch_loss must be callable (model, batch) -> scalar, got {type(batch_loss).__name__}")
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-        trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        if not trainable:
-            raise ValueError("model has no trainable parameters (none with requires_grad=True)")
-        if model.training:
-            offenders = [n or type(model).__name__ for n, m in model.named_modules()
-                         if isinstance(m, _STOCHASTIC_OR_BATCH_DEPENDENT)]
-            if offenders:
-                raise ValueError(
-                    f"model is in train mode and contains Dropout/BatchNorm ({', '.join(offenders)}): "
-                    "its loss is random or batch-dependent, so curvature is ill-defined. "
-                    "Call model.eval() before building the objective."
-                )
-        dtype = dtype or trainable[0][1].dtype
+        group = None
+        if distributed:
+            if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+                raise RuntimeError("distributed=True needs an initialised torch.distributed process group "
+                                   "(torch.distributed.init_process_group, e.g. under torchrun)")
+        named = list(model.named_parameters())
+        names = select_parameters(named, params)
+        if not names:
+            raise ValueError("model has no trainable parameters (none with requires_grad=True)"
+                             if params is None else f"params={params!r} selects no parameter")
+        offenders = stochastic_modules(model)
+        if offenders:
+            raise ValueError(
+                f"model is in train mode with stochastic or batch-dependent modules: {', '.join(offenders)}; "
+                "its loss is random or depends on the batch, so curvature is ill-defined. "
+                "Call model.eval() (or set their dropout to 0) before building the objective.")
+        first = dict(named)[names[0]]
+        dtype = dtype or first.dtype
         if not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating type, got {dtype}")
-        device = torch.device(device) if device is not None else trainable[0][1].device
+        device = torch.device(device) if device is not None else first.device
 
         module = copy.deepcopy(model).to(device=device, dtype=dtype)
-        names = tuple(n for n, p in module.named_parameters() if p.requires_grad)
-        params = dict(module.named_parameters())
-        spec = ParamSpec(names=names, shapes=tuple(params[n].shape for n in names))
-        theta0 = torch.cat([params[n].detach().reshape(-1) for n in names])
+        for p in module.parameters():
+            p.requires_grad_(False)  # the objective differentiates theta, never the copy's own tensors
+        if distributed:
+            with torch.no_grad():
+                for t in list(module.parameters()) + list(module.buffers()):
+                    torch.distributed.broadcast(t.data, src=0, group=group)
+        own = dict(module.named_parameters())
+        spec = ParamSpec(names=tuple(names), shapes=tuple(own[n].shape for n in names))
+        theta0 = torch.cat([own[n].detach().reshape(-1) for n in names])
 
-        batches = as_batches(data, dtype=dtype, device=device)
-        n_total = sum(int(x.shape[0]) for x, _ in batches)
-        scale = 1.0 / n_total if reduction == "mean" else 1.0
-        weights = [scale * int(x.shape[0]) for x, _ in batches]
-
-        def batch_loss(theta: torch.Tensor, batch: Batch | None) -> torch.Tensor:
-            x, y = batch  # type: ignore[misc]
-            out = functional_call(module, spec.unflatten(theta), (x,))
-            return loss_fn(out, y)
-
-        def example_loss(theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            out = functional_call(module, spec.unflatten(theta), (x.unsqueeze(0),))
-            return loss_fn(out, y.unsqueeze(0))
-
-        def example_loss_params(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return loss_fn(functional_call(module, params, (x.unsqueeze(0),)), y.unsqueeze(0))
-
-        _check_mean_reduced(module, loss_fn, batches[0])
-        obj = cls(spec=spec, theta0=theta0, batch_loss=batch_loss, batches=batches, weights=weights,
-                  example_loss=example_loss, reduction=reduction)
-        obj._example_loss_params = example_loss_params
-        obj.module = module
-        obj.n_examples = n_total
+        source = BatchSource(data, batch_size=batch_size, validate=check_pair if pairs else None,
+                             allow_tensor=not pairs)
+        n_local = sum(source.counts)
+        n_total = n_local
+        if distributed:
+            t = torch.tensor([float(n_local)], dtype=torch.float64)
+            torch.distributed.all_reduce(t, group=group)
+            n_total = int(t.item())
+        obj = cls(spec=spec, theta0=theta0, module=module, loss_call=batch_loss, fn=None, source=source,
+                  reduction=reduction, n_examples=n_total, distributed=distributed, group=group)
+        obj._first_batch_checks(custom_count=batch_size is not None)
         return obj
 
     @classmethod
@@ -175,20 +344,72 @@ class Objective:
         if not isinstance(probe, torch.Tensor) or probe.numel() != 1:
             raise ValueError("fn must return a scalar tensor")
         spec = ParamSpec(names=("x",), shapes=(torch.Size([x0.numel()]),))
+        return cls(spec=spec, theta0=x0, module=None, loss_call=None, fn=fn, source=None, reduction="sum",
+                   n_examples=0)
 
-        def batch_loss(theta: torch.Tensor, batch: Batch | None) -> torch.Tensor:
-            return fn(theta).reshape(())
+    def restrict(self, params: Any, theta: torch.Tensor | None = None) -> "Objective":
+        """The objective as a function of the parameter block ``params`` only (names / globs /
+        predicate), the other parameters fixed at their values in ``theta`` (default: the initial
+        point). Shares the data; its point is ``sub.initial_point()`` = ``theta`` restricted."""
+        if self.module is None:
+            raise ValueError("restrict needs a model objective (from_batches / from_module)")
+        theta = self._theta0 if theta is None else self.check_theta(theta)
+        module = copy.deepcopy(self.module)
+        own = dict(module.named_parameters())
+        with torch.no_grad():
+            for name, value in self.spec.unflatten(theta).items():
+                own[name].copy_(value)
+        names = select_parameters(list(module.named_parameters()), params)
+        if not names:
+            raise ValueError(f"params={params!r} selects no parameter")
+        spec = ParamSpec(names=tuple(names), shapes=tuple(own[n].shape for n in names))
+        theta0 = torch.cat([own[n].detach().reshape(-1) for n in names])
+        sub = type(self)(spec=spec, theta0=theta0, module=module, loss_call=self._loss_call, fn=None,
+                         source=self._source, reduction=self.reduction, n_examples=self.n_examples,
+                         distributed=self.distributed, group=self._group, hessian_max_dim=self.hessian_max_dim)
+        sub._per_example_mode = self._per_example_mode
+        if hasattr(self, "loss_fn"):
+            sub.loss_fn = self.loss_fn
+        return sub
 
-        obj = cls(spec=spec, theta0=x0, batch_loss=batch_loss, batches=[None], weights=[1.0],
-                  example_loss=None, reduction="sum")
-        obj.module = None
-        obj.n_examples = 0
-        return obj
+    def _first_batch_checks(self, custom_count: bool) -> None:
+        """On the first batch: the loss is a scalar, does not broadcast targets against outputs, and
+        (when the examples are the batches' leading dimension) is a mean over the batch."""
+        j, raw, n = next(iter(self._source))  # type: ignore[arg-type]
+        batch = to_device(raw, self.dtype, self.device)
+        params = self.spec.unflatten(self._theta0)
+        calls: list = []
+        model = _FunctionalModel(self.module, params, record=calls)  # type: ignore[arg-type]
+        with torch.no_grad(), second_order_safe():
+            # Targets: floating tensors of the batch that the model was not called with.
+            probe_calls: list = []
+            probe = _FunctionalModel(self.module, params, record=probe_calls)  # type: ignore[arg-type]
+            value = self._loss_call(probe, batch)  # type: ignore[misc]
+            fed = {id(t) for a, k, _ in probe_calls for t in tree_flatten((a, k))[0] if isinstance(t, torch.Tensor)}
+            targets = [t for t in tensor_leaves(batch) if t.is_floating_point() and id(t) not in fed]
+            if not probe_calls:
+                raise ValueError("batch_loss never called the model: it must evaluate model(...) on the batch")
+            if targets:
+                with _BroadcastGuard(targets):
+                    self._loss_call(model, batch)  # type: ignore[misc]
+        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+            raise ValueError(f"batch_loss must return a scalar tensor (the batch's mean loss), got "
+                             f"{type(value).__name__}{'' if not isinstance(value, torch.Tensor) else tuple(value.shape)}"
+                             " (for Hugging Face outputs return out.loss)")
+        leading_ok = all(t.ndim > 0 and t.shape[0] == n for t in tensor_leaves(batch))
+        if n >= 2 and leading_ok:
+            with torch.no_grad(), second_order_safe():
+                pair = float(self.batch_loss_at(params, slice_batch(batch, 0, 2)))
+                single = 0.5 * (float(self.batch_loss_at(params, slice_batch(batch, 0, 1)))
+                                + float(self.batch_loss_at(params, slice_batch(batch, 1, 2))))
+            if (math.isfinite(pair) and math.isfinite(single)
+                    and abs(pair - single) > 1e-4 * max(abs(pair), abs(single), 1e-30)):
+                raise ValueError(
+                    f"the loss is not a mean over examples: on two examples it gives {pair:.6g}, the mean of the "
+                    f"two single-example losses is {single:.6g}. Pass a mean-reduced criterion (e.g. nn.MSELoss()) "
+                    "and choose the objective's reduction with reduction='mean' or 'sum'")
 
     # ------------------------------------------------------------------ basic properties
-    module: nn.Module | None
-    n_examples: int
-
     @property
     def dim(self) -> int:
         """Number of parameters."""
@@ -210,6 +431,12 @@ class Objective:
     def param_shapes(self) -> tuple[torch.Size, ...]:
         return self.spec.shapes
 
+    @property
+    def batches(self) -> list[Batch]:
+        """Every batch on the objective's device, as a list (materialises the data; the objective
+        itself never does: use :meth:`iter_batches`)."""
+        return [b for b, _, _ in self.iter_batches()]
+
     def initial_point(self) -> torch.Tensor:
         """The module's parameters at construction (or ``x0``), flat, shape ``(dim,)``."""
         return self._theta0.clone()
@@ -223,7 +450,7 @@ class Objective:
         return self.spec.flatten(tensors).to(device=self.device, dtype=self.dtype)
 
     def write_to_module(self, model: nn.Module, theta: torch.Tensor) -> None:
-        """Copy ``theta`` into ``model``'s trainable parameters (the one method that mutates a model)."""
+        """Copy ``theta`` into ``model``'s selected parameters (the one method that mutates a model)."""
         params = dict(model.named_parameters())
         with torch.no_grad():
             for name, value in self.to_module_params(theta).items():
@@ -240,73 +467,143 @@ class Objective:
                             f"convert with {name}.to({self.dtype})")
         return theta.to(self.device)
 
+    # ------------------------------------------------------------------ the stable internal API
+    def iter_batches(self) -> Iterator[tuple[Batch, int, float]]:
+        """Yield ``(batch, n_examples, weight)`` one batch at a time, the batch on the objective's
+        device/dtype; the objective is ``Σ weight · batch_loss_at(params, batch)`` (over all ranks
+        when distributed). For :meth:`from_function` objectives: one ``(None, 0, 1.0)``."""
+        for _, batch, n, w in self._indexed():
+            yield batch, n, w
+
+    def _indexed(self) -> Iterator[tuple[int, Batch, int, float]]:
+        if self._source is None:
+            yield 0, None, 0, 1.0
+            return
+        for j, raw, n in self._source:
+            yield j, to_device(raw, self.dtype, self.device), n, self._weights[j]
+
+    def batch_loss_at(self, params: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
+        """The batch's MEAN loss (scalar tensor), the model evaluated functionally at ``params``
+        (``{name: tensor}`` for :attr:`param_names`); module hooks fire; attention in the math
+        backend (see :func:`second_order_safe`)."""
+        if self._fn is not None:
+            return self._fn(params["x"]).reshape(())
+        with second_order_safe():
+            return self._loss_call(_FunctionalModel(self.module, params), batch).reshape(())  # type: ignore[misc]
+
+    def _batch_value(self, theta: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return self.batch_loss_at(self.spec.unflatten(theta), batch)
+
+    # ------------------------------------------------------------------ distributed helpers
+    def _where(self, j: int) -> str:
+        if self._source is None:
+            return "the function"
+        start, stop = self._starts[j], self._starts[j] + self._counts[j]
+        rank = f"rank {self.rank} " if self.distributed else ""
+        return f"{rank}batch {j} (examples {start}..{stop - 1})"
+
+    def all_reduce(self, t: torch.Tensor, error: str | None = None) -> torch.Tensor:
+        """Sum ``t`` over ranks (identity when not distributed) and raise :class:`NonFiniteError`
+        on every rank when any rank passed an ``error`` (so no rank waits in a collective forever)."""
+        if not self.distributed:
+            if error is not None:
+                raise NonFiniteError(error)
+            return t
+        flag = torch.zeros(1, dtype=t.dtype, device=t.device)
+        if error is not None:
+            flag += 1
+        buf = torch.cat([torch.nan_to_num(t.reshape(-1)), flag])
+        torch.distributed.all_reduce(buf, group=self._group)
+        if float(buf[-1]) > 0:
+            raise NonFiniteError(error or f"non-finite values on {int(buf[-1])} other rank(s)")
+        return buf[:-1].view_as(t)
+
+    def _vector_error(self, vec: torch.Tensor, what: str, where: str) -> str | None:
+        if bool(torch.isfinite(vec).all()):
+            return None
+        idx = int((~torch.isfinite(vec)).nonzero()[0, 0])
+        return (f"{what} is non-finite on {where}, first in parameter {self.spec.locate(idx)!r} "
+                f"(flat index {idx})")
+
+    def _check_vector(self, vec: torch.Tensor, what: str, where: str) -> None:
+        err = self._vector_error(vec, what, where)
+        if err is not None:
+            raise NonFiniteError(err)
+
     # ------------------------------------------------------------------ pure functions
-    def _weighted(self, i: int) -> Callable[[torch.Tensor], torch.Tensor]:
-        batch, w = self.batches[i], self._weights[i]
-        return lambda t: w * self._batch_loss(t, batch)
+    def _local_loss_tensor(self, theta: torch.Tensor) -> torch.Tensor:
+        total = None
+        for _, batch, _, w in self._indexed():
+            term = w * self._batch_value(theta, batch)
+            total = term if total is None else total + term
+        return total  # type: ignore[return-value]
 
     def loss_tensor(self, theta: torch.Tensor) -> torch.Tensor:
-        """Differentiable scalar loss (no finiteness check); usable inside ``torch.func`` transforms."""
-        total = self._weighted(0)(theta)
-        for i in range(1, len(self.batches)):
-            total = total + self._weighted(i)(theta)
-        return total
+        """Differentiable scalar loss (no finiteness check); usable inside ``torch.func`` transforms.
+        Distributed: the global value, not differentiable (use :meth:`loss_and_grad`, :meth:`hvp`)."""
+        local = self._local_loss_tensor(theta)
+        if self.distributed:
+            return _ReducedLoss.apply(local, self._group)
+        return local
 
-    def _hvp_pure(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def _local_hvp(self, theta: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, str | None]:
         # Reverse-over-reverse (H is symmetric, so vᵀH = Hv): double backward is supported by every
         # built-in loss, while forward-over-reverse fails for some (mse_loss, huber_loss in torch 2.x).
-        out = None
-        for i in range(len(self.batches)):
-            hv = vjp(grad(self._weighted(i)), theta)[1](v)[0]
-            out = hv if out is None else out + hv
-        return out
+        out = torch.zeros_like(theta)
+        for j, batch, _, w in self._indexed():
+            hv = vjp(grad(lambda t: w * self._batch_value(t, batch)), theta)[1](v)[0]
+            err = self._vector_error(hv, "Hessian-vector product", self._where(j))
+            if err is not None:
+                return out, err
+            out = out + hv
+        return out, None
+
+    def _hvp_pure(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        hv, err = self._local_hvp(theta, v)
+        return self.all_reduce(hv, err)
 
     # ------------------------------------------------------------------ public evaluation
-    def _where(self, i: int) -> str:
-        if self.batches[i] is None:
-            return "the function"
-        start = sum(int(b[0].shape[0]) for b in self.batches[:i])  # type: ignore[index]
-        stop = start + int(self.batches[i][0].shape[0])  # type: ignore[index]
-        return f"batch {i} (examples {start}..{stop - 1})"
-
     def loss(self, theta: torch.Tensor) -> float:
         """Loss at ``theta`` as a Python float. Raises :class:`NonFiniteError` naming the batch."""
         theta = self.check_theta(theta)
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64)
+        err = None
         with torch.no_grad():
-            for i in range(len(self.batches)):
-                value = float(self._weighted(i)(theta))
+            for j, batch, _, w in self._indexed():
+                value = float(w * self._batch_value(theta, batch))
                 if not math.isfinite(value):
-                    raise NonFiniteError(f"loss is {value} on {self._where(i)}")
+                    err = f"loss is {value} on {self._where(j)}"
+                    break
                 total += value
-        return total
-
-    def _check_vector(self, vec: torch.Tensor, what: str, where: str) -> None:
-        bad = ~torch.isfinite(vec)
-        if bool(bad.any()):
-            idx = int(bad.nonzero()[0, 0])
-            raise NonFiniteError(f"{what} is non-finite on {where}, first in parameter "
-                                 f"{self.spec.locate(idx)!r} (flat index {idx})")
+        return float(self.all_reduce(total, err))
 
     def loss_and_grad(self, theta: torch.Tensor) -> tuple[float, torch.Tensor]:
         """Loss (float) and gradient (shape ``(dim,)``) in one pass."""
         theta = self.check_theta(theta).detach()
         total, g = 0.0, torch.zeros_like(theta)
+        err = None
         # Plain reverse mode, one batch at a time (memory of one batch's graph): for a single
         # gradient it has about half the per-call overhead of torch.func.grad_and_value.
-        p = theta.requires_grad_(True)  # theta is a fresh detached tensor: the caller's is untouched
-        for i in range(len(self.batches)):
+        p = theta.clone().requires_grad_(True)
+        for j, batch, _, w in self._indexed():
             with torch.enable_grad():
-                li = self._weighted(i)(p)
+                li = w * self._batch_value(p, batch)
                 # A batch whose loss does not depend on theta contributes a zero gradient.
                 gi = (torch.autograd.grad(li, p, allow_unused=True, materialize_grads=True)[0]
                       if li.requires_grad else torch.zeros_like(p))
             value = float(li.detach())
             if not math.isfinite(value):
-                raise NonFiniteError(f"loss is {value} on {self._where(i)}")
-            self._check_vector(gi, "gradient", self._where(i))
+                err = f"loss is {value} on {self._where(j)}"
+                break
+            err = self._vector_error(gi, "gradient", self._where(j))
+            if err is not None:
+                break
             total += value
             g += gi
+        if self.distributed:
+            buf = self.all_reduce(torch.cat([g, torch.tensor([total], dtype=g.dtype, device=g.device)]), err)
+            return float(buf[-1]), buf[:-1].clone()
+        self.all_reduce(g, err)
         return total, g
 
     def grad(self, theta: torch.Tensor) -> torch.Tensor:
@@ -320,13 +617,28 @@ class Objective:
         """
         theta = self.check_theta(theta).detach()
         v = self.check_theta(v, "v").detach()
-        hv = self._hvp_pure(theta, v)
-        self._check_vector(hv, "Hessian-vector product", "the data")
-        return hv
+        return self._hvp_pure(theta, v)
 
-    def hvp_operator(self, theta: torch.Tensor, *, cache: bool = True) -> "HessianOperator":
-        """The Hessian at ``theta`` as a linear operator (see :class:`HessianOperator`)."""
+    def hvp_operator(self, theta: torch.Tensor, *, cache: bool | None = None) -> "HessianOperator":
+        """The Hessian at ``theta`` as a linear operator (see :class:`HessianOperator`). ``cache=None``:
+        keep the first-order graph when the data are tensors already in memory, recompute per
+        product (memory of one batch) when they stream from a loader."""
+        if cache is None:
+            cache = self._source is None or self._source.in_memory
         return HessianOperator(self, theta, cache=cache)
+
+    def curvature_operator(self, theta: torch.Tensor, curvature: str = "hessian"):
+        """A curvature matrix at ``theta`` as an operator with ``.matvec(v)``, ``.n_matvec``, ``.dim``,
+        ``.dtype``, ``.device``: ``"hessian"`` (:class:`HessianOperator`), ``"ggn"`` (generalised
+        Gauss-Newton Jᵀ ∇²_f ℓ J) or ``"ef"`` (empirical Fisher), see :mod:`landscape.curvature`."""
+        if curvature == "hessian":
+            return self.hvp_operator(theta)
+        from .curvature import EmpiricalFisherOperator, GGNOperator
+        if curvature == "ggn":
+            return GGNOperator(self, theta)
+        if curvature == "ef":
+            return EmpiricalFisherOperator(self, theta)
+        raise ValueError(f"curvature must be 'hessian', 'ggn' or 'ef', got {curvature!r}")
 
     def hessian(self, theta: torch.Tensor, *, max_dim: int | None = None, chunk_size: int = 128) -> torch.Tensor:
         """Dense symmetric Hessian, shape ``(dim, dim)``.
@@ -342,34 +654,71 @@ class Objective:
         theta = self.check_theta(theta).detach()
         eye = torch.eye(self.dim, dtype=self.dtype, device=self.device)
         cols = torch.zeros(self.dim, self.dim, dtype=self.dtype, device=self.device)
-        for i in range(len(self.batches)):
+        err = None
+        for j, batch, _, w in self._indexed():
             # Reverse-over-reverse: one linearisation of the gradient per batch, pulled back
             # through the identity in vmapped chunks.
-            _, pullback = vjp(grad(self._weighted(i)), theta)
-            cols += vmap(lambda e: pullback(e)[0], chunk_size=chunk_size)(eye)
-        bad = ~torch.isfinite(cols)
-        if bool(bad.any()):
-            i, j = (int(a) for a in bad.nonzero()[0])
-            raise NonFiniteError(f"Hessian entry ({i}, {j}) is non-finite (rows {self.spec.locate(i)!r}, "
-                                 f"columns {self.spec.locate(j)!r})")
+            _, pullback = vjp(grad(lambda t: w * self._batch_value(t, batch)), theta)
+            try:
+                block = vmap(lambda e: pullback(e)[0], chunk_size=chunk_size)(eye)
+            except Exception:  # noqa: BLE001 - an op without a batching rule (RNNs): column by column
+                block = torch.stack([pullback(eye[i])[0] for i in range(self.dim)])
+            bad = ~torch.isfinite(block)
+            if bool(bad.any()):
+                a, b = (int(x) for x in bad.nonzero()[0])
+                err = (f"Hessian entry ({a}, {b}) is non-finite on {self._where(j)} (rows {self.spec.locate(a)!r}, "
+                       f"columns {self.spec.locate(b)!r})")
+                break
+            cols += block
+        cols = self.all_reduce(cols, err)
         return 0.5 * (cols + cols.T)
 
     # ------------------------------------------------------------------ per-example gradients
     def _require_examples(self) -> None:
-        if self._example_loss is None:
-            raise ValueError("per-example gradients need a model + data objective (from_module); "
+        if self._source is None:
+            raise ValueError("per-example gradients need a model + data objective (from_module / from_batches); "
                              "this objective was built from a plain function")
 
-    def _example_grad_fn(self):
-        # Gradients with respect to the named parameter tensors (not the flat vector): this avoids a
-        # split-backward and an (n, dim) concatenation per chunk; each chunk is written once into
-        # its output rows.
-        spec = self.spec
+    def _example_loss(self, params: dict[str, torch.Tensor], example: Batch) -> torch.Tensor:
+        # One example (leading dimension removed by vmap, or kept by the loop) as a batch of one.
+        return self.batch_loss_at(params, example)
 
-        def loss_of_params(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return self._example_loss(torch.cat([params[n].reshape(-1) for n in spec.names]), x, y)
+    def _vmapped_grads(self, params: dict[str, torch.Tensor], batch: Batch) -> dict[str, torch.Tensor]:
+        in_dims = (None, tree_map(lambda t: 0 if isinstance(t, torch.Tensor) else None, batch))
 
-        return vmap(grad(getattr(self, "_example_loss_params", loss_of_params)), in_dims=(None, 0, 0))
+        def one(p: dict[str, torch.Tensor], ex: Batch) -> torch.Tensor:
+            return self._example_loss(p, tree_map(lambda t: t.unsqueeze(0) if isinstance(t, torch.Tensor) else t, ex))
+
+        return vmap(grad(one), in_dims=in_dims)(params, batch)
+
+    def _looped_grads(self, params: dict[str, torch.Tensor], batch: Batch, c: int) -> dict[str, torch.Tensor]:
+        rows = [grad(self._example_loss)(params, slice_batch(batch, i, i + 1)) for i in range(c)]
+        return {name: torch.stack([r[name] for r in rows]) for name in self.spec.names}
+
+    def _chunk_grads(self, params: dict[str, torch.Tensor], batch: Batch, c: int) -> dict[str, torch.Tensor]:
+        """Per-example gradients of a chunk of ``c`` examples: vmap over the leading dimension of every
+        tensor; where vmap fails on the first chunk (RNN kernels, data-dependent control flow), one
+        warning and from then on an example-by-example loop."""
+        if self._per_example_mode == "loop":
+            return self._looped_grads(params, batch, c)
+        if self._per_example_mode == "vmap":
+            return self._vmapped_grads(params, batch)
+        reason = None
+        try:
+            gd = self._vmapped_grads(params, batch)
+            for name, shape in zip(self.spec.names, self.spec.shapes):
+                if tuple(gd[name].shape) != (c, *shape):
+                    reason = f"vmapped gradient of {name!r} has shape {tuple(gd[name].shape)}, expected {(c, *shape)}"
+                    break
+        except Exception as exc:  # noqa: BLE001 - any op without a batching rule
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        if reason is None:
+            self._per_example_mode = "vmap"
+            return gd
+        warnings.warn(f"per-example gradients: vmap is not usable for this model ({reason}); computing them "
+                      "one example at a time (slower, same values)", RuntimeWarning, stacklevel=4)
+        self._per_example_mode = "loop"
+        return self._looped_grads(params, batch, c)
 
     def _example_chunks(self, theta: torch.Tensor, chunk_size: int | None, out: torch.Tensor | None = None
                         ) -> Iterator[tuple[int, torch.Tensor]]:
@@ -378,43 +727,46 @@ class Objective:
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
         theta = self.check_theta(theta).detach()
         params = self.spec.unflatten(theta)
-        per_ex = self._example_grad_fn()
         slices = list(self.spec.slices.items())
-        start = 0
-        for i, (x, y) in enumerate(self.batches):  # type: ignore[misc]
-            n = int(x.shape[0])
+        for j, batch, n, _ in self._indexed():
+            bad = [tuple(t.shape) for t in tensor_leaves(batch) if t.ndim == 0 or t.shape[0] != n]
+            if bad:
+                raise ValueError(f"per-example gradients slice every tensor of a batch along its leading dimension, "
+                                 f"but {self._where(j)} has {n} examples and tensors of shapes {bad}")
+            start = self._starts[j]
             step = n if chunk_size is None else chunk_size
             for a in range(0, n, step):
-                gd = per_ex(params, x[a:a + step], y[a:a + step])
                 c = min(step, n - a)
+                gd = self._chunk_grads(params, slice_batch(batch, a, a + c), c)
                 G = (out[start + a:start + a + c] if out is not None
                      else torch.empty(c, self.dim, dtype=self.dtype, device=self.device))
                 for name, sl in slices:
                     G[:, sl] = gd[name].reshape(c, -1)
                 del gd
                 if not bool(torch.isfinite(G.sum())):  # one cheap reduction; locate only on failure
-                    bad = ~torch.isfinite(G)
-                    if bool(bad.any()):
-                        row, col = (int(t) for t in bad.nonzero()[0])
+                    badm = ~torch.isfinite(G)
+                    if bool(badm.any()):
+                        row, col = (int(t) for t in badm.nonzero()[0])
                         raise NonFiniteError(f"per-example gradient is non-finite for example {start + a + row} "
-                                             f"on {self._where(i)}, first in parameter "
+                                             f"on {self._where(j)}, first in parameter "
                                              f"{self.spec.locate(col)!r} (flat index {col})")
                 yield start + a, G
-            start += n
 
     def iter_per_example_grads(self, theta: torch.Tensor, chunk_size: int | None = None
                                ) -> Iterator[tuple[int, torch.Tensor]]:
         """Yield ``(start, G)`` with ``G`` of shape ``(c, dim)``: unscaled gradients of examples
-        ``start .. start + c - 1`` (``c <= chunk_size``; ``None`` = one chunk per batch)."""
+        ``start .. start + c - 1`` (``c <= chunk_size``; ``None`` = one chunk per batch). Distributed:
+        this rank's examples, ``start`` counted within the shard."""
         return self._example_chunks(theta, chunk_size)
 
     def per_example_grads(self, theta: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
-        """Unscaled per-example gradients ``g_i = grad l_i(theta)``, shape ``(n, dim)``.
+        """Unscaled per-example gradients ``g_i = grad l_i(theta)``, shape ``(n, dim)`` (distributed:
+        this rank's ``n_local_examples`` rows).
 
         Their mean is the gradient for ``reduction="mean"``, their sum for ``"sum"``.
         """
         self._require_examples()
-        out = torch.empty(self.n_examples, self.dim, dtype=self.dtype, device=self.device)
+        out = torch.empty(self.n_local_examples, self.dim, dtype=self.dtype, device=self.device)
         for _ in self._example_chunks(theta, chunk_size, out=out):
             pass
         return out
@@ -429,14 +781,17 @@ class HessianOperator:
     """The Hessian at a fixed point as a symmetric linear operator on flat vectors.
 
     With ``cache=True`` the first-order graph is built once and every product is one
-    double-backward pass (memory: the autograd graph of the whole dataset); with ``cache=False``
-    each product is a fresh reverse-over-reverse pass. :attr:`n_matvec` counts products.
+    double-backward pass (memory: the autograd graph of the whole local dataset); with
+    ``cache=False`` each product is a fresh reverse-over-reverse pass, one batch at a time.
+    :attr:`n_matvec` counts products. Distributed objectives all-reduce every product, so every
+    rank sees the same operator. A non-finite product raises :class:`NonFiniteError` naming the batch.
     """
 
     def __init__(self, obj: Objective, theta: torch.Tensor, *, cache: bool = True) -> None:
         self.obj = obj
         self.theta = obj.check_theta(theta).detach().clone()
         self.shape = (obj.dim, obj.dim)
+        self.dim = obj.dim
         self.dtype = obj.dtype
         self.device = obj.device
         self.n_matvec = 0
@@ -444,7 +799,9 @@ class HessianOperator:
         if cache:
             self._p = self.theta.clone().requires_grad_(True)
             with torch.enable_grad():
-                self._g = torch.autograd.grad(obj.loss_tensor(self._p), self._p, create_graph=True)[0]
+                loss = obj._local_loss_tensor(self._p)
+                self._g = (torch.autograd.grad(loss, self._p, create_graph=True)[0]
+                           if loss.requires_grad else torch.zeros_like(self._p))
             if not self._g.requires_grad:  # objective is linear in theta: the Hessian is zero
                 self._g = None
                 cache = False
@@ -456,9 +813,14 @@ class HessianOperator:
             raise ValueError(f"v must have shape ({self.shape[0]},), got {tuple(v.shape)}")
         self.n_matvec += 1
         v = v.to(device=self.device, dtype=self.dtype)
-        if self._g is not None:
-            return torch.autograd.grad(self._g, self._p, v, retain_graph=True)[0].detach()
-        return self.obj._hvp_pure(self.theta, v).detach()
+        if self._g is None:
+            return self.obj._hvp_pure(self.theta, v).detach()
+        hv = torch.autograd.grad(self._g, self._p, v, retain_graph=True)[0].detach()
+        err = None
+        if not bool(torch.isfinite(hv).all()):
+            _, err = self.obj._local_hvp(self.theta, v)  # locate the batch
+            err = err or "Hessian-vector product is non-finite on the data"
+        return self.obj.all_reduce(hv, err)
 
     def matmat(self, V: torch.Tensor) -> torch.Tensor:
         """``H @ V`` for ``V`` of shape ``(dim, k)``."""

@@ -55,3 +55,32 @@ class ParamSpec:
             if sl.start <= index < sl.stop:
                 return name
         raise IndexError(index)
+
+
+def select_parameters(named: list[tuple[str, "torch.nn.Parameter"]], params) -> list[str]:
+    """Names of the parameters an objective is a function of, in ``named`` order.
+
+    ``named``: ``model.named_parameters()`` as a list (tied parameters appear once, under their first
+    name). ``params``: ``None`` (every parameter with ``requires_grad=True``), a name or glob pattern
+    (``"fc.*"``, ``"*.bias"``; matched with :func:`fnmatch.fnmatchcase` against the full dotted name,
+    and a bare module path ``"fc"`` also selects everything below it), an iterable of those, or a
+    predicate ``(name, parameter) -> bool``. An explicit selection may include parameters with
+    ``requires_grad=False``; a pattern that matches nothing is an error.
+    """
+    from fnmatch import fnmatchcase
+
+    if params is None:
+        return [n for n, p in named if p.requires_grad]
+    if callable(params) and not isinstance(params, str):
+        return [n for n, p in named if bool(params(n, p))]
+    patterns = [params] if isinstance(params, str) else list(params)
+    if not all(isinstance(s, str) for s in patterns):
+        raise TypeError("params must be None, a name/glob pattern, a list of them, or a predicate (name, param) -> bool")
+    chosen = set()
+    for pat in patterns:
+        hits = [n for n, _ in named if fnmatchcase(n, pat) or n.startswith(pat + ".")]
+        if not hits:
+            raise ValueError(f"params pattern {pat!r} matches no parameter (names look like "
+                             f"{', '.join(n for n, _ in named[:4])})")
+        chosen.update(hits)
+    return [n for n, _ in named if n in chosen]

@@ -488,6 +488,7 @@ def surface_1d(obj: Objective, theta: torch.Tensor, direction: torch.Tensor | No
     """
     _check_grid(span, steps)
     theta = obj.check_theta(theta).detach().clone()
+    obj.loss(theta)  # NonFiniteError naming the batch when the data or theta hold NaN/inf
     if direction is None:
         u = random_directions(obj, theta, 1, normalization=normalization, bias=bias, seed=seed,
                               generator=generator)[0]
@@ -521,6 +522,7 @@ def surface_2d(obj: Objective, theta: torch.Tensor, d1: torch.Tensor | None = No
     """
     _check_grid(span, steps)
     theta = obj.check_theta(theta).detach().clone()
+    obj.loss(theta)  # NonFiniteError naming the batch when the data or theta hold NaN/inf
     if (d1 is None) != (d2 is None):
         raise ValueError("pass both directions d1 and d2, or neither (random directions)")
     if d1 is None:
