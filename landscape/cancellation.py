@@ -131,6 +131,15 @@ def cancellation_stats(obj: "Objective", theta: torch.Tensor, chunk_size: int | 
             layer_norm[name] += float(sq.sqrt().sum())
             layer_norm2[name] += float(sq.sum())
         n += G.shape[0]
+    if getattr(obj, "distributed", False):  # global statistics: sum the shards' sums (issue 11)
+        names = list(slices)
+        packed = torch.cat([*sums, torch.tensor([norm_sum, norm2_sum, float(n)] + [layer_norm[k] for k in names]
+                                                + [layer_norm2[k] for k in names], dtype=torch.float64)])
+        packed = obj.all_reduce(packed)
+        sums = list(packed[:4 * obj.dim].view(4, obj.dim))
+        norm_sum, norm2_sum, n = float(packed[4 * obj.dim]), float(packed[4 * obj.dim + 1]), int(packed[4 * obj.dim + 2])
+        rest = packed[4 * obj.dim + 3:].tolist()
+        layer_norm, layer_norm2 = dict(zip(names, rest[:len(names)])), dict(zip(names, rest[len(names):]))
     s1, s2, sabs, ssign = sums  # type: ignore[misc]
     out = _stats(n, s1, s2, sabs, ssign, norm_sum, norm2_sum)
     for name, sl in slices.items():

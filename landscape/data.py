@@ -131,7 +131,8 @@ class BatchSource:
             else:
                 self._iterable = data
         self.counts: list[int] = []
-        for i, batch in enumerate(self._raw()):
+        first_pass = it if self._iterable is not None else self._raw()  # type: ignore[possibly-undefined]
+        for i, batch in enumerate(first_pass):
             if self._validate is not None:
                 self._validate(i, batch)
             n = int(self._count_fn(batch))

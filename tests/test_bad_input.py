@@ -261,3 +261,71 @@ def test_gradient_of_a_constant_objective_is_zero():
     obj = ls.Objective.from_function(lambda x: torch.tensor(3.0, dtype=torch.float64), torch.ones(2, dtype=torch.float64))
     loss, g = obj.loss_and_grad(obj.initial_point())
     assert loss == 3.0 and torch.equal(g, torch.zeros(2, dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------- issue 11: NaN in every function
+def test_nan_in_the_data_raises_naming_the_batch_everywhere():
+    X, Y = data(n=10)
+    X[7, 1] = float("nan")
+    obj = ls.Objective.from_module(small_model(), nn.MSELoss(), [(X[:5], Y[:5]), (X[5:], Y[5:])])
+    th = obj.initial_point()
+    where = r"batch 1 \(examples 5\.\.9\)"
+    calls = {
+        "hvp": lambda: obj.hvp(th, th),
+        "operator": lambda: obj.hvp_operator(th).matvec(th),
+        "uncached operator": lambda: obj.hvp_operator(th, cache=False).matvec(th),
+        "hessian_trace": lambda: ls.hessian_trace(obj, th, n_samples=3),
+        "hessian_trace ggn": lambda: ls.hessian_trace(obj, th, n_samples=3, curvature="ggn"),
+        "spectral_density": lambda: ls.spectral_density(obj, th, n_runs=1, n_steps=5),
+        "extreme_eigs": lambda: ls.extreme_eigs(obj, th, 1, "both"),
+        "ggn": lambda: obj.curvature_operator(th, "ggn").matvec(th),
+        "ef": lambda: obj.curvature_operator(th, "ef"),
+        "surface_1d": lambda: ls.surface_1d(obj, th, steps=3),
+        "surface_2d": lambda: ls.surface_2d(obj, th, steps=3),
+        "hessian": lambda: obj.hessian(th),
+        "per_block_extremes": lambda: ls.per_block_extremes(obj, th),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ls.NonFiniteError, match=where):
+            call()
+
+
+def test_nan_theta_raises_in_trace_density_and_surfaces():
+    obj = good_objective()
+    th = obj.initial_point()
+    th[3] = float("nan")
+    for call in (lambda: ls.hessian_trace(obj, th, n_samples=2), lambda: ls.spectral_density(obj, th, n_runs=1, n_steps=3),
+                 lambda: ls.surface_1d(obj, th, steps=3), lambda: ls.surface_2d(obj, th, steps=3)):
+        with pytest.raises(ls.NonFiniteError, match="batch 0"):
+            call()
+
+
+# ---------------------------------------------------------------------- issue 11: shapes that would broadcast
+def test_broadcasting_targets_are_refused_naming_both_shapes():
+    X, Y = data()
+    Y1 = Y[:, :1]  # model output is (8, 2); build a 1-output model
+    model = nn.Sequential(nn.Linear(3, 1)).double()
+    for loss in (nn.MSELoss(), lambda o, y: ((o - y) ** 2).mean(), nn.L1Loss()):
+        with pytest.raises(ValueError, match=r"shape \(8, 1\).*targets of shape \(8,\) to \(8, 8\)"):
+            ls.Objective.from_module(model, loss, (X, Y1.reshape(-1)))
+    with pytest.raises(ValueError, match=r"shape \(8, 1\).*\(8,\)"):
+        ls.Objective.from_batches(model, lambda m, b: ((m(b["x"]) - b["y"]) ** 2).mean(), {"x": X, "y": Y1.reshape(-1)})
+    # Legitimate shape differences pass: class indices, targets squeezed by the loss, equal shapes.
+    ls.Objective.from_module(small_model(), nn.CrossEntropyLoss(), (X, torch.randint(0, 2, (8,))))
+    obj = ls.Objective.from_module(model, lambda o, y: ((o.squeeze(-1) - y) ** 2).mean(), (X, Y1.reshape(-1)))
+    ref = float(((model(X).squeeze(-1) - Y1.reshape(-1)) ** 2).mean())
+    assert obj.loss(obj.initial_point()) == pytest.approx(ref, rel=1e-14)
+    ls.Objective.from_module(model, nn.MSELoss(), (X, Y1))
+
+
+def test_from_batches_bad_input():
+    X, Y = data()
+    model = small_model()
+    with pytest.raises(ValueError, match="scalar tensor"):
+        ls.Objective.from_batches(model, lambda m, b: m(b[0]), (X, Y))
+    with pytest.raises(ValueError, match="never called the model"):
+        ls.Objective.from_batches(model, lambda m, b: b[0].sum() * 0, (X, Y))
+    with pytest.raises(TypeError, match="batch_loss must be callable"):
+        ls.Objective.from_batches(model, None, (X, Y))
+    with pytest.raises(ValueError, match="not a mean over examples"):
+        ls.Objective.from_batches(model, lambda m, b: ((m(b[0]) - b[1]) ** 2).sum(), (X, Y))

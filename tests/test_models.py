@@ -241,7 +241,7 @@ def test_gpt2_from_batches_with_dict_batches():
     transformers = pytest.importorskip("transformers", reason="transformers is not installed (pip install "
                                        "'landscape-toolkit[models]'): the GPT-2 check needs it")
     torch.manual_seed(8)
-    cfg = transformers.GPT2Config(vocab_size=11, n_positions=8, n_embd=8, n_layer=2, n_head=2,
+    cfg = transformers.GPT2Config(vocab_size=11, n_positions=8, n_embd=8, n_layer=1, n_head=2,
                                   resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     lm = transformers.GPT2LMHeadModel(cfg).double()  # fresh: train mode, dropout 0, default (sdpa) attention
     ids = torch.randint(0, 11, (6, 5))

@@ -394,3 +394,139 @@ def test_works_under_no_grad():
         assert rel(obj.hvp_operator(x).matvec(v), A @ v) <= 1e-13
         res = ls.extreme_eigs(obj, x, k=1)
     assert torch.allclose(res.values, torch.tensor([-1.0, 3.0], dtype=F64), atol=1e-12)
+
+
+# ---------------------------------------------------------------------------- issue 11: data
+import gc  # noqa: E402
+import weakref  # noqa: E402
+
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
+
+
+class _CountingData(Dataset):
+    """A map-style dataset whose collate function tracks every batch tensor it creates."""
+
+    def __init__(self, n: int) -> None:
+        g = torch.Generator().manual_seed(n)
+        self.X = torch.randn(n, 3, generator=g, dtype=torch.float64)
+        self.Y = torch.randn(n, 2, generator=g, dtype=torch.float64)
+        self.live: weakref.WeakSet = weakref.WeakSet()
+        self.peak = 0
+        self.created = 0
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+    def __getitem__(self, i: int):
+        return self.X[i], self.Y[i]
+
+    def collate(self, items):
+        x = torch.stack([a for a, _ in items])
+        y = torch.stack([b for _, b in items])
+        self.live.add(x)
+        self.live.add(y)
+        self.created += 1
+        self.peak = max(self.peak, len(self.live) // 2)
+        return x, y
+
+
+def _counted_objective(n_batches: int):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    ds = _CountingData(4 * n_batches)
+    loader = DataLoader(ds, batch_size=4, shuffle=True, collate_fn=ds.collate,
+                        generator=torch.Generator().manual_seed(1))
+    return ls.Objective.from_module(model, nn.MSELoss(), loader), ds
+
+
+def test_streaming_memory_does_not_grow_with_the_data():
+    for n_batches in (3, 12):
+        obj, ds = _counted_objective(n_batches)
+        gc.collect()
+        assert len(ds.live) == 0  # the objective keeps no batch after construction
+        ds.peak = 0
+        th = obj.initial_point()
+        obj.loss(th)
+        obj.loss_and_grad(th)
+        op = obj.hvp_operator(th)  # streaming data: no cached whole-data graph
+        assert not op.cache
+        op.matvec(th)
+        ls.hessian_trace(obj, th, n_samples=2)
+        obj.curvature_operator(th, "ggn").matvec(th)
+        ls.cancellation_stats(obj, th, chunk_size=2)
+        assert ds.peak <= 2, (n_batches, ds.peak)  # the batch in use and the next one being collated
+        gc.collect()
+        assert len(ds.live) == 0
+
+
+def test_shuffling_loader_defines_one_fixed_objective():
+    obj, ds = _counted_objective(5)
+    th = obj.initial_point()
+    first = [b[0].clone() for b, _, _ in obj.iter_batches()]
+    second = [b[0].clone() for b, _, _ in obj.iter_batches()]
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    assert not torch.equal(torch.cat(first), ds.X)  # the loader did shuffle, once
+    l1, g1 = obj.loss_and_grad(th)
+    l2, g2 = obj.loss_and_grad(th)
+    assert l1 == l2 and torch.equal(g1, g2)  # bit-identical between passes
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    ref = ls.Objective.from_module(model, nn.MSELoss(), (ds.X, ds.Y))
+    assert l1 == pytest.approx(ref.loss(th), rel=1e-14)
+
+
+def test_data_stays_where_it_lives():
+    X = torch.randn(6, 3, dtype=torch.float64)
+    Y = torch.randn(6, 2, dtype=torch.float64)
+    obj = ls.Objective.from_module(nn.Linear(3, 2).double(), nn.MSELoss(), [(X[:3], Y[:3]), (X[3:], Y[3:])])
+    (x0, _), n, w = next(obj.iter_batches())
+    assert x0.data_ptr() == X.data_ptr() and n == 3 and w == 0.5  # no copy on the same device and dtype
+    assert obj.hvp_operator(obj.initial_point()).cache  # in-memory data: the graph may be kept
+
+
+def test_one_shot_iterator_and_changing_iterables():
+    X = torch.randn(6, 3, dtype=torch.float64)
+    Y = torch.randn(6, 2, dtype=torch.float64)
+    gen = ((X[i:i + 2], Y[i:i + 2]) for i in range(0, 6, 2))
+    obj = ls.Objective.from_module(nn.Linear(3, 2).double(), nn.MSELoss(), gen)
+    assert obj.n_examples == 6 and obj.loss(obj.initial_point()) == obj.loss(obj.initial_point())
+
+    class Growing:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def __iter__(self):
+            self.calls += 1
+            k = 2 if self.calls == 1 else 3
+            return iter([(X[:k], Y[:k])])
+
+    with pytest.raises(ValueError, match="changed between passes: batch 0 had 2 examples, now 3"):
+        ls.Objective.from_module(nn.Linear(3, 2).double(), nn.MSELoss(), Growing())
+
+
+def test_dict_batches_batch_size_and_non_tensor_leaves():
+    torch.manual_seed(3)
+    model = nn.Linear(3, 1).double()
+    X = torch.randn(5, 3, dtype=torch.float64)
+    Y = torch.randn(5, 1, dtype=torch.float64)
+    w = torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)
+
+    def loss(m, b):
+        assert b["tag"] == "train"
+        return ((m(b["x"] * b["w"]) - b["y"]) ** 2).mean()
+
+    batch = {"w": w, "x": X, "y": Y, "tag": "train"}
+    obj = ls.Objective.from_batches(model, loss, batch, batch_size=lambda b: b["y"].shape[0])
+    assert obj.n_examples == 5
+    ref = float(((model(X * w) - Y) ** 2).mean().detach())
+    assert obj.loss(obj.initial_point()) == pytest.approx(ref, rel=1e-14)
+    with pytest.raises(ValueError, match=r"leading dimension.*\(3,\)"):
+        obj.per_example_grads(obj.initial_point())
+    # Without the shared tensor, per-example gradients vmap over every tensor and pass the tag through.
+    obj2 = ls.Objective.from_batches(model, lambda m, b: ((m(b["x"]) - b["y"]) ** 2).mean() if b["tag"] else None,
+                                     {"x": X, "y": Y, "tag": "t"})
+    G = obj2.per_example_grads(obj2.initial_point())
+    params = list(model.parameters())
+    ref_G = torch.stack([torch.cat([t.reshape(-1) for t in torch.autograd.grad(((model(X[i:i + 1]) - Y[i:i + 1]) ** 2).mean(),
+                                                                            params)]) for i in range(5)])
+    assert float((G - ref_G).norm() / ref_G.norm()) < 1e-13
