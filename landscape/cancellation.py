@@ -134,7 +134,8 @@ def cancellation_stats(obj: "Objective", theta: torch.Tensor, chunk_size: int | 
     if getattr(obj, "distributed", False):  # global statistics: sum the shards' sums (issue 11)
         names = list(slices)
         packed = torch.cat([*sums, torch.tensor([norm_sum, norm2_sum, float(n)] + [layer_norm[k] for k in names]
-                                                + [layer_norm2[k] for k in names], dtype=torch.float64)])
+                                                + [layer_norm2[k] for k in names], dtype=torch.float64,
+                                               device=sums[0].device)])
         packed = obj.all_reduce(packed)
         sums = list(packed[:4 * obj.dim].view(4, obj.dim))
         norm_sum, norm2_sum, n = float(packed[4 * obj.dim]), float(packed[4 * obj.dim + 1]), int(packed[4 * obj.dim + 2])

@@ -309,7 +309,8 @@ class Objective:
         n_local = sum(source.counts)
         n_total = n_local
         if distributed:
-            t = torch.tensor([float(n_local)], dtype=torch.float64)
+            # On the objective's device: NCCL reduces only CUDA tensors.
+            t = torch.tensor([float(n_local)], dtype=torch.float64, device=device)
             torch.distributed.all_reduce(t, group=group)
             n_total = int(t.item())
         obj = cls(spec=spec, theta0=theta0, module=module, loss_call=batch_loss, fn=None, source=source,
@@ -397,7 +398,9 @@ class Objective:
                              f"{type(value).__name__}{'' if not isinstance(value, torch.Tensor) else tuple(value.shape)}"
                              " (for Hugging Face outputs return out.loss)")
         leading_ok = all(t.ndim > 0 and t.shape[0] == n for t in tensor_leaves(batch))
-        if n >= 2 and leading_ok:
+        # A custom batch_size counts something other than the leading rows (tokens, say): then the
+        # batch loss is a mean over those units and the two-row check does not apply.
+        if n >= 2 and leading_ok and not custom_count:
             with torch.no_grad(), second_order_safe():
                 pair = float(self.batch_loss_at(params, slice_batch(batch, 0, 2)))
                 single = 0.5 * (float(self.batch_loss_at(params, slice_batch(batch, 0, 1)))
@@ -566,7 +569,7 @@ class Objective:
     def loss(self, theta: torch.Tensor) -> float:
         """Loss at ``theta`` as a Python float. Raises :class:`NonFiniteError` naming the batch."""
         theta = self.check_theta(theta)
-        total = torch.zeros((), dtype=torch.float64)
+        total = torch.zeros((), dtype=torch.float64, device=self.device if self.distributed else "cpu")
         err = None
         with torch.no_grad():
             for j, batch, _, w in self._indexed():
