@@ -86,13 +86,15 @@ class _FunctionalModel:
         return out
 
     def __getattr__(self, name: str) -> Any:
+        if name in ("_module", "_params", "_record", "_replay"):  # not yet set (copy/pickle): no recursion
+            raise AttributeError(name)
         return getattr(self._module, name)
 
 
 def stochastic_modules(model: nn.Module) -> list[str]:
     """Submodules whose output is random or depends on the other examples of the batch in their
-    current mode, as ``"path (Type)"``: Dropout with p > 0 in training, MultiheadAttention with
-    dropout > 0 in training, BatchNorm in training or without running statistics."""
+    current mode, as ``"path (Type)"``: Dropout with p > 0 in training, MultiheadAttention and stacked
+    RNNs with dropout > 0 in training, BatchNorm in training or without running statistics."""
     out = []
     for name, m in model.named_modules():
         bad = False
@@ -100,6 +102,8 @@ def stochastic_modules(model: nn.Module) -> list[str]:
             bad = m.training and float(m.p) > 0
         elif isinstance(m, nn.MultiheadAttention):
             bad = m.training and float(m.dropout) > 0
+        elif isinstance(m, nn.RNNBase):  # dropout between stacked recurrent layers
+            bad = m.training and float(m.dropout) > 0 and m.num_layers > 1
         elif isinstance(m, nn.modules.batchnorm._BatchNorm):
             bad = m.training or not m.track_running_stats
         if bad:

@@ -84,6 +84,9 @@ def test_train_mode_check_names_only_real_offenders():
     with pytest.raises(ValueError, match=r"3 \(Dropout\)") as info:
         ls.Objective.from_module(drop, nn.MSELoss(), (torch.randn(4, 3, dtype=F64), torch.randn(4, 1, dtype=F64)))
     assert "1 (Dropout)" not in str(info.value)  # p = 0 is deterministic
+    with pytest.raises(ValueError, match=r"<model> \(LSTM\)"):
+        ls.Objective.from_batches(nn.LSTM(3, 3, num_layers=2, dropout=0.2).double(), lambda m, b: m(b)[0].mean(),
+                                  torch.randn(4, 2, 3, dtype=F64))
     enc = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
     assert enc.training
     ls.Objective.from_batches(enc.double(), lambda m, b: m(b).pow(2).mean(), torch.randn(3, 4, 8, dtype=F64))
@@ -277,5 +280,10 @@ def test_gpt2_from_batches_with_dict_batches():
     G = obj.per_example_grads(theta)
     assert G.shape == (6, obj.dim)
     assert rel(G.mean(0), g_ref) < 1e3 * EPS
+    # from_module with (ids, ids) pairs and a criterion reading out.logits (the two-row mean check slices
+    # the batch, never the model's output).
+    pairs = ls.Objective.from_module(lm, lambda out, t: F.cross_entropy(out.logits[:, :-1].reshape(-1, 11),
+                                                                       t[:, 1:].reshape(-1)), (ids, ids))
+    assert pairs.loss(theta) == pytest.approx(float(shifted_ce(lm, {"input_ids": ids}).detach()), rel=1e-14)
     Gv = obj.curvature_operator(theta, "ggn").matvec(v)  # logits are a separable output
     assert float(torch.dot(v, Gv)) >= -1e3 * EPS * float(v.norm() * Gv.norm())  # G is PSD for cross-entropy
