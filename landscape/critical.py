@@ -115,13 +115,14 @@ def _check_inputs(obj: Objective, theta: torch.Tensor, method: str, grad_tol: fl
 
 
 def minres_solve(matvec, b: torch.Tensor, *, max_k: int = MINRES_MAX_K, rtol: float = MINRES_RTOL,
-                 scale: float = 0.0) -> tuple[torch.Tensor, float, int]:
+                 scale: float = 0.0, cutoff: float | None = None) -> tuple[torch.Tensor, float, int]:
     """Minimum-norm least-squares solution x of H x = b for symmetric H (possibly singular).
 
     MINRES in its Lanczos form: k steps of Lanczos with full re-orthogonalisation from b give
     H Q_k = Q_{k+1} T̄_k; x = Q_k y with y = argmin ‖T̄_k y − ‖b‖e₁‖, solved by an SVD truncated at
     1e3·ε·k·max(``scale``, σ_max(T̄)) (the minimum-length choice of MINRES-QLP for singular H;
-    ``scale`` ≈ ‖H‖ from outside the Krylov space of b, which alone can miss the large eigenvalues).
+    ``scale`` ≈ ‖H‖ from outside the Krylov space of b, which alone can miss the large eigenvalues;
+    ``cutoff``: an absolute singular-value cut-off instead).
     Stops when the relative residual ‖Hx − b‖/‖b‖ ≤ ``rtol``, when the Krylov space is invariant,
     or after ``max_k`` steps. Returns (x (dim,), relative residual, number of products).
     """
@@ -157,15 +158,15 @@ def minres_solve(matvec, b: torch.Tensor, *, max_k: int = MINRES_MAX_K, rtol: fl
         if not invariant:
             Q[j + 1] = w / bj
         if invariant or j + 1 == max_k or j < 10 or (j + 1) % 5 == 0:
-            y, resid = _ls_tridiag(alpha[:k], beta[:k], bn, 1e3 * eps * k, scale)
+            y, resid = _ls_tridiag(alpha[:k], beta[:k], bn, 1e3 * eps * k, scale, cutoff)
             if invariant or resid <= rtol:
                 break
     x = Q[:k].T @ y.to(dtype=dtype, device=device)
     return x, resid, k
 
 
-def _ls_tridiag(alpha: torch.Tensor, beta: torch.Tensor, bn: float, rcond: float, scale: float
-                ) -> tuple[torch.Tensor, float]:
+def _ls_tridiag(alpha: torch.Tensor, beta: torch.Tensor, bn: float, rcond: float, scale: float,
+                cutoff: float | None = None) -> tuple[torch.Tensor, float]:
     """argmin ‖T̄ y − bn·e₁‖ (min-norm, SVD truncated at rcond·max(scale, σ_max)) and its relative residual."""
     k = alpha.numel()
     T = torch.zeros(k + 1, k, dtype=torch.float64)
@@ -177,7 +178,10 @@ def _ls_tridiag(alpha: torch.Tensor, beta: torch.Tensor, bn: float, rcond: float
     rhs[0] = bn
     U, S, Vh = torch.linalg.svd(T, full_matrices=False)
     smax = max(float(S.max()) if S.numel() else 0.0, scale)
-    keep = S > rcond * smax if smax > 0 else torch.zeros_like(S, dtype=torch.bool)
+    if cutoff is not None:
+        keep = S > cutoff
+    else:
+        keep = S > rcond * smax if smax > 0 else torch.zeros_like(S, dtype=torch.bool)
     coef = (U[:, keep].T @ rhs) / S[keep]
     y = Vh[keep].T @ coef
     r = float(torch.linalg.vector_norm(T @ y - rhs)) / bn
