@@ -24,7 +24,8 @@ Gradient-flatness: the *flatness* φ = ‖g + H p‖/‖g‖ ∈ [0, 1] is the s
 :func:`nearest_critical` = :func:`find_critical_point` (``polish=True``: it goes on
 past the cut-off until ‖g‖ has dropped 1e-3-fold below its start or the cut-off, whichever
 is smaller, so that the classified point is clearly closer to the critical point than the probe
-radii) and then :func:`landscape.classify.classify_point` at its strict (default) tolerances.
+radii) and then :func:`landscape.classify.classify_point` at its strict (default) tolerances
+(except that a converged search's point counts as critical: ``grad_tol`` = the search's cut-off).
 """
 from __future__ import annotations
 
@@ -373,7 +374,9 @@ def nearest_critical(obj: Objective, theta: torch.Tensor, *, global_min: float |
 
     cs = find_critical_point(obj, theta, method=method, grad_tol=grad_tol, max_iter=max_iter, seed=seed,
                              polish=True)
-    rep = classify_point(obj, cs.theta, global_min=global_min, seed=seed)
+    # Criticality is the search's verdict (its cut-off); the classifier's own defaults decide the kind.
+    rep = classify_point(obj, cs.theta, global_min=global_min, seed=seed,
+                         grad_tol=max(cs.grad_tol, cs.grad_norm) if cs.converged else None)
     tol = {"search_grad_tol": cs.grad_tol, "polish_factor": POLISH_FACTOR,
            "gradient_flat_share": GRADIENT_FLAT_SHARE, **(getattr(rep, "tolerances", None) or {})}
     kind, reason = rep.kind, getattr(rep, "reason", None)
