@@ -659,8 +659,9 @@ def _decide_degenerate(rep: CriticalPointReport, pr: ProbeResult, has_neg: bool,
     else:
         rep.kind = "inconclusive"
         rep.probe_radius = pr.max_radius
-        notes.append(f"the loss is flat to round-off along every probed direction within radius "
-                     f"{pr.max_radius:.3g}: neither descent nor ascent found")
+        notes.append(f"the loss is flat along every probed direction within radius {pr.max_radius:.3g}: its change stays "
+                     "below the probe's resolution (round-off, the loss gap to the nearby critical point, "
+                     "the unresolved curvature band): neither descent nor ascent found")
 
 
 def _fmt(x: float | None) -> str:
