@@ -1,4 +1,5 @@
 """The scale-free stall detector: plateaus by relative loss change and the run's own gradient scale."""
+import json
 import math
 
 import pytest
@@ -52,21 +53,21 @@ def test_absolute_threshold_still_available_and_bad_input():
             StallDetector(**bad)
 
 
-def test_strict_saddle_plateau_of_a_linear_net_is_detected():
+def test_strict_saddle_plateau_of_a_linear_net_is_detected(tmp_path):
     # 4 → 2 → 3 linear net, 64 examples, ½Σ‖·‖² (sum), started at 1e-4·N(0, 1), GD lr 0.05: the
     # loss sits on the W = 0 strict saddle for ~28 steps (relative change < 1e-4) while ‖g‖ grows
     # from 1e-3 to 1e-1 — an absolute grad_tol = 1e-3 detector records no stall there.
     dl = DeepLinearProblem.random(4, 3, [2], 64, seed=0)
     theta0 = 1e-4 * torch.randn(dl.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
-    def run(det):
+    def run(det, log_dir=None):
         tr = Trainer(dl.module(seed=0), half_sq_error, (dl.X, dl.Y), method="gd", lr=0.05, stall=det,
                      reduction="sum", dtype=torch.float64, progress=False, cancellation=False,
-                     global_min=dl.global_min())
+                     global_min=dl.global_min(), log_dir=log_dir)
         return tr.fit(300, theta0=theta0)
 
     L0 = 0.5 * float((dl.Y ** 2).sum())
-    res = run(StallDetector())
+    res = run(StallDetector(), str(tmp_path / "run"))
     plateau = [t for t, v in enumerate(res.losses) if abs(v - L0) < 1e-4 * L0]
     assert len(plateau) >= 25 and plateau[0] == 0
     on_plateau = [e for e in res.events if e.step <= plateau[-1]]
@@ -77,5 +78,8 @@ def test_strict_saddle_plateau_of_a_linear_net_is_detected():
     assert nc["kind"] == kind == "strict_saddle" and nc["index"] == index == 6
     assert nc["loss"] == pytest.approx(dl.critical_value(()), rel=1e-10) and nc["converged"]
     assert ev.kind == "strict_saddle" and ev.classify_tolerances["grad_tol"] >= ev.grad_norm
+    line = json.loads((tmp_path / "run" / "events.jsonl").read_text().splitlines()[ev.index])
+    assert line["nearest_critical"]["kind"] == "strict_saddle" and line["nearest_critical"]["index"] == 6
+    assert line["classify_tolerances"]["grad_tol"] == ev.classify_tolerances["grad_tol"]
     old = run(StallDetector(window=20, grad_tol=1e-3))
     assert not [e for e in old.events if e.step <= plateau[-1]]
