@@ -48,3 +48,9 @@ from .spectrum import BlockExtremes, per_block_extremes  # noqa: E402
 
 __all__ += ["curvature", "distributed", "GGNOperator", "EmpiricalFisherOperator", "nongg_negative_curvature", "NonGGNCurvature",
             "second_order_safe", "stochastic_modules", "per_block_extremes", "BlockExtremes"]
+
+# --- issue 9: refinement to the nearby critical point
+from . import critical  # noqa: E402
+from .critical import CriticalPointSearch, NearestCritical, find_critical_point, nearest_critical  # noqa: E402
+
+__all__ += ["critical", "find_critical_point", "CriticalPointSearch", "nearest_critical", "NearestCritical"]
