@@ -7,7 +7,7 @@ from torch import nn
 
 from landscape.deep_linear import DeepLinearProblem, half_sq_error
 from synaprune import Aggregator, StallDetector, Trainer, aggregate
-from synaprune.baselines import PGD
+from synaprune.baselines import PGD, PGDFixed
 from synaprune.base import StepContext
 
 # Hand-made per-example gradients: 3 examples × 3 coordinates.
@@ -104,7 +104,7 @@ def _ctx(step, theta, loss, grad_norm, lr=0.1):
 
 
 def test_pgd_perturbs_only_when_its_conditions_hold():
-    pgd = PGD(g_thres=0.1, t_thres=5, radius=0.01, f_thres=1e-3)
+    pgd = PGDFixed(g_thres=0.1, t_thres=5, radius=0.01, f_thres=1e-3)
     theta = torch.zeros(3, dtype=torch.float64)
     # large gradient: a plain gradient step, no perturbation
     c = _ctx(0, theta, 1.0, 1.0)
