@@ -245,7 +245,7 @@ class Trainer:
             self.escape = {**ESCAPE_DEFAULTS, **esc_given}
             self._validate_escape()
         else:
-            bad = sorted(k for k in opts if k == "mode" or k in ESCAPE_DEFAULTS)
+            bad = sorted(k for k in opts if k == "mode" or (k in ESCAPE_DEFAULTS and k not in cls.DEFAULTS))
             if bad:
                 raise ValueError(f"options {bad} apply to SynaPrune methods only; {method!r} is a baseline")
         self.method = method
