@@ -459,11 +459,14 @@ class Trainer:
 
         v = torch.ones_like(theta) / math.sqrt(theta.numel())
         flops = {}
-        for name, fn in (("grad", lambda: self.obj.loss_and_grad(theta)), ("hvp", lambda: self.obj.hvp(theta, v)),
-                         ("loss", lambda: self.obj.loss(theta))):
-            with FlopCounterMode(display=False) as fc:
-                fn()
-            flops[name] = fc.get_total_flops()
+        try:
+            for name, fn in (("grad", lambda: self.obj.loss_and_grad(theta)), ("hvp", lambda: self.obj.hvp(theta, v)),
+                             ("loss", lambda: self.obj.loss(theta))):
+                with FlopCounterMode(display=False) as fc:
+                    fn()
+                flops[name] = fc.get_total_flops()
+        except FloatingPointError:  # NonFiniteError: reported by the first step, with its own message
+            flops = {"grad": 0, "hvp": 0, "loss": 0}
         if flops["grad"] > 0 and flops["hvp"] > 0 and flops["loss"] > 0:
             self._hvp_over_grad = flops["hvp"] / flops["grad"]
             self._loss_over_grad = flops["loss"] / flops["grad"]
@@ -568,7 +571,10 @@ class Trainer:
         t_start = time.perf_counter()
         self._measure_cost_ratios(theta)
         self._reference = self._reference_scale(theta)
-        loss0 = self.obj.loss(theta)
+        try:
+            loss0 = self.obj.loss(theta)
+        except FloatingPointError:
+            loss0 = math.nan  # the first step stops the run with a clear message
         self.rule.setup({"lr": self.lr, "grad_tol": self.stall.grad_tol, "dim": self.obj.dim, "n": self.access.n,
                          "loss0": loss0, "global_min": self.global_min, "hessian_lipschitz": self.hessian_lipschitz})
         self._method_options = {**self.method_options, **self.rule.derived()}

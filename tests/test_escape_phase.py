@@ -383,3 +383,26 @@ def test_hvp_over_grad_is_the_flop_ratio_of_a_linear_model():
     assert grad_flops == 4 * 16 * 5  # forward X·w, backward Xᵀ·r (no input gradient needed)
     assert res.loss_over_grad == pytest.approx(0.5) and res.cost_ratio_source == "flop_count"
     assert res.hvp_over_grad >= 1.0
+
+
+CONTRACT_EVENT_KEYS = {"kind", "cause", "kappa", "example_grad_scale", "example_grad_scale_ratio", "cause_thresholds",
+                       "censored", "escaped", "escaped_by", "escape_steps", "cost_example_grads", "attempts"}
+CONTRACT_ATTEMPT_KEYS = {"start_step", "end_step", "accepted", "loss_before", "loss_after", "first_step_norm"}
+
+
+def test_streamed_log_merges_to_the_in_memory_records(push, tmp_path):
+    from synaprune import load_run
+
+    tr = _trainer(push, lr=1.0, horizon=40, d=(0.01, 0.0, 0.0), escape_steps=4, t_wait=3, max_attempts=2,
+                  log_dir=tmp_path, grad_scale_reference=1.0)
+    res = tr.fit(70, theta0=torch.tensor(SADDLE, dtype=torch.float64))
+    run = load_run(tmp_path)
+    mem = [e.to_dict() for e in res.events]
+    assert len(run.events) == len(mem) == 1
+    assert CONTRACT_EVENT_KEYS <= set(run.events[0]) and CONTRACT_ATTEMPT_KEYS <= set(run.events[0]["attempts"][0])
+    for key in mem[0]:
+        if key != "report":
+            assert run.events[0][key] == mem[0][key], key
+    assert run.config["cause_thresholds"] == {"kappa_max": 0.1, "ratio_max": 0.1}
+    assert run.config["example_grad_scale_reference"] == {"source": "given", "value": 1.0}
+    assert run.config["cost_example_grads"] == res.cost_example_grads and "hvp_over_grad" in run.config
