@@ -630,7 +630,7 @@ class Trainer:
         run.log.curve_point(run.t, run.loss, run.gn, run.phases[-1])
         ev = run.open_ev
         if ev is not None and run.t > ev.step and run.phase is None:
-            if run.loss <= ev.escape_target:
+            if run.loss <= ev.escape_target and run.t - ev.step <= self.escape_horizon:
                 self._resolve(run, "escaped")
                 self.stall.rearm()
             elif run.t - ev.step >= self.escape_horizon:
