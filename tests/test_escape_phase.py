@@ -406,3 +406,15 @@ def test_streamed_log_merges_to_the_in_memory_records(push, tmp_path):
     assert run.config["cause_thresholds"] == {"kappa_max": 0.1, "ratio_max": 0.1}
     assert run.config["example_grad_scale_reference"] == {"source": "given", "value": 1.0}
     assert run.config["cost_example_grads"] == res.cost_example_grads and "hvp_over_grad" in run.config
+
+
+def test_no_escape_is_counted_inside_a_phase_that_is_then_reverted(push):
+    # f_thres = 1 can never be met, so the phase reverts; on its way w1 reaches 0.3 (L = 0.207,
+    # below the escape target 0.2475) — that dip must not count as an escape.
+    tr = _trainer(push, lr=1.0, horizon=30, d=(0.0, 0.1, 0.0), escape_decay=1.0, escape_steps=3, max_attempts=1,
+                  f_thres=1.0, grad_scale_reference=1.0)
+    res, th = _thetas(tr, 60, SADDLE)
+    ev = res.events[0]
+    assert min(res.losses[21:24]) < ev.escape_target  # the phase went below the target ...
+    assert ev.attempts[0].accepted is False and ev.escaped is False and ev.resolution == "horizon"  # ... and was undone
+    assert torch.equal(res.final_theta, torch.tensor(SADDLE, dtype=torch.float64))
