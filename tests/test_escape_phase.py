@@ -260,6 +260,8 @@ def test_same_seed_gives_identical_records_and_no_shared_state():
     assert a.n_stalls >= 1
     assert _strip(a.to_dict()) == _strip(b.to_dict()) and torch.equal(a.final_theta, b.final_theta)
     assert not torch.equal(a.final_theta, other.final_theta)  # the seed does matter
+    again = tr_a.fit(300, theta0=th0)  # a second fit of the same trainer starts from a clean state
+    assert _strip(again.to_dict()) == _strip(a.to_dict())
 
 
 # ---------------------------------------------------------------------- fair controls and cost
