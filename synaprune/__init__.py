@@ -1,7 +1,8 @@
 """SynaPrune: a trainer that detects, classifies and tries to escape every stall.
 
 ``Trainer(model, loss_fn, data, method=..., ...)`` runs any of :data:`METHODS` (baselines gd,
-sgd, adam, pgd, ncd, sfn and the SynaPrune rules of SYNAPRUNE.md) through one
+sgd, adam, pgd (Jin et al.'s thresholds), pgd-fixed, ncd, sfn, the step-matched control
+gd-matched, and the SynaPrune rules of SYNAPRUNE.md) through one
 :class:`StallDetector`; each stall becomes a :class:`StallEvent` (classified with
 ``landscape.classify_point``, cancellation statistics, escape measurement). ``load_run`` reads a
 run's log directory back.
