@@ -420,3 +420,18 @@ def test_no_escape_is_counted_inside_a_phase_that_is_then_reverted(push):
     assert min(res.losses[21:24]) < ev.escape_target  # the phase went below the target ...
     assert ev.attempts[0].accepted is False and ev.escaped is False and ev.resolution == "horizon"  # ... and was undone
     assert torch.equal(res.final_theta, torch.tensor(SADDLE, dtype=torch.float64))
+
+
+def test_rms_cost_counts_monitoring_and_phase_per_example_gradients():
+    from landscape.deep_linear import DeepLinearProblem, half_sq_error
+
+    pb = DeepLinearProblem.random(3, 2, [2], 10, seed=1)
+    n = pb.X.shape[0]
+    tr = Trainer(pb.module(), half_sq_error, (pb.X, pb.Y), method="synaprune-rms", lr=0.05, reduction="sum",
+                 stall=StallDetector(window=20, grad_tol=1e-3), classify=False, progress=False)
+    res = tr.fit(150, theta0=1e-6 * torch.ones(pb.dim, dtype=torch.float64))
+    phase_steps = sum(a.steps for e in res.events for a in e.attempts)
+    # a full-batch gradient (n) per visited point, n per-example gradients per rule step in a phase
+    assert phase_steps > 0 and res.cost_example_grads == (res.n_steps + 1) * n + phase_steps * n
+    # analysis: the reference at the model's parameters and the statistics at each stall, n each
+    assert res.analysis_cost_example_grads == (1 + res.n_stalls) * n
