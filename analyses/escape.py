@@ -49,22 +49,29 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "synaprune-rms": ("synaprune-rms", {}), "synaprune-devarg": ("synaprune-devarg", {}),
     "synaprune-noise": ("synaprune-noise", {}), "synaprune-penalty": ("synaprune-penalty", {}),
     "synaprune-hebbian": ("synaprune-hebbian", {}),
+    "gd-matched-devarg": ("gd-matched", {"match": "synaprune-devarg"}),
     "synaprune-rms@always": ("synaprune-rms", {"mode": "always"}),
     "synaprune-devarg@always": ("synaprune-devarg", {"mode": "always"}),
 }
 #: the reference method every comparison is made against, and the step-length-matched control
 BASELINE, MATCHED = "gd", "gd-matched"
+#: each rule's own step-length-matched control (gd-matched copies rms's first step by default)
+MATCHED_FOR: dict[str, str] = {"synaprune-devarg": "gd-matched-devarg", "synaprune-devarg@always": "gd-matched-devarg"}
+CONTROLS = ("gd", "gd-matched", "gd-matched-devarg")
 #: the default study's methods: GD, its step-matched control, PGD (Jin et al.), the SynaPrune rules
 #: at stalls and rms always on
-MAIN_METHODS: tuple[str, ...] = ("gd", "gd-matched", "pgd", "synaprune-rms", "synaprune-devarg", "synaprune-noise",
-                                 "synaprune-rms@always")
+MAIN_METHODS: tuple[str, ...] = ("gd", "gd-matched", "gd-matched-devarg", "pgd", "synaprune-rms", "synaprune-devarg",
+                                 "synaprune-noise", "synaprune-rms@always")
 #: the quick smoke run: few problems, fewer methods, few seeds
 QUICK_PROBLEMS: tuple[str, ...] = ("deep_linear_h1_zero", "deep_linear_h2_padded", "noisy_regression")
 QUICK_METHODS: tuple[str, ...] = ("gd", "gd-matched", "synaprune-rms")
 QUICK_SEEDS = 4
-#: 40 seeds: with one stall per run a cell has up to 40 stalls, and a Wilson 95 % interval at 40
-#: has half-width ≤ 0.148 at any rate (worst at 1/2)
-DEFAULT_SEEDS = 40
+#: 48 seeds: with one stall per run a cell has up to 48 stalls, and a Wilson 95 % interval at 48
+#: has half-width ≤ 0.136 at any rate (worst at 1/2); a difference of two rates near 0 or 1 (what the
+#: study meets) has a Newcombe half-width below 0.15, one of two rates near 1/2 would need ~86 —
+#: the report flags every headline interval wider than HALF_WIDTH_TARGET
+DEFAULT_SEEDS = 48
+HALF_WIDTH_TARGET = 0.15
 KEY_FIELDS = ("problem", "method", "seed")
 NO_STALL = "(no stall)"
 #: significant digits kept for floats in the records (removes last-bit noise from the tracked file)
@@ -143,8 +150,11 @@ def event_record(ev: Any, n_steps: int) -> dict[str, Any]:
         "censored": bool(censored), "escaped": None if censored else bool(escaped),
         "escaped_by": getattr(ev, "escaped_by", None) if not censored else None,
         "escape_steps": ev.escape_steps if escaped else None, "escape_horizon": horizon,
-        "observed_steps": (ev.escape_steps if escaped else (horizon if not censored else n_steps - ev.step)),
+        "observed_steps": (getattr(ev, "observed_steps", None) if getattr(ev, "observed_steps", None) is not None
+                           else ev.escape_steps if escaped else (horizon if not censored else n_steps - ev.step)),
+        "resolution": getattr(ev, "resolution", None),
         "cost_example_grads": getattr(ev, "cost_example_grads", None),
+        "analysis_cost_example_grads": getattr(ev, "analysis_cost_example_grads", None),
         "attempts": [_attempt_record(a) for a in (getattr(ev, "attempts", None) or [])],
         "distance_moved": getattr(ev, "distance_moved", None), "next_kind": getattr(ev, "next_kind", None),
         "next_is_final": getattr(ev, "next_is_final", None),
@@ -322,7 +332,7 @@ def _compare(rows: list[SummaryRow], cells: dict[tuple, list[dict]]) -> None:
         by_cell.setdefault((r.problem, r.kind, r.cause), []).append(r)
     for (problem, kind, cause), rs in by_cell.items():
         ref = {r.method: r for r in rs}
-        gd, matched = ref.get(BASELINE), ref.get(MATCHED)
+        gd = ref.get(BASELINE)
         tests = []
         for r in rs:
             if gd is not None and r is not gd:
@@ -333,7 +343,8 @@ def _compare(rows: list[SummaryRow], cells: dict[tuple, list[dict]]) -> None:
                              [u["duration"] for u in b], [u["event"] for u in b])
                 r.logrank_p_vs_gd = _fin(lr.p_value, 6)
                 tests.append(r)
-            if matched is not None and r is not matched and r.method != BASELINE:
+            matched = ref.get(MATCHED_FOR.get(r.method, MATCHED))
+            if matched is not None and r.method not in CONTROLS:
                 d, lo, hi = newcombe_difference(r.n_escaped, r.n_known, matched.n_escaped, matched.n_known)
                 r.rate_diff_vs_matched, r.matched_diff_low, r.matched_diff_high = _fin(d, 6), _fin(lo, 6), _fin(hi, 6)
         for r, p in zip(tests, holm([r.logrank_p_vs_gd for r in tests])):

@@ -23,18 +23,34 @@ from typing import Any
 
 import numpy as np
 
-from .escape import BASELINE, MATCHED, NO_STALL, VARIANTS, SummaryRow, load_records, stall_units, summarize
+from .escape import BASELINE, CONTROLS, NO_STALL, VARIANTS, SummaryRow, load_records, stall_units, summarize
 from .stats import kaplan_meier
 
 #: a comparison counts when its 95 % interval excludes 0 (rates) or its Holm-adjusted p < ALPHA
 ALPHA = 0.05
 OUTCOME_MARKERS = {"escaped": "o", "held": "X", "censored": "^"}
-_METHOD_COLOURS = ["#1f77b4", "#7f7f7f", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-                   "#17becf", "#bcbd22", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5", "#c49c94"]
+#: one distinct colour per method variant (controls in greys, dashed in the survival plots)
+METHOD_COLOURS = {"gd": "#000000", "gd-matched": "#7f7f7f", "gd-matched-devarg": "#bdbdbd", "pgd": "#d62728",
+                  "pgd-fixed": "#ff9896", "sgd": "#8c564b", "adam": "#e377c2", "ncd": "#bcbd22", "sfn": "#17becf",
+                  "synaprune-rms": "#1f77b4", "synaprune-devarg": "#ff7f0e", "synaprune-noise": "#2ca02c",
+                  "synaprune-penalty": "#9467bd", "synaprune-hebbian": "#c49c94", "synaprune-rms@always": "#6baed6",
+                  "synaprune-devarg@always": "#fdae6b"}
+#: kind colours of the stall map (every kind its own hue)
+KIND_COLOURS = {"strict_saddle": "#d62728", "non_strict_saddle": "#9467bd", "minimum": "#ff7f0e",
+                "global_minimum": "#2ca02c", "maximum": "#1f77b4", "not_critical": "#000000",
+                "inconclusive": "#7f7f7f", "degenerate": "#8c564b", "unclassified": "#bdbdbd"}
 
 
 def method_colour(method: str) -> str:
-    return _METHOD_COLOURS[list(VARIANTS).index(method) % len(_METHOD_COLOURS)] if method in VARIANTS else "#000000"
+    return METHOD_COLOURS.get(method, "#000000")
+
+
+def method_dash(method: str) -> str:
+    return "--" if method in CONTROLS and method != BASELINE else "-"
+
+
+def kind_colour(kind: str) -> str:
+    return KIND_COLOURS.get(kind, "#e377c2")
 
 
 def sig(x: Any, digits: int = 3) -> str:
@@ -103,7 +119,7 @@ def findings(rows: Sequence[SummaryRow]) -> list[dict[str, Any]]:
     for (problem, kind, cause), ms in sorted(cells.items()):
         gd = ms.get(BASELINE)
         for m, r in ms.items():
-            if m in (BASELINE, MATCHED):
+            if m in CONTROLS:
                 continue
             out.append({"problem": problem, "kind": kind, "cause": cause, "method": m, "verdict": verdict(r, gd),
                         "n_stalls": r.n_stalls, "n_censored": r.n_censored, "escape_rate": r.escape_rate,
@@ -198,7 +214,7 @@ def survival_png(units: Sequence[dict[str, Any]], problem: str, path: Path) -> P
                 ys += [ys[-1], s]
             xs.append(max(u["duration"] for u in mu))
             ys.append(ys[-1])
-            ax.plot(xs, ys, color=method_colour(m), lw=1.6, label=m)
+            ax.plot(xs, ys, color=method_colour(m), ls=method_dash(m), lw=1.6, label=m)
             cens = [u["duration"] for u in mu if not u["event"]]
             ax.plot(cens, [km.at(t) for t in cens], "|", color=method_colour(m), ms=7, mew=1.2)
         ax.set_ylim(-0.03, 1.03)
@@ -208,7 +224,7 @@ def survival_png(units: Sequence[dict[str, Any]], problem: str, path: Path) -> P
                      if ns and min(ns) != max(ns) else f"{kind.replace('_', ' ')} · {cause} (n = {ns[0] if ns else 0})",
                      fontsize=9)
         ax.grid(alpha=0.3)
-    handles = [plt.Line2D([], [], color=method_colour(m), lw=1.6, label=m) for m in methods]
+    handles = [plt.Line2D([], [], color=method_colour(m), ls=method_dash(m), lw=1.6, label=m) for m in methods]
     handles.append(plt.Line2D([], [], color="k", marker="|", ls="", ms=7, label="censored stall"))
     right = 1 - 2.4 / (4.2 * ncol + 2.4)
     fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(right + 0.01, 0.9), fontsize=8, frameon=False,
@@ -239,13 +255,26 @@ def _floor(x: float | None, lo: float) -> float | None:
     return None if x is None else max(float(x), lo)
 
 
+KAPPA_FLOOR, SCALE_FLOOR = 1e-8, 1e-12
+
+
+def _thresholds(records: Sequence[dict[str, Any]]) -> dict[str, float] | None:
+    for r in records:
+        for ev in r.get("events") or []:
+            t = ev.get("cause_thresholds")
+            if t and t.get("kappa_max") is not None and t.get("ratio_max") is not None:
+                return {"kappa_max": float(t["kappa_max"]), "ratio_max": float(t["ratio_max"])}
+    return None
+
+
 def stall_map_png(records: Sequence[dict[str, Any]], path: Path) -> Path:
     """Every stall of every run on (κ, per-example gradient scale), a panel per problem; colour =
     kind, marker = outcome (escaped / held past the horizon / censored). Log axes; κ below 1e-8 and
-    scales below 1e-12 are drawn at those floors."""
-    from landscape.render import kind_style
-
+    scales below 1e-12 are drawn at those floors (a stall whose per-example gradients are all 0
+    has κ undefined: drawn at both floors and counted in the panel). Grey lines: the trainer's cause
+    boundaries (cancelling: κ ≤ κ_max and κ ≤ ratio; vanishing: ratio ≤ ratio_max and ratio < κ)."""
     plt = _mpl()
+    kind_style = lambda k: (kind_colour(k), None)  # noqa: E731
     pts = _map_points(records)
     problems = sorted({p["problem"] for p in pts}) or ["(no stalls)"]
     ncol = min(4, len(problems))
@@ -256,10 +285,13 @@ def stall_map_png(records: Sequence[dict[str, Any]], path: Path) -> Path:
     kinds = sorted({p["kind"] for p in pts})
     ratio = any(p["scale_is_ratio"] for p in pts)
     for ax, problem in zip(axes.flat, problems):
+        undefined = 0
         for p in (q for q in pts if q["problem"] == problem):
-            x, y = _floor(p.get("kappa"), 1e-8), _floor(p.get("scale"), 1e-12)
-            if x is None or y is None:
+            x, y = _floor(p.get("kappa"), KAPPA_FLOOR), _floor(p.get("scale"), SCALE_FLOOR)
+            if y is None:
                 continue
+            if x is None:
+                x, undefined = KAPPA_FLOOR, undefined + 1
             colour = kind_style(p["kind"])[0]
             m = OUTCOME_MARKERS[p["outcome"]]
             ax.scatter(x, y, s=22, marker=m, facecolors=colour if m != "^" else "none", edgecolors=colour,
@@ -267,19 +299,37 @@ def stall_map_png(records: Sequence[dict[str, Any]], path: Path) -> Path:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(5e-9, 2.0)  # κ ∈ [0, 1]: one fixed axis for every panel
-        ys = [_floor(q.get("scale"), 1e-12) for q in pts if q["problem"] == problem and q.get("scale") is not None]
+        ys = [_floor(q.get("scale"), SCALE_FLOOR) for q in pts
+              if q["problem"] == problem and q.get("scale") is not None]
         if ys:  # at least two decades, so a narrow range does not print ticks to six digits
             lo, hi = min(ys), max(ys)
             mid = math.sqrt(lo * hi)
             ax.set_ylim(min(lo / 2, mid / 10), max(hi * 2, mid * 10))
+        th = _thresholds(records) if ratio else None
+        if th is not None:
+            y0, y1 = ax.get_ylim()
+            d = np.geomspace(5e-9, min(th["kappa_max"], th["ratio_max"]), 50)
+            ax.plot(d, d, color="0.5", lw=0.8, ls=":")
+            ax.text(0.03, 0.95, "cancelling", transform=ax.transAxes, fontsize=7, color="0.4", va="top")
+            ax.text(0.97, 0.04 if not undefined else 0.2, "vanishing", transform=ax.transAxes, fontsize=7,
+                    color="0.4", ha="right")
+            ax.plot([th["kappa_max"]] * 2, [max(y0, th["kappa_max"]), y1], color="0.5", lw=0.8, ls="--")
+            ax.plot([max(5e-9, th["ratio_max"]), 2.0], [th["ratio_max"]] * 2, color="0.5", lw=0.8, ls="--")
+            ax.set_ylim(y0, y1)
+        if undefined:
+            ax.text(0.03, 0.04, f"{undefined} stall(s) with every g_i = 0\n(κ undefined, drawn at the floors)",
+                    transform=ax.transAxes, fontsize=7, va="bottom")
         ax.set_title(problem, fontsize=9)
         ax.set_xlabel("κ = ‖mean g_i‖ / mean ‖g_i‖")
         ax.set_ylabel("mean ‖g_i‖ / run's reference" if ratio else "mean ‖g_i‖")
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3)
     handles = [plt.Line2D([], [], color=kind_style(k)[0], marker="s", ls="", label=k.replace("_", " "))
                for k in kinds]
     handles += [plt.Line2D([], [], color="k", marker=m, ls="", mfc="none" if o == "censored" else "k", label=o)
                 for o, m in OUTCOME_MARKERS.items()]
+    if ratio and _thresholds(records):
+        handles += [plt.Line2D([], [], color="0.5", ls="--", lw=0.8, label="κ_max, ratio_max"),
+                    plt.Line2D([], [], color="0.5", ls=":", lw=0.8, label="κ = ratio (cause boundary)")]
     right = 1 - 2.4 / (3.6 * ncol + 2.6)
     fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(right + 0.01, 0.9), fontsize=8, frameon=False,
                title="kind / outcome")
@@ -296,8 +346,6 @@ def stall_map_figure(records: Sequence[dict[str, Any]]) -> Any:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from landscape.render import kind_style
-
     pts = _map_points(records)
     problems = sorted({p["problem"] for p in pts}) or ["(no stalls)"]
     ncol = min(3, len(problems))
@@ -308,14 +356,15 @@ def stall_map_figure(records: Sequence[dict[str, Any]]) -> Any:
     for i, problem in enumerate(problems):
         groups: dict[tuple[str, str], list[dict]] = {}
         for p in pts:
-            if p["problem"] == problem and p.get("kappa") is not None and p.get("scale") is not None:
+            if p["problem"] == problem and p.get("scale") is not None:
                 groups.setdefault((p["kind"], p["outcome"]), []).append(p)
         for (kind, outcome), ps in sorted(groups.items()):
             name = f"{kind.replace('_', ' ')}, {outcome}"
             fig.add_trace(go.Scatter(
-                x=[_floor(p["kappa"], 1e-8) for p in ps], y=[_floor(p["scale"], 1e-12) for p in ps], mode="markers",
+                x=[_floor(p["kappa"], KAPPA_FLOOR) or KAPPA_FLOOR for p in ps],
+                y=[_floor(p["scale"], SCALE_FLOOR) for p in ps], mode="markers",
                 name=name, legendgroup=name, showlegend=name not in shown,
-                marker={"color": kind_style(kind)[0], "symbol": sym[outcome], "size": 7, "opacity": 0.75},
+                marker={"color": kind_colour(kind), "symbol": sym[outcome], "size": 7, "opacity": 0.75},
                 text=[f"{p['problem']} · {p['method']} · seed {p['seed']}<br>stall at step {p['step']}: {p['kind']}, "
                       f"{p.get('cause')}<br>κ = {sig(p['kappa'])}, scale = {sig(p['scale'])}<br>{p['outcome']}"
                       + (f" in {p['escape_steps']} steps by {p.get('escaped_by')}" if p["outcome"] == "escaped" else "")
@@ -345,7 +394,8 @@ def survival_figure(units: Sequence[dict[str, Any]], problem: str) -> Any:
                 continue
             km = kaplan_meier([u["duration"] for u in mu], [u["event"] for u in mu])
             fig.add_trace(go.Scatter(x=[0.0, *km.times], y=[1.0, *km.survival], mode="lines", line={"shape": "hv",
-                                     "color": method_colour(m)}, name=m, legendgroup=m, showlegend=m not in shown,
+                                     "color": method_colour(m), "dash": "dash" if method_dash(m) == "--" else "solid"},
+                                     name=m, legendgroup=m, showlegend=m not in shown,
                                      hovertemplate=f"{m} (n = {len(mu)})<br>%{{x}} steps: %{{y:.2f}} held"),
                           row=i // ncol + 1, col=i % ncol + 1)
             shown.add(m)

@@ -209,6 +209,13 @@ def run_sweep(jobs: Sequence[Job], run_fn: Callable[[Job], dict[str, Any]], out_
                     client = make_dask_client(scheduler, workers)
                     executor = client.get_executor(pure=False)
                 elif executor is None:
+                    # Terminating workers on Ctrl-C leaves the pool's queue semaphores to multiprocessing's
+                    # resource tracker, which would warn about them at exit; the tracker is a child
+                    # interpreter that reads PYTHONWARNINGS, so silence just that message there.
+                    quiet = "ignore:resource_tracker:UserWarning"
+                    if quiet not in os.environ.get("PYTHONWARNINGS", ""):
+                        os.environ["PYTHONWARNINGS"] = ",".join(
+                            x for x in (os.environ.get("PYTHONWARNINGS"), quiet) if x)
                     own_pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                                    initializer=_init_worker, initargs=(threads_per_worker,))
                     executor = own_pool
