@@ -466,6 +466,7 @@ def run_benchmark(problems: Sequence[str] | None, methods: Sequence[str] | None,
                             executor=executor, log=log)
     wanted = {tuple(j[k] for k in KEY_FIELDS) for j in jobs}
     records = [r for r in all_records if tuple(r.get(k) for k in KEY_FIELDS) in wanted]
+    write_gzip_copy(out / "escape.jsonl")
     rows = summarize(records)
     bench = EscapeBenchmark(problems=problems, methods=methods, seeds=seed_list, max_steps=steps, records=records,
                             summary=rows, workers=workers, jsonl="escape.jsonl", wall_time_s=time.perf_counter() - t0,
@@ -476,6 +477,14 @@ def run_benchmark(problems: Sequence[str] | None, methods: Sequence[str] | None,
         bench.outputs = build_report(out, records=records)
     bench.save_json(out / "escape_summary.json")
     return bench
+
+
+def write_gzip_copy(path: Path) -> Path:
+    """``path`` + ``.gz``, byte-identical on rerun (no file name, mtime 0): the copy ``figures/`` tracks."""
+    gz = path.with_name(path.name + ".gz")
+    with open(gz, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as fh:
+        fh.write(path.read_bytes())
+    return gz
 
 
 def load_records(path: str | os.PathLike) -> list[dict[str, Any]]:

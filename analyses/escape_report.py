@@ -406,28 +406,116 @@ def survival_figure(units: Sequence[dict[str, Any]], problem: str) -> Any:
 
 
 # ---------------------------------------------------------------------------- the report
+def main_cells(rows: Sequence[SummaryRow]) -> dict[tuple[str, str, str], dict[str, SummaryRow]]:
+    """The study's main cells: for each problem, the (kind, cause) its reference point certifies
+    (``hints["study"]``), mapped to its rows by method. Problems not in the registry are skipped."""
+    from .problems import PROBLEMS, get_problem
+
+    out: dict[tuple[str, str, str], dict[str, SummaryRow]] = {}
+    for problem in sorted({r.problem for r in rows}):
+        if problem not in PROBLEMS:
+            continue
+        study = get_problem(problem).hints.get("study")
+        if not study:
+            continue
+        cell = (problem, study["kind"], study["cause"])
+        ms = {r.method: r for r in rows if (r.problem, r.kind, r.cause) == cell}
+        if not ms:  # the classifier named the certified stall otherwise: take the problem's largest cell
+            sizes: dict[tuple[str, str, str], int] = {}
+            for r in rows:
+                if r.problem == problem and r.kind != NO_STALL and r.cause == study["cause"]:
+                    sizes[(r.problem, r.kind, r.cause)] = sizes.get((r.problem, r.kind, r.cause), 0) + r.n_stalls
+            if not sizes:
+                continue
+            cell = max(sizes, key=lambda c: (sizes[c], c))
+            ms = {r.method: r for r in rows if (r.problem, r.kind, r.cause) == cell}
+        out[cell] = ms
+    return out
+
+
+def _mark(r: SummaryRow, gd: SummaryRow | None) -> str:
+    """▲/▼: escapes more/less often than GD (Newcombe 95 % excludes 0); ⏩/⏪ sooner/later (Holm p < α)."""
+    if gd is None or r is gd:
+        return ""
+    m = ""
+    if r.diff_low is not None and r.diff_low > 0:
+        m += "▲"
+    elif r.diff_high is not None and r.diff_high < 0:
+        m += "▼"
+    if r.holm_p_vs_gd is not None and r.holm_p_vs_gd < ALPHA:
+        faster = (r.km_at_horizon or 0) < (gd.km_at_horizon or 0) or (
+            r.median_escape_steps is not None and (gd.median_escape_steps is None
+                                                   or r.median_escape_steps < gd.median_escape_steps))
+        m += "⏩" if faster else "⏪"
+    return m
+
+
+def headline(rows: Sequence[SummaryRow]) -> dict[str, Any]:
+    """Numbers behind the lead: per main cell and method the rate, KM median, cost ratio to GD and
+    marks; the widest 95 % half-widths (Wilson of each rate, Newcombe of each difference to GD)."""
+    cells = main_cells(rows)
+    out, widths = [], []
+    for (problem, kind, cause), ms in cells.items():
+        gd = ms.get(BASELINE)
+        for m, r in ms.items():
+            hw = None if r.ci_low is None else (r.ci_high - r.ci_low) / 2
+            dhw = None if r.diff_low is None else (r.diff_high - r.diff_low) / 2
+            widths += [w for w in (hw, dhw) if w is not None]
+            cost = (None if gd is None or not gd.median_cost_example_grads or r.median_cost_example_grads is None
+                    else r.median_cost_example_grads / gd.median_cost_example_grads)
+            out.append({"problem": problem, "kind": kind, "cause": cause, "method": m, "n_stalls": r.n_stalls,
+                        "n_censored": r.n_censored, "n_escaped": r.n_escaped, "n_known": r.n_known,
+                        "escape_rate": r.escape_rate, "rate_half_width": hw, "diff_vs_gd_half_width": dhw,
+                        "km_median": r.median_escape_steps, "cost_vs_gd": cost, "mark": _mark(r, gd)})
+    from .escape import HALF_WIDTH_TARGET
+
+    return {"cells": out, "max_half_width": max(widths) if widths else None, "half_width_target": HALF_WIDTH_TARGET,
+            "n_wider_than_target": sum(w > HALF_WIDTH_TARGET for w in widths),
+            "min_stalls_per_main_cell": min((c["n_stalls"] for c in out), default=0)}
+
+
 def lead_html(rows: Sequence[SummaryRow]) -> str:
-    """The answer first: per cause × kind, each problem's verdicts for the SynaPrune rules."""
-    fs = findings(rows)
-    if not fs:
-        return "<p>No stall cell has both GD and another method: nothing to compare.</p>"
-    by: dict[tuple[str, str], list[dict]] = {}
-    for f in fs:
-        by.setdefault((f["cause"], f["kind"]), []).append(f)
-    items = []
-    for (cause, kind), group in sorted(by.items()):
-        lines = "".join(
-            f"<li><b>{_html.escape(f['problem'])}</b>, {_html.escape(f['method'])} "
-            f"({f['n_stalls']} stalls, {f['n_censored']} censored): {_html.escape(f['verdict'])}; "
-            f"rate {sig(f['escape_rate'], 2)} vs GD {sig(f['gd_escape_rate'], 2)}, "
-            f"cost per stall {sig(f['median_cost_example_grads'])} vs GD {sig(f['gd_median_cost_example_grads'])} "
-            "example gradients</li>" for f in group)
-        items.append(f"<li><b>{_html.escape(cause)} stalls at {_html.escape(kind.replace('_', ' '))}s</b><ul>{lines}"
-                     "</ul></li>")
-    return ("<p>Per stall cause × kind and per problem (never pooled), one stall per run and cell; a rate "
-            "difference counts when its Newcombe 95 % interval excludes 0, a speed difference when the Holm-adjusted "
-            f"log-rank p is below {ALPHA}. Censored stalls are excluded from rates and enter the survival curves as "
-            "censored.</p><ul>" + "".join(items) + "</ul>")
+    """The answer first: a matrix of the main cells (cause × kind, one problem each) × methods."""
+    h = headline(rows)
+    if not h["cells"]:
+        return "<p>No run met its problem's certified stall: nothing to compare.</p>"
+    methods = [m for m in VARIANTS if any(c["method"] == m for c in h["cells"])]
+    by = {(c["problem"], c["method"]): c for c in h["cells"]}
+    problems = list(dict.fromkeys((c["cause"], c["kind"], c["problem"]) for c in h["cells"]))
+    head = "<tr><th>cause · kind</th><th>problem</th>" + "".join(f"<th>{_html.escape(m)}</th>" for m in methods) + "</tr>"
+    body = []
+    for cause, kind, problem in sorted(problems):
+        tds = []
+        for m in methods:
+            c = by.get((problem, m))
+            if c is None:
+                tds.append("<td>–</td>")
+                continue
+            rate = "–" if c["escape_rate"] is None else f"{c['n_escaped']}/{c['n_known']}"
+            med = "" if c["km_median"] is None else f", median {sig(c['km_median'], 2)} steps"
+            cost = "" if c["cost_vs_gd"] is None or m == BASELINE else f", cost ×{sig(c['cost_vs_gd'], 2)}"
+            tds.append(f"<td>{rate}{med}{cost} <b>{c['mark']}</b></td>")
+        from .problems import get_problem
+
+        certified = get_problem(problem).hints["study"]["kind"]
+        note = "" if certified == kind else f" (certified {certified.replace('_', ' ')}; the classifier says {kind})"
+        body.append(f"<tr><td>{_html.escape(cause)} · {_html.escape(kind.replace('_', ' ') + note)}</td>"
+                    f"<td>{_html.escape(problem)}</td>{''.join(tds)}</tr>")
+    fails = sorted({f"{c['method']} at {c['cause']} {c['kind'].replace('_', ' ')}s ({c['problem']})"
+                    for c in h["cells"] if c["escape_rate"] is not None and c["escape_rate"] <= 0.1
+                    and c["method"] not in CONTROLS and not c["kind"].endswith("minimum")})
+    hw = h["max_half_width"]
+    return (
+        "<p><b>Each problem's certified stall</b> (the cause × kind its reference point is built to have), one stall "
+        "per run: escaped / stalls with a known outcome (censored stalls excluded), the Kaplan–Meier median escape "
+        "time, the cost per stall relative to GD (example-gradient units). ▲ / ▼: escapes more / less often than GD "
+        f"(Newcombe 95 % interval of the difference excludes 0); ⏩ / ⏪: sooner / later (log-rank, Holm-adjusted p < "
+        f"{ALPHA}). Minima are controls: nothing should escape them.</p>"
+        f"<div style='overflow-x:auto'><table class='escape'>{head}{''.join(body)}</table></div>"
+        + (f"<p><b>Where the rules fail</b> (escape rate ≤ 0.1 at a saddle): {_html.escape('; '.join(fails))}.</p>"
+           if fails else "")
+        + f"<p>At least {h['min_stalls_per_main_cell']} stalls per main cell; widest 95 % half-width "
+          f"{sig(hw, 2)} (target ≤ {h['half_width_target']}; {h['n_wider_than_target']} interval(s) wider).</p>")
 
 
 def build_report(out_dir: str | Path, records: Sequence[dict[str, Any]] | None = None) -> list[str]:
@@ -444,8 +532,8 @@ def build_report(out_dir: str | Path, records: Sequence[dict[str, Any]] | None =
     (out / "escape_summary.md").write_text("# Escape study: per problem, stall kind × cause × method\n\n"
                                            + summary_markdown(rows, records), encoding="utf-8")
     written.append("escape_summary.md")
-    (out / "escape_table.json").write_text(json.dumps({"rows": [r.to_dict() for r in rows],
-                                                       "findings": findings(rows)}, indent=1, sort_keys=True,
+    (out / "escape_table.json").write_text(json.dumps({"rows": [r.to_dict() for r in rows], "findings": findings(rows),
+                                                       "headline": headline(rows)}, indent=1, sort_keys=True,
                                                       allow_nan=False) + "\n", encoding="utf-8")
     written.append("escape_table.json")
     problems = sorted({u["problem"] for u in units})
@@ -486,5 +574,5 @@ def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict:
             "records: escape/escape.jsonl.</p>")
     return {"title": "Does SynaPrune escape stalls? (escape study)", "lead": lead_html(rows), "html": body,
             "summary": {"problems": bench.problems, "methods": bench.methods, "n_seeds": len(bench.seeds),
-                        "n_runs": len(bench.records), "findings": findings(rows)},
+                        "n_runs": len(bench.records), "headline": headline(rows), "findings": findings(rows)},
             "figures": figs}

@@ -235,3 +235,27 @@ def test_ctrl_c_stops_saves_and_resume_equals_an_uninterrupted_run(tmp_path):
     full = tmp_path / "full"
     assert main(["escape", *args, "--workers", "1", "--out", str(full), "--quiet"]) == 0
     assert (out / "escape.jsonl").read_bytes() == (full / "escape.jsonl").read_bytes()
+
+
+def test_study_section_for_the_main_report(tmp_path, monkeypatch):
+    import analyses.escape as esc
+    from analyses.escape_report import study_section
+
+    monkeypatch.setattr(esc, "QUICK_PROBLEMS", ("noisy_regression",))
+    monkeypatch.setattr(esc, "QUICK_METHODS", ("gd", "synaprune-rms"))
+    monkeypatch.setattr(esc, "QUICK_SEEDS", 1)
+    sec = study_section(tmp_path, quick=True, seed=5)
+    assert set(sec) >= {"title", "lead", "html", "summary", "figures"}
+    assert sec["figures"] and all((tmp_path / f).is_file() for f in sec["figures"])
+    assert "noisy_regression" in sec["lead"] and "<table" in sec["lead"]
+    recs = load_records(tmp_path / "escape")
+    assert [r["seed"] for r in recs] == [5, 5]  # seeds start at `seed`
+    head = sec["summary"]["headline"]
+    gd = [c for c in head["cells"] if c["method"] == "gd"][0]
+    assert (gd["kind"], gd["cause"], gd["n_escaped"]) == ("global_minimum", "cancelling", 0)
+    json.dumps(sec["summary"], allow_nan=False)
+    # the gzip copy is deterministic (the file figures/ tracks)
+    gz = (tmp_path / "escape" / "escape.jsonl.gz").read_bytes()
+    from analyses.escape import write_gzip_copy
+
+    assert write_gzip_copy(tmp_path / "escape" / "escape.jsonl").read_bytes() == gz
