@@ -371,7 +371,8 @@ class EscapeBenchmark(JsonResult):
 
     def to_dict(self) -> dict:
         d = super().to_dict()
-        for k in ("records", "wall_time_s", "out_dir"):  # the summary file is tracked: no timings, no paths
+        # the summary file is tracked: no timings, no paths, nothing that depends on --workers
+        for k in ("records", "wall_time_s", "out_dir", "workers"):
             d.pop(k, None)
         return d
 
@@ -459,6 +460,14 @@ def run_benchmark(problems: Sequence[str] | None, methods: Sequence[str] | None,
     jobs, steps, problems, methods, seed_list = plan(problems, methods, seeds, max_steps=max_steps, quick=quick)
     workers = workers or os.cpu_count() or 1
     out = Path(out_dir)
+    if resume:  # a resumed sweep must continue the same configuration
+        steps_of = {tuple(j[k] for k in KEY_FIELDS): j["max_steps"] for j in jobs}
+        for r in read_records(out / "escape.jsonl"):
+            k = tuple(r.get(f) for f in KEY_FIELDS)
+            if k in steps_of and r.get("max_steps") != steps_of[k]:
+                raise ValueError(f"--resume: {out / 'escape.jsonl'} holds {'/'.join(map(str, k))} run for "
+                                 f"{r.get('max_steps')} steps, this sweep asks for {steps_of[k]}; use the same --steps "
+                                 "or a fresh --out")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     all_records = run_sweep(jobs, run_one, out / "escape.jsonl", key_fields=KEY_FIELDS, workers=workers,
@@ -545,10 +554,21 @@ def _scheduler(s: str) -> str:
     return s
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to every option whose default is a value (None defaults are
+    described in the option's help text: they mean "chosen from other options")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``landscape escape`` arguments; defaults shown by ``--help``; a bad argument is one line on
     stderr and exit code 2."""
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    parser.formatter_class = _DefaultsFormatter
 
     def error(message: str) -> None:
         print(f"landscape escape: error: {message}", file=sys.stderr)
@@ -556,25 +576,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.error = error  # type: ignore[method-assign]
     parser.add_argument("--problems", default=None,
-                        help="comma-separated zoo problems (None: every problem with a 'study' hint; "
-                             f"--quick: {','.join(QUICK_PROBLEMS)})")
+                        help="comma-separated zoo problems (default: every problem with a 'study' hint; "
+                             f"with --quick: {','.join(QUICK_PROBLEMS)})")
     parser.add_argument("--methods", default=None,
-                        help=f"comma-separated method variants (None: {','.join(MAIN_METHODS)}; --quick: "
+                        help=f"comma-separated method variants (default: {','.join(MAIN_METHODS)}; with --quick: "
                              f"{','.join(QUICK_METHODS)}); known: {','.join(VARIANTS)}")
     parser.add_argument("--seeds", type=_positive_int("--seeds"), default=None,
-                        help=f"seeds per (problem, method) (None: {DEFAULT_SEEDS}; --quick: {QUICK_SEEDS})")
+                        help=f"seeds per (problem, method) (default: {DEFAULT_SEEDS}; with --quick: {QUICK_SEEDS})")
     parser.add_argument("--steps", type=_positive_int("--steps"), default=None,
-                        help="steps per run (None: each problem's max_steps / quick_steps hint)")
+                        help="steps per run (default: each problem's max_steps hint, quick_steps with --quick)")
     parser.add_argument("--workers", type=_positive_int("--workers"), default=None,
-                        help="worker processes (None: the number of cores)")
+                        help="worker processes (default: the number of cores)")
     parser.add_argument("--scheduler", type=_scheduler, default=None,
-                        help="run on Dask: 'local' (a LocalCluster of --workers processes) or tcp://HOST:PORT")
-    parser.add_argument("--resume", action="store_true", help="keep the runs already in OUT/escape.jsonl")
-    parser.add_argument("--quick", action="store_true", help="the smoke run (a few minutes on 2 cores)")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+                        help="run on Dask: 'local' (a LocalCluster of --workers processes) or tcp://HOST:PORT "
+                             "(default: the local process pool)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs already in OUT/escape.jsonl (default: start afresh)")
+    parser.add_argument("--quick", action="store_true", help="the smoke run, about 1 minute on 2 cores (default: off)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress lines on stderr (default: a line every few seconds)")
     parser.add_argument("--out", default="figures/escape", help="output directory")
     parser.add_argument("--report", metavar="DIR", default=None,
-                        help="rebuild every table and figure from DIR/escape.jsonl(.gz) and run nothing")
+                        help="rebuild every table and figure from DIR/escape.jsonl(.gz) and run nothing "
+                             "(default: run the study)")
 
 
 def _fail(msg: str) -> int:

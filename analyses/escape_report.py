@@ -200,24 +200,30 @@ def survival_png(units: Sequence[dict[str, Any]], problem: str, path: Path) -> P
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol + 2.4, 3.3 * nrow), squeeze=False)
     for ax in axes.flat[len(cells):]:
         ax.axis("off")
+    offset = 0.008  # curves that coincide (e.g. every method held) stay visible
     for ax, (kind, cause) in zip(axes.flat, cells):
         ns = []
-        for m in methods:
+        horizon = 0
+        for i, m in enumerate(methods):
             mu = [u for u in us if (u["kind"], u["cause"], u["method"]) == (kind, cause, m)]
             if not mu:
                 continue
             km = kaplan_meier([u["duration"] for u in mu], [u["event"] for u in mu])
             ns.append(len(mu))
+            horizon = max(horizon, max((u.get("escape_horizon") or 0) for u in mu))
+            dy = -offset * i
             xs, ys = [0.0], [1.0]
             for t, s in zip(km.times, km.survival):
                 xs += [t, t]
                 ys += [ys[-1], s]
             xs.append(max(u["duration"] for u in mu))
             ys.append(ys[-1])
-            ax.plot(xs, ys, color=method_colour(m), ls=method_dash(m), lw=1.6, label=m)
-            cens = [u["duration"] for u in mu if not u["event"]]
-            ax.plot(cens, [km.at(t) for t in cens], "|", color=method_colour(m), ms=7, mew=1.2)
-        ax.set_ylim(-0.03, 1.03)
+            ax.plot(xs, [y + dy for y in ys], color=method_colour(m), ls=method_dash(m), lw=1.6, label=m)
+            cens = [u["duration"] for u in mu if u.get("censored")]
+            ax.plot(cens, [km.at(t) + dy for t in cens], "|", color=method_colour(m), ms=7, mew=1.2)
+        if horizon:
+            ax.axvline(horizon, color="0.6", ls=":", lw=1)
+        ax.set_ylim(-0.03 - offset * len(methods), 1.03)
         ax.set_xlabel("steps since the stall")
         ax.set_ylabel("share still stalled")
         ax.set_title(f"{kind.replace('_', ' ')} · {cause}\n(n = {min(ns)}–{max(ns)} stalls per method)"
@@ -225,11 +231,13 @@ def survival_png(units: Sequence[dict[str, Any]], problem: str, path: Path) -> P
                      fontsize=9)
         ax.grid(alpha=0.3)
     handles = [plt.Line2D([], [], color=method_colour(m), ls=method_dash(m), lw=1.6, label=m) for m in methods]
-    handles.append(plt.Line2D([], [], color="k", marker="|", ls="", ms=7, label="censored stall"))
+    handles.append(plt.Line2D([], [], color="k", marker="|", ls="", ms=7, label="censored (run ended)"))
+    handles.append(plt.Line2D([], [], color="0.6", ls=":", label="escape horizon"))
     right = 1 - 2.4 / (4.2 * ncol + 2.4)
     fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(right + 0.01, 0.9), fontsize=8, frameon=False,
                title="method")
-    fig.suptitle(f"{problem}: Kaplan–Meier escape curves, one stall per run and cell", fontsize=11)
+    fig.suptitle(f"{problem}: Kaplan–Meier escape curves, one stall per run and cell "
+                 f"(curve i drawn {offset}·i lower so that equal curves stay visible)", fontsize=10)
     fig.tight_layout(rect=(0, 0, right, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

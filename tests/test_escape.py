@@ -259,3 +259,11 @@ def test_study_section_for_the_main_report(tmp_path, monkeypatch):
     from analyses.escape import write_gzip_copy
 
     assert write_gzip_copy(tmp_path / "escape" / "escape.jsonl").read_bytes() == gz
+
+
+def test_resume_refuses_a_different_configuration(tmp_path):
+    (tmp_path / "escape.jsonl").write_text(json.dumps({"problem": "noisy_regression", "method": "gd", "seed": 0,
+                                                       "max_steps": 5, "status": "ok", "events": []}) + "\n")
+    with pytest.raises(ValueError, match="run for 5 steps, this sweep asks for 6"):
+        run_benchmark(["noisy_regression"], ["gd"], 1, tmp_path, workers=1, resume=True, max_steps=6, progress=False)
+    assert (tmp_path / "escape.jsonl").read_text().count("\n") == 1  # nothing touched
