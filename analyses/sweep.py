@@ -116,7 +116,10 @@ def make_dask_client(scheduler: str, workers: int) -> Any:
         client = Client(cluster)
         client._landscape_cluster = cluster
         return client
-    return Client(scheduler, timeout=10)
+    try:
+        return Client(scheduler, timeout=10)
+    except (OSError, TimeoutError) as exc:
+        raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
 
 
 def close_dask_client(client: Any) -> None:
