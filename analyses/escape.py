@@ -10,7 +10,9 @@ steps (``hints["quick_steps"]`` with ``--quick``), with the problem's stall dete
 job order or ``--resume``; timings go to the untracked ``escape.timings.jsonl``).
 
 Records. Every stall event carries (from the trainer's :class:`synaprune.StallEvent`): ``kind``
-(of the critical point it is near), ``nearest_critical``, ``cause`` (``"cancelling"`` /
+(of the critical point it approaches: ``nearest_critical["kind"]`` when that search converged, else
+the trainer's approximate kind at the stall point, ``kind_at_stall``; ``kind_source`` says which),
+``nearest_critical``, ``cause`` (``"cancelling"`` /
 ``"vanishing"``), ``kappa``, ``example_grad_scale`` (mean‖g_i‖) and its ratio to the run's
 reference scale, ``censored`` (the run ended before the escape horizon), ``escaped``
 (True / False / None when censored), ``escaped_by`` (``"rule"`` / ``"base"``), ``escape_steps``,
@@ -137,9 +139,14 @@ def event_record(ev: Any, n_steps: int) -> dict[str, Any]:
     nc = getattr(ev, "nearest_critical", None)
     if nc is not None and hasattr(nc, "to_dict"):
         nc = nc.to_dict()
+    # THEORY.md §4: a stall is identified by the critical point it approaches, not by the
+    # (indefinite-looking) Hessian at the stall point itself
+    kind = (nc["kind"] if isinstance(nc, dict) and nc.get("converged") and nc.get("kind") else None) \
+        or ev.kind or "unclassified"
     return _clean({
         "index": ev.index, "step": ev.step, "loss": ev.loss, "grad_norm": ev.grad_norm,
-        "kind": ev.kind or "unclassified", "nearest_critical": nc,
+        "kind": kind, "kind_source": "nearest_critical" if kind == (nc or {}).get("kind") and nc else "at_stall",
+        "kind_at_stall": ev.kind, "nearest_critical": nc,
         "cause": getattr(ev, "cause", None),
         "kappa": getattr(ev, "kappa", None) if getattr(ev, "kappa", None) is not None else getattr(canc, "kappa", None),
         "example_grad_scale": (getattr(ev, "example_grad_scale", None) if getattr(ev, "example_grad_scale", None)

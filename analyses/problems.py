@@ -641,7 +641,11 @@ def _relu_problem(name: str, start: str, n: int = 64, seed: int = 0) -> Problem:
 @register("relu_teacher")
 def _relu_teacher(n: int = 64, seed: int = 0) -> Problem:
     """Two-unit ReLU teacher-student near the teacher: a global minimum whose per-example gradients vanish."""
-    return _relu_problem("relu_teacher", "teacher", n, seed)
+    p = _relu_problem("relu_teacher", "teacher", n, seed)
+    # the loss decays geometrically to its round-off floor and the scale-free detector fires only
+    # there (step ≈ 980): run long enough for that stall's horizon to end inside the run
+    p.hints.update(max_steps=1600, quick_steps=1600)
+    return p
 
 
 @register("relu_spurious")
