@@ -105,6 +105,14 @@ def test_event_record_censoring_and_attribution_from_trainer_events():
     for key in ("kind", "nearest_critical", "cause", "kappa", "censored", "escaped", "escaped_by", "escape_steps",
                 "cost_example_grads"):
         assert key in r
+    # the stall's kind is the kind of the critical point it approaches when that search converged
+    near = SimpleNamespace(**{**base, "kind": "inconclusive"}, escaped=False, escape_steps=None,
+                           nearest_critical={"kind": "non_strict_saddle", "converged": True})
+    r = event_record(near, n_steps=1000)
+    assert (r["kind"], r["kind_at_stall"], r["kind_source"]) == ("non_strict_saddle", "inconclusive", "nearest_critical")
+    near.nearest_critical = {"kind": "non_strict_saddle", "converged": False}
+    r = event_record(near, n_steps=1000)
+    assert (r["kind"], r["kind_source"]) == ("inconclusive", "at_stall")
 
 
 def test_study_set_crosses_cause_and_kind():
