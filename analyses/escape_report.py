@@ -513,6 +513,7 @@ def lead_html(rows: Sequence[SummaryRow]) -> str:
                     for c in h["cells"] if c["escape_rate"] is not None and c["escape_rate"] <= 0.1
                     and c["method"] not in CONTROLS and not c["kind"].endswith("minimum")})
     hw = h["max_half_width"]
+    quiet = [f"{r.method} on {r.problem} ({r.n_runs} run(s))" for r in rows if r.kind == NO_STALL]
     return (
         "<p><b>Each problem's certified stall</b> (the cause × kind its reference point is built to have), one stall "
         "per run: escaped / stalls with a known outcome (censored stalls excluded), the Kaplan–Meier median escape "
@@ -522,6 +523,7 @@ def lead_html(rows: Sequence[SummaryRow]) -> str:
         f"<div style='overflow-x:auto'><table class='escape'>{head}{''.join(body)}</table></div>"
         + (f"<p><b>Where the rules fail</b> (escape rate ≤ 0.1 at a saddle): {_html.escape('; '.join(fails))}.</p>"
            if fails else "")
+        + (f"<p><b>Runs without any stall</b> (no row above): {_html.escape('; '.join(quiet))}.</p>" if quiet else "")
         + f"<p>At least {h['min_stalls_per_main_cell']} stalls per main cell; widest 95 % half-width "
           f"{sig(hw, 2)} (target ≤ {h['half_width_target']}; {h['n_wider_than_target']} interval(s) wider).</p>")
 

@@ -2,7 +2,6 @@
 records; event records from trainer-like events; the CLI's validation; records identical across
 workers and resume (real runs, small)."""
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path

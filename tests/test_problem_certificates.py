@@ -1,7 +1,6 @@
 """Analytic certificates of the escape study's problem set: each problem's reference point has the
 critical value, kind and stall cause its hints claim, computed here independently (numpy SVD / least
 squares, closed-form curves, exact zeros), and its step size is stable (lr·λ_max < 2)."""
-import math
 
 import numpy as np
 import pytest
