@@ -10,8 +10,9 @@ steps (``hints["quick_steps"]`` with ``--quick``), with the problem's stall dete
 job order or ``--resume``; timings go to the untracked ``escape.timings.jsonl``).
 
 Records. Every stall event carries (from the trainer's :class:`synaprune.StallEvent`): ``kind``
-(of the critical point it approaches: ``nearest_critical["kind"]`` when that search converged, else
-the trainer's approximate kind at the stall point, ``kind_at_stall``; ``kind_source`` says which),
+(of the critical point it approaches: the problem's certified kind when that point's loss is the
+certified critical value, else ``nearest_critical["kind"]`` when that search converged, else the
+trainer's approximate kind at the stall point, ``kind_at_stall``; ``kind_source`` says which),
 ``nearest_critical``, ``cause`` (``"cancelling"`` /
 ``"vanishing"``), ``kappa``, ``example_grad_scale`` (mean‖g_i‖) and its ratio to the run's
 reference scale, ``censored`` (the run ended before the escape horizon), ``escaped``
@@ -126,10 +127,22 @@ def _attempt_record(a: Any) -> dict[str, Any]:
     return _clean(d)
 
 
-def event_record(ev: Any, n_steps: int) -> dict[str, Any]:
+#: a stall is at its problem's certified critical point when the loss of the critical point it
+#: approaches matches the certified value to this relative tolerance (relative to the larger of the
+#: value and the loss at the model's seeded initialisation, so a value of 0 is handled)
+CERTIFIED_REL_TOL = 1e-6
+
+
+def event_record(ev: Any, n_steps: int, certified: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON record of one trainer stall event (fields in the module docstring). Fields the
     trainer does not provide stay None; ``censored`` falls back to "not escaped and the run ended
-    before the horizon", and ``escaped`` is None for a censored stall."""
+    before the horizon", and ``escaped`` is None for a censored stall.
+
+    ``certified`` (``{"kind", "critical_value", "scale"}``): the problem's analytic certificate.
+    A stall whose nearest critical point (converged search) has the certified loss within
+    :data:`CERTIFIED_REL_TOL`·max(|value|, scale) takes the certified kind (``kind_source``
+    ``"certificate"``; the analytic truth outranks the numerical classifier, whose verdicts stay in
+    ``kind_at_stall`` and ``nearest_critical``)."""
     rep, canc = getattr(ev, "report", None), getattr(ev, "cancellation", None)
     horizon = getattr(ev, "escape_horizon", None)
     escaped = getattr(ev, "escaped", None)
@@ -141,11 +154,20 @@ def event_record(ev: Any, n_steps: int) -> dict[str, Any]:
         nc = nc.to_dict()
     # THEORY.md §4: a stall is identified by the critical point it approaches, not by the
     # (indefinite-looking) Hessian at the stall point itself
-    kind = (nc["kind"] if isinstance(nc, dict) and nc.get("converged") and nc.get("kind") else None) \
-        or ev.kind or "unclassified"
+    converged = isinstance(nc, dict) and bool(nc.get("converged"))
+    kind, source = ev.kind or "unclassified", "at_stall"
+    if converged and nc.get("kind"):
+        kind, source = nc["kind"], "nearest_critical"
+    at_cert = None
+    if certified is not None and certified.get("critical_value") is not None and converged \
+            and nc.get("loss") is not None:
+        value = float(certified["critical_value"])
+        at_cert = abs(float(nc["loss"]) - value) <= CERTIFIED_REL_TOL * max(abs(value), float(certified["scale"]))
+        if at_cert:
+            kind, source = certified["kind"], "certificate"
     return _clean({
         "index": ev.index, "step": ev.step, "loss": ev.loss, "grad_norm": ev.grad_norm,
-        "kind": kind, "kind_source": "nearest_critical" if kind == (nc or {}).get("kind") and nc else "at_stall",
+        "kind": kind, "kind_source": source, "at_certified_point": at_cert,
         "kind_at_stall": ev.kind, "nearest_critical": nc,
         "cause": getattr(ev, "cause", None),
         "kappa": getattr(ev, "kappa", None) if getattr(ev, "kappa", None) is not None else getattr(canc, "kappa", None),
@@ -188,6 +210,12 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         p = get_problem(job["problem"])  # built afresh: no state shared between jobs
         eps = p.hints.get("eps", 1e-2)
         opts = {**vopts, **(job.get("options") or {})}
+        study = p.hints.get("study") or {}
+        certified = None
+        if study.get("critical_value") is not None:
+            obj0 = p.objective(job["seed"])
+            certified = {"kind": study["kind"], "critical_value": study["critical_value"],
+                         "scale": abs(obj0.loss(obj0.initial_point()))}
         torch.manual_seed(job["seed"])
         tr = p.trainer(method, job["seed"], meta={"eps": eps}, **opts)
         res = tr.fit(job["max_steps"], theta0=p.init(job["seed"], eps))
@@ -201,7 +229,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
             n_hvp=res.n_hvp, n_classify_hvp=res.n_classify_hvp, n_per_example_grads=res.n_per_example_grads,
             n_grad_evals=res.n_grad_evals, n_minibatch_grads=res.n_minibatch_grads, n_loss_evals=res.n_loss_evals,
             method_options=_clean(d.get("method_options")),
-            events=[event_record(e, res.n_steps) for e in res.events])
+            events=[event_record(e, res.n_steps, certified) for e in res.events])
         timing = {"train_wall_time_s": res.wall_time_s, "classify_time_s": d.get("classify_time_s")}
         if res.status == "nonfinite":
             rec["status"] = "nonfinite"

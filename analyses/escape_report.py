@@ -482,7 +482,20 @@ def headline(rows: Sequence[SummaryRow]) -> dict[str, Any]:
             "min_stalls_per_main_cell": min((c["n_stalls"] for c in out), default=0)}
 
 
-def lead_html(rows: Sequence[SummaryRow]) -> str:
+def classifier_agreement(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per problem: stalls at the certified critical point (``at_certified_point``) and how many of
+    them the numerical classifier (``nearest_critical["kind"]``) named with the certified kind."""
+    out: dict[str, dict[str, int]] = {}
+    for r in records:
+        for ev in r.get("events") or []:
+            if ev.get("at_certified_point"):
+                d = out.setdefault(r["problem"], {"n_certified": 0, "n_agree": 0})
+                d["n_certified"] += 1
+                d["n_agree"] += int((ev.get("nearest_critical") or {}).get("kind") == ev.get("kind"))
+    return dict(sorted(out.items()))
+
+
+def lead_html(rows: Sequence[SummaryRow], records: Sequence[dict[str, Any]] | None = None) -> str:
     """The answer first: a matrix of the main cells (cause × kind, one problem each) × methods."""
     h = headline(rows)
     if not h["cells"]:
@@ -524,6 +537,11 @@ def lead_html(rows: Sequence[SummaryRow]) -> str:
         + (f"<p><b>Where the rules fail</b> (escape rate ≤ 0.1 at a saddle): {_html.escape('; '.join(fails))}.</p>"
            if fails else "")
         + (f"<p><b>Runs without any stall</b> (no row above): {_html.escape('; '.join(quiet))}.</p>" if quiet else "")
+        + (("<p><b>Kinds from the certificates.</b> A stall whose nearest critical point has its problem's certified "
+            "critical value (relative 1e-6) takes the certified kind; the numerical classifier agreed in: "
+            + _html.escape("; ".join(f"{p} {d['n_agree']}/{d['n_certified']}"
+                                     for p, d in classifier_agreement(records).items())) + ".</p>")
+           if records is not None and classifier_agreement(records) else "")
         + f"<p>At least {h['min_stalls_per_main_cell']} stalls per main cell; widest 95 % half-width "
           f"{sig(hw, 2)} (target ≤ {h['half_width_target']}; {h['n_wider_than_target']} interval(s) wider).</p>")
 
@@ -543,7 +561,9 @@ def build_report(out_dir: str | Path, records: Sequence[dict[str, Any]] | None =
                                            + summary_markdown(rows, records), encoding="utf-8")
     written.append("escape_summary.md")
     (out / "escape_table.json").write_text(json.dumps({"rows": [r.to_dict() for r in rows], "findings": findings(rows),
-                                                       "headline": headline(rows)}, indent=1, sort_keys=True,
+                                                       "headline": headline(rows),
+                                                       "classifier_agreement": classifier_agreement(records)},
+                                                      indent=1, sort_keys=True,
                                                       allow_nan=False) + "\n", encoding="utf-8")
     written.append("escape_table.json")
     problems = sorted({u["problem"] for u in units})
@@ -552,7 +572,7 @@ def build_report(out_dir: str | Path, records: Sequence[dict[str, Any]] | None =
         pngs.append(survival_png(units, problem, out / f"survival_{problem}.png").name)
     pngs.append(stall_map_png(records, out / "stall_map.png").name)
     written += pngs
-    sections: list[tuple[str, Any]] = [("The answer", lead_html(rows))]
+    sections: list[tuple[str, Any]] = [("The answer", lead_html(rows, records))]
     sections.append(("Survival curves (Kaplan–Meier), per problem",
                      "".join(f"<p><img src='{p}' alt='{p}' style='max-width:100%'></p>" for p in pngs[:-1])))
     sections.append(("Every stall on (κ, per-example gradient scale)", f"<p><img src='stall_map.png' "
@@ -582,7 +602,9 @@ def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict:
     body = ("".join(f"<p><img src='{p}' alt='{p}' style='max-width:100%'></p>" for p in figs)
             + summary_html(rows) + "<p>Interactive: <a href='escape/escape_report.html'>escape/escape_report.html</a>; "
             "records: escape/escape.jsonl.</p>")
-    return {"title": "Does SynaPrune escape stalls? (escape study)", "lead": lead_html(rows), "html": body,
+    return {"title": "Does SynaPrune escape stalls? (escape study)", "lead": lead_html(rows, bench.records),
+            "html": body,
             "summary": {"problems": bench.problems, "methods": bench.methods, "n_seeds": len(bench.seeds),
-                        "n_runs": len(bench.records), "headline": headline(rows), "findings": findings(rows)},
+                        "n_runs": len(bench.records), "headline": headline(rows), "findings": findings(rows),
+                        "classifier_agreement": classifier_agreement(bench.records)},
             "figures": figs}

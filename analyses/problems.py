@@ -634,7 +634,7 @@ def _relu_problem(name: str, start: str, n: int = 64, seed: int = 0) -> Problem:
         global_min=0.0, dtype=torch.float64, reduction="mean", reference_kind=kind, reference_loss=loss,
         hints={"lr": 0.15, "span": 1.0, "normalization": "none", "eps": 1e-3, "stall": _stall(**stall),
                "max_steps": 1100, "quick_steps": 800, "trainer": {"escape_horizon": 500},
-               "study": {"kind": kind, "cause": cause, "certificate": cert}},
+               "study": {"kind": kind, "cause": cause, "certificate": cert, "critical_value": loss}},
         extra={"teacher": {"T": T, "c": c}, "margin": margin})
 
 
@@ -705,6 +705,8 @@ def _add_study_hints(name: str) -> None:
         p.hints.update(over)
         p.hints.setdefault("trainer", {"escape_horizon": 500})
         p.hints["study"] = dict(_STUDY_HINTS[name])
+        # the certified critical value: the reference point's loss (the global value for the control)
+        p.hints["study"]["critical_value"] = (p.reference_loss if p.reference_loss is not None else p.global_min)
         return p
 
     wrapped.__doc__ = factory.__doc__

@@ -112,6 +112,14 @@ def test_event_record_censoring_and_attribution_from_trainer_events():
     near.nearest_critical = {"kind": "non_strict_saddle", "converged": False}
     r = event_record(near, n_steps=1000)
     assert (r["kind"], r["kind_source"]) == ("inconclusive", "at_stall")
+    # at the problem's certified critical value (relative 1e-6 of max(|value|, scale)) the certificate decides
+    near.nearest_critical = {"kind": "minimum", "converged": True, "loss": 0.2394640721}
+    cert = {"kind": "non_strict_saddle", "critical_value": 0.23946407176, "scale": 2.0}
+    r = event_record(near, n_steps=1000, certified=cert)
+    assert (r["kind"], r["kind_source"], r["at_certified_point"]) == ("non_strict_saddle", "certificate", True)
+    near.nearest_critical = {"kind": "minimum", "converged": True, "loss": 0.2395}
+    r = event_record(near, n_steps=1000, certified=cert)
+    assert (r["kind"], r["kind_source"], r["at_certified_point"]) == ("minimum", "nearest_critical", False)
 
 
 def test_study_set_crosses_cause_and_kind():
