@@ -570,6 +570,15 @@ def _run_probe(obj, theta, g, loss, null_basis, Hm, method, seed, probe_radius, 
     kw3 = {**kw, "loss0": base, "batch_loss": reduced}
     pr3 = higher_order_probe(lambda p: float(reduced(p.unsqueeze(0))[0]), theta, D,
                              quad=((coef @ Qf) * coef).sum(1), **kw3)
+    # The reduced function descends along a curve u ↦ u + w(u): report the point actually found
+    # (direction and distance of θ + t·d + w), so that the escape direction descends as a straight step.
+    for which in ("descent", "ascent"):
+        d = getattr(pr3, which + "_direction")
+        if getattr(pr3, which) and d is not None:
+            pt = reduced(theta.unsqueeze(0) + getattr(pr3, which + "_radius") * d.unsqueeze(0), points=True)[1][0]
+            disp = pt - theta
+            setattr(pr3, which + "_radius", float(torch.linalg.vector_norm(disp)))
+            setattr(pr3, which + "_direction", disp / torch.linalg.vector_norm(disp))
     _merge(pr, pr3, "reduced-function (Lyapunov–Schmidt) probe: the loss minimised over the "
            f"{int(comp.sum())}-dimensional definite eigenspace along near-null directions", notes,
            only=want)
@@ -599,16 +608,18 @@ def _reduced_loss_fn(obj: Objective, theta: torch.Tensor, V: torch.Tensor, lam: 
     (positive: minimise; negative: maximise). Newton steps w ← w − V diag(1/λ) Vᵀ ∇L with the
     fixed Hessian of θ (:data:`REDUCED_NEWTON_STEPS`); each row keeps its best value over the
     iterations, a valid bound on φ in the direction that matters (an upper bound on a minimum
-    proves descent, a lower bound on a maximum proves ascent)."""
+    proves descent, a lower bound on a maximum proves ascent). ``points=True`` also returns the
+    points u + w attaining those values."""
     vg = _value_and_grad_batch(obj)
     sign = 1.0 if float(lam[0]) > 0 else -1.0
 
-    def reduced(P: torch.Tensor) -> torch.Tensor:
+    def reduced(P: torch.Tensor, points: bool = False):
         P = P.to(dtype=obj.dtype, device=obj.device)
         C = torch.zeros(P.shape[0], V.shape[1], dtype=obj.dtype, device=obj.device)
         L, G = vg(P)
         L = torch.where(torch.isfinite(L), L, torch.full_like(L, math.inf * sign))
         best = L.clone()
+        best_C = C.clone()
         for _ in range(REDUCED_NEWTON_STEPS):
             step = (G @ V) / lam
             if not bool(torch.isfinite(step).all()):
@@ -616,9 +627,13 @@ def _reduced_loss_fn(obj: Objective, theta: torch.Tensor, V: torch.Tensor, lam: 
             C = C - step
             L, G = vg(P + C @ V.T)
             L = torch.where(torch.isfinite(L), L, torch.full_like(L, math.inf * sign))
-            best = torch.minimum(best, L) if sign > 0 else torch.maximum(best, L)
+            better = (L < best) if sign > 0 else (L > best)
+            best = torch.where(better, L, best)
+            best_C = torch.where(better.unsqueeze(1), C, best_C)
             if float((step.abs().max())) <= 1e-3 * torch.finfo(obj.dtype).eps ** 0.5 * float(P.abs().max() + 1):
                 break
+        if points:
+            return best.detach(), (P + best_C @ V.T).detach()
         return best.detach()
 
     return reduced
