@@ -295,7 +295,7 @@ def extreme_eigs(
     Multiplicity: one start vector's Krylov space holds one vector per eigenspace, so repeated
     eigenvalues appear once (copies only through breakdown restarts). After the wanted pairs
     converge, their Ritz vectors are locked and Lanczos continues for ``verify_steps`` steps
-    (default max(8, steps so far // 4)) from a fresh random vector orthogonal to them; a copy that
+    (default max(8, steps so far // 6)) from a fresh random vector orthogonal to them; a copy that
     reaches the wanted range in that time enters the result (then another verification follows).
     A copy whose deflated Ritz value needs longer to climb past the innermost wanted value is not
     found; ``verify_steps=0`` skips the check.
@@ -419,7 +419,7 @@ def extreme_eigs(
                 if not changed:
                     break
                 n_copies += 1
-            vs = verify_steps if verify_steps is not None else max(8, steps // 4)
+            vs = verify_steps if verify_steps is not None else max(8, steps // 6)
             if vs == 0 or n_want >= dim or exhausted:
                 break
             # Lock the wanted Ritz vectors and continue from a fresh direction orthogonal to them.
