@@ -158,3 +158,19 @@ def test_parameters_used_outside_the_layers_are_refused():
     assert s.grad_norm == pytest.approx(float(obj.grad(obj.initial_point()).norm()), rel=1e-12)
     with pytest.raises(ValueError, match="p_values"):
         example_grad_sums(obj, obj.initial_point(), p_values=(math.inf,))
+
+
+@pytest.mark.parametrize("rule,p", [("rms", 2), ("rms", 1), ("devarg", 2), ("gd", 2)])
+def test_wiring_for_the_trainer_matches_aggregate_direction(rule, p):
+    """The call the trainer's rules make (synaprune.rules.aggregate_direction) on its DataAccess."""
+    from synaprune.access import DataAccess
+    from synaprune.rules import aggregate_direction
+
+    obj, model, loss, X, Y = _mlp("ce", seed=7, batches=2)
+    access = DataAccess(obj, loss, torch.Generator().manual_seed(0))
+    theta = obj.initial_point()
+    idx = torch.tensor([1, 2, 5, 8, 13, 34])
+    ref = aggregate_direction(access, theta, rule, idx=idx, p=p)
+    Xi, Yi = access.X[idx], access.Y[idx]
+    got = fast_aggregate(access.module, access.spec.names, access.spec.shapes, access.loss_fn, Xi, Yi, theta, rule, p=p)
+    assert _close(access.scale * got, ref.double())
