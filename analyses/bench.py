@@ -486,12 +486,19 @@ def bench_per_example(problem: BenchProblem, batch: int = 512, repeats: int = 3)
     return {"batch": x.shape[0], "median_s": med, "speedup": med["loop"] / med["vmap"], "max_rel_diff_vs_loop": diff}
 
 
-def bench_eigenthings(problem: BenchProblem, *, target: float, scale: float, steps: tuple[int, ...] = (20, 30, 40, 60, 80, 120),
+def bench_eigenthings(problem: BenchProblem, *, target: float, scale: float, steps: tuple[int, ...] | None = None,
                       seed: int = 0) -> dict[str, Any] | None:
     """hessian-eigenthings v1 ``lanczos`` (full reorthogonalisation) for the top-5 ('LA') and λ_min
     ('SA'): its Lanczos has a fixed number of steps (default 2k, too few), so the step count is
-    raised along ``steps`` until the measured residuals are ≤ ``target``·``scale``; the time is that
-    of the first sufficient run (the search is not timed). None if the package is absent."""
+    raised along ``steps`` (default: ×1.5 from 20 / 30 / 40 steps for targets ≥ 1e-2 / ≥ 1e-3 / below,
+    up to 200) until the measured residuals are ≤ ``target``·``scale``; the time is that of the first
+    sufficient run (the search is not timed). None if the package is absent."""
+    if steps is None:
+        m, grid = (20 if target >= 1e-2 else 30 if target >= 1e-3 else 40), []
+        while m <= 200:
+            grid.append(m)
+            m = int(m * 1.5)
+        steps = tuple(grid)
     try:
         from hessian_eigenthings import HessianOperator as HEOp
         from hessian_eigenthings import lanczos as he_lanczos
@@ -1020,8 +1027,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-peers", action="store_true", help="skip PyHessian, curvlinops, hessian-eigenthings")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile of the HVP (slow to compile)")
     parser.add_argument("--scaling", action="store_true", help="also measure MLPs from 1e5 to 1e7 parameters")
-    parser.add_argument("--figures", metavar="DIR", default="figures/bench",
-                        help="folder for the accuracy/scaling plots (default figures/bench)")
+    parser.add_argument("--figures", metavar="DIR", default="runs/bench",
+                        help="folder for the accuracy/scaling plots; they hold timings, so the default runs/bench is untracked")
 
 
 def _validate(args: argparse.Namespace) -> tuple[dict[str, Any], str | None]:
