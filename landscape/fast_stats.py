@@ -207,7 +207,10 @@ def _accumulate(batches: Iterator[tuple[Callable[[torch.Tensor], torch.Tensor], 
     sum_norm = sum_norm_sq = 0.0
     lay_norm = torch.zeros(len(names), dtype=torch.float64)
     lay_norm_sq = torch.zeros(len(names), dtype=torch.float64)
-    for loss_sum, n in batches:
+    from .objective import NonFiniteError
+
+    start = 0
+    for i, (loss_sum, n) in enumerate(batches):
         if n == 0:
             continue
         try:
@@ -215,6 +218,12 @@ def _accumulate(batches: Iterator[tuple[Callable[[torch.Tensor], torch.Tensor], 
         except _Ineligible:
             return None
         sq = b.pop("sq")
+        bad = ~torch.isfinite(sq)
+        if bool(bad.any()) or not bool(torch.isfinite(b["sum"]).all()):
+            row, col = (int(t) for t in bad.nonzero()[0]) if bool(bad.any()) else (0, 0)
+            raise NonFiniteError(f"per-example gradient is non-finite for example {start + row} on batch {i} "
+                                 f"(examples {start}..{start + n - 1}), first in parameter {names[col]!r}")
+        start += n
         tot = sq.sum(1)
         sum_norm += float(tot.sqrt().sum())
         sum_norm_sq += float(tot.sum())
