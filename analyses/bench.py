@@ -6,14 +6,22 @@ from a seeded random teacher network 64-32-10 with tanh), float32 by default. It
 
 * Hessian-vector product time / gradient time on the full data, for the cached
   ``obj.hvp_operator(theta).matvec`` (the path Lanczos uses) and the stateless ``obj.hvp``;
-* time to the top-5 eigenpairs + λ_min with residual ‖Hv − λv‖ ≤ tol·|λ_max| (tol = 1e-4) by
-  :func:`landscape.extreme_eigs`, against a textbook deflated power iteration (implemented
-  here), PyHessian's top-5 (``pyhessian``) and curvlinops' ``HessianLinearOperator`` with SciPy
-  ``eigsh`` (``curvlinops-for-pytorch``) when those are installed (null otherwise);
-* per-example gradients (``obj.per_example_grads``, vmap) against a Python loop of autograd
-  calls at batch 512.
+* accuracy against time for the top-5 eigenpairs + λ_min at residual targets 1e-2, 1e-3, 1e-4
+  (‖Hv − λv‖/|λ_max|, recomputed with one operator for every method): :func:`landscape.extreme_eigs`,
+  a textbook deflated power iteration (implemented here), curvlinops' ``HessianLinearOperator`` +
+  SciPy ``eigsh``, hessian-eigenthings v1's ``lanczos`` (steps raised until the target is met) and
+  PyHessian's top-5 (its own tol; it has no residual control), plus PyHessian's defaults against ours
+  at the residual they achieve; peers that are not installed give null;
+* ``cancellation_stats`` by the outer-product path (:mod:`landscape.fast_stats`) against vmap;
+* per-example gradients (``obj.per_example_grads``, vmap) against a Python loop at batch 512;
+* optionally ``torch.compile`` of the HVP (``--compile``) and MLPs from 1e5 to 1e7 parameters
+  (``--scaling``: gradient, HVP and ``extreme_eigs(k=1, which="both")`` time and peak memory, each
+  size in a fresh process; at ~1M also λ_max against curvlinops + eigsh and float32 against float64).
 
-Times are medians of repeats after a warm-up, all at one fixed ``torch.set_num_threads``.
+Peers install without replacing torch: ``pip install --no-deps PyHessian==0.1 hessian-eigenthings
+curvlinops-for-pytorch==3.0.1 backpack-for-pytorch==1.7.1 einops einconv opt-einsum linear_operator
+unfoldNd`` (BackPACK's torchvision requirement is not needed for the Hessian operator).
+Every measurement records ``os.getloadavg()``; Times are medians of repeats after a warm-up, all at one fixed ``torch.set_num_threads``.
 Timings are wall-clock on a possibly shared machine: read ratios, not absolute numbers.
 """
 from __future__ import annotations
@@ -612,6 +620,7 @@ def plot_accuracy(acc: dict[str, Any], path: str | os.PathLike) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     labels = {"ours": "ours (extreme_eigs)", "curvlinops": "curvlinops + eigsh", "power": "deflated power",
               "hessian_eigenthings": "hessian-eigenthings v1 lanczos", "pyhessian": "PyHessian (top-5 only)"}
@@ -765,6 +774,7 @@ def plot_scaling(cases: list[dict[str, Any]], path: str | os.PathLike) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     ok = [c for c in cases if "error" not in c]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(9.6, 4.0))
     d = [c["dim"] for c in ok]

@@ -1,7 +1,7 @@
 """Torch-native Lanczos for extreme eigenpairs of the Hessian (or another curvature operator).
 
 :func:`extreme_eigs` is a thick-restart Lanczos (Wu & Simon 2000) with full Gram-Schmidt
-reorthogonalisation: the basis holds at most ``max_basis`` vectors (default k + 30), so memory is
+reorthogonalisation: the basis holds at most ``max_basis`` vectors (default k + 26), so memory is
 bounded whatever the number of steps, and both ends of the spectrum converge in one Krylov space.
 Every dot product and norm (the Gram-Schmidt coefficients included) is accumulated in float64 over
 blocks of the parameter vector (no float64 copy of the basis is held): float32 operators certify
@@ -250,7 +250,8 @@ def _keep(m: int, k_small: int, k_large: int, n_keep: int) -> list[int]:
 
 
 CURVATURES = ("hessian", "ggn", "ef")
-# Default basis allowance: k + 30 vectors, or more while the basis fits in 2^23 numbers (32 MiB of
+# Default basis allowance: k + 26 vectors (with the operator's own ~10 vectors of graph and
+# scratch, k = 2 stays within 40 parameter-vectors), or more while the basis fits in 2^23 numbers (32 MiB of
 # float32): small problems keep the whole Krylov space, large ones restart.
 BASIS_BUDGET_ELEMS = 1 << 23
 
@@ -281,7 +282,7 @@ def extreme_eigs(
     |β sₘ| plus any coupling dropped at breakdowns, exact up to round-off of the operator).
 
     ``max_iter``: the most Lanczos steps in all (default 400). ``max_basis``: the most basis vectors
-    held (default k + 30, k the number of wanted pairs, or more while the basis stays within
+    held (default k + 26, k the number of wanted pairs, or more while the basis stays within
     2^23 numbers, so small problems never restart); a full basis is thick-restarted to the
     wanted Ritz vectors and their nearest neighbours, so memory is ``max_basis × dim`` numbers of
     the objective's dtype plus a few vectors of scratch.
@@ -326,7 +327,7 @@ def extreme_eigs(
     if max_iter < n_want:
         raise ValueError(f"max_iter={max_iter} is smaller than the {n_want} eigenpairs asked for")
     if max_basis is None:
-        max_basis = max(n_want + 30, min(dim + 1, BASIS_BUDGET_ELEMS // dim))
+        max_basis = max(n_want + 26, min(dim + 1, BASIS_BUDGET_ELEMS // dim))
     if isinstance(max_basis, bool) or int(max_basis) != max_basis or max_basis < n_want + 4:
         raise ValueError(f"max_basis must be an integer >= k + 4 = {n_want + 4}, got {max_basis!r}")
     if verify_steps is not None and (isinstance(verify_steps, bool) or int(verify_steps) != verify_steps
