@@ -478,6 +478,12 @@ def extreme_eigs(
         del w
 
     assert vals is not None and S is not None
+    if S.shape[0] != j:
+        # The loop ended right after a lock or restart (step budget, or no fresh direction left):
+        # the Ritz pairs are those of the kept basis, whose couplings to dropped directions are in lost.
+        vals, S = torch.linalg.eigh(T[:j, :j])
+        idx = _wanted(j, k_small, k_large)
+        last = 0.0
     verify_done = min(verify_total, verify_total - max(verify_left, 0)) if verify_total else 0
     vectors = combine(Q[:j], S[:, idx])
     del Q

@@ -157,3 +157,19 @@ def test_curvature_switch_and_validation():
     with pytest.raises(ValueError, match="verify_steps"):
         ls.extreme_eigs(obj, th, verify_steps=-1)
     assert math.isfinite(r.scale)
+
+
+def test_budget_ending_right_after_the_lock_is_consistent():
+    """max_iter runs out exactly when verification starts: the result is the locked pairs."""
+    eigs = [4.0, 3.0] + torch.linspace(-1.0, 1.0, 28).tolist()
+    g = torch.Generator().manual_seed(9)
+    Qm, _ = torch.linalg.qr(torch.randn(30, 30, generator=g, dtype=F64))
+    A = Qm @ torch.diag(torch.tensor(eigs, dtype=F64)) @ Qm.T
+    A = 0.5 * (A + A.T)
+    obj = ls.Objective.from_function(lambda x: 0.5 * x @ (A @ x), torch.zeros(30, dtype=F64))
+    full = ls.extreme_eigs(obj, obj.initial_point(), k=1, which="largest", verify_steps=0)
+    for extra in (0, 1, 3):
+        r = ls.extreme_eigs(obj, obj.initial_point(), k=1, which="largest", max_iter=full.n_iter + extra)
+        assert r.values.shape == (1,) and abs(float(r.values[0]) - 4.0) <= 1e-8 * 4.0
+        R = torch.linalg.vector_norm(A @ r.vectors - r.vectors * r.values, dim=0)
+        assert torch.allclose(R, r.residuals, rtol=1e-6, atol=1e-14)
