@@ -103,13 +103,33 @@ def _stats(n: int, s1: torch.Tensor, s2: torch.Tensor, sabs: torch.Tensor, ssign
     )
 
 
-def cancellation_stats(obj: "Objective", theta: torch.Tensor, chunk_size: int | None = None) -> CancellationStats:
+def cancellation_stats(obj: "Objective", theta: torch.Tensor, chunk_size: int | None = None, *,
+                       fast: bool | None = None) -> CancellationStats:
     """Global and per-parameter-tensor cancellation statistics at ``theta``.
 
-    With ``chunk_size`` the per-example gradients are produced and reduced ``chunk_size`` rows at
-    a time (memory ``chunk_size × dim``); the statistics are accumulated in float64.
+    Models made of ``nn.Linear`` layers on (n, features) inputs take the outer-product path of
+    :mod:`landscape.fast_stats` (matrix products of layer inputs and output gradients, no
+    per-example gradient formed; same values to round-off); other models, or ``fast=False``, the
+    per-example (vmap) path: with ``chunk_size`` the per-example gradients are produced and reduced
+    ``chunk_size`` rows at a time (memory ``chunk_size × dim``). ``fast=True`` raises when the model
+    is not eligible. The statistics are accumulated in float64.
     """
     slices = obj.spec.slices
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
+    if fast is not False:
+        from .fast_stats import example_grad_sums
+        sums = example_grad_sums(obj, theta)
+        if sums is not None:
+            out = _stats(sums.n, sums.sum, sums.sum_sq, sums.sum_abs, sums.sum_sign, sums.sum_norm, sums.sum_norm_sq)
+            for name, sl in slices.items():
+                out.per_layer[name] = _stats(sums.n, sums.sum[sl], sums.sum_sq[sl], sums.sum_abs[sl],
+                                             sums.sum_sign[sl], sums.layer_sum_norm[name],
+                                             sums.layer_sum_norm_sq[name])
+            return out
+        if fast:
+            raise ValueError("fast=True: the model is not eligible for the outer-product path (every trainable "
+                             "parameter must belong to an nn.Linear on (n, features) inputs)")
     sums = None
     norm_sum = norm2_sum = 0.0
     layer_norm = {name: 0.0 for name in slices}

@@ -1,10 +1,15 @@
-"""Torch-native Lanczos for extreme Hessian eigenpairs.
+"""Torch-native Lanczos for extreme eigenpairs of the Hessian (or another curvature operator).
 
-Runs on the objective's device with full Gram-Schmidt reorthogonalisation (a second pass when the
-first cancels most of the vector), so no ghost eigenvalues appear and both ends of the spectrum
-converge in one Krylov space. On an
-invariant subspace (breakdown, e.g. a Hessian of low rank or a repeated eigenvalue) it restarts
-from a fresh random vector orthogonal to the basis, so repeated extreme eigenvalues are found.
+:func:`extreme_eigs` is a thick-restart Lanczos (Wu & Simon 2000) with full Gram-Schmidt
+reorthogonalisation: the basis holds at most ``max_basis`` vectors (default k + 26), so memory is
+bounded whatever the number of steps, and both ends of the spectrum converge in one Krylov space.
+Every dot product and norm (the Gram-Schmidt coefficients included) is accumulated in float64 over
+blocks of the parameter vector (no float64 copy of the basis is held): float32 operators certify
+residuals of 1e-4 relative at 10^6-10^7 parameters, where torch's float32 norms are off by ~5e-4.
+On an invariant subspace (breakdown: a low-rank Hessian, a repeated eigenvalue) it continues from
+a fresh random vector orthogonal to the basis, and after convergence a short verification phase
+from a fresh random vector looks for further copies of the wanted eigenvalues, so repeated
+extreme eigenvalues are found with their multiplicity.
 """
 from __future__ import annotations
 
@@ -28,8 +33,11 @@ class EigResult(JsonResult):
 
     ``values`` (m,), ``vectors`` (dim, m) unit columns, ``residuals`` (m,) = ‖H v − λ v‖ computed
     explicitly, ``converged`` (m,) bool: residual ≤ ``tol`` · ``scale``, where ``scale`` is the
-    spectral-norm estimate max|Ritz value|. ``n_hvp`` counts Hessian-vector products,
-    ``n_iter`` the Krylov dimension reached.
+    spectral-norm estimate max|Ritz value|. ``n_hvp`` counts operator products (Lanczos steps plus
+    one per returned pair for the explicit residuals), ``n_iter`` the Lanczos steps of all phases,
+    ``max_basis`` the most basis vectors held, ``n_restarts`` the thick restarts, ``verify_steps``
+    the steps spent looking for further copies of the wanted eigenvalues and ``n_copies_found``
+    how many such copies entered the result.
     """
 
     values: torch.Tensor
@@ -42,6 +50,11 @@ class EigResult(JsonResult):
     scale: float = 0.0
     which: str = "both"
     ritz_values: torch.Tensor | None = field(default=None, repr=False)
+    curvature: str = "hessian"
+    max_basis: int = 0
+    n_restarts: int = 0
+    verify_steps: int = 0
+    n_copies_found: int = 0
 
     @property
     def all_converged(self) -> bool:
@@ -68,6 +81,67 @@ class LanczosRun:
         if self.beta.numel():
             T += torch.diag(self.beta, 1) + torch.diag(self.beta, -1)
         return T
+
+
+# ---------------------------------------------------------------------------- float64 accumulation
+# Long reductions (dot products and norms over dim entries) are where float32 fails: at 10^7
+# entries torch's float32 vector_norm is off by ~5e-4 relative. They are done as float32 partial
+# products over blocks of _BLOCK entries (error ~ eps·√_BLOCK of each partial, 1e-7 relative at
+# most in practice) summed in float64, at the speed of float32 BLAS and without a float64 copy
+# of the basis. Short sums (combinations of <= max_basis basis vectors) stay in the dtype.
+_BLOCK = 1 << 16
+
+
+def dot64(Q: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``Q @ w`` for ``Q`` (r, dim) and ``w`` (dim,), accumulated in float64 over blocks of
+    entries; returns (r,) float64 on the CPU."""
+    if Q.dtype == torch.float64 and w.dtype == torch.float64:
+        return (Q @ w).cpu()
+    dim, r = w.numel(), Q.shape[0]
+    if r == 0:
+        return torch.zeros(0, dtype=torch.float64)
+    nb = dim // _BLOCK
+    cut = nb * _BLOCK
+    # one batched product over the blocks (a view, no copy), partials (r, nb) summed in float64
+    parts = torch.einsum("rbc,bc->rb", Q[:, :cut].view(r, nb, _BLOCK), w[:cut].view(nb, _BLOCK)).double().sum(1)
+    if cut < dim:
+        parts += (Q[:, cut:] @ w[cut:]).double()
+    return parts.cpu()
+
+
+def norm64(w: torch.Tensor) -> float:
+    """Euclidean norm of a vector (dim,), its sum of squares accumulated in float64 over blocks."""
+    if w.dtype == torch.float64:
+        return float(torch.linalg.vector_norm(w))
+    dim = w.numel()
+    nb = dim // _BLOCK
+    cut = nb * _BLOCK
+    blocks = w[:cut].view(nb, _BLOCK)
+    s = blocks.square().sum(1).double().sum()  # torch's cascade sum within a block: ~1e-9 relative
+    if cut < dim:
+        s += float(w[cut:] @ w[cut:])
+    return float(s.sqrt())
+
+
+def sub_comb(w: torch.Tensor, Q: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """In place ``w -= Qᵀ h`` (Q (r, dim), h (r,) float64 coefficients); returns ``w``."""
+    if h.numel() == 0:
+        return w
+    w -= h.to(device=w.device, dtype=w.dtype) @ Q
+    return w
+
+
+def combine(Q: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
+    """``Qᵀ S`` (dim, p) in Q's dtype for Q (r, dim) and S (r, p)."""
+    return Q.T @ S.to(device=Q.device, dtype=Q.dtype)
+
+
+def _restart_inplace(Q: torch.Tensor, j: int, S: torch.Tensor) -> None:
+    """``Q[:p] = Sᵀ Q[:j]`` in place, a block of entries at a time (S (j, p), p <= j)."""
+    St = S.T.to(device=Q.device, dtype=Q.dtype).contiguous()
+    p = St.shape[0]
+    for a in range(0, Q.shape[1], _BLOCK):
+        Q[:p, a:a + _BLOCK] = St @ Q[:j, a:a + _BLOCK]
 
 
 def random_unit(dim: int, generator: torch.Generator, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
@@ -108,13 +182,13 @@ def lanczos(
     Q = torch.empty(max_steps, dim, dtype=dtype, device=device)
     alpha = torch.zeros(max_steps, dtype=torch.float64)
     beta = torch.zeros(max_steps, dtype=torch.float64)
-    Q[0] = v0 / torch.linalg.vector_norm(v0)
+    Q[0] = v0 / norm64(v0)
     scale = 0.0
     steps = 0
     for j in range(max_steps):
         w = matvec(Q[j])
         steps = j + 1
-        a = torch.dot(w, Q[j])
+        a = float(dot64(Q[j:j + 1], w)[0])
         w = w - a * Q[j]
         if j > 0:
             w = w - beta[j - 1].item() * Q[j - 1]
@@ -123,12 +197,12 @@ def lanczos(
             # cancelled most of w (DGKS criterion): one pass usually suffices after the
             # three-term recurrence, and each pass reads all of Q twice.
             for _ in range(2):
-                n_before = torch.linalg.vector_norm(w)
-                w = w - Q[: j + 1].T @ (Q[: j + 1] @ w)
-                if float(torch.linalg.vector_norm(w)) >= 0.7071 * float(n_before):
+                n_before = norm64(w)
+                sub_comb(w, Q[: j + 1], dot64(Q[: j + 1], w))
+                if norm64(w) >= 0.7071 * n_before:
                     break
-        alpha[j] = a.item()
-        b = torch.linalg.vector_norm(w).item()
+        alpha[j] = a
+        b = norm64(w)
         scale = max(scale, abs(alpha[j].item()) + b + (beta[j - 1].item() if j else 0.0))
         if j + 1 == max_steps:
             beta[j] = b
@@ -137,8 +211,8 @@ def lanczos(
             # Invariant subspace: continue with a fresh direction orthogonal to the basis.
             r = random_unit(dim, generator, dtype, device)
             for _ in range(2):
-                r = r - Q[: j + 1].T @ (Q[: j + 1] @ r)
-            nr = torch.linalg.vector_norm(r).item()
+                sub_comb(r, Q[: j + 1], dot64(Q[: j + 1], r))
+            nr = norm64(r)
             if nr < 1e-8:
                 beta[j] = 0.0
                 break
@@ -154,9 +228,32 @@ def lanczos(
                       last_beta=float(beta[steps - 1]), n_matvec=steps)
 
 
+
 def _wanted(m: int, k_small: int, k_large: int) -> list[int]:
     idx = list(range(min(k_small, m))) + list(range(max(m - k_large, 0), m))
     return sorted(set(idx))
+
+
+def _keep(m: int, k_small: int, k_large: int, n_keep: int) -> list[int]:
+    """Indices (ascending Ritz order) kept at a thick restart: the wanted ones and the nearest
+    further Ritz values at each wanted end (they carry the next-to-converge directions)."""
+    extra = max(n_keep - k_small - k_large, 0)
+    if k_small and k_large:
+        es, el = extra // 2, extra - extra // 2
+    elif k_small:
+        es, el = extra, 0
+    else:
+        es, el = 0, extra
+    lo = min(k_small + es, m) if k_small else 0
+    hi = min(k_large + el, m - lo) if k_large else 0
+    return sorted(set(range(lo)) | set(range(m - hi, m)))
+
+
+CURVATURES = ("hessian", "ggn", "ef")
+# Default basis allowance: k + 26 vectors (with the operator's own ~10 vectors of graph and
+# scratch, k = 2 stays within 40 parameter-vectors), or more while the basis fits in 2^23 numbers (32 MiB of
+# float32): small problems keep the whole Krylov space, large ones restart.
+BASIS_BUDGET_ELEMS = 1 << 23
 
 
 def extreme_eigs(
@@ -169,19 +266,42 @@ def extreme_eigs(
     max_iter: int | None = None,
     seed: int = 0,
     operator=None,
+    curvature: str = "hessian",
+    max_basis: int | None = None,
+    verify_steps: int | None = None,
+    explicit_residuals: bool = True,
 ) -> EigResult:
-    """Extreme Hessian eigenpairs at ``theta`` by Lanczos.
+    """Extreme eigenpairs of the Hessian (or ``curvature``) at ``theta`` by thick-restart Lanczos.
 
     ``which="largest"``/``"smallest"``: the ``k`` algebraically largest/smallest eigenpairs;
-    ``"both"``: ``k`` from each end (or ``k=(k_smallest, k_largest)``) in one Krylov run.
+    ``"both"``: ``k`` from each end (or ``k=(k_smallest, k_largest)``) in one Krylov space.
     A pair is converged when ‖Hv − λv‖ ≤ ``tol``·‖H‖ (default tol: 1e-8 in float64, 1e-4 in
-    float32). ``max_iter`` bounds the Krylov dimension of each run (default ``min(dim, 400)``);
-    memory is ``max_iter × dim`` numbers. Repeated eigenvalues are found with their multiplicity
-    by verification runs on the deflated Hessian (``n_iter`` sums the steps of all runs).
-    ``operator`` may pass a prepared :class:`HessianOperator`.
+    float32; ‖H‖ estimated by max |Ritz value|). The run stops as soon as the wanted pairs' Lanczos
+    residual estimates are below 0.8·tol; the returned residuals are then recomputed explicitly (one
+    product per pair) unless ``explicit_residuals=False`` (then they are the Lanczos estimates
+    |β sₘ| plus any coupling dropped at breakdowns, exact up to round-off of the operator).
+
+    ``max_iter``: the most Lanczos steps in all (default 400). ``max_basis``: the most basis vectors
+    held (default k + 26, k the number of wanted pairs, or more while the basis stays within
+    2^23 numbers, so small problems never restart); a full basis is thick-restarted to the
+    wanted Ritz vectors and their nearest neighbours, so memory is ``max_basis × dim`` numbers of
+    the objective's dtype plus a few vectors of scratch.
+
+    Multiplicity: one start vector's Krylov space holds one vector per eigenspace, so repeated
+    eigenvalues appear once (copies only through breakdown restarts). After the wanted pairs
+    converge, their Ritz vectors are locked and Lanczos continues for ``verify_steps`` steps
+    (default max(8, steps so far // 6)) from a fresh random vector orthogonal to them; a copy that
+    reaches the wanted range in that time enters the result (then another verification follows).
+    A copy whose deflated Ritz value needs longer to climb past the innermost wanted value is not
+    found; ``verify_steps=0`` skips the check.
+
+    ``operator``: a prepared operator with ``.matvec``/``.n_matvec`` (overrides ``curvature``);
+    ``curvature``: "hessian" (default) or "ggn"/"ef" through ``obj.curvature_operator``.
     """
     if which not in ("both", "largest", "smallest"):
         raise ValueError(f"which must be 'both', 'largest' or 'smallest', got {which!r}")
+    if curvature not in CURVATURES:
+        raise ValueError(f"curvature must be one of {CURVATURES}, got {curvature!r}")
     if isinstance(k, tuple):
         if which != "both":
             raise ValueError("a (k_smallest, k_largest) pair needs which='both'")
@@ -192,102 +312,206 @@ def extreme_eigs(
         k_large = k if which in ("both", "largest") else 0
     if min(k_small, k_large) < 0 or k_small + k_large < 1:
         raise ValueError(f"k must be positive, got {k}")
-    if k_small + k_large > obj.dim:
-        raise ValueError(f"asked for {k_small + k_large} eigenpairs (k={k}, which={which!r}) "
-                         f"but the Hessian has dim {obj.dim}")
+    n_want = k_small + k_large
+    dim = obj.dim
+    if n_want > dim:
+        raise ValueError(f"asked for {n_want} eigenpairs (k={k}, which={which!r}) "
+                         f"but the Hessian has dim {dim}")
     if tol is None:
         tol = 1e-8 if obj.dtype == torch.float64 else 1e-4
     if not (0 < tol < 1):
         raise ValueError(f"tol must lie in (0, 1), got {tol}")
-    max_iter = min(obj.dim, max_iter if max_iter is not None else 400)
-    if max_iter < k_small + k_large:
-        raise ValueError(f"max_iter={max_iter} is smaller than the {k_small + k_large} eigenpairs asked for")
+    max_iter = max_iter if max_iter is not None else 400
+    if isinstance(max_iter, bool) or int(max_iter) != max_iter or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+    if max_iter < n_want:
+        raise ValueError(f"max_iter={max_iter} is smaller than the {n_want} eigenpairs asked for")
+    if max_basis is None:
+        max_basis = max(n_want + 26, min(dim + 1, BASIS_BUDGET_ELEMS // dim))
+    if isinstance(max_basis, bool) or int(max_basis) != max_basis or max_basis < n_want + 4:
+        raise ValueError(f"max_basis must be an integer >= k + 4 = {n_want + 4}, got {max_basis!r}")
+    if verify_steps is not None and (isinstance(verify_steps, bool) or int(verify_steps) != verify_steps
+                                     or verify_steps < 0):
+        raise ValueError(f"verify_steps must be a non-negative integer or None, got {verify_steps!r}")
+    # The basis plus the pending vector; no more than the whole space.
+    m_max = min(int(max_basis), dim + 1)
 
-    op = operator if operator is not None else obj.hvp_operator(theta)
+    if operator is not None:
+        op = operator
+    elif curvature == "hessian":
+        op = obj.hvp_operator(theta)
+    else:
+        if not hasattr(obj, "curvature_operator"):
+            raise ValueError(f"curvature={curvature!r} needs Objective.curvature_operator, which this "
+                             "objective does not provide")
+        op = obj.curvature_operator(theta, curvature)
     n0 = op.n_matvec
     gen = torch.Generator().manual_seed(seed)
     dtype, device = obj.dtype, obj.device
+    eps = torch.finfo(dtype).eps
+    tiny = torch.finfo(torch.float64).tiny
 
-    def run_once(matvec, v0: torch.Tensor, ks: int, kl: int, steps: int
-                 ) -> tuple[torch.Tensor, torch.Tensor, int, float, bool]:
-        """One Lanczos run: wanted Ritz values (ascending), vectors (dim, w), steps, max |Ritz value|,
-        and whether the wanted Ritz values met the stopping test."""
-        def stop(alpha: torch.Tensor, beta: torch.Tensor, last_beta: float) -> bool:
-            m = alpha.numel()
-            if m < ks + kl:
-                return False
-            T = torch.diag(alpha) + torch.diag(beta, 1) + torch.diag(beta, -1)
-            vals, S = torch.linalg.eigh(T)
-            sc = float(vals.abs().max())
-            est = (last_beta * S[-1, :]).abs()
-            return bool((est[_wanted(m, ks, kl)] <= 0.1 * tol * sc).all())
+    Q = torch.empty(m_max, dim, dtype=dtype, device=device)
+    T = torch.zeros(m_max, m_max, dtype=torch.float64)
+    lost = torch.zeros(m_max, dtype=torch.float64)  # |coupling| of each basis vector to dropped directions
+    Q[0] = random_unit(dim, gen, dtype, device)
+    j = 0            # basis vectors with a complete column of T; Q[j] is the pending vector
+    steps = 0
+    scale = 0.0
+    n_restarts = 0
+    verifying = False
+    verify_left = 0
+    verify_total = 0
+    n_copies = 0
+    locked_vals: torch.Tensor | None = None
+    vals = S = None
+    idx: list[int] = []
+    exhausted = False
 
-        run = lanczos(matvec, v0, steps, reorth="full", generator=gen, stop=stop)
-        vals, S = torch.linalg.eigh(run.tridiagonal())
-        idx = _wanted(vals.numel(), ks, kl)
-        vecs = run.Q.T @ S[:, idx].to(dtype=dtype, device=device)
-        vecs = vecs / torch.linalg.vector_norm(vecs, dim=0, keepdim=True)
-        sc = float(vals.abs().max())
-        ok = bool(((run.last_beta * S[-1, idx]).abs() <= 0.1 * tol * sc).all())
-        return vals[idx], vecs, vals.numel(), sc, ok
+    def fresh_direction(n_basis: int) -> torch.Tensor | None:
+        """A random unit vector orthogonal to Q[:n_basis], or None when they span the space."""
+        r = random_unit(dim, gen, dtype, device)
+        for _ in range(2):
+            sub_comb(r, Q[:n_basis], dot64(Q[:n_basis], r))
+        nr = norm64(r)
+        if nr < 1e-6:
+            return None
+        return r / nr
 
-    v0 = random_unit(obj.dim, gen, dtype, device)
-    values, vectors, n_iter, ritz_scale, ok = run_once(op.matvec, v0, k_small, k_large, max_iter)
-    first_steps = n_iter
+    while steps < max_iter:
+        w = op.matvec(Q[j]).to(dtype)
+        steps += 1
+        if not bool(torch.isfinite(w).all()):
+            raise FloatingPointError("the curvature operator returned a non-finite product")
+        n_w = norm64(w)
+        h = dot64(Q[: j + 1], w)
+        sub_comb(w, Q[: j + 1], h)
+        beta = norm64(w)
+        if beta < 0.7071 * n_w:  # DGKS: the first pass cancelled most of w, so repeat it once
+            h2 = dot64(Q[: j + 1], w)
+            sub_comb(w, Q[: j + 1], h2)
+            h += h2
+            beta = norm64(w)
+        T[: j + 1, j] = h
+        T[j, : j + 1] = h
+        j += 1
+        vals, S = torch.linalg.eigh(T[:j, :j])
+        scale = max(scale, float(vals.abs().max()))
+        idx = _wanted(j, k_small, k_large)
+        sc = max(scale, tiny)
+        broke = beta <= 100 * eps * sc
+        last = 0.0 if broke else beta
+        est = last * S[j - 1, idx].abs() + lost[:j].abs() @ S[:, idx].abs()
+        if broke:
+            lost[j - 1] += beta  # the dropped coupling stays in the residual bound
+        converged = len(idx) == n_want and bool((est <= 0.8 * tol * sc).all())
 
-    # One start vector's Krylov space holds one vector per eigenspace: a repeated eigenvalue
-    # shows up once (further copies only through round-off). So verify: run Lanczos again on the
-    # Hessian deflated by the pairs found, (I − VVᵀ) H (I − VVᵀ), converging only its extreme
-    # eigenpair at each wanted end: it is a further copy if it is at least as extreme as the
-    # wanted values (then merge and repeat), else nothing was missed. A copy would converge about
-    # as fast as its twin did in the first run, so a verification run is capped at that length.
-    verify_steps = min(max_iter, first_steps + 10)
-    for _ in range(k_small + k_large):
-        if not ok or first_steps >= obj.dim or vectors.shape[1] + k_small + k_large > obj.dim:
-            break
-        V = vectors
+        if verifying:
+            verify_left -= 1
+        if converged and (not verifying or verify_left <= 0):
+            if verifying:
+                changed = bool(((vals[idx] - locked_vals).abs() > tol * sc).any())  # type: ignore[operator]
+                if not changed:
+                    break
+                n_copies += 1
+            vs = verify_steps if verify_steps is not None else max(8, steps // 6)
+            if vs == 0 or n_want >= dim or exhausted:
+                break
+            # Lock the wanted Ritz vectors and continue from a fresh direction orthogonal to them.
+            S_w = S[:, idx]
+            lost_new = lost[:j].abs() @ S_w.abs() + last * S[j - 1, idx].abs()
+            _restart_inplace(Q, j, S_w)
+            T.zero_()
+            lost.zero_()
+            p = len(idx)
+            T[:p, :p] = torch.diag(vals[idx])
+            lost[:p] = lost_new
+            j = p
+            r = fresh_direction(j)
+            if r is None:
+                break
+            Q[j] = r
+            locked_vals = vals[idx].clone()
+            verifying, verify_left = True, vs
+            verify_total += vs
+            n_restarts += 1
+            continue
 
-        def deflated(x: torch.Tensor, V: torch.Tensor = V) -> torch.Tensor:
-            x = x - V @ (V.T @ x)
-            y = op.matvec(x)
-            return y - V @ (V.T @ y)
+        if broke:
+            if j >= dim:
+                exhausted = True
+                break
+            r = fresh_direction(j)
+            if r is None:
+                exhausted = True
+                break
+            if j == m_max:
+                # Full basis at a breakdown: keep the wanted + neighbours, then the new direction.
+                keep = _keep(j, k_small, k_large, max(n_want, (m_max + n_want) // 2))
+                lost_new = lost[:j].abs() @ S[:, keep].abs()
+                _restart_inplace(Q, j, S[:, keep])
+                T.zero_()
+                lost.zero_()
+                T[: len(keep), : len(keep)] = torch.diag(vals[keep])
+                lost[: len(keep)] = lost_new
+                j = len(keep)
+                n_restarts += 1
+                r = fresh_direction(j)
+                if r is None:
+                    exhausted = True
+                    break
+            Q[j] = r
+            continue
 
-        v0 = random_unit(obj.dim, gen, dtype, device)
-        v0 = v0 - V @ (V.T @ v0)
-        v0 = v0 / torch.linalg.vector_norm(v0)
-        new_vals, new_vecs, steps, sc_new, ok = run_once(deflated, v0, min(k_small, 1), min(k_large, 1),
-                                                         verify_steps)
-        n_iter += steps
-        ritz_scale = max(ritz_scale, sc_new)
-        # Ritz vectors inside span(V) are artefacts of the deflation (eigenvalue 0 there): drop them.
-        keep = torch.linalg.vector_norm(V.T @ new_vecs, dim=0) < 0.5
-        new_vals, new_vecs = new_vals[keep.cpu()], new_vecs[:, keep]
-        new_vecs = new_vecs - V @ (V.T @ new_vecs)
-        new_vecs = new_vecs / torch.linalg.vector_norm(new_vecs, dim=0, keepdim=True)
-        all_vals = torch.cat([values, new_vals])
-        order = torch.argsort(all_vals)
-        pick = _wanted(all_vals.numel(), k_small, k_large)
-        chosen = order[pick]
-        sc = max(ritz_scale, torch.finfo(dtype).tiny)
-        changed = (chosen.numel() != values.numel()
-                   or float((all_vals[chosen] - values).abs().max()) > tol * sc)
-        values = all_vals[chosen]
-        vectors = torch.cat([vectors, new_vecs], dim=1)[:, chosen.to(device)]
-        if not changed:
-            break
-        ok = True  # a copy entered: look for another one
+        w /= beta
+        if j == m_max:
+            keep = _keep(j, k_small, k_large, max(n_want, (m_max + n_want) // 2))
+            lost_new = lost[:j].abs() @ S[:, keep].abs()
+            _restart_inplace(Q, j, S[:, keep])
+            T.zero_()
+            lost.zero_()
+            T[: len(keep), : len(keep)] = torch.diag(vals[keep])
+            lost[: len(keep)] = lost_new
+            j = len(keep)
+            n_restarts += 1
+        Q[j] = w
+        del w
 
-    m = n_iter
-    # Rayleigh quotients are at least as accurate as the Ritz values; residuals are explicit.
-    HV = torch.stack([op.matvec(vectors[:, i]) for i in range(vectors.shape[1])], dim=1)
-    ritz = values
-    values = (vectors * HV).sum(0)
-    residuals = torch.linalg.vector_norm(HV - vectors * values, dim=0)
-    scale = max(ritz_scale, float(values.abs().max()))
-    converged = residuals <= tol * max(scale, torch.finfo(obj.dtype).tiny)
+    assert vals is not None and S is not None
+    if S.shape[0] != j:
+        # The loop ended right after a lock or restart (step budget, or no fresh direction left):
+        # the Ritz pairs are those of the kept basis, whose couplings to dropped directions are in lost.
+        vals, S = torch.linalg.eigh(T[:j, :j])
+        idx = _wanted(j, k_small, k_large)
+        last = 0.0
+    verify_done = min(verify_total, verify_total - max(verify_left, 0)) if verify_total else 0
+    vectors = combine(Q[:j], S[:, idx])
+    del Q
+    ritz = vals[idx].clone()
+    for i in range(vectors.shape[1]):
+        vectors[:, i] /= norm64(vectors[:, i])
+    if explicit_residuals:
+        values = torch.empty(len(idx), dtype=torch.float64)
+        residuals = torch.empty(len(idx), dtype=torch.float64)
+        for i in range(len(idx)):
+            y = vectors[:, i]
+            hy = op.matvec(y).to(dtype)
+            lam = float(dot64(y[None], hy)[0])
+            values[i] = lam
+            sub_comb(hy, y[None], torch.tensor([lam], dtype=torch.float64))
+            residuals[i] = norm64(hy)
+            del hy
+    else:
+        values = ritz.clone()
+        residuals = (last * S[j - 1, idx].abs() + lost[:j].abs() @ S[:, idx].abs()).clone()
+    scale = max(scale, float(values.abs().max()))
+    converged = residuals <= tol * max(scale, tiny)
     order = torch.argsort(values)
+    out_dtype = dtype if dtype.is_floating_point else torch.float64
     return EigResult(
-        values=values[order].cpu(), vectors=vectors[:, order], residuals=residuals[order].cpu(),
-        converged=converged[order].cpu(), n_hvp=op.n_matvec - n0, n_iter=m, tol=tol, scale=scale,
-        which=which, ritz_values=ritz,
+        values=values[order].to(out_dtype), vectors=vectors[:, order.to(device)],
+        residuals=residuals[order].to(out_dtype), converged=converged[order],
+        n_hvp=op.n_matvec - n0, n_iter=steps, tol=tol, scale=scale, which=which,
+        ritz_values=ritz.to(out_dtype), curvature=curvature, max_basis=m_max, n_restarts=n_restarts,
+        verify_steps=verify_done, n_copies_found=n_copies,
     )

@@ -8,8 +8,9 @@ import torch
 from analyses import bench
 from analyses.cli import build_parser
 
-REQUIRED_KEYS = ("hvp_over_grad", "eigs_speedup_vs_power", "eigs_speedup_vs_pyhessian",
-                 "eigs_speedup_vs_curvlinops", "per_example_speedup_vs_loop", "eigs_max_rel_residual")
+REQUIRED_KEYS = ("hvp_over_grad", "eigs_n_hvp", "eigs_max_rel_residual", "eigs_speedup_vs_pyhessian_same_accuracy",
+                 "eigs_speedup_vs_curvlinops", "eigs_speedup_vs_power", "eigs_speedup_vs_hessian_eigenthings",
+                 "cancellation_speedup_vs_vmap", "eigs_speedup_vs_pyhessian", "per_example_speedup_vs_loop")
 
 
 def _known_operator(spectrum, seed=0):
@@ -58,7 +59,7 @@ def test_tiny_bench_numbers_are_right(tiny_result):
     r = tiny_result
     problem = bench.make_problem(48, (4, 16, 3), dtype=torch.float64)
     exact = torch.linalg.eigvalsh(problem.obj.hessian(problem.theta))
-    ours = torch.tensor(r.details["ours"]["values"], dtype=torch.float64)
+    ours = torch.tensor(next(p for p in r.accuracy["ours"] if p["target"] == 1e-4)["values"], dtype=torch.float64)
     want = torch.cat([exact[:1], exact[-5:]])
     # residual <= 1e-4·|λmax| bounds the eigenvalue error by residual²/gap (gaps here > 0.02)
     assert torch.allclose(ours, want, rtol=0, atol=1e-6 * float(exact.abs().max()))
@@ -66,9 +67,14 @@ def test_tiny_bench_numbers_are_right(tiny_result):
     assert r.power_converged and r.agreement["power_max_rel_eig_diff"] < 1e-5
     assert r.agreement["hvp_cached_vs_stateless_rel_diff"] < 1e-10
     assert r.agreement["per_example_vs_loop_max_rel_diff"] < 1e-10
-    for key in ("hvp_over_grad", "eigs_speedup_vs_power", "per_example_speedup_vs_loop"):
+    assert r.agreement["cancellation_fast_vs_vmap_max_rel_diff"] < 1e-10
+    for key in ("hvp_over_grad", "eigs_speedup_vs_power", "per_example_speedup_vs_loop", "cancellation_speedup_vs_vmap"):
         assert math.isfinite(getattr(r, key)) and getattr(r, key) > 0
     assert r.eigs_speedup_vs_pyhessian is None and r.eigs_speedup_vs_curvlinops is None
+    assert r.eigs_speedup_vs_hessian_eigenthings is None and r.eigs_speedup_vs_pyhessian_same_accuracy is None
+    # every accuracy point's measured residual is at or below its target (ours)
+    for p in r.accuracy["ours"]:
+        assert p["max_rel_residual"] <= p["target"]
     assert "MLP 4-16-3" in r.problem and "bench" in bench.format_table(r)
 
 
@@ -76,7 +82,7 @@ def test_json_has_required_keys(tiny_result, tmp_path):
     d = json.loads(tiny_result.save_json(tmp_path / "b.json").read_text())
     for key in REQUIRED_KEYS:
         assert key in d
-        assert d[key] is None or isinstance(d[key], float)
+        assert d[key] is None or isinstance(d[key], (int, float))
     assert d["eigs_speedup_vs_pyhessian"] is None and isinstance(d["hvp_over_grad"], float)
     assert d["machine"]["torch"] == torch.__version__ and d["machine"]["torch_threads"] >= 1
     assert d["timings"]["eigs_ours_s"] > 0
@@ -100,3 +106,39 @@ def test_curvlinops_peer_matches_dense_when_installed():
     exact = torch.linalg.eigvalsh(problem.obj.hessian(problem.theta))
     want = torch.cat([exact[:1], exact[-5:]]).tolist()
     assert max(abs(a - b) for a, b in zip(out["values"], want)) < 1e-8 * float(exact.abs().max())
+
+
+@pytest.mark.parametrize("argv,what", [(["--tol", "2"], "--tol"), (["--tol", "abc"], "--tol"), (["--threads", "0"], "--threads"),
+                                       (["--dtype", "float16"], "--dtype"), (["--json", "/no/such/dir/x.json"], "--json")])
+def test_cli_rejects_bad_values_before_work(argv, what, capsys, monkeypatch):
+    def boom(**kw):
+        raise AssertionError("work started before validation")
+    monkeypatch.setattr(bench, "run_bench", boom)
+    args = build_parser(["bench"]).parse_args(["bench", *argv])
+    assert bench.run(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and what in err and err.startswith("landscape bench: error:")
+
+
+def test_scaling_case_tiny_float32_matches_float64():
+    c = bench.scaling_case(8, 16, reference=True, repeats=1)
+    assert c["dim"] == 64 * 8 + 8 + 8 * 8 + 8 + 8 * 10 + 10
+    assert c["eigs_converged"] and c["eigs_max_rel_residual"] <= 1e-4
+    # float32 Lanczos against the float64 run of the same problem: eigenvalues within 1e-5 of the scale
+    assert c["float32_vs_float64_max_rel_diff"] <= 1e-5
+    for key in ("grad_s", "hvp_s", "eigs_s", "eigs_peak_mem_bytes"):
+        assert c[key] >= 0
+    p = bench.plot_scaling([c, {**c, "dim": 2 * c["dim"]}], "/tmp/_scaling_test.png")
+    assert open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_eigenthings_peer_matches_dense_when_installed():
+    pytest.importorskip("hessian_eigenthings")
+    problem = bench.make_problem(32, (3, 6, 3), dtype=torch.float64)
+    exact = torch.linalg.eigvalsh(problem.obj.hessian(problem.theta))
+    scale = float(exact.abs().max())
+    out = bench.bench_eigenthings(problem, target=1e-6, scale=scale, steps=(10, 20, 40, 50))
+    assert "error" not in out and out["reached"], out
+    want = torch.cat([exact[:1], exact[-5:]]).tolist()
+    assert max(abs(a - b) for a, b in zip(out["values"], want)) < 1e-8 * scale
