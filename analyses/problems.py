@@ -533,3 +533,4 @@ def _noisy_regression(d: int = 5, n: int = 200, noise: float = 1.0, seed: int = 
                "quick_steps": 250},
         extra={"lstsq": sol.reshape(-1)},
     )
+from . import digits  # noqa: E402,F401  (registers digits_autoencoder)
