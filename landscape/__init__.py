@@ -38,3 +38,9 @@ from .surface import (SurfaceResult, eigen_directions, interpolate, pca_directio
 
 __all__ += ["surface", "SurfaceResult", "surface_1d", "surface_2d", "random_directions", "eigen_directions",
             "pca_directions", "interpolate"]
+
+# --- issue 9: refinement to the nearby critical point
+from . import critical  # noqa: E402
+from .critical import CriticalPointSearch, NearestCritical, find_critical_point, nearest_critical  # noqa: E402
+
+__all__ += ["critical", "find_critical_point", "CriticalPointSearch", "nearest_critical", "NearestCritical"]
