@@ -67,6 +67,8 @@ INIT_SCALES = (0.1, 0.3, 1.0)
 TRAJECTORY_STEPS = (0, 5, 10, 15, 20, 30, 50, 100)
 TRAJECTORY_LR = 0.5
 TRAJECTORY_INIT = 1e-3
+#: trajectory j starts at scale TRAJECTORY_INITS[j % 3] (small: saddle-to-saddle; larger: other routes)
+TRAJECTORY_INITS = (TRAJECTORY_INIT, 0.3, 1.0)
 DEFAULT_OUT = Path("figures") / "critical-points"
 #: (random starts, GD trajectories, Newton-MR iterations, gradient-norm iterations, trajectory snapshot steps)
 PRESETS: dict[str, tuple[int, int, int, int, tuple[int, ...]]] = {
@@ -273,8 +275,9 @@ def run_experiment(*, quick: bool = False, seed: int = 0, d: int = D_IN, hidden:
         sc = INIT_SCALES[i % len(INIT_SCALES)]
         starts.append((f"random:{i}:scale={sc:g}", random_start((d, d), hidden, sc, 1000 * (seed + 1) + i)))
     for j in range(n_traj):
-        for t, th in trajectory_starts(obj, hidden, d, 2000 * (seed + 1) + j, traj_steps):
-            starts.append((f"gd:{j}:step={t}", th))
+        for t, th in trajectory_starts(obj, hidden, d, 2000 * (seed + 1) + j, traj_steps,
+                                       init=TRAJECTORY_INITS[j % len(TRAJECTORY_INITS)]):
+            starts.append((f"gd:{j}:init={TRAJECTORY_INITS[j % len(TRAJECTORY_INITS)]:g}:step={t}", th))
     times["setup"] = time.perf_counter() - t0
     cands: list[Candidate] = []
     for k, (name, th) in enumerate(starts):
@@ -295,7 +298,7 @@ def run_experiment(*, quick: bool = False, seed: int = 0, d: int = D_IN, hidden:
                "max_iter": {"newton-mr": it_nmr, "gradient-norm": it_gn},
                "n_random_starts": n_rand, "init_scales": list(INIT_SCALES), "n_trajectories": n_traj,
                "trajectory_steps": list(traj_steps), "trajectory_lr": TRAJECTORY_LR,
-               "trajectory_init": TRAJECTORY_INIT, "n_starts": len(starts), "n_searches": len(cands)}
+               "trajectory_inits": list(TRAJECTORY_INITS), "n_starts": len(starts), "n_searches": len(cands)}
     v = np.sort(table.loss)
     analytic = {"n_classes": len(table.S), "loss_min": float(v[0]), "loss_max": float(v[-1]),
                 "min_relative_gap": float(np.min(np.diff(v) / v[1:])),
