@@ -24,7 +24,8 @@ Gradient-flatness: the *flatness* φ = ‖g + H p‖/‖g‖ ∈ [0, 1] is the s
 :func:`nearest_critical` = :func:`find_critical_point` (``polish=True``: it goes on
 past the cut-off until ‖g‖ has dropped 1e-3-fold below its start or the cut-off, whichever
 is smaller, so that the classified point is clearly closer to the critical point than the probe
-radii) and then :func:`landscape.classify.classify_point` at its strict (default) tolerances.
+radii) and then :func:`landscape.classify.classify_point` at its strict (default) tolerances
+(except that a converged search's point counts as critical: ``grad_tol`` = the search's cut-off).
 """
 from __future__ import annotations
 
@@ -115,13 +116,14 @@ def _check_inputs(obj: Objective, theta: torch.Tensor, method: str, grad_tol: fl
 
 
 def minres_solve(matvec, b: torch.Tensor, *, max_k: int = MINRES_MAX_K, rtol: float = MINRES_RTOL,
-                 scale: float = 0.0) -> tuple[torch.Tensor, float, int]:
+                 scale: float = 0.0, cutoff: float | None = None) -> tuple[torch.Tensor, float, int]:
     """Minimum-norm least-squares solution x of H x = b for symmetric H (possibly singular).
 
     MINRES in its Lanczos form: k steps of Lanczos with full re-orthogonalisation from b give
     H Q_k = Q_{k+1} T̄_k; x = Q_k y with y = argmin ‖T̄_k y − ‖b‖e₁‖, solved by an SVD truncated at
     1e3·ε·k·max(``scale``, σ_max(T̄)) (the minimum-length choice of MINRES-QLP for singular H;
-    ``scale`` ≈ ‖H‖ from outside the Krylov space of b, which alone can miss the large eigenvalues).
+    ``scale`` ≈ ‖H‖ from outside the Krylov space of b, which alone can miss the large eigenvalues;
+    ``cutoff``: an absolute singular-value cut-off instead).
     Stops when the relative residual ‖Hx − b‖/‖b‖ ≤ ``rtol``, when the Krylov space is invariant,
     or after ``max_k`` steps. Returns (x (dim,), relative residual, number of products).
     """
@@ -157,15 +159,15 @@ def minres_solve(matvec, b: torch.Tensor, *, max_k: int = MINRES_MAX_K, rtol: fl
         if not invariant:
             Q[j + 1] = w / bj
         if invariant or j + 1 == max_k or j < 10 or (j + 1) % 5 == 0:
-            y, resid = _ls_tridiag(alpha[:k], beta[:k], bn, 1e3 * eps * k, scale)
+            y, resid = _ls_tridiag(alpha[:k], beta[:k], bn, 1e3 * eps * k, scale, cutoff)
             if invariant or resid <= rtol:
                 break
     x = Q[:k].T @ y.to(dtype=dtype, device=device)
     return x, resid, k
 
 
-def _ls_tridiag(alpha: torch.Tensor, beta: torch.Tensor, bn: float, rcond: float, scale: float
-                ) -> tuple[torch.Tensor, float]:
+def _ls_tridiag(alpha: torch.Tensor, beta: torch.Tensor, bn: float, rcond: float, scale: float,
+                cutoff: float | None = None) -> tuple[torch.Tensor, float]:
     """argmin ‖T̄ y − bn·e₁‖ (min-norm, SVD truncated at rcond·max(scale, σ_max)) and its relative residual."""
     k = alpha.numel()
     T = torch.zeros(k + 1, k, dtype=torch.float64)
@@ -177,7 +179,10 @@ def _ls_tridiag(alpha: torch.Tensor, beta: torch.Tensor, bn: float, rcond: float
     rhs[0] = bn
     U, S, Vh = torch.linalg.svd(T, full_matrices=False)
     smax = max(float(S.max()) if S.numel() else 0.0, scale)
-    keep = S > rcond * smax if smax > 0 else torch.zeros_like(S, dtype=torch.bool)
+    if cutoff is not None:
+        keep = S > cutoff
+    else:
+        keep = S > rcond * smax if smax > 0 else torch.zeros_like(S, dtype=torch.bool)
     coef = (U[:, keep].T @ rhs) / S[keep]
     y = Vh[keep].T @ coef
     r = float(torch.linalg.vector_norm(T @ y - rhs)) / bn
@@ -369,7 +374,9 @@ def nearest_critical(obj: Objective, theta: torch.Tensor, *, global_min: float |
 
     cs = find_critical_point(obj, theta, method=method, grad_tol=grad_tol, max_iter=max_iter, seed=seed,
                              polish=True)
-    rep = classify_point(obj, cs.theta, global_min=global_min, seed=seed)
+    # Criticality is the search's verdict (its cut-off); the classifier's own defaults decide the kind.
+    rep = classify_point(obj, cs.theta, global_min=global_min, seed=seed,
+                         grad_tol=max(cs.grad_tol, cs.grad_norm) if cs.converged else None)
     tol = {"search_grad_tol": cs.grad_tol, "polish_factor": POLISH_FACTOR,
            "gradient_flat_share": GRADIENT_FLAT_SHARE, **(getattr(rep, "tolerances", None) or {})}
     kind, reason = rep.kind, getattr(rep, "reason", None)

@@ -87,3 +87,44 @@ def test_bad_input():
         ls.find_critical_point(obj, z, max_iter=-1)
     with pytest.raises(ValueError, match="non-finite"):
         ls.find_critical_point(obj, torch.tensor([math.nan, 0.0], dtype=torch.float64))
+
+
+def test_nearest_critical_of_perturbed_h1_points_has_the_predicted_index():
+    prob = DeepLinearProblem.random(4, 3, [2], 32, seed=1)
+    obj = prob.objective()
+    for i, S in enumerate(prob.index_sets()):
+        cp, start = _perturbed(prob, S, 1e-4, i)
+        nc = ls.nearest_critical(obj, start, global_min=prob.global_min(), seed=i)
+        kind, index, _ = prob.predicted(S)
+        assert nc.converged and not nc.gradient_flat
+        assert nc.loss == pytest.approx(cp.loss, rel=1e-9)
+        assert (nc.kind, nc.index) == (kind, index), S
+        assert nc.loss_gap == pytest.approx(prob.loss_of(start) - nc.loss, rel=1e-6, abs=1e-14)
+        d = nc.to_dict()
+        for key in ("kind", "index", "loss", "distance", "grad_norm", "converged", "gradient_flat", "probe_radius",
+                    "degenerate", "tolerances"):
+            assert key in d
+        assert d["tolerances"]["search_grad_tol"] == pytest.approx(1e-5)
+
+
+def test_nearest_critical_of_the_h2_zero_plateau_is_non_strict():
+    # 1e-2 from W = 0 of an H = 2 net the Hessian is indefinite (λ_min ~ −ε) while ‖g‖ ~ ε²: the point
+    # itself looks like a strict saddle, the critical point it approaches is the non-strict W = 0.
+    prob = DeepLinearProblem.random(4, 3, [3, 3], 32, seed=1)
+    obj = prob.objective()
+    for seed in range(3):
+        _, start = _perturbed(prob, (), 1e-2, seed)
+        nc = ls.nearest_critical(obj, start, global_min=prob.global_min(), seed=seed)
+        assert nc.converged and nc.kind == "non_strict_saddle" and nc.index == 0
+        assert nc.probe_order == pytest.approx(3.0, abs=0.1)
+        assert nc.loss == pytest.approx(prob.critical_value(()), rel=1e-9)
+        assert nc.degenerate and nc.probe_radius > 0
+
+
+def test_nearest_critical_at_a_gradient_flat_point_is_inconclusive():
+    obj = _fn_obj(_frye)
+    nc = ls.nearest_critical(obj, torch.tensor([math.sqrt(2.0), 0.0], dtype=torch.float64))
+    assert nc.kind == "inconclusive" and not nc.converged and nc.gradient_flat
+    assert "did not converge" in nc.reason and "gradient-flat" in nc.reason
+    nc = ls.nearest_critical(obj, torch.tensor([-2.5, 0.3], dtype=torch.float64))
+    assert nc.kind == "minimum" and nc.converged and nc.lambda_min == pytest.approx(10.0, rel=1e-6)
