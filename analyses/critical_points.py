@@ -375,6 +375,21 @@ def loss_index_png(cands: list[Candidate], table: AnalyticTable, path: Path,
     return path
 
 
+def save_npz(path: Path, **arrays: Any) -> Path:
+    """``numpy.savez`` with fixed zip timestamps, so the same arrays give the same bytes (numpy's
+    own savez stamps every member with the current time)."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name in sorted(arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asanyarray(arrays[name]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            zf.writestr(info, buf.getvalue())
+    return path
+
+
 def write_outputs(res: CriticalPointsResult, cands: list[Candidate], table: AnalyticTable, times: dict[str, float],
                   out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
@@ -382,7 +397,7 @@ def write_outputs(res: CriticalPointsResult, cands: list[Candidate], table: Anal
     js.write_text(json.dumps(_clean(res.to_dict()), sort_keys=True, indent=1, ensure_ascii=False) + "\n",
                   encoding="utf-8")
     npz = out / "candidates.npz"
-    np.savez(npz, loss=np.array([c.loss for c in cands]), grad_sq=np.array([c.grad_sq for c in cands]),
+    save_npz(npz, loss=np.array([c.loss for c in cands]), grad_sq=np.array([c.grad_sq for c in cands]),
              index_frac=np.array([c.index_frac for c in cands]), n_neg_abs=np.array([c.n_neg_abs for c in cands]),
              n_neg_rel=np.array([c.n_neg_rel for c in cands]),
              method=np.array([c.method for c in cands]), analytic_loss=table.loss, analytic_index=table.index)

@@ -617,7 +617,9 @@ def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any
     figs.append(reconstructions_png(problem, pl, sub / "reconstructions.png"))
     arrays = {k: (v.detach().numpy() if isinstance(v, torch.Tensor) else np.asarray(v))
               for k, v in pl["_arrays"].items()}
-    np.savez(sub / "arrays.npz", **arrays)
+    from .critical_points import save_npz
+
+    save_npz(sub / "arrays.npz", **arrays)
     answer = _answer(pl)
     summary = _sig({"problem": problem.description, "preset": key, "plateau": {k: v for k, v in pl.items()
                                                                              if k != "_arrays"},
