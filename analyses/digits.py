@@ -233,6 +233,15 @@ ESCAPE_METHODS = {"quick": ("gd", "synaprune-rms"),
                   "default": ("gd", "adam", "pgd", "synaprune-rms", "synaprune-devarg", "synaprune-noise",
                               "synaprune-penalty", "synaprune-hebbian")}
 ESCAPE_SEEDS = {"quick": 1, "default": 2}
+#: added where the trainer has it (issue 10): GD with the rule's step lengths, the rule's control
+OPTIONAL_METHODS = {"quick": (), "default": ("gd-matched",)}
+
+
+def available_methods(preset: str) -> tuple[str, ...]:
+    """:data:`ESCAPE_METHODS` plus the :data:`OPTIONAL_METHODS` this trainer provides."""
+    from synaprune import METHODS
+
+    return tuple(m for m in ESCAPE_METHODS[preset] + OPTIONAL_METHODS[preset] if m in METHODS)
 
 
 def _sig(x: Any, digits: int = 8) -> Any:
@@ -352,6 +361,14 @@ def _ev_field(ev: Any, name: str, default: Any = None) -> Any:
     return getattr(ev, name, default)
 
 
+def _escaped_by(ev: Any) -> str | None:
+    """Issue 10's attribution where the trainer does not record it: "rule" when an accepted escape
+    phase preceded the escape, "base" when the base method escaped after reverted phases or none."""
+    if not ev.escaped:
+        return None
+    return "rule" if any(a.accepted for a in ev.attempts) else "base"
+
+
 def run_methods(problem: Problem, methods: Sequence[str], seeds: Sequence[int], steps: int
                 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Every method × seed through the problem's :class:`synaprune.Trainer` (same start, the
@@ -381,7 +398,7 @@ def run_methods(problem: Problem, methods: Sequence[str], seeds: Sequence[int], 
                                 "kappa": getattr(ev.cancellation, "kappa", None),
                                 "escaped": None if censored and not ev.escaped else bool(ev.escaped),
                                 "censored": bool(censored and not ev.escaped), "escape_steps": ev.escape_steps,
-                                "escaped_by": _ev_field(ev, "escaped_by"), "cause": _ev_field(ev, "cause"),
+                                "escaped_by": _ev_field(ev, "escaped_by", _escaped_by(ev)), "cause": _ev_field(ev, "cause"),
                                 "n_attempts": len(ev.attempts),
                                 "accepted_attempts": sum(bool(a.accepted) for a in ev.attempts)}
             records.append(rec)
@@ -395,14 +412,54 @@ def _method_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rs = [r for r in records if r["method"] == method]
         st = [r["stall"] for r in rs if r["stall"] is not None]
         esc = [s for s in st if s["escaped"]]
+        statuses: dict[str, int] = {}
+        for r in rs:
+            statuses[r["status"]] = statuses.get(r["status"], 0) + 1
         rows.append({"method": method, "runs": len(rs), "stalls": len(st), "escaped": len(esc),
                      "censored": sum(s["censored"] for s in st),
                      "not_escaped": sum(s["escaped"] is False for s in st),
+                     "attempts": sum(s["n_attempts"] for s in st),
+                     "accepted_attempts": sum(s["accepted_attempts"] for s in st),
                      "median_escape_steps": float(np.median([s["escape_steps"] for s in esc])) if esc else None,
                      "median_final_loss": float(np.median([r["final_loss"] for r in rs])),
+                     "median_steps_run": float(np.median([r["n_steps"] for r in rs])),
+                     "statuses": statuses,
                      "median_per_example_grads": float(np.median([r["n_per_example_grads"] for r in rs])),
                      "median_hvp": float(np.median([r["n_hvp"] for r in rs]))})
     return rows
+
+
+def _methods_text(rows: list[dict[str, Any]]) -> str:
+    parts = []
+    for r in rows:
+        stopped = {k: v for k, v in r["statuses"].items() if k != "completed"}
+        if stopped:
+            why = ", ".join(f"{k} ×{v}" for k, v in stopped.items())
+            parts.append(f"{r['method']} stopped early ({why}, median step {r['median_steps_run']:.0f}) at median loss "
+                         f"{r['median_final_loss']:.4g}")
+            continue
+        if not r["stalls"]:
+            parts.append(f"{r['method']} never stalled (median final loss {r['median_final_loss']:.4g})")
+            continue
+        med = "–" if r["median_escape_steps"] is None else f"{r['median_escape_steps']:.0f}"
+        ph = (f", escape phases accepted {r['accepted_attempts']}/{r['attempts']}" if r["attempts"] else "")
+        parts.append(f"{r['method']} escaped {r['escaped']}/{r['stalls']} stalls (censored {r['censored']}) in median "
+                     f"{med} steps{ph}, median final loss {r['median_final_loss']:.4g}")
+    return "; ".join(parts) + "."
+
+
+def _methods_table(rows: list[dict[str, Any]]) -> str:
+    head = ("<table><tr><th>method</th><th>runs</th><th>stalls</th><th>escaped</th><th>not escaped</th>"
+            "<th>censored</th><th>phases accepted</th><th>median escape steps</th><th>median final loss</th>"
+            "<th>early stops</th><th>median per-example grads</th><th>median HVPs</th></tr>")
+    body = "".join(
+        f"<tr><td>{r['method']}</td><td>{r['runs']}</td><td>{r['stalls']}</td><td>{r['escaped']}</td>"
+        f"<td>{r['not_escaped']}</td><td>{r['censored']}</td><td>{r['accepted_attempts']}/{r['attempts']}</td>"
+        f"<td>{'–' if r['median_escape_steps'] is None else format(r['median_escape_steps'], '.0f')}</td>"
+        f"<td>{r['median_final_loss']:.5g}</td>"
+        f"<td>{', '.join(f'{k} ×{v}' for k, v in r['statuses'].items() if k != 'completed') or '–'}</td>"
+        f"<td>{r['median_per_example_grads']:.0f}</td><td>{r['median_hvp']:.0f}</td></tr>" for r in rows)
+    return head + body + "</table>"
 
 
 # ---------------------------------------------------------------------------- figures
@@ -567,29 +624,6 @@ def _answer(pl: dict[str, Any]) -> str:
             f"{st['lambda_largest'][-1]:.3g}). {crit}")
 
 
-def _methods_text(rows: list[dict[str, Any]]) -> str:
-    parts = []
-    for r in rows:
-        med = "–" if r["median_escape_steps"] is None else f"{r['median_escape_steps']:.0f}"
-        parts.append(f"{r['method']}: {r['stalls']} stall(s) in {r['runs']} run(s), escaped {r['escaped']}, "
-                     f"censored {r['censored']}, median escape {med} steps, median final loss "
-                     f"{r['median_final_loss']:.4g}")
-    return "; ".join(parts) + "."
-
-
-def _methods_table(rows: list[dict[str, Any]]) -> str:
-    head = ("<table><tr><th>method</th><th>runs</th><th>stalls</th><th>escaped</th><th>not escaped</th>"
-            "<th>censored</th><th>median escape steps</th><th>median final loss</th><th>median per-example grads</th>"
-            "<th>median HVPs</th></tr>")
-    body = "".join(
-        f"<tr><td>{r['method']}</td><td>{r['runs']}</td><td>{r['stalls']}</td><td>{r['escaped']}</td>"
-        f"<td>{r['not_escaped']}</td><td>{r['censored']}</td>"
-        f"<td>{'–' if r['median_escape_steps'] is None else format(r['median_escape_steps'], '.0f')}</td>"
-        f"<td>{r['median_final_loss']:.5g}</td><td>{r['median_per_example_grads']:.0f}</td>"
-        f"<td>{r['median_hvp']:.0f}</td></tr>" for r in rows)
-    return head + body + "</table>"
-
-
 def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any]:
     """The main report's section (CONTRACTS.md). Writes ``out_dir/digits/`` (``digits.json``,
     ``loss_curve.png``, ``spectrum.png``, ``reconstructions.png``, ``arrays.npz``; wall times to
@@ -608,7 +642,7 @@ def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any
     pl = analyse_plateau(problem, seed=seed, steps=steps, nmr_iter=nmr_iter, slq_runs=slq_runs, slq_steps=slq_steps)
     times = {"plateau": time.perf_counter() - t0}
     seeds = [seed + i for i in range(ESCAPE_SEEDS[key])]
-    records, run_times = run_methods(problem, ESCAPE_METHODS[key], seeds, steps)
+    records, run_times = run_methods(problem, available_methods(key), seeds, steps)
     times.update(run_times)
     rows = _method_rows(records)
     figs = [loss_curve_png(pl, records, sub / "loss_curve.png")]
@@ -620,7 +654,7 @@ def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any
     from .critical_points import save_npz
 
     save_npz(sub / "arrays.npz", **arrays)
-    answer = _answer(pl)
+    answer = _answer(pl) + " On the same start: " + _methods_text(rows)
     summary = _sig({"problem": problem.description, "preset": key, "plateau": {k: v for k, v in pl.items()
                                                                              if k != "_arrays"},
                     "methods": rows, "runs": records, "answer": answer})
