@@ -387,16 +387,26 @@ def loss_index_png(cands: list[Candidate], table: AnalyticTable, path: Path,
     return path
 
 
+def round_sig(a: Any, digits: int = 12) -> np.ndarray:
+    """Float arrays rounded to ``digits`` significant digits (LAPACK results can differ in the last
+    bits between calls on identical input, e.g. with memory alignment); other arrays unchanged."""
+    a = np.asanyarray(a)
+    if a.dtype.kind != "f" or a.size == 0:
+        return a
+    flat = [float(f"{x:.{digits - 1}e}") for x in a.astype(np.float64).ravel().tolist()]
+    return np.asarray(flat, dtype=np.float64).reshape(a.shape)
+
+
 def save_npz(path: Path, **arrays: Any) -> Path:
-    """``numpy.savez`` with fixed zip timestamps, so the same arrays give the same bytes (numpy's
-    own savez stamps every member with the current time)."""
+    """``numpy.savez`` with fixed zip timestamps and floats rounded by :func:`round_sig`, so the
+    same results give the same bytes (numpy's own savez stamps members with the current time)."""
     import io
     import zipfile
 
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
         for name in sorted(arrays):
             buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.asanyarray(arrays[name]), allow_pickle=False)
+            np.lib.format.write_array(buf, round_sig(arrays[name]), allow_pickle=False)
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             zf.writestr(info, buf.getvalue())
     return path
