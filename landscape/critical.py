@@ -13,16 +13,19 @@ point) towards a nearby critical point.
 - ``method="gradient-norm"``: gradient descent on ½‖g‖² (its gradient is H g, one HVP), step
   length from the local quadratic model ‖Hg‖²/‖H(Hg)‖², then backtracking.
 
+Both cap a step at :data:`MAX_STEP`·max(1, ‖θ_start‖) before the line search (a trust cap, so that the
+search finds a *nearby* critical point).
+
 Convergence (default, Frye et al. 2021): ‖g‖² ≤ 1e-10 in float64, i.e. ``grad_tol`` = 1e-5 scaled
 by (ε_dtype/ε_64)^{1/4} for lower precisions (:func:`landscape.classify.default_grad_tol`). This
 is the literature's absolute cut-off; pass ``grad_tol`` in the loss's units to change it.
 
 Gradient-flatness: the *flatness* φ = ‖g + H p‖/‖g‖ ∈ [0, 1] is the share of g outside range(H)
-(p the MINRES solution). A search that stops without converging, with φ ≥
+(p the MINRES solution with singular values below √ε·‖H‖ truncated: g lies *nearly* in ker H). A search that stops without converging, with φ ≥
 :data:`GRADIENT_FLAT_SHARE`, stalled at a gradient-flat point (``gradient_flat=True``).
 
 :func:`nearest_critical` = :func:`find_critical_point` (``polish=True``: it goes on
-past the cut-off until ‖g‖ has dropped 1e-3-fold below its start or the cut-off, whichever
+past the cut-off until ‖g‖ has dropped 1e-6-fold below its start or the cut-off, whichever
 is smaller, so that the classified point is clearly closer to the critical point than the probe
 radii) and then :func:`landscape.classify.classify_point` at its strict (default) tolerances
 (except that a converged search's point counts as critical: ``grad_tol`` = the search's cut-off).
@@ -48,10 +51,16 @@ DEFAULT_MAX_ITER = {"newton-mr": 100, "gradient-norm": 2000}
 #: MINRES Krylov dimension cap and its relative residual target
 MINRES_MAX_K = 200
 MINRES_RTOL = 1e-10
+#: stagnation: ‖g‖ decreasing by less than this relative amount per step, STAGNATION_ITERS steps running
+STAGNATION = 1e-10
+STAGNATION_ITERS = 5
 #: Lanczos steps of the ‖H‖ estimate
 SCALE_STEPS = 20
 #: nearest_critical polishes until ‖g‖ ≤ min(grad_tol, POLISH_FACTOR·‖g_start‖)
-POLISH_FACTOR = 1e-3
+POLISH_FACTOR = 1e-6
+#: a step is at most MAX_STEP·max(1, ‖θ_start‖) long (a trust cap: min-norm steps through nearly singular
+#: directions otherwise jump to far-away critical points, e.g. at blown-up gauges of a deep linear net)
+MAX_STEP = 0.5
 
 
 @dataclass
@@ -217,10 +226,11 @@ class _Counter:
         return mv
 
 
-def _newton_direction(cnt: _Counter, theta: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+def _newton_direction(cnt: _Counter, theta: torch.Tensor, g: torch.Tensor, cutoff: float | None = None
+                      ) -> tuple[torch.Tensor, float, float]:
     """p = −H⁺g by MINRES; returns (p, flatness ‖g + Hp‖/‖g‖, slope ⟨Hp, g⟩ of ½‖g‖² along p)."""
     mv = cnt.operator(theta)
-    p, resid, _ = minres_solve(mv, -g, scale=cnt.scale)
+    p, resid, _ = minres_solve(mv, -g, scale=cnt.scale, cutoff=cutoff)
     Hp = mv(p)
     gn = float(torch.linalg.vector_norm(g))
     flat = float(torch.linalg.vector_norm(g + Hp)) / gn if gn > 0 else 0.0
@@ -235,7 +245,7 @@ def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "n
     ``grad_tol`` (loss units per parameter unit): convergence ‖g‖ ≤ grad_tol (default Frye's
     1e-5 in float64). ``max_iter`` outer iterations (default 100 for Newton-MR, 2000 for
     gradient-norm). ``seed`` seeds the start vector of the short Lanczos run that estimates
-    ‖H‖ (:data:`SCALE_STEPS` products at the start point; the MINRES truncation is relative to it). ``polish``: keep iterating after convergence until ‖g‖ ≤ 1e-3·‖g_start‖ as
+    ‖H‖ (:data:`SCALE_STEPS` products at the start point; the MINRES truncation is relative to it). ``polish``: keep iterating after convergence until ‖g‖ ≤ 1e-6·‖g_start‖ as
     well (used by :func:`nearest_critical`). A non-finite loss on a trial step only shortens
     the step; a non-finite loss at ``theta`` raises :class:`landscape.NonFiniteError`.
     """
@@ -247,11 +257,13 @@ def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "n
     if gn0 > 0 and not gn0 <= (min(gtol, POLISH_FACTOR * gn0) if polish else gtol):
         cnt.update_scale(theta)
     target = min(gtol, POLISH_FACTOR * gn0) if polish else gtol
+    step_cap = MAX_STEP * max(1.0, float(torch.linalg.vector_norm(start)))
     gn = gn0
     steps: list[float] = []
     flat: float | None = None
     stalled = False
     message = ""
+    slow = 0
     it = 0
     while True:
         if gn <= target or gn == 0.0:
@@ -275,7 +287,7 @@ def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "n
         accepted = False
         pn = float(torch.linalg.vector_norm(p))
         if slope < 0 and pn > 0:
-            a = 1.0
+            a = min(1.0, step_cap / pn)
             for _ in range(MAX_BACKTRACK):
                 cand = theta + a * p
                 try:
@@ -294,14 +306,17 @@ def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "n
                        "(line search failed)")
             break
         step = float(torch.linalg.vector_norm(cand - theta))
+        slow = slow + 1 if gcn > (1.0 - STAGNATION) * gn else 0
         theta, loss, g, gn = cand, lc, gc, gcn
         steps.append(step)
         it += 1
-    if gn == 0:
-        flat = None
-    elif not (stalled and method == "newton-mr"):
-        # a stalled Newton-MR search computed the flatness at this very point; otherwise compute it
-        _, flat, _ = _newton_direction(cnt, theta, g)
+        if slow >= STAGNATION_ITERS:
+            stalled = True
+            message = (f"‖g‖ = {gn:.3g} decreased by less than {STAGNATION:.0e} relative in each of the last "
+                       f"{STAGNATION_ITERS} {method} steps (stagnation)")
+            break
+    # Flatness with the looser cut-off √ε·‖H‖: "g lies nearly in ker H" (Frye et al.)
+    flat = None if gn == 0 else _newton_direction(cnt, theta, g, cutoff=math.sqrt(torch.finfo(g.dtype).eps) * cnt.scale)[1]
     converged = gn <= gtol
     gradient_flat = (not converged) and stalled and flat is not None and flat >= GRADIENT_FLAT_SHARE
     if gradient_flat:
