@@ -60,6 +60,10 @@ NEG_EIG_ABS = 1e-5
 #: the scale-relative variant: below −NEG_EIG_REL·max|λ(H)|
 NEG_EIG_REL = 1e-5
 LOSS_RTOL = 1e-6
+#: round-off floors of the stored records: ‖g‖² below 1e-24 and relative loss differences below
+#: 1e-12 are round-off (their digits change between runs) and are stored as 0
+GRAD_SQ_FLOOR = 1e-24
+RDIFF_FLOOR = 1e-12
 #: searches run past every cut-off, to ‖g‖ ≤ this (or their iteration budget)
 SEARCH_GRAD_TOL = 1e-13
 METHODS = ("newton-mr", "gradient-norm")
@@ -161,7 +165,7 @@ def trajectory_starts(obj: Objective, hidden: int, d: int, seed: int, steps: tup
 # ---------------------------------------------------------------------------- candidates
 @dataclass
 class Candidate(JsonResult):
-    """One search's end point. ``grad_sq`` = ‖g‖²; ``n_neg_abs`` / ``n_neg_rel``: Hessian
+    """One search's end point. ``grad_sq`` = ‖g‖² (0 below :data:`GRAD_SQ_FLOOR`); ``n_neg_abs`` / ``n_neg_rel``: Hessian
     eigenvalues below −1e-5 / −1e-5·max|λ|; ``nearest``: the nearest analytic class, ``loss_rdiff``
     its relative loss difference, ``analytic_index`` its index."""
 
@@ -212,8 +216,12 @@ def run_search(obj: Objective, table: AnalyticTable, theta: torch.Tensor, method
     from landscape.critical import find_critical_point
 
     cs = find_critical_point(obj, theta, method=method, grad_tol=SEARCH_GRAD_TOL, max_iter=max_iter, seed=seed)
-    a = assess(obj, table, cs.theta, cs.loss, cs.grad_norm ** 2)
-    return Candidate(start=start, method=method, loss=cs.loss, grad_sq=cs.grad_norm ** 2, converged=cs.converged,
+    gsq = cs.grad_norm ** 2
+    a = assess(obj, table, cs.theta, cs.loss, gsq)
+    if a["loss_rdiff"] < RDIFF_FLOOR:
+        a["loss_rdiff"] = 0.0
+    return Candidate(start=start, method=method, loss=cs.loss, grad_sq=gsq if gsq >= GRAD_SQ_FLOOR else 0.0,
+                     converged=cs.converged,
                      gradient_flat=cs.gradient_flat, n_iter=cs.n_iter, n_hvp=cs.n_hvp, **a)
 
 
@@ -294,7 +302,7 @@ def run_experiment(*, quick: bool = False, seed: int = 0, d: int = D_IN, hidden:
     setting = {"d": d, "hidden": hidden, "dim": dl.dim, "m": int(X.shape[0]), "spectrum": lam.tolist(),
                "spectrum_ratio": SPECTRUM_RATIO, "loss": "½‖X(W₂W₁)ᵀ − X‖²_F (sum over examples)",
                "loss_rtol": LOSS_RTOL, "neg_eig_abs": NEG_EIG_ABS, "neg_eig_rel": NEG_EIG_REL,
-               "search_grad_tol": SEARCH_GRAD_TOL, "methods": list(METHODS),
+               "search_grad_tol": SEARCH_GRAD_TOL, "grad_sq_floor": GRAD_SQ_FLOOR, "rdiff_floor": RDIFF_FLOOR, "methods": list(METHODS),
                "max_iter": {"newton-mr": it_nmr, "gradient-norm": it_gn},
                "n_random_starts": n_rand, "init_scales": list(INIT_SCALES), "n_trajectories": n_traj,
                "trajectory_steps": list(traj_steps), "trajectory_lr": TRAJECTORY_LR,
