@@ -436,12 +436,13 @@ def write_outputs(res: CriticalPointsResult, cands: list[Candidate], table: Anal
     return {"json": js, "npz": npz, "png": png}
 
 
-def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any]:
+def study_section(out_dir: Path, *, quick: bool, seed: int = 0, **experiment_options: Any) -> dict[str, Any]:
     """The main report's section (CONTRACTS.md): runs the experiment into ``out_dir/critical-points``;
-    paths in ``html`` / ``figures`` are relative to ``out_dir``."""
+    paths in ``html`` / ``figures`` are relative to ``out_dir``. ``experiment_options`` go to
+    :func:`run_experiment` (tests use a smaller autoencoder)."""
     out_dir = Path(out_dir)
     sub = out_dir / "critical-points"
-    res, cands, table, times = run_experiment(quick=quick, seed=seed)
+    res, cands, table, times = run_experiment(quick=quick, seed=seed, **experiment_options)
     paths = write_outputs(res, cands, table, times, sub)
     rel = paths["png"].relative_to(out_dir).as_posix()
     strict = res.cutoffs[0]

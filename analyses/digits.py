@@ -624,10 +624,12 @@ def _answer(pl: dict[str, Any]) -> str:
             f"{st['lambda_largest'][-1]:.3g}). {crit}")
 
 
-def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any]:
+def study_section(out_dir: Path, *, quick: bool, seed: int = 0,
+                  problem_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The main report's section (CONTRACTS.md). Writes ``out_dir/digits/`` (``digits.json``,
     ``loss_curve.png``, ``spectrum.png``, ``reconstructions.png``, ``arrays.npz``; wall times to
-    ``timings.jsonl``, untracked); paths returned are relative to ``out_dir``."""
+    ``timings.jsonl``, untracked); paths returned are relative to ``out_dir``.
+    ``problem_options`` go to the problem's factory (tests use a smaller net)."""
     import html
     import json
     import time
@@ -637,7 +639,7 @@ def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any
     sub.mkdir(parents=True, exist_ok=True)
     key = "quick" if quick else "default"
     steps, nmr_iter, slq_runs, slq_steps = PRESETS[key]
-    problem = _digits_autoencoder()
+    problem = _digits_autoencoder(**(problem_options or {}))
     t0 = time.perf_counter()
     pl = analyse_plateau(problem, seed=seed, steps=steps, nmr_iter=nmr_iter, slq_runs=slq_runs, slq_steps=slq_steps)
     times = {"plateau": time.perf_counter() - t0}

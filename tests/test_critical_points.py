@@ -103,3 +103,12 @@ def test_cutoff_counts_and_deterministic_outputs(tmp_path):
     data = json.loads(p1["json"].read_text())
     assert {"cutoff", "n_candidates", "n_match_loss", "n_match_index"} <= set(data["cutoffs"][0])
     assert p1["png"].stat().st_size > 10_000
+
+
+def test_study_section_contract(tmp_path, monkeypatch):
+    sec = cp.study_section(tmp_path, quick=True, seed=0, d=6, hidden=2, presets=(1, 1, 10, 20, (0, 25)))
+    assert {"title", "lead", "html", "summary", "figures"} <= set(sec)
+    assert sec["figures"] == ["critical-points/loss_vs_index.png"] and (tmp_path / sec["figures"][0]).exists()
+    assert (tmp_path / "critical-points" / "critical_points.json").exists()
+    json.dumps(sec["summary"])  # JSON-able
+    assert [r["cutoff"] for r in sec["summary"]["cutoffs"]] == [1e-10, 1e-8, 1e-6, None]

@@ -105,3 +105,21 @@ def test_stall_cause_rule():
     assert digits.stall_cause(0.02, 0.001, 0.17)["cause"] == "vanishing"
     assert digits.stall_cause(0.5, 0.15, 0.17)["cause"] is None
     assert digits.stall_cause(0.02, 0.15, 0.17)["example_grad_scale_ratio"] == pytest.approx(0.15 / 0.17)
+
+
+def test_study_section_contract_on_a_short_run(tmp_path, monkeypatch):
+    """The section's plumbing on a small net (100 digits, 64-4-2-4-64) and a 40-step run whose
+    detector fires at once (not the real plateau)."""
+    import json
+
+    monkeypatch.setitem(digits.PRESETS, "quick", (40, 1, 1, 5))
+    monkeypatch.setitem(digits.ESCAPE_METHODS, "quick", ("gd",))
+    monkeypatch.setattr(digits, "DIGITS_STALL", {"window": 5, "rel_tol": 1.0, "grad_rel": 1.0})
+    sec = digits.study_section(tmp_path, quick=True, seed=0, problem_options={"n": 100, "widths": (64, 4, 2, 4, 64)})
+    assert {"title", "lead", "html", "summary", "figures"} <= set(sec)
+    assert sec["figures"] == ["digits/loss_curve.png", "digits/spectrum.png", "digits/reconstructions.png"]
+    assert all((tmp_path / f).stat().st_size > 5_000 for f in sec["figures"])
+    json.dumps(sec["summary"])
+    st = sec["summary"]["plateau"]["stall"]
+    assert st["step"] == 5 and st["cause"] in ("cancelling", "vanishing", None)
+    assert sec["summary"]["methods"][0]["method"] == "gd"
