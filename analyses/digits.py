@@ -603,6 +603,14 @@ def _answer(pl: dict[str, Any]) -> str:
                 + (f" of index ≥ {nc['index']}" if nc.get("index") else "")
                 + (f" (λ_min {nc['lambda_min']:.3g}, λ_max {nc['lambda_max']:.3g})" if nc.get("lambda_min") is not None
                    else "") + ".")
+        band = (nc.get("tolerances") or {}).get("curvature_band")
+        if (nc["kind"] in ("minimum", "global_minimum") and nc.get("lambda_min") is not None and nc["lambda_min"] < 0
+                and band is not None and band >= -nc["lambda_min"]):
+            crit += (f" That verdict is doubtful: λ_min = {nc['lambda_min']:.3g} is negative far outside round-off, "
+                     f"but the classifier's curvature band there is {band:.3g} ({band / nc['lambda_max']:.0%} of "
+                     "λ_max), so it counted the negative eigenvalues as zero and its probe (radius "
+                     f"{nc.get('probe_radius')}) found no descent; read it as a saddle-or-degenerate point, not a "
+                     "certified minimum.")
     else:
         crit = (f"Newton-MR from the stall did not converge within {nc['max_iter']} iterations (‖g‖ "
                 f"{st['grad_norm']:.3g} → {nc['grad_norm']:.3g}, moved {nc['distance']:.3g}, loss {nc['loss']:.6g} vs the "
