@@ -38,3 +38,9 @@ from .surface import (SurfaceResult, eigen_directions, interpolate, pca_directio
 
 __all__ += ["surface", "SurfaceResult", "surface_1d", "surface_2d", "random_directions", "eigen_directions",
             "pca_directions", "interpolate"]
+
+# --- issue 13: renderers (also SurfaceResult.plot / .to_html)
+from . import render  # noqa: E402
+from .render import surface_figure, surface_png, write_html, write_surface_html  # noqa: E402
+
+__all__ += ["render", "surface_figure", "surface_png", "write_surface_html", "write_html"]
