@@ -1,334 +1,350 @@
-"""The escape benchmark: ``landscape escape`` — every method × problem × seed through the trainer.
+"""The escape study: ``landscape escape`` — does a SynaPrune rule escape stalls more often or sooner
+than gradient descent, per stall cause × kind, per problem?
 
-Each run trains one method of :data:`synaprune.METHODS` on one zoo problem (:mod:`analyses.problems`)
-from ``problem.init(seed, hints["eps"])`` for ``hints["max_steps"]`` steps (``hints["quick_steps"]``
-with ``--quick``), with the problem's own stall detector (``hints["stall"]``, the same for every
-method, so stalls are comparable) and learning rate ``hints["lr"]`` (``adam`` and ``sfn`` keep
-their own defaults, 1e-3 and 1.0: a step size tuned for GD means nothing to them). One JSON line
-per run streams to ``escape.jsonl`` (:func:`analyses.sweep.run_sweep`; ``--resume`` skips the
-finished (problem, method, seed) triples): the stall events with kind, κ, λ_min, escape outcome and
-time, next kind; final loss, gap to L*, wall time and cost counters; ``status``/``error`` (a run
-that raises is recorded, not fatal).
+Runs. A *job* trains one method *variant* (:data:`VARIANTS`: a method of :data:`synaprune.METHODS`
+plus options, e.g. ``synaprune-rms@always`` = rms with ``mode="always"``) on one zoo problem
+(:mod:`analyses.problems`) from ``problem.init(seed, hints["eps"])`` for ``hints["max_steps"]``
+steps (``hints["quick_steps"]`` with ``--quick``), with the problem's stall detector and step size
+(the same for every method, so stalls are comparable). One JSON line per run goes to
+``escape.jsonl`` through :func:`analyses.sweep.run_sweep` (bit-identical whatever ``--workers``,
+job order or ``--resume``; timings go to the untracked ``escape.timings.jsonl``).
 
-The summary groups stall events by (stall kind × method): number of stalls, escape rate with a
-Wilson 95 % interval, median escape time (steps, escaped stalls only), median final gap to L* and
-median cost of the runs the stalls belong to. Outputs in ``--out`` (default ``figures/escape``):
-``escape.jsonl``, ``escape_summary.json``, ``escape_summary.md``, ``escape_outcome.png`` and
-``escape_outcome.html`` (escape outcome against κ and against λ_min at the stall).
+Records. Every stall event carries (from the trainer's :class:`synaprune.StallEvent`): ``kind``
+(of the critical point it is near), ``nearest_critical``, ``cause`` (``"cancelling"`` /
+``"vanishing"``), ``kappa``, ``example_grad_scale`` (mean‖g_i‖) and its ratio to the run's
+reference scale, ``censored`` (the run ended before the escape horizon), ``escaped``
+(True / False / None when censored), ``escaped_by`` (``"rule"`` / ``"base"``), ``escape_steps``,
+``cost_example_grads`` and the escape ``attempts``.
+
+Statistical unit: one stall per (run, cell), cell = (problem, kind, cause, method) — the run's
+first stall of that kind and cause. Later stalls of the same run in the same cell are dropped from
+every estimate (they are not independent of the first); they stay in the records and in the stall
+map. Rates exclude censored stalls (Wilson 95 % intervals); escape times are survival data
+(Kaplan–Meier, log-rank against GD, Holm over the methods of a cell): :mod:`analyses.escape_report`.
 """
 from __future__ import annotations
 
 import argparse
-import html as _html
+import gzip
 import math
 import os
+import re
 import sys
 import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from landscape.render import symlog
 from landscape.results import JsonResult
 
-from .stats import median, wilson_interval
-from .sweep import read_records, run_sweep
+from .stats import holm, kaplan_meier, logrank, newcombe_difference, wilson_interval
+from .sweep import SweepInterrupted, read_records, run_sweep
 
-#: the reduced benchmark (``landscape study`` and ``--quick``): a non-strict saddle (deep linear
-#: H = 2 near W = 0), a strict saddle, the autoencoder, and the noisy-regression control.
-QUICK_PROBLEMS: tuple[str, ...] = ("deep_linear_h2_zero", "deep_linear_h2_saddle", "autoencoder", "noisy_regression")
-#: every method of the trainer
-QUICK_METHODS: tuple[str, ...] = ("gd", "sgd", "adam", "pgd", "ncd", "sfn", "synaprune-rms", "synaprune-devarg",
-                                  "synaprune-noise", "synaprune-penalty", "synaprune-hebbian")
-QUICK_SEEDS = 2
-DEFAULT_SEEDS = 20
+#: method variants: label -> (method of synaprune.METHODS, options)
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "gd": ("gd", {}), "gd-matched": ("gd-matched", {}), "sgd": ("sgd", {}), "adam": ("adam", {}),
+    "pgd": ("pgd", {}), "pgd-fixed": ("pgd-fixed", {}), "ncd": ("ncd", {}), "sfn": ("sfn", {}),
+    "synaprune-rms": ("synaprune-rms", {}), "synaprune-devarg": ("synaprune-devarg", {}),
+    "synaprune-noise": ("synaprune-noise", {}), "synaprune-penalty": ("synaprune-penalty", {}),
+    "synaprune-hebbian": ("synaprune-hebbian", {}),
+    "synaprune-rms@always": ("synaprune-rms", {"mode": "always"}),
+    "synaprune-devarg@always": ("synaprune-devarg", {"mode": "always"}),
+}
+#: the reference method every comparison is made against, and the step-length-matched control
+BASELINE, MATCHED = "gd", "gd-matched"
+#: the default study's methods: GD, its step-matched control, PGD (Jin et al.), the SynaPrune rules
+#: at stalls and rms always on
+MAIN_METHODS: tuple[str, ...] = ("gd", "gd-matched", "pgd", "synaprune-rms", "synaprune-devarg", "synaprune-noise",
+                                 "synaprune-rms@always")
+#: the quick smoke run: few problems, fewer methods, few seeds
+QUICK_PROBLEMS: tuple[str, ...] = ("deep_linear_h1_zero", "deep_linear_h2_padded", "noisy_regression")
+QUICK_METHODS: tuple[str, ...] = ("gd", "gd-matched", "synaprune-rms")
+QUICK_SEEDS = 4
+#: 40 seeds: with one stall per run a cell has up to 40 stalls, and a Wilson 95 % interval at 40
+#: has half-width ≤ 0.148 at any rate (worst at 1/2)
+DEFAULT_SEEDS = 40
 KEY_FIELDS = ("problem", "method", "seed")
-#: summary pseudo-kind of the runs that never stalled
 NO_STALL = "(no stall)"
-#: cheaper settings of the two Hessian-based baselines in the reduced benchmark (``quick``): a
-#: looser, shorter Lanczos for NCD's curvature test and an 8-dimensional Krylov space for SFN
-#: (defaults: tol 1e-6 / no iteration cap, 20 dimensions); they halve its cost on these small
-#: problems. The full benchmark uses the defaults. Recorded per run as ``method_options``.
-QUICK_METHOD_OPTIONS: dict[str, dict[str, Any]] = {"ncd": {"lanczos_tol": 1e-3, "lanczos_max_iter": 10},
-                                                   "sfn": {"krylov_dim": 8}}
+#: significant digits kept for floats in the records (removes last-bit noise from the tracked file)
+RECORD_DIGITS = 10
 
 
 def default_problems() -> list[str]:
-    """Every zoo problem that carries benchmark hints (``max_steps`` and ``stall``)."""
+    """The study's problem set: every zoo problem with a ``study`` hint (a (kind, cause) it certifies)."""
     from .problems import get_problem, list_problems
 
-    return [n for n in list_problems() if {"max_steps", "stall"} <= set(get_problem(n).hints)]
+    return [n for n in list_problems() if get_problem(n).hints.get("study")]
+
+
+def available_variants() -> list[str]:
+    from synaprune import METHODS
+
+    return [v for v, (m, _) in VARIANTS.items() if m in METHODS]
 
 
 # ---------------------------------------------------------------------------- one run
-_PROBLEM_CACHE: dict[str, Any] = {}
-
-
-def _problem(name: str) -> Any:
-    from .problems import get_problem
-
-    if name not in _PROBLEM_CACHE:
-        _PROBLEM_CACHE[name] = get_problem(name)
-    return _PROBLEM_CACHE[name]
-
-
-def _fin(x: Any) -> float | None:
-    """A finite float or None (JSON has no nan)."""
-    if x is None:
+def _fin(x: Any, digits: int = RECORD_DIGITS) -> float | None:
+    """A finite float rounded to ``digits`` significant digits, or None (JSON has no nan)."""
+    if x is None or isinstance(x, bool):
         return None
     try:
         x = float(x)
     except (TypeError, ValueError):
         return None
-    return x if math.isfinite(x) else None
+    if not math.isfinite(x):
+        return None
+    return float(f"{x:.{digits}g}")
 
 
-def _event_record(ev: Any) -> dict[str, Any]:
-    rep, canc = ev.report, ev.cancellation
-    return {
-        "index": ev.index, "step": ev.step, "loss": _fin(ev.loss), "grad_norm": _fin(ev.grad_norm),
-        "kind": ev.kind or "unclassified",
-        "kappa": _fin(getattr(canc, "kappa", None)),
-        "lambda_min": _fin(getattr(rep, "lambda_min", None)),
-        "morse_index": getattr(rep, "index", None),
-        "escaped": bool(ev.escaped), "escape_steps": ev.escape_steps,
-        "escape_accepted": ev.escape_accepted, "n_attempts": len(ev.attempts),
-        "distance_moved": _fin(ev.distance_moved), "next_kind": ev.next_kind,
-        "next_is_final": ev.next_is_final,
-    }
+def _clean(v: Any) -> Any:
+    """JSON-able copy with floats rounded (:func:`_fin`) and non-finite floats as None."""
+    from landscape.results import to_jsonable
+
+    v = to_jsonable(v)
+    if isinstance(v, float):
+        return _fin(v)
+    if isinstance(v, dict):
+        return {str(k): _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    return v
+
+
+def _attempt_record(a: Any) -> dict[str, Any]:
+    d = a.to_dict() if hasattr(a, "to_dict") else dict(a)
+    return _clean(d)
+
+
+def event_record(ev: Any, n_steps: int) -> dict[str, Any]:
+    """The JSON record of one trainer stall event (fields in the module docstring). Fields the
+    trainer does not provide stay None; ``censored`` falls back to "not escaped and the run ended
+    before the horizon", and ``escaped`` is None for a censored stall."""
+    rep, canc = getattr(ev, "report", None), getattr(ev, "cancellation", None)
+    horizon = getattr(ev, "escape_horizon", None)
+    escaped = getattr(ev, "escaped", None)
+    censored = getattr(ev, "censored", None)
+    if censored is None:
+        censored = (not escaped) and horizon is not None and (n_steps - ev.step) < horizon
+    nc = getattr(ev, "nearest_critical", None)
+    if nc is not None and hasattr(nc, "to_dict"):
+        nc = nc.to_dict()
+    return _clean({
+        "index": ev.index, "step": ev.step, "loss": ev.loss, "grad_norm": ev.grad_norm,
+        "kind": ev.kind or "unclassified", "nearest_critical": nc,
+        "cause": getattr(ev, "cause", None),
+        "kappa": getattr(ev, "kappa", None) if getattr(ev, "kappa", None) is not None else getattr(canc, "kappa", None),
+        "example_grad_scale": (getattr(ev, "example_grad_scale", None) if getattr(ev, "example_grad_scale", None)
+                               is not None else getattr(canc, "mean_example_grad_norm", None)),
+        "example_grad_scale_ratio": getattr(ev, "example_grad_scale_ratio", None),
+        "cause_thresholds": getattr(ev, "cause_thresholds", None),
+        "lambda_min": getattr(rep, "lambda_min", None), "morse_index": getattr(rep, "index", None),
+        "censored": bool(censored), "escaped": None if censored else bool(escaped),
+        "escaped_by": getattr(ev, "escaped_by", None) if not censored else None,
+        "escape_steps": ev.escape_steps if escaped else None, "escape_horizon": horizon,
+        "observed_steps": (ev.escape_steps if escaped else (horizon if not censored else n_steps - ev.step)),
+        "cost_example_grads": getattr(ev, "cost_example_grads", None),
+        "attempts": [_attempt_record(a) for a in (getattr(ev, "attempts", None) or [])],
+        "distance_moved": getattr(ev, "distance_moved", None), "next_kind": getattr(ev, "next_kind", None),
+        "next_is_final": getattr(ev, "next_is_final", None),
+    })
 
 
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
-    """Train ``job["method"]`` on ``job["problem"]`` with ``job["seed"]`` for ``job["max_steps"]``
-    steps; returns the run's record (never raises: a failure gives ``status="error"``)."""
+    """Train ``job["method"]`` (a :data:`VARIANTS` label) on ``job["problem"]`` with
+    ``job["seed"]`` for ``job["max_steps"]`` steps. Returns the run's record (deterministic fields
+    only; wall and CPU time under ``"timing"``, which the sweep moves to its side file). Never
+    raises on a failing run: ``status="error"`` and the message are recorded."""
     import torch
+
+    from .problems import get_problem
 
     rec: dict[str, Any] = {k: job[k] for k in KEY_FIELDS}
     rec.update(max_steps=job["max_steps"], status="ok", error=None, events=[])
     t0, c0 = time.perf_counter(), time.process_time()
+    timing: dict[str, Any] = {}
     try:
-        p = _problem(job["problem"])
+        if job["method"] not in VARIANTS:
+            raise ValueError(f"unknown method variant {job['method']!r}")
+        method, vopts = VARIANTS[job["method"]]
+        p = get_problem(job["problem"])  # built afresh: no state shared between jobs
         eps = p.hints.get("eps", 1e-2)
-        opts = {**(p.hints.get("method_options") or {}).get(job["method"], {}), **(job.get("options") or {})}
-        rec["method_options"] = opts
+        opts = {**vopts, **(job.get("options") or {})}
         torch.manual_seed(job["seed"])
-        tr = p.trainer(job["method"], job["seed"], meta={"eps": eps}, **(job.get("options") or {}))
+        tr = p.trainer(method, job["seed"], meta={"eps": eps}, **opts)
         res = tr.fit(job["max_steps"], theta0=p.init(job["seed"], eps))
-        gap = None if p.global_min is None else _fin(res.final_loss - p.global_min)
+        d = res.to_dict()
         rec.update(
-            lr=tr.lr, eps=eps, global_min=p.global_min, train_status=res.status, message=res.message or None,
-            n_steps=res.n_steps, initial_loss=_fin(res.losses[0]) if len(res.losses) else None,
-            final_loss=_fin(res.final_loss), gap=gap, final_kind=res.final_kind,
+            base_method=method, options=_clean(opts), lr=_fin(tr.lr), eps=_fin(eps), global_min=_fin(p.global_min),
+            train_status=res.status, message=res.message or None, n_steps=res.n_steps,
+            initial_loss=_fin(res.losses[0]) if len(res.losses) else None, final_loss=_fin(res.final_loss),
+            gap=None if p.global_min is None else _fin(res.final_loss - p.global_min), final_kind=res.final_kind,
+            cost_example_grads=_fin(d.get("cost_example_grads")), hvp_over_grad=_fin(d.get("hvp_over_grad")),
             n_hvp=res.n_hvp, n_classify_hvp=res.n_classify_hvp, n_per_example_grads=res.n_per_example_grads,
             n_grad_evals=res.n_grad_evals, n_minibatch_grads=res.n_minibatch_grads, n_loss_evals=res.n_loss_evals,
-            train_wall_time_s=res.wall_time_s, events=[_event_record(e) for e in res.events])
+            method_options=_clean(d.get("method_options")),
+            events=[event_record(e, res.n_steps) for e in res.events])
+        timing = {"train_wall_time_s": res.wall_time_s, "classify_time_s": d.get("classify_time_s")}
         if res.status == "nonfinite":
             rec["status"] = "nonfinite"
     except Exception as exc:  # a failing run is data, not a crash of the sweep
-        rec.update(status="error", error=f"{type(exc).__name__}: {exc}",
-                   traceback=traceback.format_exc(limit=6))
-    rec["wall_time_s"] = time.perf_counter() - t0
-    rec["cpu_time_s"] = time.process_time() - c0
+        rec.update(status="error", error=f"{type(exc).__name__}: {exc}")
+        timing["traceback"] = traceback.format_exc(limit=6)
+    rec["timing"] = {**timing, "wall_time_s": time.perf_counter() - t0, "cpu_time_s": time.process_time() - c0}
     return rec
 
 
-# ---------------------------------------------------------------------------- summary
+# ---------------------------------------------------------------------------- units and summary
+def stall_units(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The statistical units: for every run that did not fail, its first stall of each (kind,
+    cause), flattened with the run's ``problem``, ``method``, ``seed`` and ``later_in_cell`` (how
+    many further stalls of that run fell in the same cell and were dropped). ``cause`` None →
+    ``"unknown"``. Survival fields: ``duration`` = ``observed_steps`` and ``event`` = escaped."""
+    units = []
+    for r in records:
+        if r.get("status") == "error":
+            continue
+        seen: dict[tuple[str, str], dict] = {}
+        for ev in r.get("events") or []:
+            cell = (ev.get("kind") or "unclassified", ev.get("cause") or "unknown")
+            if cell in seen:
+                seen[cell]["later_in_cell"] += 1
+                continue
+            seen[cell] = {**ev, "kind": cell[0], "cause": cell[1], "problem": r["problem"], "method": r["method"],
+                          "seed": r["seed"], "later_in_cell": 0, "duration": ev.get("observed_steps"),
+                          "event": bool(ev.get("escaped"))}
+        units.extend(seen.values())
+    return units
+
+
 @dataclass
 class SummaryRow(JsonResult):
-    """Escape statistics of one (stall kind × method) cell.
+    """One cell (problem, kind, cause, method) of the study, one stall per run.
 
-    ``n_stalls`` stall events of that kind in ``n_runs`` runs; ``escape_rate`` = n_escaped/n_stalls
-    with its Wilson 95 % interval (``ci_low``, ``ci_high``; nan-free: None when no stalls);
-    ``median_escape_steps`` over escaped stalls; ``median_gap`` (final loss − L*) and the median
-    costs (``median_hvp`` method HVPs, ``median_per_example_grads``, ``median_wall_time_s``) over
-    the events' runs (one value per event, so a run with two stalls counts twice).
+    ``n_stalls`` units (``n_runs`` runs), of which ``n_censored`` censored (the run ended first)
+    and ``n_known`` = n_stalls − n_censored with a known outcome; ``n_escaped`` (``n_by_rule`` of them
+    by the rule's own accepted phase); ``escape_rate`` = n_escaped / n_known with its Wilson 95 %
+    interval (``ci_low``, ``ci_high``; None when n_known = 0); ``median_escape_steps`` the
+    Kaplan–Meier median (None when more than half are held); ``km_at_horizon`` S(t) at the escape
+    horizon; against GD on the same (problem, kind, cause): ``rate_diff_vs_gd`` with Newcombe's 95 %
+    interval (``diff_low``, ``diff_high``), ``logrank_p_vs_gd`` and its Holm adjustment over the
+    methods of the cell (``holm_p_vs_gd``); ``rate_diff_vs_matched`` the same difference against
+    the step-matched control; costs: ``median_cost_example_grads`` per stall (the trainer's event
+    cost) and ``median_run_cost`` (per run, example-gradient units); ``median_gap``.
     """
 
+    problem: str
     kind: str
+    cause: str
     method: str
     n_stalls: int
     n_runs: int
+    n_censored: int
+    n_known: int
     n_escaped: int
+    n_by_rule: int
     escape_rate: float | None
     ci_low: float | None
     ci_high: float | None
     median_escape_steps: float | None
-    median_gap: float | None
-    median_hvp: float | None
-    median_per_example_grads: float | None
-    median_wall_time_s: float | None
+    km_at_horizon: float | None
+    rate_diff_vs_gd: float | None = None
+    diff_low: float | None = None
+    diff_high: float | None = None
+    logrank_p_vs_gd: float | None = None
+    holm_p_vs_gd: float | None = None
+    rate_diff_vs_matched: float | None = None
+    matched_diff_low: float | None = None
+    matched_diff_high: float | None = None
+    median_cost_example_grads: float | None = None
+    median_run_cost: float | None = None
+    median_gap: float | None = None
+    n_later_dropped: int = 0
 
 
-def _med(xs: Iterable[Any]) -> float | None:
-    return _fin(median([float(x) for x in xs if x is not None]))
+def _med(xs: Sequence[Any]) -> float | None:
+    from .stats import median
+
+    return _fin(median([float(x) for x in xs if x is not None]), 6)
 
 
 def summarize(records: Sequence[dict[str, Any]]) -> list[SummaryRow]:
-    """Rows by (stall kind × method), sorted by kind then method. Runs that finished without any
-    stall form the kind :data:`NO_STALL` (``n_stalls`` 0, ``n_runs`` those runs, their median gap
-    and cost), so a method that never stalls is still visible. Runs that raised (status "error")
-    contribute nothing; the stalls of a run stopped by a non-finite loss still count."""
-    cells: dict[tuple[str, str], list[tuple[dict, dict]]] = {}
+    """Rows per (problem, kind, cause, method), sorted by problem, kind, cause, then the method
+    order of :data:`VARIANTS`. Never pooled across problems. Runs without any stall form the kind
+    :data:`NO_STALL` (cause ``"-"``, ``n_stalls`` 0). Runs that raised contribute nothing."""
+    runs = {(r["problem"], r["method"], r["seed"]): r for r in records}
+    cells: dict[tuple[str, str, str, str], list[dict]] = {}
+    for u in stall_units(records):
+        cells.setdefault((u["problem"], u["kind"], u["cause"], u["method"]), []).append(u)
+    quiet: dict[tuple[str, str], list[dict]] = {}
     for r in records:
-        for ev in r.get("events") or []:
-            cells.setdefault((ev.get("kind") or "unclassified", r["method"]), []).append((ev, r))
-        if r.get("status") == "ok" and not r.get("events"):
-            cells.setdefault((NO_STALL, r["method"]), []).append(({}, r))
-    order = {m: i for i, m in enumerate(QUICK_METHODS)}
-    rows = []
-    for (kind, method), items in sorted(cells.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 99), kv[0][1])):
-        n = 0 if kind == NO_STALL else len(items)
-        k = sum(1 for ev, _ in items if ev.get("escaped"))
-        lo, hi = wilson_interval(k, n)
-        runs = {(r["problem"], r["seed"]) for _, r in items}
+        if r.get("status") != "error" and not r.get("events"):
+            quiet.setdefault((r["problem"], r["method"]), []).append(r)
+    order = {m: i for i, m in enumerate(VARIANTS)}
+    rows: list[SummaryRow] = []
+    for key in sorted(cells, key=lambda k: (k[0], k[1], k[2], order.get(k[3], 99), k[3])):
+        us = cells[key]
+        known = [u for u in us if not u.get("censored")]
+        k = sum(1 for u in known if u.get("escaped"))
+        lo, hi = wilson_interval(k, len(known))
+        km = kaplan_meier([u["duration"] for u in us], [u["event"] for u in us])
+        horizon = max((u.get("escape_horizon") or 0) for u in us)
+        rs = [runs[(u["problem"], u["method"], u["seed"])] for u in us]
         rows.append(SummaryRow(
-            kind=kind, method=method, n_stalls=n, n_runs=len(runs), n_escaped=k,
-            escape_rate=k / n if n else None, ci_low=_fin(lo), ci_high=_fin(hi),
-            median_escape_steps=_med(ev.get("escape_steps") for ev, _ in items if ev.get("escaped")),
-            median_gap=_med(r.get("gap") for _, r in items),
-            median_hvp=_med(r.get("n_hvp") for _, r in items),
-            median_per_example_grads=_med(r.get("n_per_example_grads") for _, r in items),
-            median_wall_time_s=_med(r.get("wall_time_s") for _, r in items)))
+            problem=key[0], kind=key[1], cause=key[2], method=key[3], n_stalls=len(us),
+            n_runs=len({u["seed"] for u in us}), n_censored=len(us) - len(known), n_known=len(known), n_escaped=k,
+            n_by_rule=sum(1 for u in known if u.get("escaped") and u.get("escaped_by") == "rule"),
+            escape_rate=_fin(k / len(known), 6) if known else None, ci_low=_fin(lo, 6), ci_high=_fin(hi, 6),
+            median_escape_steps=km.median,
+            # S(horizon) is estimable when some stall was followed that far, or the curve reached 0
+            km_at_horizon=(_fin(km.at(horizon), 6) if horizon and (max(u["duration"] for u in us) >= horizon
+                                                                   or (km.survival and km.survival[-1] == 0))
+                           else None),
+            median_cost_example_grads=_med([u.get("cost_example_grads") for u in us]),
+            median_run_cost=_med([r.get("cost_example_grads") for r in rs]),
+            median_gap=_med([r.get("gap") for r in rs]),
+            n_later_dropped=sum(u["later_in_cell"] for u in us)))
+    _compare(rows, cells)
+    for (problem, method), rs in sorted(quiet.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 99))):
+        rows.append(SummaryRow(problem=problem, kind=NO_STALL, cause="-", method=method, n_stalls=0, n_runs=len(rs),
+                               n_censored=0, n_known=0, n_escaped=0, n_by_rule=0, escape_rate=None, ci_low=None,
+                               ci_high=None, median_escape_steps=None, km_at_horizon=None,
+                               median_run_cost=_med([r.get("cost_example_grads") for r in rs]),
+                               median_gap=_med([r.get("gap") for r in rs])))
     return rows
 
 
-def _fmt(x: Any, spec: str = ".3g") -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, float):
-        return format(x, spec)
-    return str(x)
-
-
-def summary_markdown(rows: Sequence[SummaryRow], records: Sequence[dict[str, Any]] | None = None) -> str:
-    """The summary as a Markdown table (plus a line on failed runs)."""
-    head = ("| stall kind | method | stalls | runs | escaped | escape rate [95% Wilson] | median escape steps "
-            "| median final gap | median HVPs | median per-example grads | median wall s |")
-    lines = [head, "|" + "---|" * 11]
+def _compare(rows: list[SummaryRow], cells: dict[tuple, list[dict]]) -> None:
+    """Fill the comparisons against GD and the matched control, Holm over the methods of a cell."""
+    by_cell: dict[tuple[str, str, str], list[SummaryRow]] = {}
     for r in rows:
-        rate = "–" if r.escape_rate is None else f"{r.escape_rate:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
-        lines.append(f"| {r.kind} | {r.method} | {r.n_stalls} | {r.n_runs} | {r.n_escaped} | {rate} | "
-                     f"{_fmt(r.median_escape_steps, '.0f')} | {_fmt(r.median_gap)} | {_fmt(r.median_hvp, '.0f')} | "
-                     f"{_fmt(r.median_per_example_grads, '.0f')} | {_fmt(r.median_wall_time_s, '.2f')} |")
-    if records is not None:
-        bad = [r for r in records if r.get("status") != "ok"]
-        no_stall = sum(1 for r in records if r.get("status") == "ok" and not r.get("events"))
-        lines.append("")
-        lines.append(f"{len(records)} runs; {no_stall} without any stall; {len(bad)} failed"
-                     + (": " + "; ".join(f"{r['problem']}/{r['method']}/{r['seed']}: {r.get('error') or r['status']}"
-                                         for r in bad[:10]) if bad else "") + ".")
-    return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------------- figures
-def _event_points(records: Sequence[dict[str, Any]], methods: Sequence[str]) -> list[dict[str, Any]]:
-    pts = []
-    for r in records:
-        if r["method"] not in methods:
-            continue
-        for ev in r.get("events") or []:
-            pts.append({**ev, "method": r["method"], "problem": r["problem"], "seed": r["seed"]})
-    return pts
-
-
-def outcome_png(records: Sequence[dict[str, Any]], methods: Sequence[str], path: Path) -> Path:
-    """Two panels: escape outcome (colour) of every stall, method on the y axis, against κ and
-    against λ_min (symlog); marker = stall kind."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import SymmetricalLogLocator
-
-    from landscape.render import kind_style
-
-    _MPL_MARKERS = {"circle": "o", "x": "X", "diamond": "D", "square": "s", "cross": "P"}
-
-    pts = _event_points(records, methods)
-    rng = np.random.default_rng(0)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 0.45 * len(methods) + 2.5), sharey=True)
-    ypos = {m: i for i, m in enumerate(methods)}
-    kappa_label = "κ = ‖mean g‖ / mean ‖g_i‖ at the stall (symlog, linear < 1e-3)"
-    for ax, key, label in ((axes[0], "kappa", kappa_label),
-                           (axes[1], "lambda_min", "λ_min at the stall (symlog)")):
-        kinds_seen = set()
-        for p in pts:
-            x = p.get(key)
-            if x is None:
-                continue
-            _, sym = kind_style(p["kind"])
-            kinds_seen.add(p["kind"])
-            ax.scatter(x, ypos[p["method"]] + rng.uniform(-0.3, 0.3), s=22, marker=_MPL_MARKERS.get(sym, "o"),
-                       c="#2ca02c" if p.get("escaped") else "#d62728", alpha=0.7, linewidths=0.5)
-        if key == "lambda_min":
-            vals = [abs(p["lambda_min"]) for p in pts if p.get("lambda_min")]
-            c = max(min(vals), 1e-6) if vals else 1e-6
-            ax.set_xscale("symlog", linthresh=c)
-            ax.xaxis.set_major_locator(SymmetricalLogLocator(linthresh=c, base=100))
-        else:
-            ax.set_xscale("symlog", linthresh=1e-3)  # κ ≈ 0 (cancellation) and κ ≈ 1 both visible
-            ax.set_xlim(-1e-4, 1.1)
-        ax.set_xlabel(label)
-        ax.grid(alpha=0.3)
-        for kd in sorted(kinds_seen):
-            ax.scatter([], [], marker=_MPL_MARKERS.get(kind_style(kd)[1], "o"), c="grey", label=kd)
-    axes[0].set_yticks(range(len(methods)), methods)
-    axes[1].legend(fontsize=8, loc="best", title="stall kind (green: escaped, red: not)")
-    fig.suptitle("escape outcome at every stall")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
-
-
-def outcome_figure(records: Sequence[dict[str, Any]], methods: Sequence[str]) -> Any:
-    """Plotly version of :func:`outcome_png` (hover: problem, seed, kind, κ, λ_min, escape steps)."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    from landscape.render import kind_style
-
-    pts = _event_points(records, methods)
-    rng = np.random.default_rng(0)
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True,
-                        subplot_titles=("escape outcome vs κ",
-                                        "escape outcome vs λ_min (symlog: sign·log10(1+|λ|/c))"))
-    lam = [abs(p["lambda_min"]) for p in pts if p.get("lambda_min")]
-    c = max(min(lam), 1e-6) if lam else 1e-6
-    ypos = {m: i for i, m in enumerate(methods)}
-    groups: dict[tuple[str, bool], list[dict]] = {}
-    for p in pts:
-        groups.setdefault((p["kind"], bool(p.get("escaped"))), []).append(p)
-    for (kind, esc), ps in sorted(groups.items()):
-        _, sym = kind_style(kind)
-        y = [ypos[p["method"]] + rng.uniform(-0.3, 0.3) for p in ps]
-        text = [f"{p['problem']} seed {p['seed']}<br>{p['method']}: {kind}<br>κ={p.get('kappa')}<br>"
-                f"λ_min={p.get('lambda_min')}<br>escaped={p.get('escaped')} in {p.get('escape_steps')} steps"
-                for p in ps]
-        name = f"{kind}, {'escaped' if esc else 'not escaped'}"
-        color = "#2ca02c" if esc else "#d62728"
-        for col, xs in ((1, [p.get("kappa") for p in ps]),
-                        (2, [None if p.get("lambda_min") is None else symlog(p["lambda_min"], c) for p in ps])):
-            fig.add_trace(go.Scatter(x=xs, y=y, mode="markers", name=name, legendgroup=name, showlegend=col == 1,
-                                     marker={"color": color, "symbol": sym, "size": 8, "opacity": 0.7},
-                                     text=text, hoverinfo="text"), row=1, col=col)
-    fig.update_yaxes(tickvals=list(range(len(methods))), ticktext=list(methods), row=1, col=1)
-    fig.update_xaxes(title_text="κ at the stall", row=1, col=1)
-    fig.update_xaxes(title_text=f"symlog λ_min (c = {c:.2g})", row=1, col=2)
-    fig.update_layout(height=max(400, 40 * len(methods) + 150))
-    return fig
+        by_cell.setdefault((r.problem, r.kind, r.cause), []).append(r)
+    for (problem, kind, cause), rs in by_cell.items():
+        ref = {r.method: r for r in rs}
+        gd, matched = ref.get(BASELINE), ref.get(MATCHED)
+        tests = []
+        for r in rs:
+            if gd is not None and r is not gd:
+                d, lo, hi = newcombe_difference(r.n_escaped, r.n_known, gd.n_escaped, gd.n_known)
+                r.rate_diff_vs_gd, r.diff_low, r.diff_high = _fin(d, 6), _fin(lo, 6), _fin(hi, 6)
+                a, b = cells[(problem, kind, cause, r.method)], cells[(problem, kind, cause, BASELINE)]
+                lr = logrank([u["duration"] for u in a], [u["event"] for u in a],
+                             [u["duration"] for u in b], [u["event"] for u in b])
+                r.logrank_p_vs_gd = _fin(lr.p_value, 6)
+                tests.append(r)
+            if matched is not None and r is not matched and r.method != BASELINE:
+                d, lo, hi = newcombe_difference(r.n_escaped, r.n_known, matched.n_escaped, matched.n_known)
+                r.rate_diff_vs_matched, r.matched_diff_low, r.matched_diff_high = _fin(d, 6), _fin(lo, 6), _fin(hi, 6)
+        for r, p in zip(tests, holm([r.logrank_p_vs_gd for r in tests])):
+            r.holm_p_vs_gd = _fin(p, 6)
 
 
 # ---------------------------------------------------------------------------- the benchmark
 @dataclass
 class EscapeBenchmark(JsonResult):
-    """A finished benchmark: its ``records`` (one dict per run, as in ``escape.jsonl``), the
-    ``summary`` rows, the configuration and the output paths."""
+    """A finished study: the configuration, ``records`` (one dict per run, as in ``escape.jsonl``),
+    the ``summary`` rows and the output paths (relative to ``out_dir``)."""
 
     problems: list[str]
     methods: list[str]
@@ -336,18 +352,33 @@ class EscapeBenchmark(JsonResult):
     max_steps: dict[str, int]
     records: list[dict[str, Any]] = field(repr=False)
     summary: list[SummaryRow]
-    wall_time_s: float
     workers: int
     jsonl: str
-    summary_json: str | None = None
-    summary_md: str | None = None
-    png: str | None = None
-    html: str | None = None
+    wall_time_s: float = 0.0
+    outputs: list[str] = field(default_factory=list)
+    out_dir: str = ""
 
     def to_dict(self) -> dict:
         d = super().to_dict()
-        d.pop("records", None)
+        for k in ("records", "wall_time_s", "out_dir"):  # the summary file is tracked: no timings, no paths
+            d.pop(k, None)
         return d
+
+    def _path(self, name: str) -> str | None:
+        return str(Path(self.out_dir) / name) if name in self.outputs else None
+
+    @property
+    def png(self) -> str | None:
+        """The stall map (absolute path), for callers of the former benchmark API."""
+        return self._path("stall_map.png")
+
+    @property
+    def html(self) -> str | None:
+        return self._path("escape_report.html")
+
+    @property
+    def summary_md(self) -> str | None:
+        return self._path("escape_summary.md")
 
 
 def _seed_list(seeds: int | Sequence[int]) -> list[int]:
@@ -355,7 +386,7 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
         raise ValueError(f"seeds must be a count or a list of integers, got {seeds!r}")
     if isinstance(seeds, int):
         if seeds < 1:
-            raise ValueError(f"seeds must be >= 1, got {seeds}")
+            raise ValueError(f"--seeds must be >= 1, got {seeds}")
         return list(range(seeds))
     out = [int(s) for s in seeds]
     if not out or len(set(out)) != len(out):
@@ -363,84 +394,104 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
     return out
 
 
-def run_benchmark(problems: Sequence[str] | None, methods: Sequence[str] | None, seeds: int | Sequence[int],
-                  out_dir: str | os.PathLike, *, workers: int | None = None, resume: bool = False,
-                  max_steps: int | None = None, progress: bool | None = None, quick: bool = False,
-                  figures: bool = True) -> EscapeBenchmark:
-    """Run every method × problem × seed (``seeds``: a count N → 0..N−1, or a list) and write the
-    outputs to ``out_dir``. ``max_steps``: steps per run for every problem (default: each problem's
-    ``hints["quick_steps"]`` with ``quick``, else ``hints["max_steps"]``). ``workers``: processes
-    (default = cores; 1 = in this process). ``resume``: keep the finished runs of
-    ``out_dir/escape.jsonl``. ``progress``: tqdm bar (None = only on a TTY, False = never).
-    Problems None → :func:`default_problems`; methods None → every method.
-    """
-    from synaprune import METHODS
+def plan(problems: Sequence[str] | None, methods: Sequence[str] | None, seeds: int | Sequence[int], *,
+         max_steps: int | None = None, quick: bool = False) -> tuple[list[dict[str, Any]], dict[str, int], list[str],
+                                                                     list[str], list[int]]:
+    """Validate the configuration and list the jobs (problem-major, then method, then seed).
+    ``ValueError`` naming the first bad item."""
+    from .problems import PROBLEMS, get_problem
 
-    from .problems import PROBLEMS
-
-    problems = list(problems) if problems else default_problems()
-    methods = list(methods) if methods else list(QUICK_METHODS)
+    problems = list(problems) if problems else (list(QUICK_PROBLEMS) if quick else default_problems())
+    avail = available_variants()
+    lacking: list[str] = []
+    if methods:
+        methods = list(methods)
+    else:  # the default list, less the variants this trainer lacks (said on stderr)
+        wanted = list(QUICK_METHODS if quick else MAIN_METHODS)
+        methods = [m for m in wanted if m in avail]
+        lacking = [m for m in wanted if m not in avail]
     bad = [p for p in problems if p not in PROBLEMS]
     if bad:
-        raise ValueError(f"unknown problem(s) {bad}; known: {', '.join(sorted(PROBLEMS))}")
-    bad = [m for m in methods if m not in METHODS]
+        raise ValueError(f"unknown problem(s) {', '.join(bad)}; known: {', '.join(sorted(PROBLEMS))}")
+    bad = [m for m in methods if m not in avail]
     if bad:
-        raise ValueError(f"unknown method(s) {bad}; known: {', '.join(METHODS)}")
+        raise ValueError(f"unknown method(s) {', '.join(bad)}; known: {', '.join(avail)}")
+    if len(set(problems)) != len(problems) or len(set(methods)) != len(methods):
+        raise ValueError("a problem or method is listed twice")
     if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
-        raise ValueError(f"max_steps must be a positive integer or None, got {max_steps!r}")
+        raise ValueError(f"--steps must be a positive integer, got {max_steps!r}")
     seed_list = _seed_list(seeds)
     steps = {}
     for name in problems:
-        h = _problem(name).hints
+        h = get_problem(name).hints
         steps[name] = max_steps or int(h.get("quick_steps" if quick else "max_steps", h.get("max_steps", 1000)))
+    jobs = [{"problem": p, "method": m, "seed": s, "max_steps": steps[p]}
+            for p in problems for m in methods for s in seed_list]
+    if lacking:
+        print(f"landscape escape: note: this trainer lacks {', '.join(lacking)}; running the other default methods",
+              file=sys.stderr)
+    return jobs, steps, problems, methods, seed_list
+
+
+def run_benchmark(problems: Sequence[str] | None, methods: Sequence[str] | None, seeds: int | Sequence[int],
+                  out_dir: str | os.PathLike, *, workers: int | None = None, resume: bool = False,
+                  max_steps: int | None = None, progress: bool | None = None, quick: bool = False,
+                  figures: bool = True, scheduler: str | None = None, executor: Any = None,
+                  log: Any = None) -> EscapeBenchmark:
+    """Run every method × problem × seed (``seeds``: a count N → 0..N−1, or a list), write
+    ``escape.jsonl`` and ``escape_summary.json`` to ``out_dir`` and, with ``figures``, the report
+    (:func:`analyses.escape_report.build_report`). ``workers`` processes (default: cores; 1 = in this
+    process), ``scheduler`` a Dask address or ``"local"``, ``executor`` any ``submit``-able executor.
+    ``progress``: progress lines on stderr (None/True on, False off). Problems None →
+    :func:`default_problems` (``quick``: :data:`QUICK_PROBLEMS`); methods None → :data:`MAIN_METHODS`
+    (``quick``: :data:`QUICK_METHODS`). :class:`~analyses.sweep.SweepInterrupted` on Ctrl-C."""
+    jobs, steps, problems, methods, seed_list = plan(problems, methods, seeds, max_steps=max_steps, quick=quick)
     workers = workers or os.cpu_count() or 1
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    extra = QUICK_METHOD_OPTIONS if quick else {}
-    jobs = [{"problem": p, "method": m, "seed": s, "max_steps": steps[p], "options": extra.get(m, {})}
-            for p in problems for m in methods for s in seed_list]
     t0 = time.perf_counter()
-    from . import sweep as _sweep
-
-    orig_tqdm = _sweep.tqdm
-    if progress is not None:  # run_sweep's bar is automatic (TTY only); force it on or off
-        _sweep.tqdm = lambda *a, **k: orig_tqdm(*a, **{**k, "disable": not progress})
-    try:
-        all_records = run_sweep(jobs, run_one, out / "escape.jsonl", key_fields=KEY_FIELDS, workers=workers,
-                                resume=resume, desc="escape")
-    finally:
-        _sweep.tqdm = orig_tqdm
-    wanted = {tuple(j[k] for k in KEY_FIELDS): i for i, j in enumerate(jobs)}
-    records = sorted((r for r in all_records if tuple(r.get(k) for k in KEY_FIELDS) in wanted),
-                     key=lambda r: wanted[tuple(r[k] for k in KEY_FIELDS)])
+    all_records = run_sweep(jobs, run_one, out / "escape.jsonl", key_fields=KEY_FIELDS, workers=workers,
+                            resume=resume, desc="escape", progress=progress is not False, scheduler=scheduler,
+                            executor=executor, log=log)
+    wanted = {tuple(j[k] for k in KEY_FIELDS) for j in jobs}
+    records = [r for r in all_records if tuple(r.get(k) for k in KEY_FIELDS) in wanted]
     rows = summarize(records)
     bench = EscapeBenchmark(problems=problems, methods=methods, seeds=seed_list, max_steps=steps, records=records,
-                            summary=rows, wall_time_s=time.perf_counter() - t0, workers=workers,
-                            jsonl=str(out / "escape.jsonl"))
-    md = summary_markdown(rows, records)
-    (out / "escape_summary.md").write_text("# Escape benchmark: stall kind × method\n\n" + md, encoding="utf-8")
-    bench.summary_md = str(out / "escape_summary.md")
+                            summary=rows, workers=workers, jsonl="escape.jsonl", wall_time_s=time.perf_counter() - t0,
+                            out_dir=str(out))
     if figures:
-        from landscape.render import write_html
+        from .escape_report import build_report
 
-        bench.png = str(outcome_png(records, methods, out / "escape_outcome.png"))
-        table = _html_table(rows)
-        bench.html = str(write_html(out / "escape_outcome.html", [("escape outcome against κ and λ_min at the stall",
-                                                                   outcome_figure(records, methods)),
-                                                                  ("summary by stall kind × method", table)],
-                                    title="escape benchmark"))
-    bench.summary_json = str(out / "escape_summary.json")
-    bench.save_json(bench.summary_json)
+        bench.outputs = build_report(out, records=records)
+    bench.save_json(out / "escape_summary.json")
     return bench
 
 
-def _html_table(rows: Sequence[SummaryRow]) -> str:
-    cols = ["kind", "method", "n_stalls", "n_runs", "n_escaped", "escape_rate", "ci_low", "ci_high",
-            "median_escape_steps", "median_gap", "median_hvp", "median_per_example_grads", "median_wall_time_s"]
-    head = "".join(f"<th>{c}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{_html.escape(_fmt(getattr(r, c)))}</td>" for c in cols) + "</tr>"
-                   for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+def load_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Records of ``escape.jsonl`` or ``escape.jsonl.gz`` (a directory: whichever it holds)."""
+    p = Path(path)
+    if p.is_dir():
+        cands = [p / "escape.jsonl", p / "escape.jsonl.gz"]
+        found = [c for c in cands if c.exists()]
+        if not found:
+            raise FileNotFoundError(f"{p} holds neither escape.jsonl nor escape.jsonl.gz")
+        p = found[0]
+    if not p.exists():
+        raise FileNotFoundError(f"{p} does not exist")
+    if p.suffix == ".gz":
+        import json
+
+        out = []
+        with gzip.open(p, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                line = line.strip()
+                if line:
+                    try:
+                        out.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        continue
+        return out
+    return read_records(p)
 
 
 def load_benchmark(out_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -453,30 +504,106 @@ def _csv(s: str | None) -> list[str] | None:
     return [x.strip() for x in s.split(",") if x.strip()] if s else None
 
 
+def _positive_int(name: str):
+    def conv(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {s!r}") from None
+        if v < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive integer (>= 1), got {v}")
+        return v
+    return conv
+
+
+_SCHEDULER = re.compile(r"^(local|tcp://[^\s:/]+:\d{1,5})$")
+
+
+def _scheduler(s: str) -> str:
+    if not _SCHEDULER.match(s):
+        raise argparse.ArgumentTypeError(f"--scheduler must be 'local' or tcp://HOST:PORT, got {s!r}")
+    return s
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--problems", help="comma-separated zoo problems (default: all with benchmark hints; "
-                                           f"--quick: {','.join(QUICK_PROBLEMS)})")
-    parser.add_argument("--methods", help="comma-separated methods (default: all)")
-    parser.add_argument("--seeds", type=int, default=None, help=f"seeds per cell (default {DEFAULT_SEEDS}; "
-                                                                f"--quick: {QUICK_SEEDS})")
-    parser.add_argument("--steps", type=int, default=None, help="steps per run (default: per-problem hints)")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: cores)")
-    parser.add_argument("--resume", action="store_true", help="skip runs already in OUT/escape.jsonl")
-    parser.add_argument("--quick", action="store_true", help="the reduced benchmark (about 2 minutes on 2 cores)")
-    parser.add_argument("--out", default="figures/escape", help="output directory (default figures/escape)")
+    """``landscape escape`` arguments; defaults shown by ``--help``; a bad argument is one line on
+    stderr and exit code 2."""
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+
+    def error(message: str) -> None:
+        print(f"landscape escape: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+    parser.error = error  # type: ignore[method-assign]
+    parser.add_argument("--problems", default=None,
+                        help="comma-separated zoo problems (None: every problem with a 'study' hint; "
+                             f"--quick: {','.join(QUICK_PROBLEMS)})")
+    parser.add_argument("--methods", default=None,
+                        help=f"comma-separated method variants (None: {','.join(MAIN_METHODS)}; --quick: "
+                             f"{','.join(QUICK_METHODS)}); known: {','.join(VARIANTS)}")
+    parser.add_argument("--seeds", type=_positive_int("--seeds"), default=None,
+                        help=f"seeds per (problem, method) (None: {DEFAULT_SEEDS}; --quick: {QUICK_SEEDS})")
+    parser.add_argument("--steps", type=_positive_int("--steps"), default=None,
+                        help="steps per run (None: each problem's max_steps / quick_steps hint)")
+    parser.add_argument("--workers", type=_positive_int("--workers"), default=None,
+                        help="worker processes (None: the number of cores)")
+    parser.add_argument("--scheduler", type=_scheduler, default=None,
+                        help="run on Dask: 'local' (a LocalCluster of --workers processes) or tcp://HOST:PORT")
+    parser.add_argument("--resume", action="store_true", help="keep the runs already in OUT/escape.jsonl")
+    parser.add_argument("--quick", action="store_true", help="the smoke run (a few minutes on 2 cores)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--out", default="figures/escape", help="output directory")
+    parser.add_argument("--report", metavar="DIR", default=None,
+                        help="rebuild every table and figure from DIR/escape.jsonl(.gz) and run nothing")
+
+
+def _fail(msg: str) -> int:
+    print(f"landscape escape: error: {msg}", file=sys.stderr)
+    return 2
 
 
 def run(args: argparse.Namespace) -> int:
-    problems = _csv(args.problems) or (list(QUICK_PROBLEMS) if args.quick else None)
+    if args.report is not None:
+        d = Path(args.report)
+        if not d.is_dir():
+            return _fail(f"--report {d}: not a directory")
+        if not any((d / n).exists() for n in ("escape.jsonl", "escape.jsonl.gz")):
+            return _fail(f"--report {d}: holds neither escape.jsonl nor escape.jsonl.gz")
+        from .escape_report import build_report
+
+        outs = build_report(d)
+        if not args.quiet:
+            print(f"rebuilt {len(outs)} files in {d}: {', '.join(outs)}")
+        return 0
     seeds = args.seeds or (QUICK_SEEDS if args.quick else DEFAULT_SEEDS)
+    if args.scheduler is not None:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            return _fail("--scheduler needs dask[distributed]: pip install 'landscape-toolkit[cluster]'")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        return _fail(f"--out {out}: exists and is not a directory")
     try:
-        bench = run_benchmark(problems, _csv(args.methods), seeds, args.out, workers=args.workers,
-                              resume=args.resume, max_steps=args.steps, quick=args.quick)
+        plan(_csv(args.problems), _csv(args.methods), seeds, max_steps=args.steps, quick=args.quick)
     except ValueError as exc:
-        print(f"landscape escape: {exc}", file=sys.stderr)
-        return 2
-    print(Path(bench.summary_md).read_text())
-    print(f"{len(bench.records)} runs in {bench.wall_time_s:.1f} s -> {args.out}")
+        return _fail(str(exc))
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    try:
+        bench = run_benchmark(_csv(args.problems), _csv(args.methods), seeds, out, workers=args.workers,
+                              resume=args.resume, max_steps=args.steps, quick=args.quick,
+                              progress=not args.quiet, scheduler=args.scheduler, log=log)
+    except SweepInterrupted as exc:
+        print(f"\nlandscape escape: interrupted; {exc.n_saved} of {exc.n_total} runs are saved in {exc.path}; "
+              f"run the same command with --resume to continue", file=sys.stderr, flush=True)
+        return 130
+    except ValueError as exc:
+        return _fail(str(exc))
+    if not args.quiet:
+        from .escape_report import summary_markdown
+
+        print(summary_markdown(bench.summary, bench.records))
+        print(f"{len(bench.records)} runs in {bench.wall_time_s:.1f} s -> {out}")
     return 0
 
 

@@ -77,7 +77,7 @@ class Problem:
         """A :class:`synaprune.Trainer` on this problem: model ``make_model(seed)``, the data,
         reduction, dtype and global value. ``lr`` defaults to ``hints["lr"]`` except for methods with
         a step size of their own (:data:`OWN_LR`); ``stall`` to a fresh copy of ``hints["stall"]``
-        (detectors carry state); method options to ``hints["method_options"][method]``, updated by
+        (detectors carry state); Trainer options to ``hints["trainer"]`` (every method), method options to ``hints["method_options"][method]``, updated by
         ``method_options``. ``meta`` (stored in ``run.json``) always records the problem and seed."""
         from synaprune import StallDetector, Trainer
 
@@ -86,7 +86,8 @@ class Problem:
         if stall is None and self.hints.get("stall") is not None:
             hint = self.hints["stall"]
             stall = StallDetector(**(hint.config() if isinstance(hint, StallDetector) else dict(hint)))
-        opts = {**(self.hints.get("method_options") or {}).get(method, {}), **method_options}
+        opts = {**(self.hints.get("trainer") or {}), **(self.hints.get("method_options") or {}).get(method, {}),
+                **method_options}
         return Trainer(self.make_model(seed), self.loss_fn, self.data, method=method, lr=lr, seed=seed, stall=stall,
                        global_min=self.global_min, log_dir=None if log_dir is None else str(log_dir),
                        reduction=self.reduction, dtype=self.dtype, progress=progress,
@@ -533,3 +534,178 @@ def _noisy_regression(d: int = 5, n: int = 200, noise: float = 1.0, seed: int = 
                "quick_steps": 250},
         extra={"lstsq": sol.reshape(-1)},
     )
+
+
+# ============================================================================ the escape study's set (issue 10)
+# Problems crossing stall cause × kind, each with an analytic certificate (critical value, kind,
+# per-example gradient scale at the reference point) checked by tests/test_problem_certificates.py.
+# ``hints["study"]`` = {"kind", "cause", "certificate"}: the cell the problem's reference point
+# certifies; :func:`analyses.escape.default_problems` runs every problem carrying it.
+# ``hints["trainer"]``: Trainer options for every method (the escape horizon).
+#
+#   kind \ cause        vanishing (every g_i → 0)          cancelling (g_i large, mean → 0)
+#   strict saddle       deep_linear_h1_zero  (W = 0, H = 1) deep_linear_h1_saddle (Baldi–Hornik S = (0, 2))
+#   non-strict saddle   deep_linear_h2_zero  (W = 0, H = 2) deep_linear_h2_padded (padded leading S = (0, 1))
+#   spurious local min  relu_dead (every unit dead)          relu_spurious (one unit dead, one fitted)
+#   global minimum      relu_teacher (realizable teacher)    noisy_regression (least squares, noise)
+#
+# Step sizes: lr·λ_max < 2 at the reference point and at the end of a GD run of max_steps (λ_max of
+# the dense Hessian), checked by the certificate tests; the values below keep lr·λ_max ≤ 1.
+
+def _relu_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inputs x ~ N(0, I₂) (n, 2) and the two-unit ReLU teacher y = Σ_k relu(t_k·x + c_k) (n, 1)."""
+    g = torch.Generator().manual_seed(int(seed))
+    X = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    T = torch.tensor([[1.0, 0.5], [-0.6, 1.0]], dtype=torch.float64)
+    c = torch.tensor([0.2, -0.1], dtype=torch.float64)
+    y = torch.relu(X @ T.T + c).sum(1, keepdim=True)
+    return X, y, T, c
+
+
+def relu_active_fit(X: torch.Tensor, y: torch.Tensor, start: torch.Tensor, max_iter: int = 50
+                    ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The one-active-unit critical point of ``y ≈ a·relu(w·x + b)``: the fixed point of "fit
+    u = a·(w, b) by least squares on the examples where u·(x, 1) > 0, recompute that set".
+    Returns ``(u (3,), active mask (n,), margin)`` with margin = min_i |u·(x_i, 1)| / ‖u‖ (the
+    activation pattern cannot change under perturbations of θ smaller than about that)."""
+    Xt = torch.cat([X, torch.ones(X.shape[0], 1, dtype=X.dtype)], 1)
+    mask = (Xt @ start) > 0
+    for _ in range(max_iter):
+        u = torch.linalg.lstsq(Xt[mask], y[mask]).solution.reshape(-1)
+        new = (Xt @ u) > 0
+        if torch.equal(new, mask):
+            margin = float((Xt @ u).abs().min() / u.norm())
+            return u, mask, margin
+        mask = new
+    raise ValueError("the active-set iteration did not settle")
+
+
+def _relu_problem(name: str, start: str, n: int = 64, seed: int = 0) -> Problem:
+    """Two-unit ReLU student (Linear(2, 2) with biases → ReLU → Linear(2, 1) without bias) of the
+    two-unit teacher :func:`_relu_data`, MSE (mean). Realizable: the global value is 0.
+
+    ``start``: ``"teacher"`` the teacher's weights (global minimum; residuals and so every
+    per-example gradient vanish); ``"spurious"`` unit 1 dead (w = 0, b = −1: relu is 0 on every
+    example, so its three parameters get no gradient and small moves leave the loss unchanged) and
+    unit 0 the least-squares fit on its own active set (:func:`relu_active_fit`): gradient 0, and
+    the loss depends locally only on u = a·(w, b) through a convex quadratic, so the point is a
+    (non-strict) local minimum with loss L_s = mean over examples of the residual² > 0 = L*: a
+    spurious local minimum whose per-example gradients (residual × input on the active set) are
+    large and cancel; ``"dead"`` both units dead: the loss is constant, mean y², on a
+    neighbourhood (a flat spurious local minimum) and every per-example gradient is exactly 0.
+    """
+    X, y, T, c = _relu_data(n, seed)
+
+    def make_model(seed: int = 0) -> nn.Module:
+        return _seeded_module(lambda: nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1, bias=False)),
+                              seed, torch.float64)
+
+    if start == "teacher":
+        W, b, a = T.clone(), c.clone(), torch.ones(2, dtype=torch.float64)
+        kind, cause, loss, margin = "global_minimum", "vanishing", 0.0, None
+        cert = "the teacher's weights: loss 0 = L*, every residual and per-example gradient 0"
+    elif start == "spurious":
+        u, mask, margin = relu_active_fit(X, y, torch.cat([T[0], c[:1]]))
+        s = float(u.norm()) ** 0.5
+        W = torch.stack([u[:2] / s, torch.zeros(2, dtype=torch.float64)])
+        b = torch.tensor([float(u[2]) / s, -1.0], dtype=torch.float64)
+        a = torch.tensor([s, 0.5], dtype=torch.float64)
+        Xt = torch.cat([X, torch.ones(n, 1, dtype=torch.float64)], 1)
+        pred = torch.where(mask, Xt @ u, torch.zeros(n, dtype=torch.float64))
+        loss = float(((pred - y.reshape(-1)) ** 2).mean())
+        kind, cause = "minimum", "cancelling"
+        cert = (f"unit 1 dead, unit 0 the least-squares fit on its {int(mask.sum())} active examples (pattern "
+                f"margin {margin:.3g}): a spurious local minimum, loss {loss:.6g} > L* = 0")
+    elif start == "dead":
+        W = torch.zeros(2, 2, dtype=torch.float64)
+        b = torch.tensor([-1.0, -1.0], dtype=torch.float64)
+        a = torch.tensor([0.5, 0.5], dtype=torch.float64)
+        loss, margin = float((y ** 2).mean()), 1.0
+        kind, cause = "minimum", "vanishing"
+        cert = f"both units dead: the loss is constant, mean y² = {loss:.6g}, near the point; every g_i = 0"
+    else:
+        raise ValueError(f"start must be 'teacher', 'spurious' or 'dead', got {start!r}")
+    ref = torch.cat([W.reshape(-1), b, a])
+    stall = {"window": 20, "rel_tol": 1e-3, "grad_tol": 1e-3}
+    return Problem(
+        name=name, description=f"two-unit ReLU teacher-student (biases), {n} Gaussian inputs in 2-D, MSE, started near "
+                               f"{cert}",
+        make_model=make_model, loss_fn=nn.MSELoss(), data=(X, y), reference=lambda seed=0: ref.clone(),
+        global_min=0.0, dtype=torch.float64, reduction="mean", reference_kind=kind, reference_loss=loss,
+        hints={"lr": 0.15, "span": 1.0, "normalization": "none", "eps": 1e-3, "stall": _stall(**stall),
+               "max_steps": 900, "quick_steps": 600, "trainer": {"escape_horizon": 500},
+               "study": {"kind": kind, "cause": cause, "certificate": cert}},
+        extra={"teacher": {"T": T, "c": c}, "margin": margin})
+
+
+@register("relu_teacher")
+def _relu_teacher(n: int = 64, seed: int = 0) -> Problem:
+    """Two-unit ReLU teacher-student near the teacher: a global minimum whose per-example gradients vanish."""
+    return _relu_problem("relu_teacher", "teacher", n, seed)
+
+
+@register("relu_spurious")
+def _relu_spurious(n: int = 64, seed: int = 0) -> Problem:
+    """Two-unit ReLU teacher-student near a spurious local minimum (one dead unit): cancelling gradients."""
+    return _relu_problem("relu_spurious", "spurious", n, seed)
+
+
+@register("relu_dead")
+def _relu_dead(n: int = 64, seed: int = 0) -> Problem:
+    """Two-unit ReLU teacher-student near the all-dead flat spurious local minimum: vanishing gradients."""
+    return _relu_problem("relu_dead", "dead", n, seed)
+
+
+#: the study cell each existing problem's reference point certifies, with its step size and horizon
+_STUDY_HINTS: dict[str, dict[str, Any]] = {
+    "deep_linear_h1_zero": {"kind": "strict_saddle", "cause": "vanishing",
+                            "certificate": "W = 0 with H = 1: Hessian ±σ_i(XᵀY); every per-example gradient is a "
+                                           "product containing the other zero layer, so g_i = 0"},
+    "deep_linear_h1_saddle": {"kind": "strict_saddle", "cause": "cancelling",
+                              "certificate": "Baldi–Hornik point S = (0, 2), loss ½(tr YᵀY − λ₁ − λ₃), index 1; "
+                                             "targets not fitted, so the residuals and g_i are non-zero"},
+    "deep_linear_h2_zero": {"kind": "non_strict_saddle", "cause": "vanishing",
+                            "certificate": "W = 0 with H = 2: Hessian exactly 0, cubic descent; g_i = 0"},
+    "deep_linear_h2_padded": {"kind": "non_strict_saddle", "cause": "cancelling",
+                              "certificate": "zero-padded leading point S = (0, 1): PSD Hessian, third-order descent "
+                                             "through the padded unit; residuals non-zero"},
+    "noisy_regression": {"kind": "global_minimum", "cause": "cancelling",
+                         "certificate": "least-squares optimum of a noisy regression: loss ‖r‖²/n = L*, "
+                                        "per-example gradients 2 r_i (x_i, 1) large"},
+}
+#: study overrides of the benchmark hints: step sizes with lr·λ_max ≤ 1 along a GD run (the
+#: deep linear nets' curvature grows to ~30 near their global minima, so 0.05 gave lr·λ_max ≈ 1.5
+#: and GD's loss rose on deep_linear_h2_saddle), starts close enough to the saddle that the
+#: detector sees it, runs long enough that the first stall's horizon ends inside the run.
+_STUDY_OVERRIDES: dict[str, dict[str, Any]] = {
+    "deep_linear_h1_zero": {"lr": 0.03, "eps": 1e-6, "max_steps": 1200, "quick_steps": 900},
+    "deep_linear_h1_saddle": {"lr": 0.03, "eps": 1e-6, "max_steps": 1200, "quick_steps": 900,
+                              "stall": {"window": 20, "rel_tol": 1e-3, "grad_tol": 1e-2}},
+    "deep_linear_h2_zero": {"lr": 0.03, "eps": 1e-2, "max_steps": 1500, "quick_steps": 900},
+    "deep_linear_h2_padded": {"lr": 0.03, "eps": 1e-2, "max_steps": 1500, "quick_steps": 900},
+    "noisy_regression": {"lr": 0.1, "max_steps": 700, "quick_steps": 600},
+}
+
+
+def _add_study_hints(name: str) -> None:
+    factory = PROBLEMS[name]
+
+    def wrapped(**options: Any) -> Problem:
+        p = factory(**options)
+        over = dict(_STUDY_OVERRIDES.get(name, {}))
+        if "stall" in over:
+            over["stall"] = _stall(**over["stall"])
+        p.hints.update(over)
+        p.hints.setdefault("trainer", {"escape_horizon": 500})
+        p.hints["study"] = dict(_STUDY_HINTS[name])
+        return p
+
+    wrapped.__doc__ = factory.__doc__
+    PROBLEMS[name] = wrapped
+
+
+for _name in _STUDY_HINTS:
+    _add_study_hints(_name)
+
+# ---------------------------------------------------------------------------- problems in other modules
+# Further problems live in their own modules and register themselves on import (one line each):

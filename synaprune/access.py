@@ -26,7 +26,10 @@ class CostCounters:
     evaluations; ``n_loss_evals``: extra loss evaluations (line searches, escape checks);
     ``n_per_example_grads``: per-example gradients computed (one per example per evaluation);
     ``n_hvp``: Hessian-vector products spent by the method itself (NCD, SFN);
-    ``n_classify_hvp``: products spent by the stall classifier (dense Hessians count as dim).
+    ``n_classify_hvp``: products spent by the stall classifier (dense Hessians count as dim);
+    ``n_minibatch_examples``: examples in those minibatch gradients; ``n_forward_examples``:
+    examples pushed through forward-only evaluations (Hebbian); ``n_double_backprop_examples``:
+    examples in double-backprop gradients (penalty: a gradient plus about one HVP each).
     """
 
     n_grad_evals: int = 0
@@ -35,6 +38,21 @@ class CostCounters:
     n_per_example_grads: int = 0
     n_hvp: int = 0
     n_classify_hvp: int = 0
+    n_minibatch_examples: int = 0
+    n_forward_examples: int = 0
+    n_double_backprop_examples: int = 0
+
+    def example_grads(self, n: int, hvp_over_grad: float, loss_over_grad: float, *,
+                      include_classify: bool = False) -> float:
+        """These counts in example-gradient equivalents: a per-example gradient = 1, a full-batch
+        gradient = ``n``, a minibatch gradient = its size, an HVP = ``hvp_over_grad``·n, a
+        full-batch loss = ``loss_over_grad``·n (a forward-only example = ``loss_over_grad``), a
+        double-backprop example = 1 + ``hvp_over_grad``. Classifier HVPs only with
+        ``include_classify``."""
+        hvps = self.n_hvp + (self.n_classify_hvp if include_classify else 0)
+        return float(self.n_per_example_grads + n * self.n_grad_evals + self.n_minibatch_examples
+                     + hvp_over_grad * n * hvps + loss_over_grad * (n * self.n_loss_evals + self.n_forward_examples)
+                     + (1.0 + hvp_over_grad) * self.n_double_backprop_examples)
 
 
 class DataAccess:
@@ -82,6 +100,7 @@ class DataAccess:
     def minibatch_loss_and_grad(self, theta: torch.Tensor, idx: torch.Tensor) -> tuple[float, torch.Tensor]:
         """Unbiased estimate ``scale · loss_fn(f(X_B), Y_B)`` and its gradient, shape ``(dim,)``."""
         self.cost.n_minibatch_grads += 1
+        self.cost.n_minibatch_examples += int(idx.numel())
         g, value = grad_and_value(self._batch_loss)(theta.detach(), self.X[idx], self.Y[idx])
         return float(value), g
 

@@ -77,6 +77,15 @@ class UpdateRule:
     def prepare(self, access: DataAccess) -> None:
         """Check the model/data once before training (raise on models the rule cannot handle)."""
 
+    def setup(self, info: dict[str, Any]) -> None:
+        """Called by the trainer at the start of every run, after :meth:`reset`, with ``lr``,
+        ``grad_tol``, ``dim``, ``n``, ``loss0`` (L(θ_0)), ``global_min`` and ``hessian_lipschitz``
+        (rules whose thresholds depend on the run derive them here)."""
+
+    def derived(self) -> dict[str, Any]:
+        """Values the rule derived in :meth:`setup` (stored with its options in the run)."""
+        return {}
+
     def step(self, ctx: StepContext) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 

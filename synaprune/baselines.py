@@ -1,4 +1,5 @@
-"""Baselines: GD, SGD, Adam, PGD, NCD, SFN (SYNAPRUNE.md, "Baselines").
+"""Baselines: GD, SGD, Adam, PGD (Jin et al.'s thresholds, and fixed ones), NCD, SFN
+(SYNAPRUNE.md, "Baselines").
 
 Every threshold is an option with a documented default. Defaults of ``None`` for gradient
 thresholds mean "the stall detector's ``grad_tol``", so the baselines and the stall detector agree
@@ -85,8 +86,8 @@ def uniform_ball(dim: int, radius: float, generator: torch.Generator, like: torc
     return (radius * u ** (1.0 / dim) * d).to(like)
 
 
-class PGD(UpdateRule):
-    """``pgd``: perturbed gradient descent (Jin et al. 2017, Algorithm 2).
+class PGDFixed(UpdateRule):
+    """``pgd-fixed``: perturbed gradient descent (Jin et al. 2017, Algorithm 2) with fixed thresholds.
 
     When ‖∇L‖ ≤ ``g_thres`` and no perturbation happened in the last ``t_thres`` steps, the step
     replaces θ by θ̃ + ξ, ξ uniform in the ball of radius ``radius`` (the gradient step resumes
@@ -95,10 +96,11 @@ class PGD(UpdateRule):
     ``stop_at_sosp`` (default True) the run ends there and returns θ̃. Defaults: ``g_thres`` =
     the stall detector's ``grad_tol``, ``t_thres`` = 50, ``radius`` = 1e-2, ``f_thres`` = 1e-4.
     At W = 0 of a deep linear net with H ≥ 2 the Hessian is 0 and escape is polynomially slow, so
-    this test returns W = 0 as second-order stationary (a known limitation).
+    this test returns W = 0 as second-order stationary (a known limitation). These fixed defaults
+    are the project's earlier choice; ``pgd`` derives them from stated ℓ, ρ, ε instead.
     """
 
-    name = "pgd"
+    name = "pgd-fixed"
     DEFAULTS = {"g_thres": None, "t_thres": 50, "radius": 1e-2, "f_thres": 1e-4, "stop_at_sosp": True}
 
     def validate(self) -> None:
@@ -134,6 +136,68 @@ class PGD(UpdateRule):
             ctx.info["perturbed"] = True
             return ctx.theta + uniform_ball(ctx.theta.numel(), self.radius, ctx.generator, ctx.theta)
         return ctx.theta - ctx.lr * ctx.step_grad()
+
+
+class PGD(PGDFixed):
+    """``pgd``: perturbed gradient descent with the thresholds of Jin et al. 2017 (Algorithm 2),
+    computed at the start of each run from stated constants (stored in ``thresholds``):
+
+        χ = 3·max(ln(d·ℓ·Δf / (c·ε²·δ)), 4),   r = (√c/χ²)·ε/ℓ,   g_thres = (√c/χ²)·ε,
+        f_thres = (c/χ³)·√(ε³/ρ),                t_thres = ⌈(χ/c²)·ℓ/√(ρ·ε)⌉
+
+    with d the dimension and the options ``ell`` (ℓ, gradient Lipschitz constant; default c/lr,
+    so that Jin's step η = c/ℓ is the run's lr), ``rho`` (Hessian Lipschitz constant; default the
+    trainer's ``hessian_lipschitz``), ``eps`` (target ε of the ε-second-order stationary point;
+    default the stall detector's ``grad_tol``), ``c`` (Jin's absolute constant; default 1),
+    ``delta`` (failure probability; default 0.1), ``delta_f`` (Δf ≥ L(θ_0) − L*; default
+    L(θ_0) − L* with L* the known global minimum, else L(θ_0) − 0, i.e. a non-negative loss is
+    assumed). If d·ℓ·Δf/(c·ε²·δ) ≤ 1 the logarithm term is replaced by its floor 4. The step is
+    the trainer's lr (equal to Jin's η = c/ℓ with the default ℓ). Everything else as ``pgd-fixed``.
+    """
+
+    name = "pgd"
+    DEFAULTS = {"ell": None, "rho": None, "eps": None, "c": 1.0, "delta": 0.1, "delta_f": None,
+                "stop_at_sosp": True}
+
+    def validate(self) -> None:
+        for key in ("ell", "rho", "eps", "delta_f"):
+            positive(key, getattr(self, key), allow_none=True, allow_zero=(key == "delta_f"))
+        positive("c", self.c)
+        if not (0 < self.delta < 1):
+            raise ValueError(f"option delta must lie in (0, 1), got {self.delta!r}")
+        self.thresholds: dict | None = None
+        self.g_thres = self.radius = self.f_thres = None
+        self.t_thres = 1
+
+    def setup(self, info: dict) -> None:
+        """Derive the thresholds from ``info`` (``lr``, ``grad_tol``, ``dim``, ``loss0``,
+        ``global_min``, ``hessian_lipschitz``) and the stated constants."""
+        c, delta, d = float(self.c), float(self.delta), int(info["dim"])
+        ell = float(self.ell) if self.ell is not None else c / float(info["lr"])
+        rho = float(self.rho) if self.rho is not None else float(info["hessian_lipschitz"])
+        eps = float(self.eps) if self.eps is not None else float(info["grad_tol"])
+        if not (rho > 0 and eps > 0):
+            raise ValueError(f"pgd needs positive rho and eps (got rho={rho!r}, eps={eps!r}); state them as options")
+        f_star = info.get("global_min")
+        delta_f = (float(self.delta_f) if self.delta_f is not None
+                   else max(float(info["loss0"]) - (0.0 if f_star is None else float(f_star)), 0.0))
+        arg = d * ell * delta_f / (c * eps ** 2 * delta)
+        chi = 3.0 * max(math.log(arg) if arg > 0 else -math.inf, 4.0)
+        self.radius = math.sqrt(c) / chi ** 2 * eps / ell
+        self.g_thres = math.sqrt(c) / chi ** 2 * eps
+        self.f_thres = c / chi ** 3 * math.sqrt(eps ** 3 / rho)
+        self.t_thres = max(1, math.ceil(chi / c ** 2 * ell / math.sqrt(rho * eps)))
+        self.thresholds = {"ell": ell, "rho": rho, "eps": eps, "c": c, "delta": delta, "delta_f": delta_f,
+                           "dim": d, "chi": chi, "eta": c / ell, "radius": self.radius, "g_thres": self.g_thres,
+                           "f_thres": self.f_thres, "t_thres": self.t_thres}
+
+    def derived(self) -> dict:
+        return {} if self.thresholds is None else {"thresholds": dict(self.thresholds)}
+
+    def step(self, ctx: StepContext) -> torch.Tensor:
+        if self.thresholds is None:
+            raise RuntimeError("pgd: thresholds not derived; the trainer calls setup() at the start of a run")
+        return super().step(ctx)
 
 
 class NCD(UpdateRule):

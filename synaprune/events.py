@@ -36,17 +36,33 @@ from landscape.results import read_jsonl
 
 @dataclass
 class EscapeAttempt(JsonResult):
-    """One escape phase at a stall: ``rule``, start ``step``, ``steps`` run, ``accepted`` (the loss
-    dropped by ``f_thres`` below the snapshot's ``start_loss``) or reverted; ``end_loss`` the loss
-    when the phase ended (before a revert)."""
+    """One escape phase at a stall (synaprune/README.md, "Escape-phase protocol").
+
+    ``rule`` (the method), ``start_step`` (the step whose θ is the snapshot θ̃), ``loss_before``
+    = L(θ̃), ``f_thres`` (accept when L ≤ L(θ̃) − f_thres), ``end_step`` (the step at which the
+    phase was accepted or reverted), ``steps`` (rule steps taken), ``accepted`` (True: the phase's
+    point is kept; False: θ̃ was restored), ``loss_after`` (the loss when the phase ended, before a
+    revert), ``first_step_norm`` (‖Δθ‖ of the phase's first step after decay and cap — the length
+    the step-matched control ``gd-matched`` copies), ``first_step_norm_raw`` (before the cap) and
+    ``n_capped`` (steps the cap shortened).
+    """
 
     rule: str
-    step: int
-    start_loss: float
+    start_step: int
+    loss_before: float
     f_thres: float
+    end_step: int | None = None
     steps: int = 0
     accepted: bool | None = None
-    end_loss: float | None = None
+    loss_after: float | None = None
+    first_step_norm: float | None = None
+    first_step_norm_raw: float | None = None
+    n_capped: int = 0
+
+
+#: run-level and event-level fields that hold wall-clock times (not reproducible: drop them from
+#: records that must be byte-identical on rerun)
+TIMING_FIELDS: tuple[str, ...] = ("wall_time_s", "classify_time_s", "analysis_time_s")
 
 
 @dataclass
@@ -55,13 +71,29 @@ class StallEvent(JsonResult):
 
     ``index`` (0-based), ``step``, ``loss``, ``grad_norm`` at detection; ``kind`` (the
     classifier's verdict) and ``report`` (``CriticalPointReport`` or None when ``classify=False``
-    or the classifier failed: see ``classify_error``); ``cancellation`` (``CancellationStats``);
-    ``attempts`` (escape phases, mode ``"at_stalls"``); escape measurement (SYNAPRUNE.md):
-    ``escaped`` (loss reached ``loss − max(δ_abs, δ_rel·|loss|)`` = ``escape_target`` within
-    ``escape_horizon`` steps), ``escape_steps``, ``distance_moved`` (‖θ − θ_stall‖ at escape, at
-    the horizon, or at the end of the run), ``next_kind`` / ``next_step`` (the next stall's kind,
-    or the final point's kind when no stall followed: ``next_is_final``). ``theta`` (dim,) is
-    kept out of the JSON (it is saved to ``stall_thetas/``).
+    or the classifier failed: see ``classify_error``); ``cancellation`` (``CancellationStats``).
+
+    Cause (synaprune/README.md, "Stall cause"): ``kappa`` = ‖mean g_i‖ / mean‖g_i‖,
+    ``example_grad_scale`` = mean_i ‖g_i‖ (unscaled per-example gradients ∇ℓ_i),
+    ``example_grad_scale_ratio`` = that over the run's reference scale, ``cause``
+    ("cancelling" | "vanishing" | None) and the ``cause_thresholds`` used.
+
+    Escape (SYNAPRUNE.md, "Escape measurement"): ``attempts`` (escape phases, mode
+    ``"at_stalls"``), ``escape_accepted`` (some phase was accepted); ``escaped`` (True: the loss
+    reached ``escape_target`` = loss − max(δ_abs, δ_rel·|loss|) within ``escape_horizon`` steps;
+    False: it did not, or the method gave up / diverged; None: ``censored``, the run ended first),
+    ``escaped_by`` ("rule": an accepted phase of the rule — or the rule itself in mode
+    ``"always"`` — preceded the escape; "base": the base method escaped after reverted phases or
+    none; None when not escaped), ``escape_steps`` (steps from the stall to the escape),
+    ``observed_steps`` (steps from the stall to its resolution: escape, horizon or end),
+    ``resolution`` ("escaped" | "horizon" | "end_of_run" | "stopped" | "nonfinite"),
+    ``resolved_step``, ``distance_moved`` (‖θ − θ_stall‖ at the resolution), ``next_kind`` /
+    ``next_step`` (the next stall's kind, or the final point's kind: ``next_is_final``).
+
+    Cost (example-gradient units, README "Cost"): ``cost_example_grads`` spent by the method from
+    the stall to its resolution; ``analysis_cost_example_grads`` spent on analysing the stall
+    (classification, cancellation statistics). ``theta`` (dim,) is kept out of the JSON (it is
+    saved to ``stall_thetas/``).
     """
 
     index: int
@@ -74,18 +106,31 @@ class StallEvent(JsonResult):
     classify_error: str | None = None
     escape_target: float | None = None
     escape_horizon: int | None = None
+    kappa: float | None = None
+    example_grad_scale: float | None = None
+    example_grad_scale_ratio: float | None = None
+    cause: str | None = None
+    cause_thresholds: dict | None = None
     attempts: list[EscapeAttempt] = field(default_factory=list)
     escape_accepted: bool | None = None
     escaped: bool | None = None
+    censored: bool = False
+    escaped_by: str | None = None
     escape_steps: int | None = None
+    observed_steps: int | None = None
+    resolution: str | None = None
+    resolved_step: int | None = None
     distance_moved: float | None = None
+    cost_example_grads: float | None = None
+    analysis_cost_example_grads: float | None = None
     next_kind: str | None = None
     next_step: int | None = None
     next_is_final: bool | None = None
     theta: torch.Tensor | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
-        d = {k: to_jsonable(v) for k, v in self.__dict__.items() if k not in ("theta", "report")}
+        d = {k: to_jsonable(v) for k, v in self.__dict__.items()
+             if k not in ("theta", "report") and not k.startswith("_")}
         d["report"] = report_to_dict(self.report)
         return d
 
@@ -108,8 +153,17 @@ class TrainResult(JsonResult):
     ``"nonfinite"`` (stopped at the last finite state; see ``message``) or ``"interrupted"``.
     ``losses`` / ``grad_norms`` / ``phases`` (n_steps + 1,): full-batch values at θ_0 … θ_final
     (phase 1 = inside an escape phase). ``final_theta`` / ``initial_theta`` (dim,) are kept out of
-    the JSON. Cost: ``n_hvp`` (method's Hessian-vector products), ``n_classify_hvp``,
-    ``n_per_example_grads``, ``n_grad_evals``, ``n_minibatch_grads``, ``n_loss_evals``.
+    the JSON. Counts: ``n_hvp`` (method's Hessian-vector products), ``n_classify_hvp``,
+    ``n_per_example_grads`` (the method's own; analysis not included), ``n_grad_evals``,
+    ``n_minibatch_grads``, ``n_loss_evals``. Cost in one unit (README "Cost"):
+    ``cost_example_grads`` (the method's training cost in example-gradient equivalents: a
+    per-example gradient 1, a full-batch gradient n, an HVP ``hvp_over_grad``·n, a full-batch loss
+    ``loss_over_grad``·n), ``analysis_cost_example_grads`` (classification, cancellation
+    statistics, the cause reference), ``cost_ratio_source`` ("flop_count" or "default").
+    Times: ``wall_time_s`` (whole fit), ``classify_time_s`` (classifier), ``analysis_time_s``
+    (classifier + cancellation statistics + reference). Configuration echoed for records:
+    ``method_options`` (with derived thresholds, e.g. PGD's), ``escape_phase``,
+    ``example_grad_scale_reference`` (value and source) and ``cause_thresholds``.
     """
 
     method: str
@@ -132,6 +186,18 @@ class TrainResult(JsonResult):
     n_minibatch_grads: int = 0
     n_loss_evals: int = 0
     wall_time_s: float = 0.0
+    classify_time_s: float = 0.0
+    analysis_time_s: float = 0.0
+    cost_example_grads: float = 0.0
+    analysis_cost_example_grads: float = 0.0
+    hvp_over_grad: float | None = None
+    loss_over_grad: float | None = None
+    cost_ratio_source: str | None = None
+    method_options: dict = field(default_factory=dict)
+    escape_phase: dict | None = None
+    example_grad_scale_reference: dict | None = None
+    cause_thresholds: dict | None = None
+    seed: int | None = None
     log_dir: str | None = None
     final_theta: torch.Tensor | None = field(default=None, repr=False)
     initial_theta: torch.Tensor | None = field(default=None, repr=False)

@@ -21,6 +21,9 @@ Decisions the note leaves open (documented here and in the docstrings):
 - Everything streams over chunks of examples (Σg, Σ|g|^p, running signed max-magnitude), so the
   n × dim matrix need not be held.
 
+Control: ``gd-matched`` (:class:`GDMatched`) runs the escape-phase protocol with GD steps, the
+first of them rescaled to the length the matched rule's first phase step would have.
+
 Other rules: ``noise`` (a GD step plus θ ← θ + σ·|θ| ⊙ ξ), ``penalty`` (gradient of
 L + a·mean_l m_l + b·std_l m_l, double backprop through the pre-activations) and ``hebbian``
 (see :mod:`synaprune.hebbian`).
@@ -193,7 +196,7 @@ def preactivation_penalty(access: DataAccess, theta: torch.Tensor, *, a: float, 
     finally:
         for h in handles:
             h.remove()
-    access.cost.n_grad_evals += 1
+    access.cost.n_double_backprop_examples += n  # a gradient plus ~one HVP per example
     return float(loss.detach()), float(value.detach()), g.detach(), [float(v) for v in m.detach()]
 
 
@@ -300,6 +303,64 @@ class HebbianRule(UpdateRule):
     def step(self, ctx: StepContext) -> torch.Tensor:
         idx = ctx.example_indices()
         X, Y = (ctx.access.X, ctx.access.Y) if idx is None else (ctx.access.X[idx], ctx.access.Y[idx])
+        ctx.access.cost.n_forward_examples += int(X.shape[0])
         delta = hebbian_delta(ctx.access.module, ctx.access.spec, ctx.theta, X, Y, lr=ctx.lr,
                               center=self.center, eps=self.norm_eps)
         return ctx.theta + delta
+
+
+# ---------------------------------------------------------------------- the step-matched control
+class GDMatched(UpdateRule):
+    """``gd-matched``: the step-length-matched GD control for the escape phases.
+
+    It runs the same escape-phase protocol as a SynaPrune rule (mode ``"at_stalls"`` only), but
+    each phase is GD: at the phase's first step (k = 0, at θ̃) it computes the step the matched
+    rule (option ``match``: ``"synaprune-rms"`` default, or ``"synaprune-devarg"``, with ``p`` and
+    ``tie_break`` as for rms) would take, lr·‖A(θ̃)‖, shortens it to the trainer's step cap
+    ``escape_step_cap``·max(1, ‖θ̃‖) exactly as the rule's phase would be (decay^0 = 1), and takes
+    a step of that length along −∇L(θ̃)/‖∇L(θ̃)‖ (a seeded random unit direction when ∇L = 0
+    exactly). Phase steps k ≥ 1 are plain GD steps θ ← θ − lr·∇L (no decay, no cap). So the first
+    step has the rule's length and GD's direction: a faster escape of the rule that this control
+    matches is a step-length effect, one it does not match is a direction effect. Outside phases
+    it is GD. The n per-example gradients of the first step are counted in its cost.
+    """
+
+    name = "gd-matched"
+    synaprune = True
+    DEFAULTS = {"match": "synaprune-rms", "p": 2, "tie_break": "argmax", "chunk_size": None}
+    MATCHABLE = {"synaprune-rms": "rms", "synaprune-devarg": "devarg"}
+    #: the trainer applies neither decay nor cap to this method's phase steps (it matches itself)
+    own_phase_scaling = True
+
+    def validate(self) -> None:
+        if self.match not in self.MATCHABLE:
+            raise ValueError(f"option match must be one of {sorted(self.MATCHABLE)}, got {self.match!r}")
+        self.p = _check_p(self.p)
+        if self.tie_break not in TIE_BREAKS:
+            raise ValueError(f"unknown tie_break {self.tie_break!r}; choose one of {TIE_BREAKS}")
+
+    def step(self, ctx: StepContext) -> torch.Tensor:
+        return ctx.theta - ctx.lr * ctx.step_grad()
+
+    def matched_length(self, ctx: StepContext, limit: float | None) -> tuple[float, float]:
+        """(length after the cap, length before it) of the matched rule's first phase step at ctx.theta."""
+        A = aggregate_direction(ctx.access, ctx.theta, self.MATCHABLE[self.match], idx=ctx.example_indices(),
+                                p=self.p, tie_break=self.tie_break, generator=ctx.generator,
+                                chunk_size=self.chunk_size)
+        raw = ctx.lr * float(torch.linalg.vector_norm(A))
+        return (raw if limit is None else min(raw, limit)), raw
+
+    def phase_step(self, ctx: StepContext, k: int, limit: float | None) -> torch.Tensor:
+        """Step k of an escape phase; ``limit`` is the trainer's cap on the rule's step length."""
+        if k > 0:
+            return ctx.theta - ctx.lr * ctx.step_grad()
+        length, raw = self.matched_length(ctx, limit)
+        ctx.info["matched_length"], ctx.info["matched_length_raw"] = length, raw
+        g = ctx.step_grad()
+        gn = float(torch.linalg.vector_norm(g))
+        if gn == 0.0:
+            d = torch.randn(g.numel(), generator=ctx.generator, dtype=torch.float64).to(g)
+            direction = d / torch.linalg.vector_norm(d)
+        else:
+            direction = -g / gn
+        return ctx.theta + length * direction

@@ -1,142 +1,191 @@
-"""The escape benchmark: summaries on hand-made records, resume after an interruption, the CLI."""
+"""The escape study's records and summary: censoring, attribution and one stall per run on constructed
+records; event records from trainer-like events; the CLI's validation; records identical across
+workers and resume (real runs, small)."""
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from analyses.escape import (NO_STALL, QUICK_METHODS, QUICK_PROBLEMS, SummaryRow, load_benchmark, run_benchmark,
-                             run_one, summarize)
-from analyses.problems import list_problems
+from analyses.escape import (MAIN_METHODS, NO_STALL, QUICK_PROBLEMS, VARIANTS, default_problems, event_record,
+                             load_records, run_benchmark, run_one, stall_units, summarize)
+from analyses.stats import kaplan_meier, newcombe_difference, wilson_interval
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def _rec(problem, method, seed, events, gap=0.5, n_hvp=0, peg=10, wall=1.0):
-    return {"problem": problem, "method": method, "seed": seed, "status": "ok", "gap": gap, "n_hvp": n_hvp,
-            "n_per_example_grads": peg, "wall_time_s": wall, "events": events}
+def _ev(kind, cause, escaped, steps=None, censored=False, by=None, step=10, observed=None, cost=5.0, kappa=1e-3):
+    if observed is None:
+        observed = steps if escaped else (500 if not censored else 123)
+    return {"kind": kind, "cause": cause, "escaped": None if censored else escaped, "censored": censored,
+            "escaped_by": by, "escape_steps": steps, "escape_horizon": 500, "observed_steps": observed,
+            "step": step, "kappa": kappa, "example_grad_scale": 0.1, "cost_example_grads": cost}
 
 
-def _ev(kind, escaped, steps=None):
-    return {"kind": kind, "escaped": escaped, "escape_steps": steps, "kappa": 0.1, "lambda_min": -0.5}
+def _rec(problem, method, seed, events, gap=0.5, cost=100.0):
+    return {"problem": problem, "method": method, "seed": seed, "status": "ok", "gap": gap,
+            "cost_example_grads": cost, "events": events}
 
 
-def test_summary_counts_wilson_intervals_and_medians():
+def _constructed():
     recs = []
-    # gd at strict saddles: 7 of 10 escaped, escape steps 10..70 → median 40
+    # gd at a cancelling strict saddle of problem p: 10 runs, 6 escape (steps 10..60), 2 held, 2 censored
     for i in range(10):
-        recs.append(_rec("p", "gd", i, [_ev("strict_saddle", i < 7, 10 * (i + 1) if i < 7 else None)],
-                         gap=float(i), n_hvp=0, peg=i))
-    # ncd: 4 stalls at non-strict saddles in 2 runs, none escaped; costs 100 and 300 HVPs
-    recs.append(_rec("p", "ncd", 0, [_ev("non_strict_saddle", False), _ev("non_strict_saddle", False)], gap=1.0,
-                     n_hvp=100))
-    recs.append(_rec("p", "ncd", 1, [_ev("non_strict_saddle", False), _ev("non_strict_saddle", False)], gap=3.0,
-                     n_hvp=300))
-    # a failed run and a run without stalls contribute nothing
+        if i < 6:
+            ev = _ev("strict_saddle", "cancelling", True, 10 * (i + 1), by="base")
+        elif i < 8:
+            ev = _ev("strict_saddle", "cancelling", False)
+        else:
+            ev = _ev("strict_saddle", "cancelling", False, censored=True, observed=50)
+        recs.append(_rec("p", "gd", i, [ev], gap=float(i)))
+    # rms: 10 runs, 9 escape quickly, 5 of them by the rule; each run also has a SECOND stall in the same
+    # cell (dropped: not independent) and one in another cell (vanishing)
+    for i in range(10):
+        first = (_ev("strict_saddle", "cancelling", True, 3 + i, by="rule" if i < 5 else "base") if i < 9
+                 else _ev("strict_saddle", "cancelling", False))
+        second = _ev("strict_saddle", "cancelling", False, step=900)
+        other = _ev("strict_saddle", "vanishing", True, 40, by="base", step=1000)
+        recs.append(_rec("p", "synaprune-rms", i, [first, second, other], cost=300.0))
+    # the same cell on another problem must never be pooled with p
+    recs.append(_rec("q", "gd", 0, [_ev("strict_saddle", "cancelling", True, 7, by="base")]))
     recs.append({"problem": "p", "method": "gd", "seed": 99, "status": "error", "error": "boom", "events": []})
-    recs.append(_rec("p", "sgd", 0, []))
-    rows = {(r.kind, r.method): r for r in summarize(recs)}
-    assert set(rows) == {("strict_saddle", "gd"), ("non_strict_saddle", "ncd"), (NO_STALL, "sgd")}
-    quiet = rows[(NO_STALL, "sgd")]
-    assert (quiet.n_stalls, quiet.n_runs, quiet.escape_rate, quiet.median_gap) == (0, 1, None, 0.5)
-    gd = rows[("strict_saddle", "gd")]
-    assert (gd.n_stalls, gd.n_runs, gd.n_escaped) == (10, 10, 7) and gd.escape_rate == pytest.approx(0.7)
-    assert gd.ci_low == pytest.approx(0.3968, abs=1e-4) and gd.ci_high == pytest.approx(0.8922, abs=1e-4)
-    assert gd.median_escape_steps == 40 and gd.median_gap == 4.5 and gd.median_per_example_grads == 4.5
-    ncd = rows[("non_strict_saddle", "ncd")]
-    assert (ncd.n_stalls, ncd.n_runs, ncd.n_escaped, ncd.escape_rate) == (4, 2, 0, 0.0)
-    assert ncd.ci_low == 0.0 and ncd.ci_high == pytest.approx(3.8415 / (4 + 3.8415), abs=1e-4)  # z²/(n+z²)
-    assert ncd.median_escape_steps is None and ncd.median_hvp == 200 and ncd.median_gap == 2.0
+    recs.append(_rec("p", "pgd", 0, []))
+    return recs
+
+
+def test_rates_exclude_censored_stalls_and_use_one_stall_per_run_and_cell():
+    recs = _constructed()
+    units = stall_units(recs)
+    rms_units = [u for u in units if u["method"] == "synaprune-rms" and u["cause"] == "cancelling"]
+    assert len(rms_units) == 10 and all(u["later_in_cell"] == 1 and u["step"] == 10 for u in rms_units)
+    rows = {(r.problem, r.kind, r.cause, r.method): r for r in summarize(recs)}
+    gd = rows[("p", "strict_saddle", "cancelling", "gd")]
+    assert (gd.n_stalls, gd.n_censored, gd.n_known, gd.n_escaped) == (10, 2, 8, 6)
+    assert gd.escape_rate == pytest.approx(6 / 8)  # censored are not failures: 6/8, not 6/10
+    lo, hi = wilson_interval(6, 8)
+    assert (gd.ci_low, gd.ci_high) == (pytest.approx(lo, abs=1e-6), pytest.approx(hi, abs=1e-6))
+    # KM median from the product limit by hand: 10 at risk, escapes at 10..60 each 1/10 -> S(50) = 0.5
+    assert gd.median_escape_steps == 50
+    assert gd.km_at_horizon == pytest.approx(kaplan_meier(
+        [10, 20, 30, 40, 50, 60, 500, 500, 50, 50], [1] * 6 + [0] * 4).at(500), abs=1e-6)
+    rms = rows[("p", "strict_saddle", "cancelling", "synaprune-rms")]
+    assert (rms.n_stalls, rms.n_known, rms.n_escaped, rms.n_by_rule, rms.n_later_dropped) == (10, 10, 9, 5, 10)
+    d, dlo, dhi = newcombe_difference(9, 10, 6, 8)
+    assert rms.rate_diff_vs_gd == pytest.approx(d, abs=1e-6) and rms.diff_low == pytest.approx(dlo, abs=1e-6)
+    assert rms.logrank_p_vs_gd is not None and rms.holm_p_vs_gd == pytest.approx(rms.logrank_p_vs_gd, abs=1e-6)
+    assert rms.median_run_cost == 300 and rms.median_cost_example_grads == 5
+    # never pooled: problem q has its own cell; failed runs contribute nothing; stall-free runs are listed
+    assert rows[("q", "strict_saddle", "cancelling", "gd")].n_stalls == 1
+    assert rows[("p", NO_STALL, "-", "pgd")].n_runs == 1
+    assert ("p", "strict_saddle", "vanishing", "synaprune-rms") in rows
     assert summarize([]) == []
-    json.dumps([r.to_dict() for r in rows.values()])  # nan-free, serialisable
+    json.dumps([r.to_dict() for r in rows.values()], allow_nan=False)
 
 
-def test_presets_name_real_problems_and_every_method():
-    from synaprune import METHODS
-
-    assert set(QUICK_PROBLEMS) <= set(list_problems())
-    assert "deep_linear_h2_zero" in QUICK_PROBLEMS and "noisy_regression" in QUICK_PROBLEMS
-    assert set(QUICK_METHODS) == set(METHODS)
-
-
-def test_a_failing_run_is_recorded_not_raised():
-    rec = run_one({"problem": "no_such_problem", "method": "gd", "seed": 0, "max_steps": 5})
-    assert rec["status"] == "error" and "no_such_problem" in rec["error"] and rec["events"] == []
-    with pytest.raises(ValueError, match="unknown method"):
-        run_benchmark(["noisy_regression"], ["nope"], 1, "/tmp/never")
-    with pytest.raises(ValueError, match="unknown problem"):
-        run_benchmark(["nope"], ["gd"], 1, "/tmp/never")
-
-
-def _close(a, b) -> bool:
-    """Equal structures, floats to 1e-8 relative (thread counts differ between in-process and worker
-    runs, so reductions may differ in the last bits); every discrete field exactly."""
-    if isinstance(a, float) or isinstance(b, float):
-        return (a is not None and b is not None and math.isclose(a, b, rel_tol=1e-8, abs_tol=1e-12))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
-    return a == b
+def test_event_record_censoring_and_attribution_from_trainer_events():
+    att = SimpleNamespace(to_dict=lambda: {"accepted": False, "steps": 50})
+    base = dict(index=0, step=100, loss=1.0, grad_norm=1e-4, kind="strict_saddle", report=None,
+                cancellation=SimpleNamespace(kappa=2e-3, mean_example_grad_norm=0.5), escape_horizon=500,
+                attempts=[att], distance_moved=0.1, next_kind=None, next_is_final=True)
+    # reverted attempt, then the base optimiser escaped: attributed to "base", not to the rule
+    ev = SimpleNamespace(**base, escaped=True, escape_steps=80, censored=False, escaped_by="base", cause="cancelling")
+    r = event_record(ev, n_steps=1000)
+    assert (r["escaped"], r["censored"], r["escaped_by"], r["observed_steps"]) == (True, False, "base", 80)
+    assert r["kappa"] == 2e-3 and r["example_grad_scale"] == 0.5 and r["attempts"][0]["accepted"] is False
+    # not escaped and the run ended 300 steps after the stall (< horizon 500): censored, outcome unknown
+    ev = SimpleNamespace(**base, escaped=False, escape_steps=None)
+    r = event_record(ev, n_steps=400)
+    assert (r["censored"], r["escaped"], r["observed_steps"]) == (True, None, 300)
+    # not escaped within the horizon: a known failure, followed for the whole horizon
+    r = event_record(SimpleNamespace(**base, escaped=False, escape_steps=None), n_steps=1000)
+    assert (r["censored"], r["escaped"], r["observed_steps"]) == (False, False, 500)
+    for key in ("kind", "nearest_critical", "cause", "kappa", "censored", "escaped", "escaped_by", "escape_steps",
+                "cost_example_grads"):
+        assert key in r
 
 
-def _comparable(rows: list[SummaryRow]) -> list[dict]:
-    return [{k: v for k, v in r.to_dict().items() if k != "median_wall_time_s"} for r in rows]
+def test_study_set_crosses_cause_and_kind():
+    cells = {}
+    from analyses.problems import get_problem
+
+    for name in default_problems():
+        s = get_problem(name).hints["study"]
+        cells.setdefault((s["kind"], s["cause"]), []).append(name)
+    for kind in ("strict_saddle", "non_strict_saddle", "minimum", "global_minimum"):
+        for cause in ("vanishing", "cancelling"):
+            assert cells.get((kind, cause)), (kind, cause)
+    quick = {get_problem(n).hints["study"]["kind"] + "/" + get_problem(n).hints["study"]["cause"]
+             for n in QUICK_PROBLEMS}
+    assert any(c.endswith("saddle/cancelling") for c in quick)  # a saddle stall caused by cancellation
+    assert {"gd", "gd-matched", "pgd"} <= set(MAIN_METHODS) and set(MAIN_METHODS) <= set(VARIANTS)
 
 
-def _strip(records: list[dict]) -> list[dict]:
-    drop = {"wall_time_s", "cpu_time_s", "train_wall_time_s"}
-    return [{k: v for k, v in r.items() if k not in drop} for r in records]
+def _cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "analyses.cli", "escape", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
 
 
-PROBS, METHODS, SEEDS, STEPS = ["noisy_regression"], ["gd", "synaprune-noise", "pgd"], 2, 90
-
-
-def test_resume_after_interruption_gives_the_same_summary(tmp_path):
-    full = run_benchmark(PROBS, METHODS, SEEDS, tmp_path / "full", workers=1, max_steps=STEPS, progress=False,
-                         figures=False)
-    assert len(full.records) == 6 and all(r["status"] == "ok" for r in full.records)
-    kinds = {ev["kind"] for r in full.records for ev in r["events"]}
-    assert "global_minimum" in kinds  # the control's stall is at the true minimum
-    # simulate a kill: keep two complete lines and half of the third
-    part = tmp_path / "part"
-    part.mkdir()
-    lines = (tmp_path / "full" / "escape.jsonl").read_text().splitlines(keepends=True)
-    (part / "escape.jsonl").write_text("".join(lines[:2]) + lines[2][: len(lines[2]) // 2])
-    assert len(load_benchmark(part)) == 2
-    resumed = run_benchmark(PROBS, METHODS, SEEDS, part, workers=1, resume=True, max_steps=STEPS, progress=False,
-                            figures=False)
-    assert len(resumed.records) == 6 and len(load_benchmark(part)) == 6
-    assert _close(_comparable(resumed.summary), _comparable(full.summary))
-    assert _close(_strip(resumed.records), _strip(full.records))
-    # resuming a finished sweep runs nothing and changes nothing
-    again = run_benchmark(PROBS, METHODS, SEEDS, part, workers=1, resume=True, max_steps=STEPS, progress=False,
-                          figures=False)
-    assert _close(_strip(again.records), _strip(full.records))
-    # two worker processes give the same records
-    par = run_benchmark(PROBS, METHODS, SEEDS, tmp_path / "par", workers=2, max_steps=STEPS, progress=False,
-                        figures=False)
-    assert _close(_strip(par.records), _strip(full.records))
-    assert _close(_comparable(par.summary), _comparable(full.summary))
-
-
-def test_cli_writes_every_output(tmp_path):
+@pytest.mark.parametrize("args,needle", [
+    (["--seeds", "0"], "--seeds must be a positive integer"),
+    (["--steps", "-5"], "--steps must be a positive integer"),
+    (["--workers", "x"], "--workers must be a positive integer"),
+    (["--methods", "nope"], "unknown method(s) nope"),
+    (["--problems", "nope"], "unknown problem(s) nope"),
+    (["--scheduler", "http://x"], "--scheduler must be"),
+    (["--report", "/nonexistent/dir"], "not a directory"),
+])
+def test_cli_bad_argument_is_one_line_and_exit_2(args, needle, tmp_path, capsys):
     from analyses.cli import main
 
-    out = tmp_path / "esc"
-    rc = main(["escape", "--problems", "noisy_regression", "--methods", "gd,synaprune-rms", "--seeds", "1",
-               "--steps", "90", "--workers", "1", "--out", str(out)])
-    assert rc == 0
-    for name in ("escape.jsonl", "escape_summary.json", "escape_summary.md", "escape_outcome.png",
-                 "escape_outcome.html"):
-        assert (out / name).stat().st_size > 0, name
-    md = (out / "escape_summary.md").read_text()
-    assert "| global_minimum | gd | 1 |" in md and "escape rate" in md
-    page = (out / "escape_outcome.html").read_text()
-    assert "<script src=\"http" not in page and "global_minimum" in page
-    summ = json.loads((out / "escape_summary.json").read_text())
-    assert summ["problems"] == ["noisy_regression"] and summ["summary"]
-    recs = load_benchmark(out)
-    assert {r["method"] for r in recs} == {"gd", "synaprune-rms"}
-    ev = recs[0]["events"][0]
-    assert {"kind", "kappa", "lambda_min", "escaped", "escape_steps", "next_kind"} <= set(ev)
-    assert ev["kappa"] < 1e-3 and math.isfinite(recs[0]["gap"]) and recs[0]["gap"] < 1e-6
-    assert main(["escape", "--methods", "nope", "--out", str(out)]) == 2
+    try:
+        rc = main(["escape", *args, "--out", str(tmp_path / "o")])
+    except SystemExit as exc:  # argparse-level errors
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # validated before any work
+
+
+def test_cli_help_shows_defaults():
+    res = _cli("--help")
+    assert res.returncode == 0 and "default: figures/escape" in res.stdout and "--quiet" in res.stdout
+
+
+def test_failing_run_is_recorded_not_raised():
+    rec = run_one({"problem": "no_such_problem", "method": "gd", "seed": 0, "max_steps": 5})
+    assert rec["status"] == "error" and "no_such_problem" in rec["error"] and rec["events"] == []
+
+
+def test_real_runs_identical_across_workers_and_report_rebuilds(tmp_path):
+    kw = dict(max_steps=120, progress=False)
+    a = run_benchmark(["noisy_regression"], ["gd", "synaprune-rms"], 1, tmp_path / "a", workers=1, **kw)
+    b = run_benchmark(["noisy_regression"], ["gd", "synaprune-rms"], 1, tmp_path / "b", workers=2, figures=False,
+                      **kw)
+    assert (tmp_path / "a" / "escape.jsonl").read_bytes() == (tmp_path / "b" / "escape.jsonl").read_bytes()
+    assert len(a.records) == 2 and all(r["status"] == "ok" for r in a.records)
+    ev = a.records[0]["events"][0]
+    # the control: a stall at the global minimum of a noisy regression, per-example gradients large
+    assert ev["kind"] == "global_minimum" and ev["kappa"] < 1e-3 and ev["example_grad_scale"] > 1.0
+    assert abs(a.records[0]["gap"]) <= 1e-6 * a.records[0]["global_min"]
+    # the report is rebuilt from escape.jsonl alone, byte for byte (also from a gzip copy)
+    md = (tmp_path / "a" / "escape_summary.md").read_bytes()
+    table = (tmp_path / "a" / "escape_table.json").read_bytes()
+    res = _cli("--report", str(tmp_path / "a"), "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "a" / "escape_summary.md").read_bytes() == md
+    assert (tmp_path / "a" / "escape_table.json").read_bytes() == table
+    import gzip
+
+    gz = tmp_path / "gz"
+    gz.mkdir()
+    with gzip.open(gz / "escape.jsonl.gz", "wb") as fh:
+        fh.write((tmp_path / "a" / "escape.jsonl").read_bytes())
+    assert load_records(gz) == load_records(tmp_path / "a")
+    rows = json.loads(table)["rows"]
+    gd = [r for r in rows if r["method"] == "gd" and r["kind"] == "global_minimum"][0]
+    assert gd["n_escaped"] == 0  # nothing escapes a global minimum

@@ -7,7 +7,7 @@ from torch import nn
 
 from landscape.deep_linear import DeepLinearProblem, half_sq_error
 from synaprune import Aggregator, StallDetector, Trainer, aggregate
-from synaprune.baselines import PGD
+from synaprune.baselines import PGD, PGDFixed
 from synaprune.base import StepContext
 
 # Hand-made per-example gradients: 3 examples × 3 coordinates.
@@ -104,7 +104,7 @@ def _ctx(step, theta, loss, grad_norm, lr=0.1):
 
 
 def test_pgd_perturbs_only_when_its_conditions_hold():
-    pgd = PGD(g_thres=0.1, t_thres=5, radius=0.01, f_thres=1e-3)
+    pgd = PGDFixed(g_thres=0.1, t_thres=5, radius=0.01, f_thres=1e-3)
     theta = torch.zeros(3, dtype=torch.float64)
     # large gradient: a plain gradient step, no perturbation
     c = _ctx(0, theta, 1.0, 1.0)
@@ -172,3 +172,159 @@ def test_stall_detector_plateau_vs_steady_descent():
     assert not any(det.update(t, 1.0, 0.5) for t in range(100))  # flat loss but large gradient
     with pytest.raises(ValueError, match="window"):
         StallDetector(window=0)
+
+
+# ---------------------------------------------------------------------- the rules no test ran before
+def _linreg(n=6, d=2, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    Y = torch.randn(n, 1, generator=gen, dtype=torch.float64)
+    return X, Y
+
+
+def _mse_grad(theta, X, Y):
+    """Closed-form gradient of MSE(Xw + b, y) = mean_i (x_i·w + b − y_i)², θ = (w, b)."""
+    w, b = theta[:-1], theta[-1]
+    r = X @ w + b - Y[:, 0]
+    return torch.cat([2 * (r[:, None] * X).mean(0), (2 * r.mean()).reshape(1)])
+
+
+def _one_step(method, X, Y, model=None, steps=1, **kw):
+    model = model if model is not None else nn.Linear(X.shape[1], 1).double()
+    tr = Trainer(model, nn.MSELoss(), (X, Y), method=method, classify=False, cancellation=False, progress=False, **kw)
+    seen = []
+    res = tr.fit(steps, callback=lambda t, s: seen.append(s["theta"].clone()))
+    return seen + [res.final_theta], tr
+
+
+def test_sgd_step_is_a_minibatch_gradient_step():
+    import itertools
+    X, Y = _linreg()
+    lr = 0.1
+    th, _ = _one_step("sgd", X, Y, lr=lr, batch_size=2, steps=2, momentum=0.5)
+    subsets = list(itertools.combinations(range(6), 2))
+
+    g = {S: _mse_grad(th[0], X[list(S)], Y[list(S)]) for S in subsets}
+    first = [S for S in subsets if float((th[1] - (th[0] - lr * g[S])).abs().max()) < 1e-14]
+    assert len(first) == 1  # exactly one minibatch of 2 explains the step
+    # second step with heavy ball: θ2 = θ1 − lr·(0.5·g_B0(θ0) + g_B1(θ1))
+    second = [S for S in subsets
+              if float((th[2] - (th[1] - lr * (0.5 * g[first[0]] + _mse_grad(th[1], X[list(S)], Y[list(S)])))).abs().max())
+              < 1e-14]
+    assert len(second) == 1
+
+
+def test_adam_first_step_is_lr_times_sign_and_second_by_hand():
+    X, Y = _linreg()
+    lr, eps = 0.01, 1e-8
+    th, _ = _one_step("adam", X, Y, lr=lr, steps=2)
+    g0 = _mse_grad(th[0], X, Y)
+    d0 = th[1] - th[0]
+    # m̂ = g, v̂ = g²: Δ = −lr·g/(|g| + eps) = −lr·sign(g) up to lr·eps/|g|
+    assert torch.allclose(d0, -lr * torch.sign(g0), rtol=0, atol=float(lr * eps / g0.abs().min()) * 2)
+    assert torch.allclose(d0, -lr * g0 / (g0.abs() + eps), rtol=1e-13, atol=0)
+    g1 = _mse_grad(th[1], X, Y)
+    m = 0.9 * 0.1 * g0 + 0.1 * g1
+    v = 0.999 * 0.001 * g0 ** 2 + 0.001 * g1 ** 2
+    expected = th[1] - lr * (m / (1 - 0.9 ** 2)) / ((v / (1 - 0.999 ** 2)).sqrt() + eps)
+    assert torch.allclose(th[2], expected, rtol=1e-13, atol=1e-16)
+
+
+def test_noise_perturbation_statistics_and_fixed_zeros():
+    gen = torch.Generator().manual_seed(1)
+    X = torch.randn(32, 60, generator=gen, dtype=torch.float64)
+    X[:, 0] = 0.0  # weights on this input get no gradient: θ_j − lr·g_j = 0 stays 0 under the noise
+    Y = torch.randn(32, 30, generator=gen, dtype=torch.float64)
+    model = nn.Linear(60, 30, bias=False).double()
+    with torch.no_grad():
+        model.weight[:, 0] = 0.0
+    lr, sigma = 0.01, 0.3
+    th, tr = _one_step("synaprune-noise", X, Y, model=model, lr=lr, mode="always", sigma=sigma)
+    W0 = th[0].reshape(30, 60)
+    r = X @ W0.T - Y
+    grad = (2 * r.T @ X / r.numel()).reshape(-1)  # MSELoss: mean over 32·30 entries
+    gd = th[0] - lr * grad
+    z = (th[1] - gd) / (sigma * gd.abs())
+    zero = gd == 0
+    assert int(zero.sum()) == 30 and bool((th[1][zero] == 0).all())
+    z = z[~zero]
+    d = z.numel()  # 1770 standard normal draws: mean and variance within 5 standard errors
+    assert abs(float(z.mean())) < 5 / math.sqrt(d)
+    assert abs(float(z.var()) - 1) < 5 * math.sqrt(2 / d)
+    from scipy import stats
+    assert stats.kstest(z.numpy(), "norm").pvalue > 1e-4
+
+
+def test_penalty_step_matches_closed_form_penalised_gradient():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    gen = torch.Generator().manual_seed(2)
+    X = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    Y = torch.randn(5, 2, generator=gen, dtype=torch.float64)
+    a, b, lr = 0.7, 0.3, 0.05
+    th, _ = _one_step("synaprune-penalty", X, Y, model=model, lr=lr, mode="always", a=a, b=b)
+
+    def penalised(p):
+        W1, b1 = p[:12].reshape(4, 3), p[12:16]
+        W2, b2 = p[16:24].reshape(2, 4), p[24:26]
+        y1 = X @ W1.T + b1
+        h = torch.tanh(y1)
+        y2 = h @ W2.T + b2
+        loss = ((y2 - Y) ** 2).mean()
+        d2 = 2 * (y2 - Y) / 2  # ∂ℓ_i/∂y2, ℓ_i = mean over the 2 outputs
+        d1 = (d2 @ W2) * (1 - h ** 2)  # ∂ℓ_i/∂y1
+        m1, m2 = (d1 ** 2).mean(), (d2 ** 2).mean()
+        return loss + a * (m1 + m2) / 2 + b * (m1 - m2).abs() / 2  # population std of two values
+
+    p = th[0].clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(penalised(p), p)
+    assert torch.allclose(th[1], th[0] - lr * g, rtol=1e-12, atol=1e-15)
+
+
+class _Quadratic(nn.Module):
+    def __init__(self, A, bvec, w0):
+        super().__init__()
+        self.A, self.b = A, bvec
+        self.w = nn.Parameter(w0.clone())
+
+    def forward(self, x):
+        return (0.5 * self.w @ self.A @ self.w - self.b @ self.w) * torch.ones_like(x[:, :1])
+
+
+def test_sfn_step_matches_dense_saddle_free_newton():
+    Q = torch.linalg.qr(torch.randn(4, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64))[0]
+    lam = torch.tensor([3.0, 1.0, -2.0, -0.5], dtype=torch.float64)
+    A = Q @ torch.diag(lam) @ Q.T
+    bvec = torch.tensor([0.3, -0.2, 0.5, 0.1], dtype=torch.float64)
+    w0 = torch.tensor([0.2, 0.1, -0.3, 0.4], dtype=torch.float64)
+    X = torch.zeros(3, 1, dtype=torch.float64)
+    lr = 0.5
+    tr = Trainer(_Quadratic(A, bvec, w0), lambda out, y: out.mean(), (X, X), method="sfn", lr=lr, classify=False,
+                 cancellation=False, progress=False, krylov_dim=4)
+    res = tr.fit(1)
+
+    def f(w):
+        return float(0.5 * w @ A @ w - bvec @ w)
+
+    g = A @ w0 - bvec
+    best, best_f = None, f(w0)
+    for d in (1e-4, 1e-3, 1e-2, 1e-1, 1.0):
+        step = -(Q @ ((Q.T @ g) / (lam.abs() + d * 3.0)))
+        cand = w0 + lr * step
+        if f(cand) < best_f:
+            best, best_f = cand, f(cand)
+    assert best is not None
+    assert torch.allclose(res.final_theta, best, rtol=1e-9, atol=1e-12)
+
+
+def test_mode_always_rms_step_by_hand():
+    X, Y = _linreg(n=7, d=3, seed=4)
+    lr = 0.02
+    th, tr = _one_step("synaprune-rms", X, Y, lr=lr, mode="always", steps=2)
+    for k in range(2):
+        w, b0 = th[k][:-1], th[k][-1]
+        r = X @ w + b0 - Y[:, 0]
+        G = torch.cat([2 * r[:, None] * X, 2 * r[:, None]], dim=1)  # per-example gradients of (x·w + b − y)²
+        A = torch.sign(G.mean(0)) * G.pow(2).mean(0).sqrt()
+        assert torch.allclose(th[k + 1], th[k] - lr * A, rtol=1e-12, atol=1e-15)
+    assert tr.mode == "always"
