@@ -38,7 +38,7 @@ from landscape.results import write_json
 
 #: section providers, in report order (the first one answers the study's question)
 SECTIONS: list[str] = [
-    "analyses.study:escape_section",
+    "analyses.escape_report",
     "analyses.theorems",
     "analyses.spectrum_report",
     "analyses.surface_plots",
@@ -46,82 +46,6 @@ SECTIONS: list[str] = [
 SECTION_KEYS = ("title", "lead", "html", "summary", "figures")
 #: significant digits of the floats in study.json
 JSON_DIGITS = 8
-
-
-# ---------------------------------------------------------------------------- the escape benchmark
-SYNAPRUNE_PREFIX = "synaprune-"
-STUDY_DEFAULT = {"seeds": 4}
-STUDY_QUICK = {"problems": ("deep_linear_h2_zero", "noisy_regression"),
-               "methods": ("gd", "adam", "pgd", "ncd", "synaprune-rms", "synaprune-devarg"), "seeds": 1}
-
-
-def _rate(r: dict[str, Any]) -> str:
-    if r.get("escape_rate") is None:
-        return "–"
-    lo, hi = r.get("ci_low"), r.get("ci_high")
-    ci = "" if lo is None or hi is None else f" [{fmt_num(lo, 2)}, {fmt_num(hi, 2)}]"
-    return f"{r['n_escaped']}/{r['n_stalls']}{ci}"
-
-
-def escape_section(out_dir: Path, *, quick: bool, seed: int = 0, workers: int | None = None) -> dict[str, Any]:
-    """The reduced escape benchmark (every method × a few zoo problems × a few seeds) under
-    ``out_dir/escape/``: per stall kind, each method's escape count with its Wilson 95 % interval."""
-    from . import escape as escape_mod
-
-    problems = STUDY_QUICK["problems"] if quick else escape_mod.QUICK_PROBLEMS
-    methods = STUDY_QUICK["methods"] if quick else escape_mod.QUICK_METHODS
-    n_seeds = STUDY_QUICK["seeds"] if quick else STUDY_DEFAULT["seeds"]
-    seeds = [seed + i for i in range(n_seeds)]
-    bench = escape_mod.run_benchmark(problems, methods, seeds, Path(out_dir) / "escape", workers=workers,
-                                     progress=False, quick=True)
-    # no timings in tracked outputs: wall times differ on every run
-    rows = [{k: v for k, v in dict(r, rate=_rate(r)).items() if "time" not in k} for r in bench.to_dict()["summary"]]
-    by_kind: dict[str, dict[str, dict[str, Any]]] = {}
-    for r in rows:
-        by_kind.setdefault(r["kind"], {})[r["method"]] = r
-    sentences = []
-    for kind in ("non_strict_saddle", "strict_saddle"):
-        cells = by_kind.get(kind)
-        if not cells or "gd" not in cells:
-            continue
-        gd = cells["gd"]
-        better, worse = [], []
-        for m, r in sorted(cells.items()):
-            if m == "gd" or r.get("ci_low") is None or gd.get("ci_high") is None:
-                continue
-            if r["ci_low"] > gd["ci_high"]:
-                better.append(m)
-            elif r["ci_high"] < gd["ci_low"]:
-                worse.append(m)
-        n_syn = sum(m.startswith(SYNAPRUNE_PREFIX) for m in cells)
-        text = (f"at {kind.replace('_', '-')}s GD escaped {_rate(gd)} (Wilson 95 %); "
-                + (f"{', '.join(better)} escaped significantly more often" if better else
-                   f"no method, of {len(cells) - 1} others ({n_syn} SynaPrune rules), escaped significantly more often")
-                + (f", {', '.join(worse)} significantly less often" if worse else ""))
-        sentences.append(text)
-    n_runs = len(bench.records)
-    lead = (f"<p>Escape benchmark ({len(problems)} problems × {len(methods)} methods × {n_seeds} seed(s) = {n_runs} "
-            f"runs): " + ("; ".join(sentences) if sentences else "no saddle stalls were met")
-            + ". A stall counts as escaped when the loss drops by max(δ_abs, δ_rel·|L|) within the horizon "
-              "(SYNAPRUNE.md); intervals are per (kind × method) cell, so small cells are wide.</p>")
-    table = html_table(rows, [("kind", "stall kind"), ("method", "method"), ("n_stalls", "stalls"),
-                              ("n_escaped", "escaped"),
-                              ("rate", "escaped / stalls [Wilson 95 %]"),
-                              ("median_escape_steps", "median steps to escape"),
-                              ("median_gap", "median final gap to L*"),
-                              ("median_per_example_grads", "median per-example gradients / run")])
-    figures = [os.path.relpath(bench.png, out_dir)] if bench.png else []
-    body = [table]
-    body += [f'<p><img src="{f}" alt="escape outcome" width="1000"></p>' for f in figures]
-    if bench.html:
-        body.append(f'<p><a href="{os.path.relpath(bench.html, out_dir)}">interactive escape outcome</a></p>')
-    body.append("<p>Numbers: <code>escape/escape_summary.json</code>; one record per run: "
-                "<code>escape/escape.jsonl</code>.</p>")
-    n_err = sum(r.get("status") == "error" for r in bench.records)
-    return {"title": "Escape benchmark: stall kind × method", "lead": lead, "html": "\n".join(body),
-            "summary": {"problems": list(problems), "methods": list(methods), "seeds": seeds, "n_runs": n_runs,
-                        "n_errors": n_err, "rows": rows, "json": "escape/escape_summary.json"},
-            "figures": figures}
 
 
 # ---------------------------------------------------------------------------- assembling
