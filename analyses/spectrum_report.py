@@ -208,7 +208,7 @@ def stall_png(st: StallSpectrum, run: RunLog, path: Path) -> Path:
     ax.plot(st.density_grid, st.density, color="#1f77b4", lw=1.2, label=f"SLQ density (Gaussian σ = {st.slq_sigma:.2g})")
     ax.set_yscale("log")
     pos = [d for d in st.density if d > 0]
-    ax.set_ylim(max(1e-8, min(pos, default=1e-8)), max(pos, default=1.0) * 3)
+    ax.set_ylim(max(max(pos, default=1.0) * 1e-8, min(pos, default=1e-8)), max(pos, default=1.0) * 3)
     ax.set_ylabel("SLQ density (log)")
     symlog_x(ax)
     axw = ax.twinx()
@@ -329,7 +329,10 @@ def _stall_figure(st: StallSpectrum):
     ticks = symlog_ticks(lim, c)
     fig.update_xaxes(tickvals=[float(symlog(t, c)) for t in ticks], ticktext=[_tick_label(t) for t in ticks],
                      range=[-float(symlog(lim, c)), float(symlog(lim, c))], row=1, col=1)
-    fig.update_yaxes(type="log", title_text="density", row=1, col=1, secondary_y=False)
+    top = max([d for d in st.density if d > 0], default=1.0)
+    # eight decades below the peak: the Gaussian tails far from every node are not information
+    fig.update_yaxes(type="log", title_text="density", range=[math.log10(top) - 8, math.log10(top) + 0.3],
+                     row=1, col=1, secondary_y=False)
     fig.update_yaxes(title_text="quadrature weight", rangemode="tozero", row=1, col=1, secondary_y=True)
     if st.dense_eigs is not None:
         ev = np.asarray(st.dense_eigs)

@@ -20,14 +20,15 @@ links the single ``plotly-<version>.min.js`` in ``out`` (offline).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import html
 import importlib
 import inspect
-import math
+import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -112,10 +113,51 @@ def write_report(sections: list[dict[str, Any]], out: Path, *, quick: bool, seed
     return path
 
 
+def _section_main() -> None:
+    """Entry point of one section's process: ``SPEC OUT QUICK SEED WORKERS RESULT.json``."""
+    from landscape.results import to_jsonable
+
+    spec, out, quick, seed, workers, result = sys.argv[1:7]
+    try:
+        with shared_assets(Path(out)):
+            sec = run_section(spec, Path(out), quick=quick == "1", seed=int(seed),
+                              workers=int(workers) or None)
+        data = to_jsonable(sec)
+    except KeyboardInterrupt:
+        raise SystemExit(130)
+    except Exception as e:  # reported by the parent, which carries on with the other parts
+        data = {"title": spec, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(),
+                "figures": [], "summary": {}}
+    Path(result).write_text(json.dumps(data), encoding="utf-8")
+
+
+def _run_isolated(spec: str, out: Path, *, quick: bool, seed: int, workers: int | None, quiet: bool) -> dict[str, Any]:
+    """Run one section in a fresh Python process. Each part then starts from the same process
+    state whatever ran before it (a worker pool's timing-dependent allocations in this process
+    would otherwise shift array alignment and the last bits of later BLAS results)."""
+    root = str(Path(__file__).resolve().parents[1])
+    from .cli import HASH_SEED
+
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONHASHSEED=HASH_SEED,
+               PYTHONPATH=os.pathsep.join([root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    with tempfile.TemporaryDirectory(prefix="study-section-") as td:
+        res = Path(td) / "section.json"
+        proc = subprocess.run([sys.executable, "-c", "from analyses.study import _section_main; _section_main()",
+                               spec, str(out), "1" if quick else "0", str(seed), str(workers or 0), str(res)],
+                              env=env, stderr=subprocess.DEVNULL if quiet else None)
+        if proc.returncode == 130 or proc.returncode < 0:
+            raise KeyboardInterrupt
+        if proc.returncode != 0 or not res.exists():
+            return {"title": spec, "error": f"the section's process exited with code {proc.returncode}",
+                    "figures": [], "summary": {}}
+        return json.loads(res.read_text(encoding="utf-8"))
+
+
 def run_study(out: str | Path = "figures", *, quick: bool = False, seed: int = 0, workers: int | None = None,
               quiet: bool = False, sections: list[str] | None = None) -> dict[str, Any]:
-    """Run every section into ``out``, write ``report.html``, ``study.json`` (tracked) and
-    ``run_info.json`` (timings, versions; untracked). Returns the study.json content."""
+    """Run every section into ``out`` (each in its own process), write ``report.html``,
+    ``study.json`` (tracked) and ``run_info.json`` (timings, versions, errors; untracked).
+    Returns the study.json content."""
     from .cli import Heartbeat
 
     out = Path(out)
@@ -124,26 +166,18 @@ def run_study(out: str | Path = "figures", *, quick: bool = False, seed: int = 0
     done: list[dict[str, Any]] = []
     timings: dict[str, float] = {}
     errors: dict[str, str] = {}
-    devnull = open(os.devnull, "w") if quiet else None
     try:
-        with shared_assets(out):
-            for spec in sections or SECTIONS:
-                with hb.step(spec.split(":")[-1] if ":" in spec else spec.split(".")[-1]) as step:
-                    try:
-                        with contextlib.redirect_stderr(devnull) if devnull else contextlib.nullcontext():
-                            sec = run_section(spec, out, quick=quick, seed=seed, workers=workers)
-                    except KeyboardInterrupt:
-                        raise
-                    except Exception as e:  # one failing part must not hide the others: reported, exit 1
-                        errors[spec] = traceback.format_exc()
-                        sec = {"title": spec, "error": f"{type(e).__name__}: {e}", "figures": [], "summary": {}}
-                        hb.say(f"{spec} FAILED: {type(e).__name__}: {e}")
-                sec["provider"] = spec
-                done.append(sec)
-                timings[spec] = round(step.seconds, 2)
+        for spec in sections or SECTIONS:
+            with hb.step(spec.split(".")[-1]) as step:
+                sec = _run_isolated(spec, out, quick=quick, seed=seed, workers=workers, quiet=quiet)
+            if "error" in sec:
+                errors[spec] = sec.pop("traceback", sec["error"])
+                hb.say(f"{spec} FAILED: {sec['error']}")
+            sec["provider"] = spec
+            done.append(sec)
+            timings[spec] = round(step.seconds, 2)
     finally:
-        if devnull:
-            devnull.close()
+        hb.close()
     report = write_report(done, out, quick=quick, seed=seed)
     study = {"quick": quick, "seed": seed, "report": "report.html",
              # a list, in report order (key order is sorted in the file)

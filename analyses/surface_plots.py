@@ -221,7 +221,7 @@ def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any
 
 # ---------------------------------------------------------------------------- CLI
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .cli import add_quiet, existing_file, int_at_least, positive_float, positive_int
+    from .cli import add_quiet, existing_file, int_at_least, nonnegative_float, positive_float, positive_int
 
     p.add_argument("--problem", choices=list_problems(), metavar="NAME",
                    help=f"embedded problem: {', '.join(list_problems())}")
@@ -232,7 +232,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--span", type=positive_float, default=None, help="grid half-width (default: the problem's hint)")
     p.add_argument("--out", default="figures/surface", help="output directory")
     p.add_argument("--seed", type=int, default=0, help="seed for data, start point and directions")
-    p.add_argument("--eps", type=positive_float, default=None,
+    p.add_argument("--eps", type=nonnegative_float, default=None,
                    help="size of the perturbation of the reference point (default: the problem's hint)")
     p.add_argument("--norm", choices=NORMALIZATIONS, default=None,
                    help="normalisation of random directions (default: the problem's hint)")

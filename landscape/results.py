@@ -103,6 +103,9 @@ def _summary(value: Any) -> str:
         nums = [v for v in value if isinstance(v, (int, float)) and not isinstance(v, bool)]
         rng = _range(np.asarray(nums, dtype=np.float64)) if len(nums) == len(value) else ""
         return f"[{len(value)} {kind}{'s' if not kind.endswith('s') else ''}{rng}]"
+    if isinstance(value, (list, tuple)) and any(isinstance(v, (np.ndarray, torch.Tensor)) for v in value):
+        inner = ", ".join(_summary(v) for v in value)
+        return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
     if isinstance(value, dict) and len(value) > REPR_MAX_ITEMS:
         return f"{{{len(value)} keys: {', '.join(map(str, list(value)[:3]))}, ...}}"
     return repr(value)

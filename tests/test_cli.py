@@ -85,20 +85,25 @@ def test_spectrum_of_a_run_without_stalls_says_why(tmp_path, capsys):
     assert "No stall to report: the run had no stall" in page
 
 
-def test_progress_lines_without_a_terminal_and_quiet(tmp_path):
-    from analyses.cli import Heartbeat
-    import io
-    import time
+HEARTBEAT = """
+import time
+from analyses.cli import Heartbeat
+hb = Heartbeat("x", every=0.2, quiet={quiet})
+with hb.step("working"):
+    hb.note("half way")
+    time.sleep(1.5)
+hb.close()
+"""
 
-    buf = io.StringIO()
-    hb = Heartbeat("x", every=0.05, stream=buf)
-    with hb.step("working"):
-        hb.note("half way")
-        time.sleep(0.3)
-    lines = buf.getvalue().splitlines()
-    assert lines[0] == "[x] working ..." and lines[-1].startswith("[x] working done in")
-    assert any(line.startswith("[x] working: half way (") for line in lines[1:-1])
-    quiet = io.StringIO()
-    with Heartbeat("x", every=0.05, stream=quiet, quiet=True).step("working"):
-        time.sleep(0.15)
-    assert quiet.getvalue() == ""
+
+def test_progress_lines_without_a_terminal_and_quiet():
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    res = subprocess.run([sys.executable, "-c", HEARTBEAT.format(quiet=False)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=60)   # stderr is a pipe: no terminal
+    lines = res.stderr.splitlines()
+    assert res.returncode == 0 and lines[0] == "[x] working ..." and lines[-1].startswith("[x] working done in")
+    beats = [line for line in lines[1:-1] if line.startswith("[x] working: half way (")]
+    assert len(beats) >= 2, res.stderr
+    res = subprocess.run([sys.executable, "-c", HEARTBEAT.format(quiet=True)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stderr == ""

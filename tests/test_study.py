@@ -80,9 +80,6 @@ def test_one_shared_plotly_js_for_the_whole_study():
         assert (page.parent / src).resolve() == js[0].resolve()
 
 
-@pytest.mark.xfail(strict=False, reason="known gap (issue 13, item 2): round-off-level values (near-zero Hessian "
-                   "eigenvalues ~1e-10, L-BFGS gaps ~1e-15) differ between processes in their printed digits, so "
-                   "spectrum_report.json, theorems.json/.md and study.json are not yet byte-identical on a rerun")
 def test_rerun_gives_byte_identical_tracked_outputs(tmp_path):
     """Run the quick study a second time into the same folder: every output git would track is
     byte-identical (timings and host information live in untracked files)."""
