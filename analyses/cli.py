@@ -258,15 +258,23 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 #: the allocation sequence, hence array alignment and the last bits of BLAS results; a fixed
 #: seed makes reruns byte-identical (measured: three seeds, three different theorems.md)
 HASH_SEED = "0"
+#: single-threaded BLAS/OpenMP for the analyses (their problems are small): multithreaded OpenBLAS
+#: and MKL split work by load, so on a busy machine the last bits of results changed from run to
+#: run (measured: 3 different theorems.md and 4 different spectrum_report.json in 4 concurrent
+#: runs; identical once pinned). `landscape bench` keeps its own thread settings.
+DETERMINISTIC_ENV = {"PYTHONHASHSEED": HASH_SEED, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                     "OPENBLAS_NUM_THREADS": "1", "MKL_DYNAMIC": "FALSE", "OMP_DYNAMIC": "FALSE"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``landscape ARGV``; returns the exit code (2 for a bad argument). Started from the
-    command line under another hash seed, it re-executes itself under :data:`HASH_SEED`."""
-    if argv is None and os.environ.get("PYTHONHASHSEED") != HASH_SEED \
-            and os.environ.get("LANDSCAPE_NO_REEXEC") != "1":
-        env = dict(os.environ, PYTHONHASHSEED=HASH_SEED, LANDSCAPE_NO_REEXEC="1")
-        os.execve(sys.executable, [sys.executable, "-m", "analyses.cli", *sys.argv[1:]], env)
+    command line, it re-executes itself once under :data:`DETERMINISTIC_ENV` (fixed hash seed,
+    single-threaded BLAS) so that reruns write the same bytes."""
+    if argv is None and os.environ.get("LANDSCAPE_NO_REEXEC") != "1":
+        want = {"PYTHONHASHSEED": HASH_SEED} if sys.argv[1:2] == ["bench"] else DETERMINISTIC_ENV
+        if any(os.environ.get(k) != v for k, v in want.items()):
+            env = dict(os.environ, LANDSCAPE_NO_REEXEC="1", **want)
+            os.execve(sys.executable, [sys.executable, "-m", "analyses.cli", *sys.argv[1:]], env)
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("MPLBACKEND", "Agg")
     parser = build_parser(argv)

@@ -136,9 +136,9 @@ def _run_isolated(spec: str, out: Path, *, quick: bool, seed: int, workers: int 
     state whatever ran before it (a worker pool's timing-dependent allocations in this process
     would otherwise shift array alignment and the last bits of later BLAS results)."""
     root = str(Path(__file__).resolve().parents[1])
-    from .cli import HASH_SEED
+    from .cli import DETERMINISTIC_ENV
 
-    env = dict(os.environ, MPLBACKEND="Agg", PYTHONHASHSEED=HASH_SEED,
+    env = dict(os.environ, MPLBACKEND="Agg", **DETERMINISTIC_ENV,
                PYTHONPATH=os.pathsep.join([root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     with tempfile.TemporaryDirectory(prefix="study-section-") as td:
         res = Path(td) / "section.json"
