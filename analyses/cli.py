@@ -35,6 +35,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "surface": ("analyses.surface_plots", "loss-surface plots (random, Hessian-eigen, PCA directions)"),
     "spectrum": ("analyses.spectrum_report", "Hessian spectrum report at every stall of a training run"),
     "escape": ("analyses.escape", "escape benchmark: every method x problem x seed"),
+    "critical-points": ("analyses.critical_points", "Frye et al. 2021 cut-offs: found vs analytic critical points of a linear autoencoder"),
 }
 EXTRA_SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "critical-points": ("analyses.critical_points", "find and classify the critical points near a run's stalls"),

@@ -709,3 +709,4 @@ for _name in _STUDY_HINTS:
 
 # ---------------------------------------------------------------------------- problems in other modules
 # Further problems live in their own modules and register themselves on import (one line each):
+from . import digits  # noqa: E402,F401  (registers digits_autoencoder)

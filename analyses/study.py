@@ -40,6 +40,8 @@ from landscape.results import write_json
 #: section providers, in report order (the first one answers the study's question)
 SECTIONS: list[str] = [
     "analyses.escape_report",
+    "analyses.digits",
+    "analyses.critical_points",
     "analyses.theorems",
     "analyses.spectrum_report",
     "analyses.surface_plots",

@@ -44,3 +44,9 @@ from . import render  # noqa: E402
 from .render import surface_figure, surface_png, write_html, write_surface_html  # noqa: E402
 
 __all__ += ["render", "surface_figure", "surface_png", "write_surface_html", "write_html"]
+
+# --- issue 9: refinement to the nearby critical point
+from . import critical  # noqa: E402
+from .critical import CriticalPointSearch, NearestCritical, find_critical_point, nearest_critical  # noqa: E402
+
+__all__ += ["critical", "find_critical_point", "CriticalPointSearch", "nearest_critical", "NearestCritical"]

@@ -1,26 +1,39 @@
 """Classify a point of an objective: not critical, minimum (global), strict / non-strict saddle, maximum.
 
-Recipe (THEORY.md §1):
+Recipe (THEORY.md §1, §4). Every decision is relative to the spectral scale and the dtype's
+precision, so the kind of c·f + b equals the kind of f for any c > 0 and any offset b that the
+dtype resolves; every tolerance used is returned in ``report.tolerances``.
 
-1. **Critical?** ‖g‖ ≤ ``grad_tol``. Default (Frye et al. 2021: ‖g‖² < 1e-10 in float64):
-   ``grad_tol = 1e-5 · (ε_dtype / ε_float64)^{1/4}`` — 1e-5 in float64, 1.5e-3 in float32.
-2. **Spectrum.** ``method="dense"`` (``"auto"`` up to :data:`AUTO_DENSE_MAX_DIM` parameters):
+1. **Spectrum.** ``method="dense"`` (``"auto"`` up to :data:`AUTO_DENSE_MAX_DIM` parameters):
    ``eigh`` of the dense Hessian, index and nullity exact. ``"lanczos"``: a few smallest and
    largest eigenpairs by :func:`extreme_eigs`; the index is then a lower bound
-   (``index_exact=False``) and the nullity counts only the computed pairs.
-3. **Zero eigenvalues** are |λ| ≤ ``eig_tol``, by default
-   ``max(10 · ε_dtype · dim · max|λ|, 10 · ε_dtype)`` (relative to the spectral scale, with an
-   absolute floor for an exactly-zero Hessian); at a critical point also at least
-   ``100 · ‖g‖`` (an approximate critical point lies ~‖g‖/λ₊ from the exact one, which moves
-   the zero eigenvalues by O(‖g‖) — e.g. the gauge zeros of a deep linear net at an L-BFGS end
-   point); on the Lanczos path at least the eigensolver's residual tolerance × max|λ|.
+   (``index_exact=False``) and the nullity counts only the computed pairs. Spectral scale
+   Λ = max|λ|; parameter scale s = max(1, rms(θ)).
+2. **Critical?** ‖g‖ ≤ ``grad_tol``; default ``default_grad_tol(dtype)·Λ·s`` — Frye et al.'s 1e-5
+   (‖g‖² < 1e-10 in float64; scaled by (ε/ε_64)^{1/4} in lower precision) made relative: a
+   Newton-distance ‖g‖/Λ of 1e-5·s. (Exact zero Hessian: only g = 0 is critical.)
+3. **Zero eigenvalues** are |λ| ≤ ``eig_tol``, by default the larger of the round-off band
+   ``10·ε·dim·Λ`` (Lanczos path: also the eigensolver's residual tolerance × Λ) and, at a point
+   that is critical only approximately (g ≠ 0), the *curvature uncertainty*
+   ``3·‖H(θ + p) − H(θ)‖₂`` with p = −H⁺g the Newton step: the exact critical point lies ≈ ‖p‖
+   away (up to ×(k−1) at a degenerate order-k point, hence the factor 3), and its eigenvalues can
+   differ from those at θ by that much. An eigenvalue outside the band keeps its sign: no
+   tolerance erases curvature (at an exact critical point the band is pure round-off).
 4. **Degenerate cases** (a near-null eigenspace with no eigenvalue of the opposite sign deciding)
-   go to the higher-order probe (:mod:`landscape.probe`) along the near-null eigenvectors and
-   seeded random combinations of them (random directions of the whole space on the Lanczos path
-   when the null space is not resolved). "minimum" then means "no descent found within
-   ``probe_radius``".
-5. **Global minimum:** a minimum with |loss − global_min| ≤ ``global_tol`` (default
-   ``10 · √ε_dtype · max(1, |global_min|)``).
+   go to the higher-order probe (:mod:`landscape.probe`): lines along the near-null eigenvectors
+   and seeded random combinations of them, a sphere search of the near-null subspace and, on the
+   dense path, the **reduced-function (Lyapunov–Schmidt) probe**: along each near-null direction
+   d at radius t, minimise the loss over the complementary positive-curvature eigenspace (maximise
+   over the negative one for a maximum-vs-saddle question) by Newton steps with the known
+   eigen-decomposition, and look for descent of that reduced function — this finds descent that
+   exists only along curves (Peano's (y − x²)(y − 2x²)). "minimum" then means "no descent found
+   within ``probe_radius``"; a probe that resolves nothing above round-off gives ``inconclusive``.
+5. **Honest uncertainty.** ``kind="inconclusive"`` with ``reason`` when the Lanczos eigenpairs did
+   not converge (unless a negative and a positive Rayleigh quotient already prove a strict
+   saddle) or when the probe could not resolve descent or ascent above round-off.
+6. **Global minimum:** a minimum with |loss − global_min| ≤ ``global_tol`` (default
+   ``10·√ε·max(|global_min|, Λ·s²) + |gᵀp|``: round-off of the loss, relative to the loss scale
+   Λ·s², plus the first-order loss gap to the nearby exact critical point).
 """
 from __future__ import annotations
 
@@ -31,7 +44,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .lanczos import extreme_eigs, lanczos
+from .lanczos import extreme_eigs, lanczos, random_unit
 from .objective import NonFiniteError, Objective
 from .probe import DEFAULT_REL_THRESHOLD, ProbeResult, higher_order_probe, probe_directions, sphere_search
 from .results import JsonResult
@@ -42,26 +55,31 @@ SINGLE_THREAD_MAX_DIM = 512
 # padded H = 3 deep linear point tried (96 cases); order ≥ 5 paths (H ≥ 4) competing with
 # positive quartic gauge terms can still be missed (then "minimum" + a note if a global value is given).
 SEARCH_STARTS, SEARCH_ITERS = 8, 40
-EIG_TOL_GRAD_FACTOR = 100.0
+#: the curvature-uncertainty band is this multiple of ‖H(θ + p) − H(θ)‖₂ (p the Newton step)
+CURVATURE_BAND_FACTOR = 3.0
+#: Newton steps of the reduced-function (Lyapunov–Schmidt) probe's inner minimisation
+REDUCED_NEWTON_STEPS = 12
 KINDS = ("not_critical", "minimum", "global_minimum", "strict_saddle", "non_strict_saddle",
          "maximum", "inconclusive")
 _EPS64 = torch.finfo(torch.float64).eps
 
 
 def default_grad_tol(dtype: torch.dtype) -> float:
-    """Frye's cut-off ‖g‖ < 1e-5 (‖g‖² < 1e-10) in float64, scaled by (ε/ε_64)^{1/4} for lower precision."""
+    """Frye's cut-off ‖g‖ < 1e-5 (‖g‖² < 1e-10) in float64, scaled by (ε/ε_64)^{1/4} for lower
+    precision. :func:`classify_point` multiplies it by the scale Λ·s (relative criterion);
+    :func:`landscape.find_critical_point` uses it as is (the literature's absolute cut-off)."""
     return 1e-5 * (torch.finfo(dtype).eps / _EPS64) ** 0.25
 
 
 def default_eig_tol(dtype: torch.dtype, dim: int, scale: float) -> float:
-    """``max(10·ε·dim·scale, 10·ε)`` with ``scale`` = max|λ|."""
-    eps = torch.finfo(dtype).eps
-    return max(10.0 * eps * dim * scale, 10.0 * eps)
+    """Round-off band ``10·ε·dim·scale`` with ``scale`` = max|λ| (0 for an exactly zero Hessian)."""
+    return 10.0 * torch.finfo(dtype).eps * dim * scale
 
 
-def default_global_tol(dtype: torch.dtype, global_min: float) -> float:
-    """``10·√ε·max(1, |global_min|)``: 1.5e-7 relative in float64, 3.5e-3 in float32."""
-    return 10.0 * math.sqrt(torch.finfo(dtype).eps) * max(1.0, abs(global_min))
+def default_global_tol(dtype: torch.dtype, global_min: float, loss_scale: float = 0.0) -> float:
+    """``10·√ε·max(|global_min|, loss_scale)``: 1.5e-7 relative in float64, 3.5e-3 in float32
+    (``loss_scale`` = Λ·s² in :func:`classify_point`, so that L* = 0 is not an absolute cut-off)."""
+    return 10.0 * math.sqrt(torch.finfo(dtype).eps) * max(abs(global_min), loss_scale)
 
 
 @dataclass
@@ -76,7 +94,10 @@ class CriticalPointReport(JsonResult):
     non-zero term along the probe's decisive direction and the radius it was seen at (for a
     "minimum" from the probe, the largest radius probed). ``gradient_flatness`` ∈ [0, 1]:
     ‖P_null g‖/‖g‖ for non-critical points. ``eigenvalues``: all (dense) or the computed
-    (Lanczos) eigenvalues, ascending.
+    (Lanczos) eigenvalues, ascending. ``reason``: why the kind is ``inconclusive`` (None
+    otherwise). ``curvature_band``: the eigenvalue uncertainty from g ≠ 0 (module docstring,
+    step 3). ``tolerances``: every tolerance used (grad_tol, eig_tol, round-off band, curvature
+    band, global_tol, probe thresholds, probe radius, spectral and parameter scales).
     """
 
     kind: str
@@ -98,6 +119,9 @@ class CriticalPointReport(JsonResult):
     probe_order: float | None = None
     probe_radius: float | None = None
     gradient_flatness: float | None = None
+    reason: str | None = None
+    curvature_band: float = 0.0
+    tolerances: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     eigenvalues: torch.Tensor | None = field(default=None, repr=False)
     escape_direction: torch.Tensor | None = field(default=None, repr=False)
@@ -194,6 +218,7 @@ def classify_point(
     probe_abs_threshold: float = 0.0,
     probe_search: bool = True,
     lanczos_k: tuple[int, int] = (10, 3),
+    probe_reduced: bool = True,
 ) -> CriticalPointReport:
     """Classify ``theta`` (dim,) for ``obj`` (see the module docstring for the recipe and defaults).
 
@@ -202,6 +227,7 @@ def classify_point(
     combinations of the near-null eigenvectors (and, on the Lanczos path, random full-space
     directions). ``probe_search``: when the line probes find no descent, also search the sphere
     of the near-null subspace for a descending mixture (:func:`landscape.probe.sphere_search`).
+    ``probe_reduced``: then run the reduced-function (Lyapunov–Schmidt) probe (dense path).
     ``probe_rel_threshold`` / ``probe_abs_threshold``: a loss change along a probe counts only
     beyond max(rel·ε·|f|, abs) (abs in loss units; raise it for approximately critical points).
     ``lanczos_k``: (smallest, largest) eigenpairs computed on the Lanczos path. Problems with
@@ -212,13 +238,13 @@ def classify_point(
                          probe=probe, seed=seed, global_tol=global_tol, probe_radius=probe_radius,
                          probe_n_radii=probe_n_radii, probe_random=probe_random,
                          probe_rel_threshold=probe_rel_threshold, probe_abs_threshold=probe_abs_threshold,
-                         probe_search=probe_search,
+                         probe_search=probe_search, probe_reduced=probe_reduced,
                          lanczos_k=lanczos_k)
 
 
 def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed, global_tol, probe_radius,
               probe_n_radii, probe_random, probe_rel_threshold, probe_abs_threshold, probe_search,
-              lanczos_k) -> CriticalPointReport:
+              lanczos_k, probe_reduced=True) -> CriticalPointReport:
     if method not in ("auto", "dense", "lanczos"):
         raise ValueError(f"method must be 'auto', 'dense' or 'lanczos', got {method!r}")
     _check_tol("grad_tol", grad_tol, allow_zero=False)
@@ -228,29 +254,27 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
         raise ValueError(f"global_min must be finite, got {global_min}")
     if not (math.isfinite(probe_radius) and probe_radius > 0):
         raise ValueError(f"probe_radius must be a positive finite number, got {probe_radius}")
+    if not (math.isfinite(probe_abs_threshold) and probe_abs_threshold >= 0):
+        raise ValueError(f"probe_abs_threshold must be finite and >= 0, got {probe_abs_threshold}")
     theta = obj.check_theta(theta).detach()
     dim, dtype = obj.dim, obj.dtype
+    eps = torch.finfo(dtype).eps
     if method == "auto":
         method = "dense" if dim <= AUTO_DENSE_MAX_DIM else "lanczos"
-    gtol = default_grad_tol(dtype) if grad_tol is None else float(grad_tol)
     notes: list[str] = []
+    s_par = max(1.0, float(torch.linalg.vector_norm(theta)) / math.sqrt(dim))
 
+    # ---------------------------------------------------------------- spectrum
+    res = None
     if method == "dense":
         loss, g, Hm = _loss_grad_dense_hessian(obj, theta, True)
+        evals, evecs = torch.linalg.eigh(Hm)
+        scale = float(evals.abs().max())
+        roundoff = default_eig_tol(dtype, dim, scale)
+        exact = True
     else:
         loss, g = obj.loss_and_grad(theta)
         Hm = None
-    gnorm = float(torch.linalg.vector_norm(g))
-    critical = gnorm <= gtol
-
-    # ---------------------------------------------------------------- spectrum
-    gfloor = EIG_TOL_GRAD_FACTOR * gnorm if critical else 0.0
-    if method == "dense":
-        evals, evecs = torch.linalg.eigh(Hm)
-        scale = float(evals.abs().max())
-        etol = max(default_eig_tol(dtype, dim, scale), gfloor) if eig_tol is None else float(eig_tol)
-        exact = True
-    else:
         ks, kl = lanczos_k
         ks, kl = max(1, min(ks, dim - 1)), max(1, min(kl, dim - 1))
         if ks + kl > dim:
@@ -259,14 +283,20 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
         evals = res.values.to(dtype)
         evecs = res.vectors
         scale = max(float(evals.abs().max()), res.scale)
-        etol = (max(default_eig_tol(dtype, dim, scale), res.tol * scale, gfloor)
-                if eig_tol is None else float(eig_tol))
+        roundoff = max(default_eig_tol(dtype, dim, scale), res.tol * scale)
         exact = False
-        if not res.all_converged:
-            notes.append(f"Lanczos: {int((~res.converged).sum())} of {res.converged.numel()} eigenpairs "
-                         "did not converge; extreme eigenvalues are estimates")
         notes.append("Lanczos path: index is a lower bound and n_zero counts only the "
                      f"{evals.numel()} computed eigenpairs")
+    gnorm = float(torch.linalg.vector_norm(g))
+    gtol = default_grad_tol(dtype) * scale * s_par if grad_tol is None else float(grad_tol)
+    critical = gnorm <= gtol
+
+    # Curvature uncertainty at an approximately critical point: the Hessian's change over the
+    # Newton step to the nearby exact critical point.
+    band, newton_gap = 0.0, 0.0
+    if critical and gnorm > 0 and eig_tol is None:
+        band, newton_gap = _curvature_band(obj, theta, g, Hm, evals, evecs, roundoff, method, scale)
+    etol = max(roundoff, band) if eig_tol is None else float(eig_tol)
     lam_min, lam_max = float(evals[0]), float(evals[-1])
     neg = evals < -etol
     zero = evals.abs() <= etol
@@ -275,15 +305,24 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
         notes.append(f"all {ks} smallest computed eigenvalues are negative: index >= {ks}")
     degenerate = n_zero > 0
     null_basis = evecs[:, zero]
+    # Resolution of the probe: round-off of the loss, or the loss gap to the nearby critical point.
+    abs_thr = max(float(probe_abs_threshold), newton_gap)
 
     rep = CriticalPointReport(
         kind="inconclusive", loss=loss, grad_norm=gnorm, lambda_min=lam_min, lambda_max=lam_max,
         index=index, n_zero=n_zero, index_exact=exact, degenerate=degenerate, method=method, dim=dim,
-        grad_tol=gtol, eig_tol=etol, eigenvalues=evals.detach().cpu(), notes=notes)
+        grad_tol=gtol, eig_tol=etol, eigenvalues=evals.detach().cpu(), notes=notes, curvature_band=band)
+    rep.tolerances = {"grad_tol": gtol, "eig_tol": etol, "roundoff_band": roundoff, "curvature_band": band,
+                      "spectral_scale": scale, "param_scale": s_par, "probe_rel_threshold": probe_rel_threshold,
+                      "probe_abs_threshold": abs_thr, "probe_quad_threshold": band,
+                      "probe_radius_max": probe_radius * s_par,
+                      "grad_tol_given": grad_tol is not None, "eig_tol_given": eig_tol is not None}
     if global_min is not None:
         rep.global_min = float(global_min)
-        rep.global_tol = default_global_tol(dtype, float(global_min)) if global_tol is None else float(global_tol)
+        rep.global_tol = (default_global_tol(dtype, float(global_min), scale * s_par ** 2) + newton_gap
+                          if global_tol is None else float(global_tol))
         rep.gap_to_global = loss - float(global_min)
+        rep.tolerances["global_tol"] = rep.global_tol
 
     # ---------------------------------------------------------------- not critical
     if not critical:
@@ -299,10 +338,16 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
     has_neg = index > 0
     has_zero_or_unknown = degenerate or (method == "lanczos" and not (lam_min > etol or lam_max < -etol))
     if has_neg and has_pos:
+        # Rayleigh quotients of unit vectors: a negative and a positive one prove an indefinite
+        # Hessian even when the Lanczos pairs did not converge.
         rep.kind = "strict_saddle"
         rep.escape_direction = _signed_escape(evecs[:, 0].clone(), g)
         notes.append("escape_direction: λ_min eigenvector (either sign decreases the loss to second "
                      "order; the one with gᵀv ≤ 0 is returned)")
+    elif res is not None and not res.all_converged:
+        rep.kind = "inconclusive"
+        rep.reason = (f"Lanczos: {int((~res.converged).sum())} of {res.converged.numel()} eigenpairs did not "
+                      "converge, and without them the sign of the extreme curvature is unknown")
     elif not has_zero_or_unknown and not has_neg:
         rep.kind = "minimum"
     elif not has_zero_or_unknown and not has_pos:
@@ -312,12 +357,18 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
         # (max vs saddle), or H ≈ 0 (all of them).
         if not probe:
             rep.kind = "inconclusive"
-            notes.append("degenerate Hessian and probe=False: second-order information cannot decide")
+            rep.reason = "degenerate Hessian and probe=False: second-order information cannot decide"
         else:
             pr = _run_probe(obj, theta, g, loss, null_basis, Hm, method, seed, probe_radius, probe_n_radii,
-                            probe_random, probe_rel_threshold, probe_abs_threshold, probe_search, notes)
+                            probe_random, probe_rel_threshold, abs_thr, probe_search, notes, band=band,
+                            evals=evals, evecs=evecs, zero=zero, has_neg=has_neg, has_pos=has_pos,
+                            reduced=probe_reduced)
             rep.probe = pr
             _decide_degenerate(rep, pr, has_neg, has_pos, evecs, g)
+    if rep.kind == "inconclusive" and rep.reason is None:
+        rep.reason = notes[-1] if notes else "undecided"
+    if rep.kind == "inconclusive" and rep.reason not in notes:
+        notes.append(rep.reason)
 
     # ---------------------------------------------------------------- global minimum
     if rep.kind == "minimum" and rep.global_min is not None:
@@ -330,6 +381,39 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
         else:
             notes.append(f"loss is {-rep.gap_to_global:.3g} BELOW the given global value: global_min is wrong")
     return rep
+
+
+def _curvature_band(obj, theta, g, Hm, evals, evecs, roundoff, method, scale) -> tuple[float, float]:
+    """(CURVATURE_BAND_FACTOR·‖H(θ + p) − H(θ)‖₂, |gᵀp|) for the Newton step p = −H⁺g
+    (eigenvalues below max(round-off band, √ε·Λ) are not inverted)."""
+    # Eigenvalues below √ε·Λ are not inverted: the step towards the critical point is taken in the
+    # well-resolved eigenspace (inverting the O(‖g‖) splitting of a zero eigenvalue, e.g. a gauge
+    # direction, would send p far along a flat direction).
+    cut = max(roundoff, math.sqrt(torch.finfo(evals.dtype).eps) * scale)
+    if method == "dense":
+        inv = torch.where(evals.abs() > cut, 1.0 / evals, torch.zeros_like(evals))
+        p = -(evecs @ (inv * (evecs.T @ g)))
+    else:
+        from .critical import minres_solve
+        op = obj.hvp_operator(theta)
+        p, _, _ = minres_solve(op.matvec, -g, scale=scale, cutoff=cut)
+    gap = abs(float(torch.dot(g, p)))
+    if float(torch.linalg.vector_norm(p)) == 0.0:
+        return 0.0, gap
+    try:
+        if method == "dense":
+            H2 = _loss_grad_dense_hessian(obj, theta + p, True)[2]
+            dH = float(torch.linalg.eigvalsh(H2 - Hm).abs().max())
+        else:
+            op1, op2 = obj.hvp_operator(theta), obj.hvp_operator(theta + p)
+            gen = torch.Generator().manual_seed(0)
+            v = random_unit(obj.dim, gen, obj.dtype, obj.device)
+            run = lanczos(lambda x: op2.matvec(x) - op1.matvec(x), v, min(obj.dim, 20), reorth="full",
+                          generator=gen)
+            dH = float(torch.linalg.eigvalsh(run.tridiagonal()).abs().max())
+    except NonFiniteError:
+        return math.inf, gap
+    return CURVATURE_BAND_FACTOR * dH, gap
 
 
 def _flatness(obj, theta, g, null_basis, method, etol, notes) -> float | None:
@@ -423,7 +507,8 @@ def _value_and_grad_batch(obj: Objective):
 
 
 def _run_probe(obj, theta, g, loss, null_basis, Hm, method, seed, probe_radius, n_radii, n_random,
-               rel_threshold, abs_threshold, search, notes) -> ProbeResult:
+               rel_threshold, abs_threshold, search, notes, *, evals=None, evecs=None, zero=None,
+               has_neg=False, has_pos=False, reduced=True, band=0.0) -> ProbeResult:
     s = max(1.0, float(torch.linalg.vector_norm(theta)) / math.sqrt(obj.dim))
     t_max = probe_radius * s
     parts, quads = [], []
@@ -443,30 +528,100 @@ def _run_probe(obj, theta, g, loss, null_basis, Hm, method, seed, probe_radius, 
         quads.append(torch.zeros(full.shape[0], dtype=obj.dtype, device=obj.device))
     batch_loss = _batch_loss_fn(obj, theta)
     kw = dict(grad=g, loss0=loss, t_min=t_max * 1e-4, t_max=t_max, n_radii=n_radii, rel_threshold=rel_threshold,
-              abs_threshold=abs_threshold, batch_loss=batch_loss)
+              abs_threshold=abs_threshold, batch_loss=batch_loss, quad_threshold=band)
     pr = higher_order_probe(_loss_or_nan(obj), theta, torch.cat(parts), quad=torch.cat(quads), **kw)
     # Search unless the lines already found descent early on the ladder (first third of the radii,
     # with an order estimate): a descent first seen at large radius may be a direction where the
     # leading term nearly cancels, which mis-reads the order.
     early = pr.radii[len(pr.radii) // 3]
-    if (pr.descent and pr.descent_order is not None and pr.descent_radius <= early) or not search or not q:
+    # The question the probe answers: descent (PSD Hessian: minimum or saddle?) or ascent (NSD: maximum?).
+    want = "ascent" if (has_neg and not has_pos) else "descent"
+
+    def decided(p: ProbeResult) -> bool:
+        return (getattr(p, want) and getattr(p, want + "_order") is not None
+                and getattr(p, want + "_radius") <= early)
+
+    if decided(pr) or not q:
         return pr
+    dirs = [torch.cat(parts)]
+    if search:
+        Qf = null_basis.T @ HB
+        found = sphere_search(_value_and_grad_batch(obj), theta, null_basis, [t_max, 0.1 * t_max, 0.01 * t_max],
+                              loss0=loss, grad=g, quad_form=Qf, seed=seed, n_starts=SEARCH_STARTS,
+                              n_iter=SEARCH_ITERS)
+        coef = found @ null_basis
+        pr2 = higher_order_probe(_loss_or_nan(obj), theta, found, quad=((coef @ Qf) * coef).sum(1), **kw)
+        _merge(pr, pr2, "sphere search in the near-null subspace", notes)
+        dirs.append(found)
+    if decided(pr) or method != "dense" or evecs is None or not reduced:
+        return pr
+    # Reduced-function (Lyapunov–Schmidt) probe: the complementary eigenspace with definite curvature.
+    comp = (evals > 0) & ~zero if want == "descent" else (evals < 0) & ~zero
+    if int(comp.sum()) == 0:
+        return pr
+    D = torch.cat(dirs)
+    D = D - (D @ evecs[:, comp]) @ evecs[:, comp].T  # directions inside the near-null space
+    D = D / torch.linalg.vector_norm(D, dim=1, keepdim=True).clamp_min(1e-300)
+    coef = D @ null_basis
     Qf = null_basis.T @ HB
-    found = sphere_search(_value_and_grad_batch(obj), theta, null_basis, [t_max, 0.1 * t_max, 0.01 * t_max], loss0=loss,
-                          grad=g, quad_form=Qf, seed=seed, n_starts=SEARCH_STARTS, n_iter=SEARCH_ITERS)
-    coef = found @ null_basis
-    pr2 = higher_order_probe(_loss_or_nan(obj), theta, found, quad=((coef @ Qf) * coef).sum(1), **kw)
-    if pr2.descent and (not pr.descent or pr2.descent_radius < pr.descent_radius):
-        notes.append("descent found by the sphere search in the near-null subspace (line probes: "
-                     + (f"first at radius {pr.descent_radius:.3g})" if pr.descent else "none)"))
-        pr.descent, pr.descent_radius, pr.descent_order = True, pr2.descent_radius, pr2.descent_order
-        pr.descent_delta, pr.descent_direction = pr2.descent_delta, pr2.descent_direction
-    if not pr.ascent and pr2.ascent:
-        pr.ascent, pr.ascent_radius, pr.ascent_order = True, pr2.ascent_radius, pr2.ascent_order
-        pr.ascent_delta, pr.ascent_direction = pr2.ascent_delta, pr2.ascent_direction
-    pr.n_directions += pr2.n_directions
-    pr.n_evals += pr2.n_evals
+    reduced = _reduced_loss_fn(obj, theta, evecs[:, comp], evals[comp])
+    with torch.no_grad():
+        base = float(reduced(theta.unsqueeze(0))[0])
+    kw3 = {**kw, "loss0": base, "batch_loss": reduced}
+    pr3 = higher_order_probe(lambda p: float(reduced(p.unsqueeze(0))[0]), theta, D,
+                             quad=((coef @ Qf) * coef).sum(1), **kw3)
+    _merge(pr, pr3, "reduced-function (Lyapunov–Schmidt) probe: the loss minimised over the "
+           f"{int(comp.sum())}-dimensional definite eigenspace along near-null directions", notes,
+           only=want)
     return pr
+
+
+def _merge(pr: ProbeResult, other: ProbeResult, what: str, notes: list[str], only: str | None = None) -> None:
+    """Take ``other``'s descent/ascent where ``pr`` has none or sees it only at a larger radius."""
+    for which in ("descent", "ascent"):
+        if only is not None and which != only:
+            continue
+        if getattr(other, which) and (not getattr(pr, which) or
+                                      getattr(other, which + "_radius") < getattr(pr, which + "_radius")):
+            notes.append(f"{which} found by the {what} (line probes: "
+                         + (f"first at radius {getattr(pr, which + '_radius'):.3g})" if getattr(pr, which)
+                            else "none)"))
+            for attr in ("", "_radius", "_order", "_delta", "_direction"):
+                setattr(pr, which + attr, getattr(other, which + attr))
+    pr.n_directions += other.n_directions
+    pr.n_evals += other.n_evals
+
+
+def _reduced_loss_fn(obj: Objective, theta: torch.Tensor, V: torch.Tensor, lam: torch.Tensor):
+    """Batch map (k, dim) points u ↦ φ(u) = extremum over w ∈ span(V) of L(u + w).
+
+    V (dim, r) orthonormal eigenvectors of H(θ) with eigenvalues ``lam`` (r,) of one sign
+    (positive: minimise; negative: maximise). Newton steps w ← w − V diag(1/λ) Vᵀ ∇L with the
+    fixed Hessian of θ (:data:`REDUCED_NEWTON_STEPS`); each row keeps its best value over the
+    iterations, a valid bound on φ in the direction that matters (an upper bound on a minimum
+    proves descent, a lower bound on a maximum proves ascent)."""
+    vg = _value_and_grad_batch(obj)
+    sign = 1.0 if float(lam[0]) > 0 else -1.0
+
+    def reduced(P: torch.Tensor) -> torch.Tensor:
+        P = P.to(dtype=obj.dtype, device=obj.device)
+        C = torch.zeros(P.shape[0], V.shape[1], dtype=obj.dtype, device=obj.device)
+        L, G = vg(P)
+        L = torch.where(torch.isfinite(L), L, torch.full_like(L, math.inf * sign))
+        best = L.clone()
+        for _ in range(REDUCED_NEWTON_STEPS):
+            step = (G @ V) / lam
+            if not bool(torch.isfinite(step).all()):
+                break
+            C = C - step
+            L, G = vg(P + C @ V.T)
+            L = torch.where(torch.isfinite(L), L, torch.full_like(L, math.inf * sign))
+            best = torch.minimum(best, L) if sign > 0 else torch.maximum(best, L)
+            if float((step.abs().max())) <= 1e-3 * torch.finfo(obj.dtype).eps ** 0.5 * float(P.abs().max() + 1):
+                break
+        return best.detach()
+
+    return reduced
 
 
 def _decide_degenerate(rep: CriticalPointReport, pr: ProbeResult, has_neg: bool, has_pos: bool,
@@ -504,8 +659,9 @@ def _decide_degenerate(rep: CriticalPointReport, pr: ProbeResult, has_neg: bool,
     else:
         rep.kind = "inconclusive"
         rep.probe_radius = pr.max_radius
-        notes.append(f"the loss is flat to round-off along every probed direction within radius "
-                     f"{pr.max_radius:.3g}: neither descent nor ascent found")
+        notes.append(f"the loss is flat along every probed direction within radius {pr.max_radius:.3g}: its change stays "
+                     "below the probe's resolution (round-off, the loss gap to the nearby critical point, "
+                     "the unresolved curvature band): neither descent nor ascent found")
 
 
 def _fmt(x: float | None) -> str:

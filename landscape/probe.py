@@ -11,8 +11,9 @@ near-null directions (eigenvalues below the zero tolerance count as zero).
 Decision along one signed direction: walking the ladder from the smallest radius up, the first
 radius where |Δ| exceeds the round-off threshold decides; Δ < 0 there means descent, Δ > 0
 ascent. The threshold is ``rel_threshold`` · ε_dtype · max(|f(θ)|, |f(θ + t d)|) (default
-rel_threshold = 1e3), and at least ``abs_threshold`` (loss units, default 0), so a loss that is flat
-to round-off (or below a caller's resolution) along d decides nothing.
+rel_threshold = 1e3), and at least ``abs_threshold`` (loss units, default 0) and
+``quad_threshold``·t² (unresolved curvature, default 0), so a loss that is flat to round-off (or
+below a caller's resolution) along d decides nothing.
 The order of the first non-vanishing term is the slope of log|Δ| against log t over the decisive
 radius and up to three further radii with the same sign.
 
@@ -132,6 +133,7 @@ def higher_order_probe(
     abs_threshold: float = 0.0,
     batch_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
     chunk: int = 512,
+    quad_threshold: float = 0.0,
 ) -> ProbeResult:
     """Probe f = ``loss_fn`` around ``theta`` (dim,) along ``directions`` (k, dim), both signs.
 
@@ -141,6 +143,9 @@ def higher_order_probe(
     dᵀHd per direction and has its second-order term ½t²dᵀHd removed (for near-null directions
     whose eigenvalue was declared zero). ``batch_loss`` (optional)
     evaluates a (b, dim) batch of points at once (e.g. ``vmap(obj.loss_tensor)``).
+    ``quad_threshold`` (loss units per length²): a change also has to exceed
+    ``quad_threshold``·t² — curvature below it is unresolved (the classifier's curvature band at
+    an approximately critical point), so second-order changes within it decide nothing.
     """
     if not (0 < t_min < t_max) or not math.isfinite(t_max):
         raise ValueError(f"need 0 < t_min < t_max < inf, got t_min={t_min}, t_max={t_max}")
@@ -150,6 +155,8 @@ def higher_order_probe(
         raise ValueError(f"rel_threshold must be > 0, got {rel_threshold}")
     if not (abs_threshold >= 0 and math.isfinite(abs_threshold)):
         raise ValueError(f"abs_threshold must be finite and >= 0, got {abs_threshold}")
+    if not (quad_threshold >= 0 and math.isfinite(quad_threshold)):
+        raise ValueError(f"quad_threshold must be finite and >= 0, got {quad_threshold}")
     if directions.ndim != 2 or directions.shape[1] != theta.numel():
         raise ValueError(f"directions must have shape (k, {theta.numel()}), got {tuple(directions.shape)}")
     dtype = theta.dtype
@@ -174,6 +181,8 @@ def higher_order_probe(
         delta = delta - 0.5 * torch.cat([q, q]).view(-1, 1) * radii.view(1, -1) ** 2
     thr = torch.clamp(rel_threshold * eps * torch.maximum(vals.abs(), torch.full_like(vals, abs(f0))),
                       min=abs_threshold)
+    if quad_threshold > 0:
+        thr = torch.maximum(thr, quad_threshold * radii.view(1, -1) ** 2)
     if not torch.isfinite(vals).all():
         # A non-finite loss on the ladder decides nothing for that direction.
         delta = torch.where(torch.isfinite(vals), delta, torch.zeros_like(delta))

@@ -147,8 +147,8 @@ class PGD(PGDFixed):
 
     with d the dimension and the options ``ell`` (ℓ, gradient Lipschitz constant; default c/lr,
     so that Jin's step η = c/ℓ is the run's lr), ``rho`` (Hessian Lipschitz constant; default the
-    trainer's ``hessian_lipschitz``), ``eps`` (target ε of the ε-second-order stationary point;
-    default the stall detector's ``grad_tol``), ``c`` (Jin's absolute constant; default 1),
+    trainer's ``hessian_lipschitz``, 1 when unset), ``eps`` (target ε of the ε-second-order
+    stationary point; default the stall detector's gradient threshold at θ_0), ``c`` (Jin's absolute constant; default 1),
     ``delta`` (failure probability; default 0.1), ``delta_f`` (Δf ≥ L(θ_0) − L*; default
     L(θ_0) − L* with L* the known global minimum, else L(θ_0) − 0, i.e. a non-negative loss is
     assumed). If d·ℓ·Δf/(c·ε²·δ) ≤ 1 the logarithm term is replaced by its floor 4. The step is

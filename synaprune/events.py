@@ -71,7 +71,11 @@ class StallEvent(JsonResult):
 
     ``index`` (0-based), ``step``, ``loss``, ``grad_norm`` at detection; ``kind`` (the
     classifier's verdict) and ``report`` (``CriticalPointReport`` or None when ``classify=False``
-    or the classifier failed: see ``classify_error``); ``cancellation`` (``CancellationStats``).
+    or the classifier failed: see ``classify_error``) — the approximate kind at the stall point,
+    with the tolerances it used in ``classify_tolerances``; ``nearest_critical``: the refined
+    nearby critical point (:func:`landscape.nearest_critical`: kind, index, loss, loss_gap,
+    distance, grad_norm, converged, gradient_flat, probe_radius, probe_order, degenerate,
+    tolerances, ...; JSON key ``"nearest_critical"``); ``cancellation`` (``CancellationStats``).
 
     Cause (synaprune/README.md, "Stall cause"): ``kappa`` = ‖mean g_i‖ / mean‖g_i‖,
     ``example_grad_scale`` = mean_i ‖g_i‖ (unscaled per-example gradients ∇ℓ_i),
@@ -104,6 +108,8 @@ class StallEvent(JsonResult):
     report: Any = None
     cancellation: Any = None
     classify_error: str | None = None
+    nearest_critical: dict | None = None
+    classify_tolerances: dict | None = None
     escape_target: float | None = None
     escape_horizon: int | None = None
     kappa: float | None = None

@@ -1,4 +1,5 @@
-"""Stall detection: a window of steps where the loss barely moves and the gradient is small."""
+"""Stall detection: a window of steps where the loss barely moves and the gradient is small — both
+judged relative to the run itself, so the rule does not depend on the loss's units."""
 from __future__ import annotations
 
 import math
@@ -8,49 +9,63 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass
 class StallDetector:
-    """Fires when, over the last ``window`` steps (``window + 1`` recorded points),
+    """Fires at step t when, over the last ``window`` steps (``window + 1`` recorded points),
 
-    - the loss decrease L_{t−window} − L_t is at most ``max(rel_tol·|L_{t−window}|, abs_tol)``, and
-    - every full-batch gradient norm in the window is at most ``grad_tol``.
+    - **the loss is flat:** L_{t−window} − L_t ≤ max(``rel_tol``·|L_{t−window}|, ``abs_tol``), and
+    - **the gradient is small:** every full-batch gradient norm in the window is at most the
+      gradient threshold G_thr. By default (``grad_tol=None``) G_thr = ``grad_rel``·G_run with
+      the run's own gradient scale G_run = max(largest ‖g‖ recorded since :meth:`reset`,
+      |L_{t−window}|/``param_scale``) — the second term is the gradient that would move the loss
+      by its own size over a distance ``param_scale`` (default 1, the parameters' unit), so a run
+      that *starts* on a plateau (every gradient so far tiny) still has a scale. Both terms scale
+      like the loss: multiplying the loss by c > 0 changes no decision. ``grad_tol`` (a number,
+      in the objective's units) replaces G_thr by that absolute threshold.
 
-    Defaults: ``window`` = 20 steps, ``rel_tol`` = 1e-3, ``abs_tol`` = 1e-12, ``grad_tol`` = 1e-3
-    (absolute, in the objective's units: scale it for sum-reduced losses over many examples).
-    ``min_step`` (default 0) suppresses stalls before that step.
+    Defaults: ``window`` = 20 steps, ``rel_tol`` = 1e-3, ``grad_rel`` = 1e-2, ``abs_tol`` = 0
+    (only an exactly constant loss is flat by this term), ``param_scale`` = 1, ``min_step`` = 0
+    (suppresses stalls before that step).
 
     After a stall the detector is *disarmed*: it records nothing until :meth:`rearm` (the trainer
     re-arms it once the loss has escaped the stall, so one plateau gives one event) and then needs a
-    fresh full window. Feed it with :meth:`update`; all state is reset by :meth:`reset`.
+    fresh full window. The run's gradient scale survives :meth:`disarm`, :meth:`rearm` and
+    :meth:`clear_window`; :meth:`reset` clears everything.
     """
 
     window: int = 20
     rel_tol: float = 1e-3
-    grad_tol: float = 1e-3
-    abs_tol: float = 1e-12
+    grad_tol: float | None = None
+    abs_tol: float = 0.0
     min_step: int = 0
+    grad_rel: float = 1e-2
+    param_scale: float = 1.0
     _losses: deque = field(default_factory=deque, init=False, repr=False)
     _grads: deque = field(default_factory=deque, init=False, repr=False)
+    _gmax: float = field(default=0.0, init=False, repr=False)
     armed: bool = field(default=True, init=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1:
             raise ValueError(f"window must be a positive integer number of steps, got {self.window!r}")
-        for name in ("rel_tol", "grad_tol", "abs_tol"):
+        for name in ("rel_tol", "abs_tol", "grad_rel", "param_scale") + (("grad_tol",) if self.grad_tol is not None else ()):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not (v >= 0) or math.isinf(v):
                 raise ValueError(f"{name} must be a finite non-negative number, got {v!r}")
+        if not self.param_scale > 0:
+            raise ValueError(f"param_scale must be positive, got {self.param_scale!r}")
         if isinstance(self.min_step, bool) or not isinstance(self.min_step, int) or self.min_step < 0:
             raise ValueError(f"min_step must be a non-negative integer, got {self.min_step!r}")
         self._losses = deque(maxlen=self.window + 1)
         self._grads = deque(maxlen=self.window + 1)
 
     def config(self) -> dict:
-        """The thresholds, as a plain dict (for ``run.json``)."""
+        """The thresholds, as a plain dict (for ``run.json``; ``StallDetector(**config())`` rebuilds it)."""
         d = asdict(self)
         return {k: v for k, v in d.items() if not k.startswith("_") and k != "armed"}
 
     def reset(self) -> None:
         self._losses.clear()
         self._grads.clear()
+        self._gmax = 0.0
         self.armed = True
 
     def disarm(self) -> None:
@@ -69,6 +84,16 @@ class StallDetector:
         self._losses.clear()
         self._grads.clear()
 
+    @property
+    def run_grad_scale(self) -> float:
+        """G_run = max(largest ‖g‖ recorded, |L_{t−window}|/param_scale) (0 before any update)."""
+        ref = abs(self._losses[0]) / self.param_scale if self._losses else 0.0
+        return max(self._gmax, ref)
+
+    def grad_threshold(self) -> float:
+        """The gradient threshold in force now: ``grad_tol`` if given, else ``grad_rel``·G_run."""
+        return float(self.grad_tol) if self.grad_tol is not None else self.grad_rel * self.run_grad_scale
+
     def relative_decrease(self) -> float:
         """(L_{t−window} − L_t) / max(|L_{t−window}|, tiny) over the current window (nan if not full)."""
         if len(self._losses) <= self.window:
@@ -78,16 +103,19 @@ class StallDetector:
 
     def update(self, step: int, loss: float, grad_norm: float) -> bool:
         """Record step ``step``'s full-batch loss and gradient norm; True when a stall fires
-        (the detector then disarms itself)."""
+        (the detector then disarms itself). The run's gradient scale is updated even while disarmed."""
+        gn = float(grad_norm)
+        if math.isfinite(gn):
+            self._gmax = max(self._gmax, gn)
         if not self.armed:
             return False
         self._losses.append(float(loss))
-        self._grads.append(float(grad_norm))
+        self._grads.append(gn)
         if len(self._losses) <= self.window or step < self.min_step:
             return False
         first, last = self._losses[0], self._losses[-1]
         flat = first - last <= max(self.rel_tol * abs(first), self.abs_tol)
-        small = max(self._grads) <= self.grad_tol
+        small = max(self._grads) <= self.grad_threshold()
         if flat and small:
             self.disarm()
             return True

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 import landscape
 from landscape import NonFiniteError, Objective, cancellation_stats
 from landscape.classify import classify_point
-from landscape.probe import DEFAULT_REL_THRESHOLD
+from landscape.critical import nearest_critical
 
 from .access import CostCounters, DataAccess
 from .baselines import GD, NCD, PGD, SFN, SGD, Adam, PGDFixed
@@ -166,17 +166,19 @@ class Trainer:
     ``classify`` (classify each stall), ``global_min`` (known L*, for ``global_minimum``),
     ``log_dir``. Keyword-only: ``reduction`` ("mean"/"sum", as :class:`landscape.Objective`),
     ``dtype``/``device``, escape measurement ``escape_rel`` (1e-2), ``escape_abs`` (1e-6),
-    ``escape_horizon`` (1000 steps); classification ``classify_grad_tol`` (default: the stall
-    detector's ``grad_tol`` — training stops near, not at, critical points),
-    ``classify_eig_tol`` (default √(ρ·grad_tol) with ρ = ``hessian_lipschitz`` = 1: the
-    ε-second-order-stationarity scale of Nesterov–Polyak / Jin et al.: at a point with
-    ‖g‖ ≤ ε, curvature above −√(ρε) cannot be told from zero), ``classify_method``,
-    ``classify_probe_floor`` (default grad_tol²: the higher-order probe ignores loss decreases
-    smaller than this, the loss resolution of a point with ‖g‖ ≤ grad_tol),
-    ``classify_global_tol`` (default max(10·probe_floor, 10·√ε·max(1, |L*|)): such a point's loss
-    lies about ‖g‖²/(2λ⁺) above its critical value, so the classifier's round-off tolerance for
-    ``global_minimum`` is too strict),
-    ``classify_final`` (classify the last point too); ``cancellation`` (compute
+    ``escape_horizon`` (1000 steps). Classification: every stall gets (a) the *approximate kind at
+    the stall point* θ_s — :func:`landscape.classify_point` with the stall point counted as
+    critical (``classify_grad_tol``, default max(‖g(θ_s)‖, the detector's gradient threshold)) and
+    the classifier's scale-free defaults for the rest (eigenvalue band = round-off + the curvature
+    uncertainty over the Newton step, probe resolution = the loss gap to the nearby critical point,
+    global tolerance relative to the loss scale), the tolerances used stored in
+    ``StallEvent.classify_tolerances``; (b) its *nearest critical point*
+    (:func:`landscape.nearest_critical`: Newton-MR refinement, then ``classify_point`` at strict
+    default tolerances) in ``StallEvent.nearest_critical``. Overrides (None = scale-free default):
+    ``classify_eig_tol``, ``hessian_lipschitz`` (ρ: when given, eig_tol = √(ρ·‖g(θ_s)‖), the
+    ε-second-order-stationarity scale of Nesterov–Polyak / Jin et al.), ``classify_probe_floor``
+    (loss units), ``classify_global_tol``; ``classify_method``; ``classify_nearest`` (default True:
+    compute (b)); ``classify_final`` (classify the last point too, as (a)); ``cancellation`` (compute
     :class:`landscape.CancellationStats` at stalls), ``chunk_size`` (per-example gradient chunks),
     ``meta`` (free-form dict stored in ``run.json``), ``checkpoint_every`` (curve flush period),
     ``progress`` (tqdm; None = only on a TTY).
@@ -211,11 +213,12 @@ class Trainer:
         escape_horizon: int = 1000,
         classify_grad_tol: float | None = None,
         classify_eig_tol: float | None = None,
-        hessian_lipschitz: float = 1.0,
+        hessian_lipschitz: float | None = None,
         classify_method: str = "auto",
         classify_probe_floor: float | None = None,
         classify_global_tol: float | None = None,
         classify_final: bool = True,
+        classify_nearest: bool = True,
         cancellation: bool = True,
         chunk_size: int | None = None,
         meta: dict | None = None,
@@ -264,7 +267,8 @@ class Trainer:
             raise TypeError(f"stall must be a StallDetector, got {type(stall).__name__}")
         # a private copy: detectors carry state, and two trainers must never share it
         self.stall = copy.deepcopy(stall) if stall is not None else StallDetector()
-        for name, v in (("escape_rel", escape_rel), ("escape_abs", escape_abs), ("hessian_lipschitz", hessian_lipschitz)):
+        for name, v in (("escape_rel", escape_rel), ("escape_abs", escape_abs),
+                        ("hessian_lipschitz", 0.0 if hessian_lipschitz is None else hessian_lipschitz)):
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a finite non-negative number, got {v!r}")
         if isinstance(escape_horizon, bool) or not isinstance(escape_horizon, int) or escape_horizon < 1:
@@ -287,19 +291,19 @@ class Trainer:
         self.classify = bool(classify)
         self.global_min = None if global_min is None else float(global_min)
         self.escape_rel, self.escape_abs, self.escape_horizon = float(escape_rel), float(escape_abs), escape_horizon
-        self.classify_grad_tol = classify_grad_tol if classify_grad_tol is not None else self.stall.grad_tol
-        if not self.classify_grad_tol > 0:
-            raise ValueError("classify_grad_tol must be positive (set it, or a positive stall grad_tol)")
-        self.classify_eig_tol = (classify_eig_tol if classify_eig_tol is not None
-                                 else math.sqrt(hessian_lipschitz * self.classify_grad_tol))
-        self.hessian_lipschitz = float(hessian_lipschitz)
-        self.classify_probe_floor = (float(classify_probe_floor) if classify_probe_floor is not None
-                                     else self.classify_grad_tol ** 2)
-        if self.global_min is not None and classify_global_tol is None:
-            eps = torch.finfo(self.obj.dtype).eps
-            classify_global_tol = max(10 * self.classify_probe_floor,
-                                      10 * math.sqrt(eps) * max(1.0, abs(self.global_min)))
-        self.classify_global_tol = classify_global_tol
+        # Classification tolerances: None = the classifier's scale-free default (see the docstring).
+        for name, v in (("classify_grad_tol", classify_grad_tol), ("classify_eig_tol", classify_eig_tol),
+                        ("classify_probe_floor", classify_probe_floor), ("classify_global_tol", classify_global_tol)):
+            if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                      and v >= (0 if name != "classify_grad_tol" else 1e-300)):
+                raise ValueError(f"{name} must be a finite {'positive' if name == 'classify_grad_tol' else 'non-negative'}"
+                                 f" number or None, got {v!r}")
+        self.classify_grad_tol = None if classify_grad_tol is None else float(classify_grad_tol)
+        self.classify_eig_tol = None if classify_eig_tol is None else float(classify_eig_tol)
+        self.hessian_lipschitz = None if hessian_lipschitz is None else float(hessian_lipschitz)
+        self.classify_probe_floor = None if classify_probe_floor is None else float(classify_probe_floor)
+        self.classify_global_tol = None if classify_global_tol is None else float(classify_global_tol)
+        self.classify_nearest = bool(classify_nearest)
         if classify_method not in ("auto", "dense", "lanczos"):
             raise ValueError(f"classify_method must be 'auto', 'dense' or 'lanczos', got {classify_method!r}")
         if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
@@ -361,7 +365,7 @@ class Trainer:
             "classify": self.classify, "classify_grad_tol": self.classify_grad_tol,
             "classify_eig_tol": self.classify_eig_tol, "hessian_lipschitz": self.hessian_lipschitz,
             "classify_method": self.classify_method, "classify_probe_floor": self.classify_probe_floor,
-            "classify_global_tol": self.classify_global_tol,
+            "classify_global_tol": self.classify_global_tol, "classify_nearest": self.classify_nearest,
             "global_min": self.global_min,
             "cause_thresholds": self.cause_thresholds, "grad_scale_reference": self.grad_scale_reference,
             "num_threads": self.num_threads,
@@ -377,19 +381,43 @@ class Trainer:
     def _escape_target(self, loss: float) -> float:
         return loss - max(self.escape_abs, self.escape_rel * abs(loss))
 
-    def _classify(self, theta: torch.Tensor, seed: int) -> tuple[Any, str | None]:
+    def _classify(self, theta: torch.Tensor, seed: int, grad_norm: float | None = None) -> tuple[Any, str | None]:
+        """Approximate kind at ``theta`` (a stall or the final point): the point counts as critical
+        (grad_tol = ``classify_grad_tol`` or max(‖g‖, the detector's gradient threshold)); every
+        other tolerance is the classifier's scale-free default unless overridden. The tolerances used
+        are in ``report.tolerances``."""
         try:
-            # The probe ignores loss changes below classify_probe_floor (absolute loss units): descent
-            # below the resolution of an approximately critical point (‖g‖ ≤ grad_tol) does not count.
-            rep = classify_point(self.obj, theta, global_min=self.global_min, grad_tol=self.classify_grad_tol,
-                                 eig_tol=self.classify_eig_tol, method=self.classify_method, probe=True, seed=seed,
-                                 probe_rel_threshold=DEFAULT_REL_THRESHOLD,
-                                 probe_abs_threshold=self.classify_probe_floor, global_tol=self.classify_global_tol)
+            if grad_norm is None:
+                grad_norm = float(torch.linalg.vector_norm(self.obj.grad(theta)))
+            gtol = self.classify_grad_tol
+            if gtol is None:
+                gtol = max(grad_norm, self.stall.grad_threshold()) or None
+            etol = self.classify_eig_tol
+            if etol is None and self.hessian_lipschitz is not None:
+                etol = math.sqrt(self.hessian_lipschitz * grad_norm)
+            rep = classify_point(self.obj, theta, global_min=self.global_min, grad_tol=gtol, eig_tol=etol,
+                                 method=self.classify_method, probe=True, seed=seed,
+                                 probe_abs_threshold=self.classify_probe_floor or 0.0,
+                                 global_tol=self.classify_global_tol)
         except Exception as exc:  # noqa: BLE001 - a failed classification must not kill training
             return None, f"{type(exc).__name__}: {exc}"
         if rep.method == "dense":
             self.access.cost.n_classify_hvp += self.obj.dim
         return rep, None
+
+    def _nearest(self, theta: torch.Tensor, seed: int) -> tuple[dict | None, str | None]:
+        """:func:`landscape.nearest_critical` at a stall, as the JSON dict stored in the event."""
+        try:
+            nc = nearest_critical(self.obj, theta, global_min=self.global_min, seed=seed)
+        except Exception as exc:  # noqa: BLE001 - a failed refinement must not kill training
+            return None, f"nearest_critical failed: {type(exc).__name__}: {exc}"
+        self.access.cost.n_classify_hvp += nc.n_hvp + (self.obj.dim if nc.report is not None
+                                                       and nc.report.method == "dense" else 0)
+        keep = ("kind", "index", "loss", "loss_gap", "distance", "grad_norm", "converged", "gradient_flat",
+                "probe_radius", "probe_order", "degenerate", "n_zero", "lambda_min", "lambda_max", "reason",
+                "tolerances", "n_hvp")
+        d = nc.to_dict()
+        return {k: d[k] for k in keep}, None
 
     def _new_event(self, t: int, loss: float, gn: float, theta: torch.Tensor, events: list[StallEvent],
                    log: RunLogger) -> StallEvent:
@@ -398,9 +426,14 @@ class Trainer:
         analysis0 = self._analysis_units()
         if self.classify:
             t0 = time.perf_counter()
-            ev.report, ev.classify_error = self._classify(theta, seed=self.seed + ev.index)
-            self._classify_time += time.perf_counter() - t0
+            ev.report, ev.classify_error = self._classify(theta, seed=self.seed + ev.index, grad_norm=gn)
             ev.kind = ev.report.kind if ev.report is not None else None
+            ev.classify_tolerances = ev.report.tolerances if ev.report is not None else None
+            if self.classify_nearest:
+                ev.nearest_critical, err = self._nearest(theta, seed=self.seed + ev.index)
+                if err:
+                    ev.classify_error = f"{ev.classify_error}; {err}" if ev.classify_error else err
+            self._classify_time += time.perf_counter() - t0
         if self.cancellation:
             t0 = time.perf_counter()
             try:
@@ -459,11 +492,14 @@ class Trainer:
 
         v = torch.ones_like(theta) / math.sqrt(theta.numel())
         flops = {}
-        for name, fn in (("grad", lambda: self.obj.loss_and_grad(theta)), ("hvp", lambda: self.obj.hvp(theta, v)),
-                         ("loss", lambda: self.obj.loss(theta))):
-            with FlopCounterMode(display=False) as fc:
-                fn()
-            flops[name] = fc.get_total_flops()
+        try:
+            for name, fn in (("grad", lambda: self.obj.loss_and_grad(theta)), ("hvp", lambda: self.obj.hvp(theta, v)),
+                             ("loss", lambda: self.obj.loss(theta))):
+                with FlopCounterMode(display=False) as fc:
+                    fn()
+                flops[name] = fc.get_total_flops()
+        except FloatingPointError:  # NonFiniteError: reported by the first step, with its own message
+            flops = {"grad": 0, "hvp": 0, "loss": 0}
         if flops["grad"] > 0 and flops["hvp"] > 0 and flops["loss"] > 0:
             self._hvp_over_grad = flops["hvp"] / flops["grad"]
             self._loss_over_grad = flops["loss"] / flops["grad"]
@@ -568,9 +604,19 @@ class Trainer:
         t_start = time.perf_counter()
         self._measure_cost_ratios(theta)
         self._reference = self._reference_scale(theta)
-        loss0 = self.obj.loss(theta)
-        self.rule.setup({"lr": self.lr, "grad_tol": self.stall.grad_tol, "dim": self.obj.dim, "n": self.access.n,
-                         "loss0": loss0, "global_min": self.global_min, "hessian_lipschitz": self.hessian_lipschitz})
+        try:
+            loss0, g0 = self.obj.loss_and_grad(theta)
+            gn0 = float(torch.linalg.vector_norm(g0))
+        except FloatingPointError:
+            loss0 = gn0 = math.nan  # the first step stops the run with a clear message
+        # the detector's gradient threshold: its absolute grad_tol, or (scale-free) the threshold it
+        # would use at θ_0, grad_rel·max(‖∇L(θ_0)‖, |L(θ_0)|/param_scale)
+        grad_tol = self.stall.grad_tol
+        if grad_tol is None:
+            grad_tol = self.stall.grad_rel * max(gn0, abs(loss0) / self.stall.param_scale)
+        self.rule.setup({"lr": self.lr, "grad_tol": grad_tol, "dim": self.obj.dim, "n": self.access.n,
+                         "loss0": loss0, "global_min": self.global_min,
+                         "hessian_lipschitz": 1.0 if self.hessian_lipschitz is None else self.hessian_lipschitz})
         self._method_options = {**self.method_options, **self.rule.derived()}
         config = {**self.config(), "options": self._method_options, "max_steps": max_steps,
                   "hvp_over_grad": self._hvp_over_grad, "loss_over_grad": self._loss_over_grad,
@@ -624,7 +670,7 @@ class Trainer:
         run.log.curve_point(run.t, run.loss, run.gn, run.phases[-1])
         ev = run.open_ev
         if ev is not None and run.t > ev.step and run.phase is None:
-            if run.loss <= ev.escape_target:
+            if run.loss <= ev.escape_target and run.t - ev.step <= self.escape_horizon:
                 self._resolve(run, "escaped")
                 self.stall.rearm()
             elif run.t - ev.step >= self.escape_horizon:
@@ -650,7 +696,7 @@ class Trainer:
         t = run.t
         ctx = StepContext(step=t, theta=run.theta, loss=run.loss, grad=run.grad, lr=self.lr, access=self.access,
                           generator=self.generator, batch_size=self.batch_size,
-                          info={"grad_tol": self.stall.grad_tol})
+                          info={"grad_tol": self.stall.grad_threshold()})
         try:
             new = self._escape_step(run.phase, ctx) if run.phase is not None else self.base.step(ctx)
         except FloatingPointError as exc:

@@ -260,6 +260,8 @@ def test_same_seed_gives_identical_records_and_no_shared_state():
     assert a.n_stalls >= 1
     assert _strip(a.to_dict()) == _strip(b.to_dict()) and torch.equal(a.final_theta, b.final_theta)
     assert not torch.equal(a.final_theta, other.final_theta)  # the seed does matter
+    again = tr_a.fit(300, theta0=th0)  # a second fit of the same trainer starts from a clean state
+    assert _strip(again.to_dict()) == _strip(a.to_dict())
 
 
 # ---------------------------------------------------------------------- fair controls and cost
@@ -383,3 +385,53 @@ def test_hvp_over_grad_is_the_flop_ratio_of_a_linear_model():
     assert grad_flops == 4 * 16 * 5  # forward X·w, backward Xᵀ·r (no input gradient needed)
     assert res.loss_over_grad == pytest.approx(0.5) and res.cost_ratio_source == "flop_count"
     assert res.hvp_over_grad >= 1.0
+
+
+CONTRACT_EVENT_KEYS = {"kind", "cause", "kappa", "example_grad_scale", "example_grad_scale_ratio", "cause_thresholds",
+                       "censored", "escaped", "escaped_by", "escape_steps", "cost_example_grads", "attempts"}
+CONTRACT_ATTEMPT_KEYS = {"start_step", "end_step", "accepted", "loss_before", "loss_after", "first_step_norm"}
+
+
+def test_streamed_log_merges_to_the_in_memory_records(push, tmp_path):
+    from synaprune import load_run
+
+    tr = _trainer(push, lr=1.0, horizon=40, d=(0.01, 0.0, 0.0), escape_steps=4, t_wait=3, max_attempts=2,
+                  log_dir=tmp_path, grad_scale_reference=1.0)
+    res = tr.fit(70, theta0=torch.tensor(SADDLE, dtype=torch.float64))
+    run = load_run(tmp_path)
+    mem = [e.to_dict() for e in res.events]
+    assert len(run.events) == len(mem) == 1
+    assert CONTRACT_EVENT_KEYS <= set(run.events[0]) and CONTRACT_ATTEMPT_KEYS <= set(run.events[0]["attempts"][0])
+    for key in mem[0]:
+        if key != "report":
+            assert run.events[0][key] == mem[0][key], key
+    assert run.config["cause_thresholds"] == {"kappa_max": 0.1, "ratio_max": 0.1}
+    assert run.config["example_grad_scale_reference"] == {"source": "given", "value": 1.0}
+    assert run.config["cost_example_grads"] == res.cost_example_grads and "hvp_over_grad" in run.config
+
+
+def test_no_escape_is_counted_inside_a_phase_that_is_then_reverted(push):
+    # f_thres = 1 can never be met, so the phase reverts; on its way w1 reaches 0.3 (L = 0.207,
+    # below the escape target 0.2475) — that dip must not count as an escape.
+    tr = _trainer(push, lr=1.0, horizon=30, d=(0.0, 0.1, 0.0), escape_decay=1.0, escape_steps=3, max_attempts=1,
+                  f_thres=1.0, grad_scale_reference=1.0)
+    res, th = _thetas(tr, 60, SADDLE)
+    ev = res.events[0]
+    assert min(res.losses[21:24]) < ev.escape_target  # the phase went below the target ...
+    assert ev.attempts[0].accepted is False and ev.escaped is False and ev.resolution == "horizon"  # ... and was undone
+    assert torch.equal(res.final_theta, torch.tensor(SADDLE, dtype=torch.float64))
+
+
+def test_rms_cost_counts_monitoring_and_phase_per_example_gradients():
+    from landscape.deep_linear import DeepLinearProblem, half_sq_error
+
+    pb = DeepLinearProblem.random(3, 2, [2], 10, seed=1)
+    n = pb.X.shape[0]
+    tr = Trainer(pb.module(), half_sq_error, (pb.X, pb.Y), method="synaprune-rms", lr=0.05, reduction="sum",
+                 stall=StallDetector(window=20, grad_tol=1e-3), classify=False, progress=False)
+    res = tr.fit(150, theta0=1e-6 * torch.ones(pb.dim, dtype=torch.float64))
+    phase_steps = sum(a.steps for e in res.events for a in e.attempts)
+    # a full-batch gradient (n) per visited point, n per-example gradients per rule step in a phase
+    assert phase_steps > 0 and res.cost_example_grads == (res.n_steps + 1) * n + phase_steps * n
+    # analysis: the reference at the model's parameters and the statistics at each stall, n each
+    assert res.analysis_cost_example_grads == (1 + res.n_stalls) * n

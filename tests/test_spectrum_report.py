@@ -69,7 +69,22 @@ def test_report_spectrum_matches_dense_hessian(strict_saddle_run):
     st = rep.stalls[0]
     obj = problem.objective()
     theta = torch.as_tensor(np.load(out / "run" / "stall_thetas" / "stall_0000.npy"), dtype=torch.float64)
-    exact = torch.linalg.eigvalsh(obj.hessian(theta))
+    # Independent reference: the dense Hessian of ½‖X Pᵀ − Y‖² written out here (torch.func.hessian
+    # of the product of the unflattened weights), not the Objective's Hessian the report uses.
+    dl = problem.extra["deep_linear"]
+
+    def loss(flat):
+        ws, i = [], 0
+        for rows, cols in dl.shapes:
+            ws.append(flat[i:i + rows * cols].reshape(rows, cols))
+            i += rows * cols
+        P = ws[0]
+        for w in ws[1:]:
+            P = w @ P
+        return 0.5 * ((dl.X @ P.T - dl.Y) ** 2).sum()
+
+    assert float(loss(theta)) == pytest.approx(obj.loss(theta), rel=1e-12)
+    exact = torch.linalg.eigvalsh(torch.func.hessian(loss)(theta))
     # Index 1 saddle: exactly one clearly negative eigenvalue (the rest ≥ −O(ε)).
     assert int((exact < -1e-3).sum()) == 1
     assert st.dense_eigs == pytest.approx(exact.tolist(), abs=1e-10)

@@ -7,7 +7,7 @@ from torch import nn
 
 from landscape.deep_linear import DeepLinearProblem, half_sq_error
 from synaprune import Aggregator, StallDetector, Trainer, aggregate
-from synaprune.baselines import PGD, PGDFixed
+from synaprune.baselines import PGDFixed
 from synaprune.base import StepContext
 
 # Hand-made per-example gradients: 3 examples × 3 coordinates.

@@ -1,0 +1,408 @@
+"""Find the critical point near a given point, and classify it (THEORY.md §1, §4).
+
+:func:`find_critical_point` refines a point (a training stall, a perturbed analytic critical
+point) towards a nearby critical point.
+
+- ``method="newton-mr"`` (Roosta, Liu, Xu & Mahoney 2018; used by Frye et al. 2021): the step
+  p = −H⁺g is the minimum-norm least-squares solution of H p = −g, computed by MINRES through
+  Hessian-vector products (Lanczos with full re-orthogonalisation on the Krylov space of (H, g),
+  then the small (k+1)×k least-squares problem solved by a truncated SVD, the MINRES-QLP
+  minimum-length choice for singular H), followed by a backtracking (Armijo) line search on
+  ½‖g‖². Because the solution is minimum-norm, the part of g in ker H produces no step: at a
+  *gradient-flat* point (g ∈ ker H, g ≠ 0) the search stalls and says so.
+- ``method="gradient-norm"``: gradient descent on ½‖g‖² (its gradient is H g, one HVP), step
+  length from the local quadratic model ‖Hg‖²/‖H(Hg)‖², then backtracking.
+
+Both cap a step at :data:`MAX_STEP`·max(1, ‖θ_start‖) before the line search (a trust cap, so that the
+search finds a *nearby* critical point).
+
+Convergence (default, Frye et al. 2021): ‖g‖² ≤ 1e-10 in float64, i.e. ``grad_tol`` = 1e-5 scaled
+by (ε_dtype/ε_64)^{1/4} for lower precisions (:func:`landscape.classify.default_grad_tol`). This
+is the literature's absolute cut-off; pass ``grad_tol`` in the loss's units to change it.
+
+Gradient-flatness: the *flatness* φ = ‖g + H p‖/‖g‖ ∈ [0, 1] is the share of g outside range(H)
+(p the MINRES solution with singular values below √ε·‖H‖ truncated: g lies *nearly* in ker H). A search that stops without converging, with φ ≥
+:data:`GRADIENT_FLAT_SHARE`, stalled at a gradient-flat point (``gradient_flat=True``).
+
+:func:`nearest_critical` = :func:`find_critical_point` (``polish=True``: it goes on
+past the cut-off until ‖g‖ has dropped 1e-6-fold below its start or the cut-off, whichever
+is smaller, so that the classified point is clearly closer to the critical point than the probe
+radii) and then :func:`landscape.classify.classify_point` at its strict (default) tolerances
+(except that a converged search's point counts as critical: ``grad_tol`` = the search's cut-off).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .lanczos import lanczos, random_unit
+from .objective import NonFiniteError, Objective
+from .results import JsonResult
+
+METHODS = ("newton-mr", "gradient-norm")
+#: a stalled search with this share of ‖g‖ outside range(H) is at a gradient-flat point
+GRADIENT_FLAT_SHARE = 0.5
+ARMIJO_C = 1e-4
+MAX_BACKTRACK = 40
+DEFAULT_MAX_ITER = {"newton-mr": 100, "gradient-norm": 2000}
+#: MINRES Krylov dimension cap and its relative residual target
+MINRES_MAX_K = 200
+MINRES_RTOL = 1e-10
+#: stagnation: ‖g‖ decreasing by less than this relative amount per step, STAGNATION_ITERS steps running
+STAGNATION = 1e-10
+STAGNATION_ITERS = 5
+#: Lanczos steps of the ‖H‖ estimate
+SCALE_STEPS = 20
+#: nearest_critical polishes until ‖g‖ ≤ min(grad_tol, POLISH_FACTOR·‖g_start‖)
+POLISH_FACTOR = 1e-6
+#: a step is at most MAX_STEP·max(1, ‖θ_start‖) long (a trust cap: min-norm steps through nearly singular
+#: directions otherwise jump to far-away critical points, e.g. at blown-up gauges of a deep linear net)
+MAX_STEP = 0.5
+
+
+@dataclass
+class CriticalPointSearch(JsonResult):
+    """Outcome of :func:`find_critical_point`.
+
+    ``theta`` (dim,) the point found (kept out of the JSON); ``loss``, ``grad_norm`` there;
+    ``converged``: ‖g‖ ≤ ``grad_tol``; ``n_iter`` outer iterations, ``n_hvp`` Hessian-vector
+    products, ``n_grad`` gradient evaluations; ``distance`` = ‖θ_found − θ_start‖;
+    ``gradient_flat``: the search stalled (no ‖g‖² decrease possible) with ``flatness`` ≥
+    :data:`GRADIENT_FLAT_SHARE` of ‖g‖ in the near-null space of H; ``flatness`` = ‖g + Hp‖/‖g‖
+    at the final point (None when g = 0); ``start_loss`` / ``start_grad_norm`` at θ_start;
+    ``last_step`` the length of the last accepted step; ``rate`` the ratio of the last two step
+    lengths (≈ 0 for quadratic convergence, ≈ (k−2)/(k−1) near a degenerate order-k point);
+    ``est_distance`` ≈ remaining distance to the exact critical point, last_step·rate/(1 − rate)
+    (a geometric extrapolation; 0 when converged quadratically). ``message`` says why it stopped.
+    """
+
+    theta: torch.Tensor = field(repr=False)
+    loss: float
+    grad_norm: float
+    converged: bool
+    n_iter: int
+    n_hvp: int
+    distance: float
+    gradient_flat: bool
+    method: str
+    grad_tol: float
+    message: str
+    n_grad: int = 0
+    flatness: float | None = None
+    start_loss: float | None = None
+    start_grad_norm: float | None = None
+    last_step: float | None = None
+    rate: float | None = None
+    est_distance: float | None = None
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d.pop("theta")
+        return d
+
+
+def _check_inputs(obj: Objective, theta: torch.Tensor, method: str, grad_tol: float | None,
+                  max_iter: int | None) -> tuple[torch.Tensor, float, int]:
+    if not isinstance(obj, Objective):
+        raise TypeError(f"obj must be a landscape.Objective, got {type(obj).__name__}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    theta = obj.check_theta(theta).detach().clone()
+    if not bool(torch.isfinite(theta).all()):
+        raise ValueError("theta has non-finite entries")
+    if grad_tol is not None and not (isinstance(grad_tol, (int, float)) and math.isfinite(grad_tol) and grad_tol > 0):
+        raise ValueError(f"grad_tol must be a positive finite number, got {grad_tol!r}")
+    if max_iter is None:
+        max_iter = DEFAULT_MAX_ITER[method]
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
+        raise ValueError(f"max_iter must be a non-negative integer, got {max_iter!r}")
+    from .classify import default_grad_tol
+    gtol = default_grad_tol(obj.dtype) if grad_tol is None else float(grad_tol)
+    return theta, gtol, max_iter
+
+
+def minres_solve(matvec, b: torch.Tensor, *, max_k: int = MINRES_MAX_K, rtol: float = MINRES_RTOL,
+                 scale: float = 0.0, cutoff: float | None = None) -> tuple[torch.Tensor, float, int]:
+    """Minimum-norm least-squares solution x of H x = b for symmetric H (possibly singular).
+
+    MINRES in its Lanczos form: k steps of Lanczos with full re-orthogonalisation from b give
+    H Q_k = Q_{k+1} T̄_k; x = Q_k y with y = argmin ‖T̄_k y − ‖b‖e₁‖, solved by an SVD truncated at
+    1e3·ε·k·max(``scale``, σ_max(T̄)) (the minimum-length choice of MINRES-QLP for singular H;
+    ``scale`` ≈ ‖H‖ from outside the Krylov space of b, which alone can miss the large eigenvalues;
+    ``cutoff``: an absolute singular-value cut-off instead).
+    Stops when the relative residual ‖Hx − b‖/‖b‖ ≤ ``rtol``, when the Krylov space is invariant,
+    or after ``max_k`` steps. Returns (x (dim,), relative residual, number of products).
+    """
+    dim = b.numel()
+    dtype, device = b.dtype, b.device
+    eps = torch.finfo(dtype).eps
+    bn = float(torch.linalg.vector_norm(b))
+    if bn == 0.0:
+        return torch.zeros_like(b), 0.0, 0
+    max_k = max(1, min(int(max_k), dim))
+    Q = torch.empty(max_k + 1, dim, dtype=dtype, device=device)
+    alpha = torch.zeros(max_k, dtype=torch.float64)
+    beta = torch.zeros(max_k, dtype=torch.float64)  # beta[j] couples q_j and q_{j+1}
+    Q[0] = b / bn
+    tscale = 0.0
+    k = 0
+    y = None
+    resid = 1.0
+    for j in range(max_k):
+        w = matvec(Q[j])
+        k = j + 1
+        a = float(torch.dot(w, Q[j]))
+        w = w - a * Q[j]
+        if j > 0:
+            w = w - float(beta[j - 1]) * Q[j - 1]
+        for _ in range(2):  # full re-orthogonalisation (twice is enough)
+            w = w - Q[: j + 1].T @ (Q[: j + 1] @ w)
+        alpha[j] = a
+        bj = float(torch.linalg.vector_norm(w))
+        tscale = max(tscale, abs(a) + bj + (float(beta[j - 1]) if j else 0.0))
+        invariant = bj <= 10 * eps * max(tscale, scale, 1e-300) * math.sqrt(dim)
+        beta[j] = 0.0 if invariant else bj
+        if not invariant:
+            Q[j + 1] = w / bj
+        if invariant or j + 1 == max_k or j < 10 or (j + 1) % 5 == 0:
+            y, resid = _ls_tridiag(alpha[:k], beta[:k], bn, 1e3 * eps * k, scale, cutoff)
+            if invariant or resid <= rtol:
+                break
+    x = Q[:k].T @ y.to(dtype=dtype, device=device)
+    return x, resid, k
+
+
+def _ls_tridiag(alpha: torch.Tensor, beta: torch.Tensor, bn: float, rcond: float, scale: float,
+                cutoff: float | None = None) -> tuple[torch.Tensor, float]:
+    """argmin ‖T̄ y − bn·e₁‖ (min-norm, SVD truncated at rcond·max(scale, σ_max)) and its relative residual."""
+    k = alpha.numel()
+    T = torch.zeros(k + 1, k, dtype=torch.float64)
+    T[torch.arange(k), torch.arange(k)] = alpha
+    T[torch.arange(1, k + 1), torch.arange(k)] = beta
+    if k > 1:
+        T[torch.arange(k - 1), torch.arange(1, k)] = beta[: k - 1]
+    rhs = torch.zeros(k + 1, dtype=torch.float64)
+    rhs[0] = bn
+    U, S, Vh = torch.linalg.svd(T, full_matrices=False)
+    smax = max(float(S.max()) if S.numel() else 0.0, scale)
+    if cutoff is not None:
+        keep = S > cutoff
+    else:
+        keep = S > rcond * smax if smax > 0 else torch.zeros_like(S, dtype=torch.bool)
+    coef = (U[:, keep].T @ rhs) / S[keep]
+    y = Vh[keep].T @ coef
+    r = float(torch.linalg.vector_norm(T @ y - rhs)) / bn
+    return y, r
+
+
+class _Counter:
+    def __init__(self, obj: Objective, seed: int) -> None:
+        self.obj = obj
+        self.n_hvp = 0
+        self.n_grad = 0
+        self.seed = seed
+        self.scale = 0.0
+
+    def update_scale(self, theta: torch.Tensor) -> None:
+        """max|λ(H)| estimate: largest |Ritz value| of a short seeded Lanczos run (never shrinks)."""
+        gen = torch.Generator().manual_seed(int(self.seed))
+        v0 = random_unit(self.obj.dim, gen, self.obj.dtype, self.obj.device)
+        run = lanczos(self.operator(theta), v0, min(self.obj.dim, SCALE_STEPS), reorth="full", generator=gen)
+        self.scale = max(self.scale, float(torch.linalg.eigvalsh(run.tridiagonal()).abs().max()))
+
+    def loss_and_grad(self, theta: torch.Tensor) -> tuple[float, torch.Tensor]:
+        self.n_grad += 1
+        return self.obj.loss_and_grad(theta)
+
+    def operator(self, theta: torch.Tensor):
+        op = self.obj.hvp_operator(theta)
+
+        def mv(v: torch.Tensor) -> torch.Tensor:
+            self.n_hvp += 1
+            return op.matvec(v)
+        return mv
+
+
+def _newton_direction(cnt: _Counter, theta: torch.Tensor, g: torch.Tensor, cutoff: float | None = None
+                      ) -> tuple[torch.Tensor, float, float]:
+    """p = −H⁺g by MINRES; returns (p, flatness ‖g + Hp‖/‖g‖, slope ⟨Hp, g⟩ of ½‖g‖² along p)."""
+    mv = cnt.operator(theta)
+    p, resid, _ = minres_solve(mv, -g, scale=cnt.scale, cutoff=cutoff)
+    Hp = mv(p)
+    gn = float(torch.linalg.vector_norm(g))
+    flat = float(torch.linalg.vector_norm(g + Hp)) / gn if gn > 0 else 0.0
+    return p, min(1.0, flat), float(torch.dot(Hp, g))
+
+
+def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "newton-mr",
+                        grad_tol: float | None = None, max_iter: int | None = None, seed: int = 0,
+                        polish: bool = False) -> CriticalPointSearch:
+    """Refine ``theta`` (dim,) towards a nearby critical point of ``obj`` (see the module docstring).
+
+    ``grad_tol`` (loss units per parameter unit): convergence ‖g‖ ≤ grad_tol (default Frye's
+    1e-5 in float64). ``max_iter`` outer iterations (default 100 for Newton-MR, 2000 for
+    gradient-norm). ``seed`` seeds the start vector of the short Lanczos run that estimates
+    ‖H‖ (:data:`SCALE_STEPS` products at the start point; the MINRES truncation is relative to it). ``polish``: keep iterating after convergence until ‖g‖ ≤ 1e-6·‖g_start‖ as
+    well (used by :func:`nearest_critical`). A non-finite loss on a trial step only shortens
+    the step; a non-finite loss at ``theta`` raises :class:`landscape.NonFiniteError`.
+    """
+    theta, gtol, max_iter = _check_inputs(obj, theta, method, grad_tol, max_iter)
+    cnt = _Counter(obj, seed)
+    start = theta.clone()
+    loss, g = cnt.loss_and_grad(theta)
+    start_loss, gn0 = loss, float(torch.linalg.vector_norm(g))
+    if gn0 > 0 and not gn0 <= (min(gtol, POLISH_FACTOR * gn0) if polish else gtol):
+        cnt.update_scale(theta)
+    target = min(gtol, POLISH_FACTOR * gn0) if polish else gtol
+    step_cap = MAX_STEP * max(1.0, float(torch.linalg.vector_norm(start)))
+    gn = gn0
+    steps: list[float] = []
+    flat: float | None = None
+    stalled = False
+    message = ""
+    slow = 0
+    it = 0
+    while True:
+        if gn <= target or gn == 0.0:
+            message = f"‖g‖ = {gn:.3g} ≤ {target:.3g}"
+            break
+        if it >= max_iter:
+            message = f"max_iter = {max_iter} reached with ‖g‖ = {gn:.3g}"
+            break
+        if method == "newton-mr":
+            p, flat, slope = _newton_direction(cnt, theta, g)
+        else:
+            mv = cnt.operator(theta)
+            Hg = mv(g)
+            HHg = mv(Hg)
+            nHg2, nHHg2 = float(torch.dot(Hg, Hg)), float(torch.dot(HHg, HHg))
+            if nHHg2 == 0.0 or nHg2 == 0.0:
+                p, slope = torch.zeros_like(g), 0.0
+            else:
+                p, slope = -(nHg2 / nHHg2) * Hg, -(nHg2 / nHHg2) * nHg2
+        # Armijo backtracking on ½‖g‖²: ½‖g(θ + αp)‖² ≤ ½‖g‖² + c·α·⟨Hp, g⟩ (slope < 0 for a descent step).
+        accepted = False
+        pn = float(torch.linalg.vector_norm(p))
+        if slope < 0 and pn > 0:
+            a = min(1.0, step_cap / pn)
+            for _ in range(MAX_BACKTRACK):
+                cand = theta + a * p
+                try:
+                    lc, gc = cnt.loss_and_grad(cand)
+                except NonFiniteError:
+                    a *= 0.5
+                    continue
+                gcn = float(torch.linalg.vector_norm(gc))
+                if 0.5 * gcn ** 2 <= 0.5 * gn ** 2 + ARMIJO_C * a * slope:
+                    accepted = True
+                    break
+                a *= 0.5
+        if not accepted:
+            stalled = True
+            message = (f"no decrease of ½‖g‖² along the {method} step at ‖g‖ = {gn:.3g} "
+                       "(line search failed)")
+            break
+        step = float(torch.linalg.vector_norm(cand - theta))
+        slow = slow + 1 if gcn > (1.0 - STAGNATION) * gn else 0
+        theta, loss, g, gn = cand, lc, gc, gcn
+        steps.append(step)
+        it += 1
+        if slow >= STAGNATION_ITERS:
+            stalled = True
+            message = (f"‖g‖ = {gn:.3g} decreased by less than {STAGNATION:.0e} relative in each of the last "
+                       f"{STAGNATION_ITERS} {method} steps (stagnation)")
+            break
+    # Flatness with the looser cut-off √ε·‖H‖: "g lies nearly in ker H" (Frye et al.)
+    flat = None if gn == 0 else _newton_direction(cnt, theta, g, cutoff=math.sqrt(torch.finfo(g.dtype).eps) * cnt.scale)[1]
+    converged = gn <= gtol
+    gradient_flat = (not converged) and stalled and flat is not None and flat >= GRADIENT_FLAT_SHARE
+    if gradient_flat:
+        message += f"; gradient-flat point: {flat:.3f} of ‖g‖ lies outside range(H)"
+    rate = None
+    est = 0.0 if gn == 0 else None
+    if len(steps) >= 2 and steps[-2] > 0:
+        rate = min(steps[-1] / steps[-2], 0.99)
+        est = steps[-1] * rate / (1 - rate)
+    return CriticalPointSearch(
+        theta=theta, loss=loss, grad_norm=gn, converged=converged, n_iter=it, n_hvp=cnt.n_hvp,
+        distance=float(torch.linalg.vector_norm(theta - start)), gradient_flat=gradient_flat, method=method,
+        grad_tol=gtol, message=message, n_grad=cnt.n_grad, flatness=flat, start_loss=start_loss,
+        start_grad_norm=gn0, last_step=steps[-1] if steps else None, rate=rate, est_distance=est)
+
+
+@dataclass
+class NearestCritical(JsonResult):
+    """The critical point nearest a point θ_s (e.g. a stall), found and classified.
+
+    ``kind``/``index``: :func:`landscape.classify.classify_point` at the refined point θ_c with
+    its strict default tolerances (``"inconclusive"`` with ``reason`` when the search did not
+    converge or the classifier could not decide); ``loss`` = L(θ_c); ``loss_gap`` = L(θ_s) −
+    L(θ_c); ``distance`` = ‖θ_c − θ_s‖; ``grad_norm`` at θ_c; ``converged`` / ``gradient_flat``
+    from the search; ``probe_radius``, ``probe_order``, ``degenerate``, ``n_zero``,
+    ``lambda_min``, ``lambda_max`` from the classification; ``tolerances``: every tolerance used
+    (search cut-off, classifier's grad/eig/global/probe tolerances); ``n_hvp`` spent by the
+    search; ``search`` / ``report``: the full records (JSON: dicts, without vectors).
+    """
+
+    kind: str
+    index: int | None
+    loss: float
+    distance: float
+    grad_norm: float
+    converged: bool
+    gradient_flat: bool
+    probe_radius: float | None
+    degenerate: bool | None
+    tolerances: dict
+    loss_gap: float = 0.0
+    probe_order: float | None = None
+    n_zero: int | None = None
+    lambda_min: float | None = None
+    lambda_max: float | None = None
+    reason: str | None = None
+    n_hvp: int = 0
+    search: CriticalPointSearch | None = field(default=None, repr=False)
+    report: Any = field(default=None, repr=False)
+    theta: torch.Tensor | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in super().to_dict().items() if k not in ("theta", "search", "report")}
+        d["search"] = self.search.to_dict() if self.search is not None else None
+        d["report"] = self.report.to_dict() if self.report is not None else None
+        return d
+
+
+def nearest_critical(obj: Objective, theta: torch.Tensor, *, global_min: float | None = None, seed: int = 0,
+                     max_iter: int | None = None, method: str = "newton-mr",
+                     grad_tol: float | None = None) -> NearestCritical:
+    """Refine ``theta`` with :func:`find_critical_point` (``polish=True``) and classify the point
+    found with :func:`landscape.classify.classify_point` (strict defaults; ``global_min`` for
+    ``global_minimum``; ``seed`` for the classifier's random probe directions).
+
+    When the search did not converge the kind is ``"inconclusive"`` (``reason`` says why, e.g. a
+    gradient-flat point) and the classification of the end point is still attached in ``report``.
+    """
+    from .classify import classify_point
+
+    cs = find_critical_point(obj, theta, method=method, grad_tol=grad_tol, max_iter=max_iter, seed=seed,
+                             polish=True)
+    # Criticality is the search's verdict (its cut-off); the classifier's own defaults decide the kind.
+    rep = classify_point(obj, cs.theta, global_min=global_min, seed=seed,
+                         grad_tol=max(cs.grad_tol, cs.grad_norm) if cs.converged else None)
+    tol = {"search_grad_tol": cs.grad_tol, "polish_factor": POLISH_FACTOR,
+           "gradient_flat_share": GRADIENT_FLAT_SHARE, **(getattr(rep, "tolerances", None) or {})}
+    kind, reason = rep.kind, getattr(rep, "reason", None)
+    if not cs.converged:
+        kind = "inconclusive"
+        reason = ("the search did not converge (" + cs.message + ")"
+                  + (f"; the end point classifies as {rep.kind}" if rep.kind != "not_critical" else ""))
+    theta0 = obj.check_theta(theta).detach()
+    return NearestCritical(
+        kind=kind, index=rep.index, loss=cs.loss, distance=cs.distance, grad_norm=cs.grad_norm,
+        converged=cs.converged, gradient_flat=cs.gradient_flat, probe_radius=rep.probe_radius,
+        degenerate=rep.degenerate, tolerances=tol, loss_gap=float(obj.loss(theta0)) - cs.loss,
+        probe_order=rep.probe_order, n_zero=rep.n_zero, lambda_min=rep.lambda_min, lambda_max=rep.lambda_max,
+        reason=reason, n_hvp=cs.n_hvp, search=cs, report=rep, theta=cs.theta)
