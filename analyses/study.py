@@ -170,7 +170,7 @@ def run_study(out: str | Path = "figures", *, quick: bool = False, seed: int = 0
     errors: dict[str, str] = {}
     try:
         for spec in sections or SECTIONS:
-            with hb.step(spec.split(".")[-1]) as step:
+            with hb.step(_short(spec)) as step:
                 sec = _run_isolated(spec, out, quick=quick, seed=seed, workers=workers, quiet=quiet)
             if "error" in sec:
                 errors[spec] = sec.pop("traceback", sec["error"])
@@ -198,12 +198,31 @@ def run_study(out: str | Path = "figures", *, quick: bool = False, seed: int = 0
     return study
 
 
+def _short(spec: str) -> str:
+    return spec.split(":")[-1] if ":" in spec else spec.split(".")[-1]
+
+
+def _section_list(text: str) -> list[str]:
+    names = {_short(x): x for x in SECTIONS}
+    out = []
+    for part in filter(None, (t.strip() for t in text.split(","))):
+        if part not in names:
+            raise argparse.ArgumentTypeError(f"unknown part {part!r} (parts: {', '.join(names)})")
+        out.append(names[part])
+    if not out:
+        raise argparse.ArgumentTypeError("give at least one part")
+    return out
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from .cli import add_quiet, positive_int
 
     p.add_argument("--out", default="figures", help="output directory; each part writes in its own subfolder")
     p.add_argument("--quick", action="store_true", help="a reduced run (about half a minute on 2 cores)")
     p.add_argument("--seed", type=int, default=0, help="base seed of every part")
+    p.add_argument("--only", type=_section_list, default=None, metavar="PART[,PART]",
+                   help="run only these parts (short names: " + ", ".join(_short(x) for x in SECTIONS) + "); the "
+                        "report then holds only them")
     p.add_argument("--workers", type=positive_int, default=None,
                    help="escape-benchmark worker processes (default: the number of cores)")
     add_quiet(p)
@@ -211,7 +230,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    study = run_study(args.out, quick=args.quick, seed=args.seed, workers=args.workers, quiet=args.quiet)
+    study = run_study(args.out, quick=args.quick, seed=args.seed, workers=args.workers, quiet=args.quiet,
+                      sections=args.only)
     failed = [s for s in study["sections"] if "error" in s]
     for s in study["sections"]:
         print(f"{'FAILED ' if 'error' in s else ''}{s['title']}" + (f": {s['error']}" if "error" in s else ""))

@@ -22,6 +22,7 @@ BAD = [
     (["study", "--workers", "0"], "argument --workers: must be >= 1, got 0"),
     (["study", "--seed", "x"], "argument --seed: invalid int value: 'x'"),
     (["study", "--bogus"], "unrecognized arguments: --bogus"),
+    (["study", "--only", "nope"], "argument --only: unknown part 'nope'"),
     (["theorems", "--seed", "1.5"], "argument --seed: invalid int value: '1.5'"),
     (["surface", "--problem", "nope"], "argument --problem: invalid choice: 'nope'"),
     (["surface", "--problem", "xor", "--steps", "2"], "argument --steps: must be >= 3, got 2"),
