@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import html
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 import landscape as ls
-from landscape.render import kind_style, symlog, write_html
+from landscape.render import fmt_num, html_table, kind_style, symlog, write_html
 from landscape.results import JsonResult
 from synaprune import StallDetector, load_run
 from synaprune.events import RunLog
@@ -34,6 +35,8 @@ from synaprune.events import RunLog
 from .problems import Problem, get_problem, list_problems
 
 DENSE_MAX_DIM = 1500
+#: significant digits of the floats in spectrum_report.json (a tracked output: no noise digits)
+JSON_DIGITS = 8
 
 
 @dataclass
@@ -58,6 +61,10 @@ class StallSpectrum(JsonResult):
     layer_kappa: dict[str, float]
     layer_gsnr: dict[str, float]
     kappa: float | None
+    ritz_nodes: list[float] = field(default_factory=list)
+    ritz_weights: list[float] = field(default_factory=list)
+    slq_sigma: float | None = None
+    tolerances: dict[str, Any] = field(default_factory=dict)
     png: str | None = None
 
 
@@ -71,6 +78,7 @@ class SpectrumReport(JsonResult):
     dim: int
     n_steps: int
     stalls: list[StallSpectrum] = field(default_factory=list)
+    note: str = ""
     html: str | None = None
     json: str | None = None
 
@@ -117,6 +125,11 @@ def analyse_stall(obj: ls.Objective, theta: torch.Tensor, event: dict[str, Any],
     per_layer = canc.get("per_layer") or {}
     report = event.get("report") or {}
     values = eig.values.double().tolist()
+    n_runs = int(sd.nodes.shape[0]) if sd.nodes.ndim == 2 else 1
+    tol = dict(report.get("tolerances") or {})
+    for key in ("eig_tol", "grad_tol", "zero_tol"):
+        if report.get(key) is not None and key not in tol:
+            tol[key] = report.get(key)
     return StallSpectrum(
         index=int(event["index"]), step=int(event["step"]), loss=float(event["loss"]),
         grad_norm=float(event["grad_norm"]), kind=event.get("kind"),
@@ -129,6 +142,10 @@ def analyse_stall(obj: ls.Objective, theta: torch.Tensor, event: dict[str, Any],
         layer_kappa={n: s.get("kappa") for n, s in per_layer.items()},
         layer_gsnr={n: s.get("gsnr_median") for n, s in per_layer.items()},
         kappa=canc.get("kappa"),
+        # Gauss quadrature of every SLQ run: node = Ritz value, weight = its mass (runs averaged).
+        ritz_nodes=sd.nodes.reshape(-1).double().tolist(),
+        ritz_weights=(sd.weights.reshape(-1).double() / n_runs).tolist(),
+        slq_sigma=float(sd.sigma), tolerances=tol,
     )
 
 
@@ -137,59 +154,124 @@ def _linthresh(st: StallSpectrum) -> float:
     return max(1e-3 * scale, 1e-12)
 
 
+def symlog_ticks(lim: float, c: float, max_per_side: int = 4) -> list[float]:
+    """Tick values for a symmetric-log axis over [−lim, lim] with linear threshold ``c``: 0 and
+    ±10^k for decades at least 10·c (so no label crowds the one at 0), thinned to at most
+    ``max_per_side`` per side."""
+    if not lim > 0:
+        return [0.0]
+    k_lo = math.ceil(math.log10(10 * c))
+    k_hi = math.floor(math.log10(lim))
+    ks = list(range(k_lo, k_hi + 1))
+    if len(ks) > max_per_side:
+        step = math.ceil(len(ks) / max_per_side)
+        ks = ks[::-1][::step][::-1]
+    pos = [10.0 ** k for k in ks]
+    return [-v for v in reversed(pos)] + [0.0] + pos
+
+
+def _tick_label(v: float) -> str:
+    if v == 0:
+        return "0"
+    k = round(math.log10(abs(v)))
+    return f"{'-' if v < 0 else ''}1e{k}"
+
+
+def _finite(vals: Any) -> list[float]:
+    return [float(v) if v is not None and math.isfinite(v) else float("nan") for v in vals]
+
+
 def stall_png(st: StallSpectrum, run: RunLog, path: Path) -> Path:
-    """Four panels: SLQ density (symlog x), dense spectrum, κ/GSNR by layer, loss curve."""
+    """Five panels: SLQ density with its quadrature nodes (Ritz values, weights as stems) and the
+    dense spectrum as a rug; the dense spectrum by rank; κ by layer; GSNR by layer; loss curve."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    fig = plt.figure(figsize=(13, 8))
+    gs = fig.add_gridspec(2, 3, height_ratios=[1.1, 1])
     c = _linthresh(st)
-    ax = axes[0, 0]
-    ax.plot(st.density_grid, st.density, color="#1f77b4")
-    for v, ok in zip(st.eig_values, st.eig_converged):
-        ax.axvline(v, color="#d62728" if v < 0 else "#2ca02c", lw=0.8, ls="-" if ok else ":")
-    ax.set_xscale("symlog", linthresh=c)
+    lim = max(abs(st.lambda_min), abs(st.lambda_max)) * 1.15
+    ticks = symlog_ticks(lim, c)
+
+    def symlog_x(ax: Any) -> None:
+        ax.set_xscale("symlog", linthresh=c)
+        ax.set_xlim(-lim, lim)
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.set_xticklabels([_tick_label(t) for t in ticks])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+
+    ax = fig.add_subplot(gs[0, :2])
+    ax.plot(st.density_grid, st.density, color="#1f77b4", lw=1.2, label=f"SLQ density (Gaussian σ = {st.slq_sigma:.2g})")
     ax.set_yscale("log")
-    ax.set_ylim(max(1e-8, min((d for d in st.density if d > 0), default=1e-8)), None)
-    ax.set_xlabel(f"eigenvalue (symlog, linthresh {c:.1e})")
-    ax.set_ylabel("SLQ density")
-    ax.set_title("spectral density; lines: Lanczos extremes")
-    ax = axes[0, 1]
+    pos = [d for d in st.density if d > 0]
+    ax.set_ylim(max(max(pos, default=1.0) * 1e-8, min(pos, default=1e-8)), max(pos, default=1.0) * 3)
+    ax.set_ylabel("SLQ density (log)")
+    symlog_x(ax)
+    axw = ax.twinx()
+    if st.ritz_nodes:
+        axw.vlines(st.ritz_nodes, 0, st.ritz_weights, color="#444", lw=1.0, alpha=0.8)
+        axw.plot(st.ritz_nodes, st.ritz_weights, "o", color="#444", ms=2.5, label="Ritz values (stem = quadrature weight)")
+        axw.set_ylim(0, max(st.ritz_weights) * 1.1 if max(st.ritz_weights) > 0 else 1)
+    axw.set_ylabel("quadrature weight")
+    if st.dense_eigs is not None:
+        axw.plot(st.dense_eigs, [0.0] * len(st.dense_eigs), "|", color="#2ca02c", ms=14, mew=1.2,
+                 label=f"dense eigenvalues ({len(st.dense_eigs)})")
+    for v, ok in zip(st.eig_values, st.eig_converged):
+        ax.axvline(v, color="#d62728", lw=0.8, ls="-" if ok else ":")
+    ax.plot([], [], color="#d62728", lw=0.8, label="Lanczos extremes (dotted: not converged)")
+    ax.set_xlabel(f"eigenvalue (symlog: linear within ±{c:.1e})")
+    ax.set_title("Hessian spectrum: smoothed density, quadrature nodes and exact eigenvalues")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = axw.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+
+    ax = fig.add_subplot(gs[0, 2])
     if st.dense_eigs is not None:
         ev = np.asarray(st.dense_eigs)
         ax.plot(np.arange(ev.size), ev, ".", ms=3)
         ax.set_yscale("symlog", linthresh=c)
+        ax.set_ylim(-lim, lim)
+        ax.yaxis.set_major_locator(FixedLocator(ticks))
+        ax.set_yticklabels([_tick_label(t) for t in ticks])
+        ax.yaxis.set_minor_locator(NullLocator())
         ax.axhline(0, color="k", lw=0.5)
         ax.set_title(f"dense spectrum ({ev.size} eigenvalues)")
         ax.set_xlabel("rank")
     else:
         ax.text(0.5, 0.5, "model too large for a dense spectrum", ha="center", va="center", transform=ax.transAxes)
-    ax = axes[1, 0]
+        ax.set_axis_off()
+
     names = list(st.layer_kappa)
     x = np.arange(len(names))
-    ax.bar(x - 0.2, [v if v is not None else np.nan for v in st.layer_kappa.values()], 0.4, label="κ")
-    ax2 = ax.twinx()
-    gs = [v if v is not None and math.isfinite(v) else np.nan for v in st.layer_gsnr.values()]
-    ax2.bar(x + 0.2, gs, 0.4, color="#ff7f0e", label="median GSNR")
-    # κ and GSNR span decades between layers (e.g. 0.6 next to 7e-5): log axes keep both visible.
-    for a, vals in ((ax, list(st.layer_kappa.values())), (ax2, gs)):
-        if any(v is not None and np.isfinite(v) and v > 0 for v in vals):
-            a.set_yscale("log")
-    ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("κ = ‖mean g‖ / mean ‖g_i‖ (log)")
-    ax2.set_ylabel("median GSNR (log)")
-    ax.set_title("cancellation by layer (blue κ, orange GSNR)")
-    ax = axes[1, 1]
+    for col, (vals, label, colour) in enumerate(((_finite(st.layer_kappa.values()), "κ = ‖mean g_i‖ / mean ‖g_i‖", "#1f77b4"),
+                                                  (_finite(st.layer_gsnr.values()), "median GSNR", "#ff7f0e"))):
+        ax = fig.add_subplot(gs[1, col])
+        ax.bar(x, vals, 0.6, color=colour)
+        if any(v > 0 for v in vals if math.isfinite(v)):
+            ax.set_yscale("log")
+        for xi, v in zip(x, vals):
+            if math.isfinite(v) and v > 0:
+                ax.annotate(fmt_num(v, 2), (xi, v), ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(label + " (log)")
+        ax.set_title(("cancellation" if col == 0 else "signal-to-noise") + " by layer")
+
+    ax = fig.add_subplot(gs[1, 2])
     if run.losses.size:
         ax.semilogy(run.steps, np.maximum(run.losses, 1e-300), color="k", lw=1)
     for ev in run.events:
         color, _ = kind_style(ev.get("kind") or "")
-        ax.plot(ev["step"], max(ev["loss"], 1e-300), "o", color=color, ms=7 if ev["index"] == st.index else 4)
+        ax.plot(ev["step"], max(ev["loss"], 1e-300), "o", color=color, ms=8 if ev["index"] == st.index else 4,
+                mec="k" if ev["index"] == st.index else color)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.set_title(f"stall {st.index} at step {st.step}: {st.kind} (index {st.morse_index}, nullity {st.n_zero})")
+    ax.set_title("loss curve (this stall enlarged)")
+    fig.suptitle(f"stall {st.index} at step {st.step}: {st.kind} (index {st.morse_index}, nullity {st.n_zero}, "
+                 f"λ_min {fmt_num(st.lambda_min)}, κ {fmt_num(st.kappa)})", fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
@@ -211,7 +293,7 @@ def _loss_figure(run: RunLog):
                                  marker={"color": color, "symbol": symbol, "size": 11},
                                  text=[f"stall {e['index']}" for e in evs]))
     fig.update_layout(yaxis_type="log", xaxis_title="step", yaxis_title="loss", height=380,
-                      title="loss curve, stalls marked by kind")
+                      title="loss curve, stalls marked by kind", legend={"orientation": "h", "y": -0.25})
     return fig
 
 
@@ -220,56 +302,102 @@ def _stall_figure(st: StallSpectrum):
     from plotly.subplots import make_subplots
 
     c = _linthresh(st)
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("SLQ density (symlog x)", "dense spectrum (symlog)",
-                                                        "cancellation by layer"))
+    fig = make_subplots(rows=2, cols=2, specs=[[{"secondary_y": True}, {}], [{}, {}]],
+                        subplot_titles=("SLQ density, Ritz values (stems) and dense eigenvalues (symlog x)",
+                                        "dense spectrum (symlog)", "κ by layer (log)", "median GSNR by layer (log)"),
+                        vertical_spacing=0.18)
     xg = symlog(np.asarray(st.density_grid), c)
-    fig.add_trace(go.Scatter(x=xg, y=st.density, mode="lines", name="density"), row=1, col=1)
-    fig.add_trace(go.Scatter(x=symlog(np.asarray(st.eig_values), c), y=[max(st.density) * 1.05] * len(st.eig_values),
-                             mode="markers", name="Lanczos extremes", marker={"color": "#d62728", "symbol": "line-ns-open",
-                                                                              "size": 14},
-                             text=[f"λ={v:.4g}, residual {r:.1e}" for v, r in zip(st.eig_values, st.eig_residuals)]),
-                  row=1, col=1)
-    lim = float(np.max(np.abs(xg))) if xg.size else 1.0
-    ticks = np.linspace(-lim, lim, 7)
-    fig.update_xaxes(tickvals=ticks, ticktext=[f"{np.sign(t) * c * (10 ** abs(t) - 1):.2g}" for t in ticks], row=1, col=1)
+    fig.add_trace(go.Scatter(x=xg, y=st.density, mode="lines", name="SLQ density",
+                             text=[f"λ={v:.4g}" for v in st.density_grid], hoverinfo="text+y"), row=1, col=1)
+    if st.ritz_nodes:
+        sx, sy = [], []
+        for v, w in zip(symlog(np.asarray(st.ritz_nodes), c), st.ritz_weights):
+            sx += [float(v), float(v), None]
+            sy += [0.0, float(w), None]
+        fig.add_trace(go.Scatter(x=sx, y=sy, mode="lines", name="Ritz values (weight)", line={"color": "#444"}),
+                      row=1, col=1, secondary_y=True)
     if st.dense_eigs is not None:
         ev = np.asarray(st.dense_eigs)
-        fig.add_trace(go.Scatter(x=np.arange(ev.size), y=symlog(ev, c), mode="markers", name="dense eigenvalues",
-                                 marker={"size": 3}, text=[f"{v:.4g}" for v in ev]), row=1, col=2)
+        fig.add_trace(go.Scatter(x=symlog(ev, c), y=[0.0] * ev.size, mode="markers", name="dense eigenvalues",
+                                 marker={"symbol": "line-ns-open", "size": 12, "color": "#2ca02c"},
+                                 text=[f"{v:.4g}" for v in ev]), row=1, col=1, secondary_y=True)
+    fig.add_trace(go.Scatter(x=symlog(np.asarray(st.eig_values), c), y=[0.0] * len(st.eig_values),
+                             mode="markers", name="Lanczos extremes", marker={"color": "#d62728", "symbol": "x", "size": 9},
+                             text=[f"λ={v:.4g}, residual {r:.1e}" for v, r in zip(st.eig_values, st.eig_residuals)]),
+                  row=1, col=1, secondary_y=True)
+    lim = max(abs(st.lambda_min), abs(st.lambda_max)) * 1.15
+    ticks = symlog_ticks(lim, c)
+    fig.update_xaxes(tickvals=[float(symlog(t, c)) for t in ticks], ticktext=[_tick_label(t) for t in ticks],
+                     range=[-float(symlog(lim, c)), float(symlog(lim, c))], row=1, col=1)
+    top = max([d for d in st.density if d > 0], default=1.0)
+    # eight decades below the peak: the Gaussian tails far from every node are not information
+    fig.update_yaxes(type="log", title_text="density", range=[math.log10(top) - 8, math.log10(top) + 0.3],
+                     row=1, col=1, secondary_y=False)
+    fig.update_yaxes(title_text="quadrature weight", rangemode="tozero", row=1, col=1, secondary_y=True)
+    if st.dense_eigs is not None:
+        ev = np.asarray(st.dense_eigs)
+        fig.add_trace(go.Scatter(x=np.arange(ev.size), y=symlog(ev, c), mode="markers", name="dense (by rank)",
+                                 marker={"size": 3}, text=[f"{v:.4g}" for v in ev], showlegend=False), row=1, col=2)
+        fig.update_yaxes(tickvals=[float(symlog(t, c)) for t in ticks], ticktext=[_tick_label(t) for t in ticks],
+                         row=1, col=2)
     names = list(st.layer_kappa)
-    fig.add_trace(go.Bar(x=names, y=list(st.layer_kappa.values()), name="κ"), row=1, col=3)
-    fig.add_trace(go.Bar(x=names, y=[v if v is not None and math.isfinite(v) else None for v in st.layer_gsnr.values()],
-                         name="median GSNR"), row=1, col=3)
-    fig.update_yaxes(type="log", row=1, col=3)
-    fig.update_layout(height=380, title=f"stall {st.index} (step {st.step}): {st.kind}")
+    fig.add_trace(go.Bar(x=names, y=[None if not math.isfinite(v) else v for v in _finite(st.layer_kappa.values())],
+                         name="κ", marker={"color": "#1f77b4"}), row=2, col=1)
+    fig.add_trace(go.Bar(x=names, y=[None if not math.isfinite(v) else v for v in _finite(st.layer_gsnr.values())],
+                         name="median GSNR", marker={"color": "#ff7f0e"}), row=2, col=2)
+    fig.update_yaxes(type="log", row=2, col=1)
+    fig.update_yaxes(type="log", row=2, col=2)
+    fig.update_layout(height=720, title=f"stall {st.index} (step {st.step}): {st.kind}",
+                      legend={"orientation": "h", "y": -0.12})
     return fig
 
 
+def _tol_text(st: StallSpectrum) -> str:
+    if not st.tolerances:
+        return "–"
+    return ", ".join(f"{k} {fmt_num(v) if isinstance(v, (int, float)) else v}" for k, v in sorted(st.tolerances.items())
+                     if isinstance(v, (int, float, str)))
+
+
 def _table(stalls: list[StallSpectrum]) -> str:
-    head = ("<table><tr><th>stall</th><th>step</th><th>loss</th><th>‖g‖</th><th>kind</th><th>index</th>"
-            "<th>nullity</th><th>λ_min</th><th>λ_max</th><th>max residual</th><th>κ</th></tr>")
-    rows = []
-    for st in stalls:
-        rows.append(
-            f"<tr><td>{st.index}</td><td>{st.step}</td><td>{st.loss:.6g}</td><td>{st.grad_norm:.2e}</td>"
-            f"<td>{html.escape(str(st.kind))}</td><td>{st.morse_index}</td><td>{st.n_zero}</td>"
-            f"<td>{st.lambda_min:.4g}</td><td>{st.lambda_max:.4g}</td><td>{max(st.eig_residuals):.1e}</td>"
-            f"<td>{'' if st.kappa is None else f'{st.kappa:.3f}'}</td></tr>")
-    return head + "".join(rows) + "</table>"
+    rows = [{"stall": st.index, "step": st.step, "loss": st.loss, "grad": st.grad_norm, "kind": str(st.kind),
+             "index": st.morse_index, "nullity": st.n_zero, "lmin": st.lambda_min, "lmax": st.lambda_max,
+             "res": max(st.eig_residuals) if st.eig_residuals else None, "kappa": st.kappa, "tol": _tol_text(st)}
+            for st in stalls]
+    return html_table(rows, [("stall", "stall"), ("step", "step"), ("loss", "loss", lambda v: fmt_num(v, 6)),
+                             ("grad", "‖g‖"), ("kind", "kind"), ("index", "index (# λ < 0)"),
+                             ("nullity", "nullity (# λ ≈ 0)"), ("lmin", "λ_min", lambda v: fmt_num(v, 4)),
+                             ("lmax", "λ_max", lambda v: fmt_num(v, 4)), ("res", "max residual ‖Hv − λv‖"),
+                             ("kappa", "κ"), ("tol", "tolerances behind the kind")])
+
+
+def no_stall_reason(run: RunLog) -> str:
+    """Why a run has no stall to report, from its own log."""
+    cfg = run.config
+    det = cfg.get("stall_detector") or {}
+    n = int(run.steps[-1]) if run.steps.size else 0
+    g = cfg.get("final_grad_norm")
+    parts = [f"the run had no stall: its stall detector ({', '.join(f'{k} {fmt_num(v)}' for k, v in sorted(det.items()))}) "
+             f"never fired in {n} steps"]
+    if g is not None:
+        parts.append(f"final ‖g‖ {fmt_num(g)}, final loss {fmt_num(cfg.get('final_loss'), 6)}")
+    parts.append("train longer (--steps) or loosen the detector to see one")
+    return "; ".join(parts) + "."
 
 
 def report_run(log_dir: str | Path, out_dir: str | Path | None = None, *, obj: ls.Objective | None = None,
                k: int = 5, slq_runs: int = 8, slq_steps: int = 60, dense_max_dim: int = DENSE_MAX_DIM,
-               seed: int = 0, title: str | None = None) -> SpectrumReport:
+               seed: int = 0, title: str | None = None, progress: bool | None = None) -> SpectrumReport:
     """Write the spectrum report of the run in ``log_dir`` to ``out_dir`` (default: ``log_dir``)."""
     run = load_run(log_dir)
     out = Path(out_dir) if out_dir is not None else Path(log_dir)
     out.mkdir(parents=True, exist_ok=True)
     obj = obj if obj is not None else _rebuild_objective(run)
     meta = run.config.get("meta") or {}
-    rep = SpectrumReport(log_dir=str(log_dir), method=str(run.config.get("method")), problem=meta.get("problem"),
+    # paths relative to the report folder: the JSON is a tracked output, the same wherever it is written
+    rep = SpectrumReport(log_dir=Path(os.path.relpath(log_dir, out)).as_posix(), method=str(run.config.get("method")), problem=meta.get("problem"),
                          dim=obj.dim, n_steps=int(run.steps[-1]) if run.steps.size else 0)
-    for ev in tqdm(run.events, desc="stall spectra", disable=None):
+    for ev in tqdm(run.events, desc="stall spectra", disable=None if progress is None else not progress):
         if ev["index"] not in run.stall_thetas:
             continue
         theta = torch.as_tensor(run.stall_thetas[ev["index"]], dtype=obj.dtype, device=obj.device)
@@ -278,44 +406,141 @@ def report_run(log_dir: str | Path, out_dir: str | Path | None = None, *, obj: l
         st.png = stall_png(st, run, out / f"stall_{st.index:04d}.png").name
         rep.stalls.append(st)
     heading = title or f"Hessian spectra at the stalls of {rep.method} on {rep.problem or 'a user problem'}"
+    if not rep.stalls:
+        rep.note = no_stall_reason(run) if not run.events else (
+            f"the run logged {len(run.events)} stall event(s) but no stall parameters (stall_thetas/) to analyse.")
     intro = (f"<p>{len(rep.stalls)} stall(s); dim = {obj.dim}; run status: {html.escape(run.status)}. "
              "Eigenvalues from torch-native Lanczos (explicit residuals ‖Hv − λv‖), densities from stochastic Lanczos "
-             "quadrature; the classification is the trainer's (landscape.classify_point).</p>" + _table(rep.stalls))
+             "quadrature, shown with its quadrature nodes (Ritz values) and weights, so no mass is read where no "
+             "eigenvalue is; the classification is the trainer's (landscape.classify_point), with the tolerances it "
+             "used.</p>" + (f"<p class=\"lead\">No stall to report: {html.escape(rep.note)}</p>" if rep.note else "")
+             + (_table(rep.stalls) if rep.stalls else ""))
     sections: list[tuple[str, Any]] = [("Loss curve", _loss_figure(run))]
     for st in rep.stalls:
         sections.append((f"Stall {st.index}: {st.kind}", _stall_figure(st)))
         sections.append(("", f'<p><img src="{st.png}" width="900"></p>'))
-    rep.html = str(write_html(out / "spectrum_report.html", sections, title=heading, intro_html=intro))
-    rep.json = str(out / "spectrum_report.json")
-    rep.save_json(rep.json)
+    write_html(out / "spectrum_report.html", sections, title=heading, intro_html=intro)
+    rep.html, rep.json = "spectrum_report.html", "spectrum_report.json"
+    rep.save_json(out / rep.json, digits=JSON_DIGITS)
     return rep
+
+
+# ---------------------------------------------------------------------------- the study's section
+STUDY_PROBLEM = "autoencoder"
+STUDY_METHODS = ("gd", "synaprune-rms")
+
+
+def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any]:
+    """``landscape study``'s spectrum part: one GD and one SynaPrune run on the autoencoder, a
+    spectrum report of each under ``out_dir/spectrum/<problem>_<method>/`` (see CONTRACTS.md)."""
+    out_dir = Path(out_dir)
+    problem = get_problem(STUDY_PROBLEM)
+    steps = problem.hints.get("max_steps", 1500)
+    if quick:
+        steps = min(steps, 400)
+    runs: dict[str, Any] = {}
+    figures: list[str] = []
+    rows = []
+    for method in STUDY_METHODS:
+        rel = f"spectrum/{STUDY_PROBLEM}_{method}"
+        d = out_dir / rel
+        result = train_problem(problem, method, d / "run", max_steps=steps, seed=seed, progress=False)
+        rep = report_run(d / "run", d, k=3 if quick else 5, slq_runs=4 if quick else 8,
+                         slq_steps=30 if quick else 60, seed=seed, progress=False)
+        gap = None if problem.global_min is None else result.final_loss - problem.global_min
+        runs[method] = {"final_loss": result.final_loss, "global_min": problem.global_min, "gap": gap,
+                        "n_steps": result.n_steps, "n_stalls": len(rep.stalls), "note": rep.note,
+                        "json": f"{rel}/spectrum_report.json", "html": f"{rel}/spectrum_report.html",
+                        "stalls": [{"step": st.step, "kind": st.kind, "loss": st.loss, "lambda_min": st.lambda_min,
+                                    "lambda_max": st.lambda_max, "index": st.morse_index, "nullity": st.n_zero,
+                                    "kappa": st.kappa, "tolerances": st.tolerances, "png": f"{rel}/{st.png}"}
+                                   for st in rep.stalls]}
+        figures += [f"{rel}/{st.png}" for st in rep.stalls]
+        for st in rep.stalls:
+            rows.append({"method": method, "step": st.step, "kind": str(st.kind), "loss": st.loss,
+                         "lmin": st.lambda_min, "index": st.morse_index, "nullity": st.n_zero, "kappa": st.kappa,
+                         "tol": _tol_text(st), "src": f"{rel}/spectrum_report.json"})
+    kinds = {m: [st["kind"] for st in r["stalls"]] for m, r in runs.items()}
+    lead = (f"<p>On the {STUDY_PROBLEM} problem ({steps} steps, seed {seed}) "
+            + "; ".join(f"{html.escape(m)} stalled {len(k)} time(s) ({html.escape(', '.join(map(str, k))) or 'none'}) and "
+                        f"ended {fmt_num(runs[m]['gap'])} above the PCA optimum" for m, k in kinds.items())
+            + ". Each stall's Hessian spectrum is shown with its exact eigenvalues where the model is small.</p>")
+    body = [html_table(rows, [("method", "method"), ("step", "step"), ("kind", "kind"), ("loss", "loss",
+                                                                                         lambda v: fmt_num(v, 6)),
+                              ("lmin", "λ_min"), ("index", "index"), ("nullity", "nullity"), ("kappa", "κ"),
+                              ("tol", "tolerances behind the kind"), ("src", "numbers from")])]
+    for m, r in runs.items():
+        if r["note"]:
+            body.append(f"<p>{html.escape(m)}: {html.escape(r['note'])}</p>")
+        body.append(f'<p>{html.escape(m)}: <a href="{r["html"]}">interactive spectrum report</a> '
+                    f'(numbers: <code>{r["json"]}</code>)</p>')
+        for st in r["stalls"][:3]:
+            body.append(f'<p><img src="{st["png"]}" alt="spectrum at step {st["step"]}" width="1000"></p>')
+    return {"title": "Hessian spectra at the autoencoder's stalls", "lead": lead, "html": "\n".join(body),
+            "summary": {"problem": STUDY_PROBLEM, "steps": steps, "runs": runs}, "figures": figures}
 
 
 # ---------------------------------------------------------------------------- CLI
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from synaprune import METHODS
+
+    from .cli import add_quiet, existing_dir, positive_int
+
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--problem", choices=list_problems(), help="train on this embedded problem, then report")
-    src.add_argument("--from", dest="from_dir", metavar="LOG_DIR", help="report an existing run directory")
-    p.add_argument("--method", default="synaprune-rms", help="trainer method (with --problem)")
-    p.add_argument("--steps", type=int, default=1500, help="training steps (with --problem)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="output directory (default figures/spectrum_<problem>_<method>, "
+    src.add_argument("--problem", choices=list_problems(), help="train on this embedded problem (needs --method), "
+                     "then report")
+    src.add_argument("--from", dest="from_dir", metavar="LOG_DIR", type=existing_dir,
+                     help="report an existing run directory (one holding run.json)")
+    p.add_argument("--method", choices=sorted(METHODS), default=None,
+                   help="trainer method, required with --problem (no default)")
+    p.add_argument("--steps", type=positive_int, default=1500, help="training steps (with --problem)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the run and of the spectral estimates")
+    p.add_argument("--out", default=None, help="output directory (default: figures/spectrum/<problem>_<method>, "
                                                "or LOG_DIR with --from)")
-    p.add_argument("--k", type=int, default=5, help="eigenpairs from each end")
+    p.add_argument("--k", type=positive_int, default=5, help="eigenpairs from each end")
+    add_quiet(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    from .cli import Heartbeat, UsageError, show_bars
+
     if args.from_dir:
-        rep = report_run(args.from_dir, args.out, k=args.k, seed=args.seed)
+        if args.method is not None:
+            raise UsageError("--method applies to --problem runs only; a --from run has its own method")
+        if not (args.from_dir / "run.json").is_file():
+            raise UsageError(f"{args.from_dir} holds no run.json: not a trainer run directory")
+        meta = (load_run(args.from_dir).config.get("meta") or {})
+        if not meta.get("problem"):
+            raise UsageError(f"{args.from_dir}/run.json has no meta.problem, so its objective cannot be rebuilt "
+                             "(report it from Python: report_run(LOG_DIR, obj=...))")
+    elif args.method is None:
+        raise UsageError("--problem needs --method (one of: " + ", ".join(sorted(_methods())) + ")")
+    hb = Heartbeat("spectrum", quiet=args.quiet)
+    bars = show_bars(args.quiet)
+    if args.from_dir:
+        out = Path(args.out) if args.out else args.from_dir
+        with hb.step(f"spectra of {args.from_dir}"):
+            rep = report_run(args.from_dir, out, k=args.k, seed=args.seed, progress=bars)
     else:
-        out = Path(args.out or f"figures/spectrum_{args.problem}_{args.method}")
+        out = Path(args.out or f"figures/spectrum/{args.problem}_{args.method}")
         problem = get_problem(args.problem)
-        train_problem(problem, args.method, out / "run", max_steps=args.steps, seed=args.seed)
-        rep = report_run(out / "run", out, k=args.k, seed=args.seed)
-    print(f"{len(rep.stalls)} stall(s) reported -> {rep.html}")
+        with hb.step(f"training {args.method} on {args.problem} ({args.steps} steps)"):
+            train_problem(problem, args.method, out / "run", max_steps=args.steps, seed=args.seed, progress=bars)
+        with hb.step("spectra at the stalls"):
+            rep = report_run(out / "run", out, k=args.k, seed=args.seed, progress=bars)
+    print(f"{len(rep.stalls)} stall(s) reported -> {out / rep.html}")
+    if rep.note:
+        print(f"  {rep.note}")
     for st in rep.stalls:
-        print(f"  stall {st.index} step {st.step}: {st.kind}, λ_min {st.lambda_min:.3g}, λ_max {st.lambda_max:.3g}")
+        print(f"  stall {st.index} step {st.step}: {st.kind}, λ_min {fmt_num(st.lambda_min)}, "
+              f"λ_max {fmt_num(st.lambda_max)}, κ {fmt_num(st.kappa)}")
     return 0
+
+
+def _methods() -> list[str]:
+    from synaprune import METHODS
+
+    return list(METHODS)
 
 
 if __name__ == "__main__":

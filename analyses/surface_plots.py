@@ -175,37 +175,94 @@ def _bench(steps: int, n_examples: int, repeats: int, seed: int, strategies: tup
     return out
 
 
+# ---------------------------------------------------------------------------- the study's section
+STUDY_PROBLEM = "deep_linear_h2_zero"
+
+
+def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any]:
+    """``landscape study``'s surface part: random and Hessian-eigen planes through the deep linear
+    H = 2 net's non-strict saddle near W = 0, under ``out_dir/surface/`` (see CONTRACTS.md)."""
+    import html as _html
+
+    from landscape.render import fmt_num
+    from landscape.results import write_json
+
+    out_dir = Path(out_dir)
+    problem = get_problem(STUDY_PROBLEM)
+    steps = 11 if quick else 25
+    parts, figures, summary = [], [], {}
+    for directions in ("random", "eigen"):
+        res = make_surface(problem, directions, steps=steps, seed=seed, progress=False)
+        paths = write_outputs(res, out_dir / "surface")
+        loss = res.loss
+        centre = float(loss[loss.shape[0] // 2, loss.shape[1] // 2])
+        summary[directions] = {"png": f"surface/{paths['png'].name}", "html": f"surface/{paths['html'].name}",
+                               "npz": f"surface/{paths['npz'].name}", "loss_min": float(loss.min()),
+                               "loss_max": float(loss.max()), "loss_centre": centre, "steps": steps, "span": res.span,
+                               "eigenvalues": res.meta.get("eigenvalues")}
+        figures.append(summary[directions]["png"])
+        parts.append(f"<h3>{directions} directions</h3>"
+                     f'<p><img src="{summary[directions]["png"]}" alt="{directions} surface" width="1000"></p>'
+                     f'<p>loss from {fmt_num(loss.min(), 5)} to {fmt_num(loss.max(), 5)} on a {steps}×{steps} grid of '
+                     f'half-width {fmt_num(res.span)}, centre {fmt_num(centre, 6)}; '
+                     f'<a href="{summary[directions]["html"]}">interactive surface</a>, arrays '
+                     f'<code>{summary[directions]["npz"]}</code>.</p>')
+    write_json(out_dir / "surface" / "surface_summary.json", summary, digits=8)
+    ev = summary["eigen"].get("eigenvalues") or []
+    lead = ("<p>Around the deep linear H = 2 net's start near W = 0 the loss is flat to second order along random "
+            "directions and bends both ways along the Hessian's extreme eigenvectors"
+            + (f" (λ = {', '.join(fmt_num(x) for x in ev)} at the start point, ε = {fmt_num(problem.hints.get('eps', 1e-2))} "
+               "away from W = 0)" if ev else "")
+            + ": a saddle that gradient descent leaves slowly.</p>")
+    return {"title": "Loss surfaces of the deep linear H = 2 net near W = 0", "lead": lead, "html": "\n".join(parts)
+            + "<p>Numbers: <code>surface/surface_summary.json</code>.</p>",
+            "summary": summary, "figures": figures}
+
+
 # ---------------------------------------------------------------------------- CLI
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--problem", help=f"embedded problem: {', '.join(list_problems())}")
+    from .cli import add_quiet, existing_file, int_at_least, nonnegative_float, positive_float, positive_int
+
+    p.add_argument("--problem", choices=list_problems(), metavar="NAME",
+                   help=f"embedded problem: {', '.join(list_problems())}")
     p.add_argument("--directions", choices=DIRECTIONS, default="random",
                    help="random (filter-normalised, orthogonal), eigen (Hessian λ_max/λ_min eigenvectors), "
                         "pca (plane of a gradient-descent trajectory), line (1-D: start → end of that trajectory)")
-    p.add_argument("--steps", type=int, default=21, help="grid points per axis (default 21)")
-    p.add_argument("--span", type=float, default=None, help="grid half-width (default: the problem's hint)")
-    p.add_argument("--out", default="figures", help="output directory (default ./figures)")
+    p.add_argument("--steps", type=int_at_least(3), default=21, help="grid points per axis")
+    p.add_argument("--span", type=positive_float, default=None, help="grid half-width (default: the problem's hint)")
+    p.add_argument("--out", default="figures/surface", help="output directory")
     p.add_argument("--seed", type=int, default=0, help="seed for data, start point and directions")
-    p.add_argument("--eps", type=float, default=None, help="size of the perturbation of the reference point")
+    p.add_argument("--eps", type=nonnegative_float, default=None,
+                   help="size of the perturbation of the reference point (default: the problem's hint)")
     p.add_argument("--norm", choices=NORMALIZATIONS, default=None,
                    help="normalisation of random directions (default: the problem's hint)")
-    p.add_argument("--gd-steps", type=int, default=300, help="gradient-descent steps for pca/line (default 300)")
-    p.add_argument("--lr", type=float, default=None, help="gradient-descent step size (default: the problem's hint)")
+    p.add_argument("--gd-steps", type=positive_int, default=300, help="gradient-descent steps for pca/line")
+    p.add_argument("--lr", type=positive_float, default=None, help="gradient-descent step size (default: the problem's hint)")
     p.add_argument("--log", action="store_true", help="plot log10(loss)")
-    p.add_argument("--replot", metavar="FILE.npz", help="redraw the PNG and HTML from a saved .npz (no computation)")
+    p.add_argument("--replot", metavar="FILE.npz", type=existing_file,
+                   help="redraw the PNG and HTML from a saved .npz (no computation)")
     p.add_argument("--bench", action="store_true", help="ms per grid point on the engine benchmark's MLP vs a forward pass")
-    p.add_argument("--threads", type=int, default=None, help="torch threads for --bench (default: as configured)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads for --bench (default: as configured)")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="--bench timer: wall clock, or process CPU time (robust on a busy machine with --threads 1)")
     p.add_argument("--list", action="store_true", help="list the embedded problems")
+    add_quiet(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    from .cli import Heartbeat, UsageError, show_bars
+
     if args.list:
         for name in list_problems():
             print(f"{name}: {get_problem(name).description}")
         return 0
+    modes = [m for m, on in (("--problem", args.problem), ("--replot", args.replot), ("--bench", args.bench)) if on]
+    if len(modes) > 1:
+        raise UsageError(f"give one of --problem, --replot, --bench (got {' and '.join(modes)})")
+    hb = Heartbeat("surface", quiet=args.quiet)
     if args.bench:
-        r = bench_surface(threads=args.threads, clock=args.clock)
+        with hb.step("surface benchmark"):
+            r = bench_surface(threads=args.threads, clock=args.clock)
         print(json.dumps(r, indent=2))
         print(f"surface (auto -> {r['auto_strategy']}): {r['auto_ms_per_point']:.2f} ms/point = "
               f"{r['auto_ratio_to_forward']:.2f} x one forward pass ({r['forward_ms']:.2f} ms), "
@@ -215,30 +272,25 @@ def run(args: argparse.Namespace) -> int:
         src = Path(args.replot)
         try:
             res = SurfaceResult.load_npz(src)
-        except (FileNotFoundError, ValueError) as e:
-            print(f"landscape surface: {e}", file=sys.stderr)
-            return 2
-        paths = write_outputs(res, Path(args.out) if args.out != "figures" else src.parent, src.stem,
-                              log=args.log, write_npz=False)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        out = Path(args.out) if args.out != "figures/surface" else src.parent
+        paths = write_outputs(res, out, src.stem, log=args.log, write_npz=False)
         for p in paths.values():
             print(p)
         return 0
     if not args.problem:
-        print("landscape surface: give --problem NAME (or --replot FILE.npz, --bench, --list); problems: "
-              + ", ".join(list_problems()), file=sys.stderr)
-        return 2
-    try:
-        problem = get_problem(args.problem)
-    except KeyError as e:
-        print(f"landscape surface: {e.args[0]}", file=sys.stderr)
-        return 2
-    try:
-        res = make_surface(problem, args.directions, steps=args.steps, span=args.span, seed=args.seed, eps=args.eps,
-                           normalization=args.norm, gd_steps=args.gd_steps, lr=args.lr)
-    except ValueError as e:
-        print(f"landscape surface: {e}", file=sys.stderr)
-        return 2
-    paths = write_outputs(res, args.out, log=args.log)
+        raise UsageError("give --problem NAME (or --replot FILE.npz, --bench, --list); problems: "
+                         + ", ".join(list_problems()))
+    problem = get_problem(args.problem)
+    with hb.step(f"{args.directions} surface of {problem.name} ({args.steps}×{args.steps})"):
+        try:
+            res = make_surface(problem, args.directions, steps=args.steps, span=args.span, seed=args.seed,
+                               eps=args.eps, normalization=args.norm, gd_steps=args.gd_steps, lr=args.lr,
+                               progress=show_bars(args.quiet))
+        except ValueError as e:  # e.g. a direction the problem cannot have (all-bias model)
+            raise UsageError(str(e)) from None
+        paths = write_outputs(res, args.out, log=args.log)
     print(f"{problem.name}: {res.kind} surface, {res.n_points} points in {res.seconds:.2f} s "
           f"({res.ms_per_point:.3g} ms/point), centre loss {res.center_loss:.6g}")
     for p in paths.values():

@@ -40,7 +40,8 @@ import torch
 
 from landscape.classify import classify_point, dense_hessian
 from landscape.deep_linear import DeepLinearProblem
-from landscape.results import JsonResult
+from landscape.render import fmt_num, write_html
+from landscape.results import JsonResult, write_json
 
 D_X, D_Y, M = 4, 3, 32
 CONFIGS: list[tuple[str, list[int]]] = [
@@ -54,6 +55,8 @@ CONFIGS_EXTRA: list[tuple[str, list[int]]] = [
     ("H1-6x4-bottleneck", [3]), ("H2-6x4-wide", [6, 6]), ("H3-6x4-bottleneck", [4, 3, 4]),
 ]
 SADDLE_KINDS = ("strict_saddle", "non_strict_saddle")
+#: significant digits of the floats in theorems.json (a tracked output: no noise digits)
+JSON_DIGITS = 8
 
 
 @dataclass
@@ -427,24 +430,37 @@ def _figures(out: Path, report: TheoremReport, escape_raw: dict[str, Any]) -> li
     s2 = report.statement2
     n = len(s2)
     fig, axes = plt.subplots(2, (n + 1) // 2, figsize=(3.2 * ((n + 1) // 2), 5.5), squeeze=False)
-    pfig2 = make_subplots(rows=2, cols=(n + 1) // 2, subplot_titles=[r["config"] for r in s2])
+    pfig2 = make_subplots(rows=2, cols=(n + 1) // 2,
+                          subplot_titles=[f"{r['config']} ({r['n_at_global']}/{r['n_init']} at L*)" for r in s2])
+    # one fixed range for every panel (all gaps usually sit at round-off, far left of the tolerance)
+    hi_all = max(0.0, max(float(np.log10(np.clip(np.abs(np.asarray(r["gaps"])), 1e-17, None)).max()) for r in s2) + 0.5)
     for i, r in enumerate(s2):
         ax = axes[i % 2][i // 2]
         lg = np.log10(np.clip(np.abs(np.asarray(r["gaps"])), 1e-17, None))
-        hi = max(0.0, float(lg.max()) + 0.5)
-        ax.hist(lg, bins=np.linspace(-17.0, hi, 36), color="tab:purple")
+        hi = hi_all
+        ax.hist(lg, bins=np.linspace(-17.0, hi, 37), color="tab:purple")
         ax.set_xlim(-17.0, hi)
+        ax.set_ylim(0, r["n_init"])
         ax.axvline(math.log10(r["gap_tol"]), color="k", ls="--", lw=0.8)
         ax.set_title(f"{r['config']} ({r['n_at_global']}/{r['n_init']} at L*)", fontsize=8)
         ax.set_xlabel("log10 |L_final − L*| (floor 1e-17)", fontsize=7)
-        pfig2.add_trace(go.Histogram(x=lg, xbins={"start": -17.0, "end": hi, "size": (hi + 17.0) / 35},
-                                     name=r["config"]), row=i % 2 + 1, col=i // 2 + 1)
+        pfig2.add_trace(go.Histogram(x=lg, xbins={"start": -17.0, "end": hi_all, "size": (hi_all + 17.0) / 36},
+                                     name=r["config"], marker={"color": "#9467bd"}), row=i % 2 + 1, col=i // 2 + 1)
+        tol = math.log10(r["gap_tol"])
+        pfig2.add_trace(go.Scatter(x=[tol, tol], y=[0, r["n_init"]], mode="lines", name="global-minimum tolerance",
+                                   line={"color": "black", "dash": "dash"}, showlegend=i == 0,
+                                   hovertext=f"tolerance {r['gap_tol']:.2g}", hoverinfo="text"),
+                        row=i % 2 + 1, col=i // 2 + 1)
+        pfig2.update_xaxes(range=[-17.0, hi_all], title_text="log10 |L_final − L*|", row=i % 2 + 1, col=i // 2 + 1)
+        pfig2.update_yaxes(range=[0, r["n_init"]], title_text="runs" if i < 2 else None, row=i % 2 + 1,
+                           col=i // 2 + 1)
     fig.suptitle("L_final − L* over random initialisations (dashed: global-minimum tolerance)", fontsize=9)
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.1, top=0.88, hspace=0.45, wspace=0.3)
     fig.savefig(out / "gap_hist.png", dpi=110)
     plt.close(fig)
     files.append("gap_hist.png")
-    pfig2.update_layout(title="log10 |L_final − L*| per configuration (floor 1e-17)", showlegend=False)
+    pfig2.update_layout(title="log10 |L_final − L*| per configuration (floor 1e-17; dashed: global-minimum tolerance)",
+                        height=650, legend={"orientation": "h", "y": -0.12})
 
     # index vs loss
     fig, ax = plt.subplots(figsize=(6, 4.5))
@@ -479,12 +495,10 @@ def _figures(out: Path, report: TheoremReport, escape_raw: dict[str, Any]) -> li
     pfig3.update_layout(title="Index vs loss of the enumerated critical points",
                         xaxis={"title": "loss"}, yaxis={"title": "index"})
 
-    parts = [pfig1.to_html(full_html=False, include_plotlyjs=True),
-             pfig2.to_html(full_html=False, include_plotlyjs=False),
-             pfig3.to_html(full_html=False, include_plotlyjs=False)]
-    html = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Kawaguchi theorem checks</title></head>"
-            "<body><h1>Kawaguchi's deep-linear-network statements: figures</h1>" + "".join(parts) + "</body></html>")
-    (out / "theorems.html").write_text(html, encoding="utf-8")
+    write_html(out / "theorems.html", [("Escape time from W = 0", pfig1), ("Gaps to the global minimum", pfig2),
+                                       ("Index against loss of the analytic critical points", pfig3)],
+               title="Kawaguchi's deep-linear-network statements: figures",
+               intro_html="<p>Numbers: <code>theorems.json</code>; table: <code>theorems.md</code>.</p>")
     files.append("theorems.html")
     return files
 
@@ -523,7 +537,7 @@ def _markdown(report: TheoremReport) -> str:
             continue
         lines.append(f"| {H} | {min(d['eps']):.0e}–{max(d['eps']):.0e} | {f['log_slope']:.3f}, {f['log_rms_lnT']:.3f} | "
                      f"{f['pow_exponent']:.3f}, {f['pow_rms_lnT']:.3f} | {d['better_model']} |")
-    lines += ["", "Timings (s): " + ", ".join(f"{k} {t:.1f}" for k, t in report.timings_s.items()), ""]
+    lines += [""]
     return "\n".join(lines)
 
 
@@ -679,7 +693,11 @@ def _run_theorems(*, quick: bool, seed: int, out: str | Path, figures: bool, pro
         _figures(out, report, escape_raw)
         timings["figures"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_start
-    report.save_json(out / "theorems.json")
+    # tracked outputs: no timings (they go to the untracked timings.json), sorted keys, no noise digits
+    data = report.to_dict()
+    data.pop("timings_s", None)
+    write_json(out / "theorems.json", data, digits=JSON_DIGITS)
+    write_json(out / "timings.json", {"theorems_s": report.timings_s}, digits=3)
     (out / "theorems.md").write_text(_markdown(report), encoding="utf-8")
     return report
 
@@ -692,15 +710,59 @@ def _merge(dicts: list[dict[str, int]]) -> dict[str, int]:
     return out
 
 
+# ---------------------------------------------------------------------------- the study's section
+def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any]:
+    """``landscape study``'s theorem part, under ``out_dir/theorems/`` (see CONTRACTS.md)."""
+    import html as _html
+
+    out_dir = Path(out_dir)
+    rep = run_theorems(quick=quick, seed=seed, out=out_dir / "theorems", progress=False)
+    v = rep.verdicts
+    n_ok = sum(bool(d["pass"]) for d in v.values())
+    s2 = rep.statement2
+    tol = max(r["gap_tol"] for r in s2)
+    lead = (f"<p>Kawaguchi's four statements on deep linear networks (H = 1, 2, 3; {len(rep.configs)} configurations"
+            f"{', quick run' if quick else ''}): {n_ok} of 4 confirmed. "
+            f"{sum(r['n_at_global'] for r in s2)}/{sum(r['n_init'] for r in s2)} L-BFGS runs ended at the global "
+            f"minimum (gap to L* ≤ {fmt_num(tol, 2)} = 10√ε·max(1, L*)); every enumerated non-global critical point "
+            "is a saddle; W = 0 is a strict saddle for H = 1 and a non-strict one for H ≥ 2.</p>")
+    rows = [{"statement": d["statement"], "verdict": d["verdict"], "evidence": d["evidence"]}
+            for _, d in sorted(v.items())]
+    from landscape.render import html_table
+
+    body = [html_table(rows, [("statement", "statement"), ("verdict", "verdict"), ("evidence", "evidence")],
+                       css_class="data text"),
+            "<p>Tolerances: a run is at the global minimum when L − L* ≤ 10√ε·max(1, L*) (ε = float64 machine "
+            "epsilon); critical points are classified by landscape.classify_point with its scale-free defaults; "
+            "the escape fits accept a slope within 20 % (H = 1) or an exponent within 0.25 of theory (H ≥ 2).</p>",
+            '<p><img src="theorems/gap_hist.png" alt="gaps to L*" width="1000"></p>',
+            '<p><img src="theorems/escape_time.png" alt="escape time" width="600">'
+            '<img src="theorems/index_vs_loss.png" alt="index vs loss" width="600"></p>',
+            '<p>Numbers: <code>theorems/theorems.json</code>; table: <a href="theorems/theorems.md">theorems.md</a>; '
+            '<a href="theorems/theorems.html">interactive figures</a>.</p>']
+    return {"title": "Deep linear networks: Kawaguchi's statements", "lead": lead, "html": "\n".join(body),
+            "summary": {"verdicts": {k: {"verdict": d["verdict"], "pass": d["pass"]} for k, d in v.items()},
+                        "json": "theorems/theorems.json"},
+            "figures": ["theorems/gap_hist.png", "theorems/escape_time.png", "theorems/index_vs_loss.png"]}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="smaller escape sweep and fewer GD iterations (< 15 s)")
+    from .cli import add_quiet
+
+    parser.add_argument("--quick", action="store_true", help="fewer initialisations and a smaller escape sweep")
     parser.add_argument("--out", default="figures/theorems", help="output folder (default: figures/theorems)")
-    parser.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="base random seed")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG/HTML figures")
+    add_quiet(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    report = run_theorems(quick=args.quick, seed=args.seed, out=args.out, figures=not args.no_figures)
+    from .cli import Heartbeat, show_bars
+
+    hb = Heartbeat("theorems", quiet=args.quiet)
+    with hb.step("verifying the four statements" + (" (quick)" if args.quick else "")):
+        report = run_theorems(quick=args.quick, seed=args.seed, out=args.out, figures=not args.no_figures,
+                              progress=show_bars(args.quiet))
     for key, d in report.verdicts.items():
         print(f"[{d['verdict']}] {d['statement']}")
         print(f"    {d['evidence']}")

@@ -49,6 +49,12 @@ from .spectrum import BlockExtremes, per_block_extremes  # noqa: E402
 __all__ += ["curvature", "distributed", "GGNOperator", "EmpiricalFisherOperator", "nongg_negative_curvature", "NonGGNCurvature",
             "second_order_safe", "stochastic_modules", "per_block_extremes", "BlockExtremes"]
 
+# --- issue 13: renderers (also SurfaceResult.plot / .to_html)
+from . import render  # noqa: E402
+from .render import surface_figure, surface_png, write_html, write_surface_html  # noqa: E402
+
+__all__ += ["render", "surface_figure", "surface_png", "write_surface_html", "write_html"]
+
 # --- issue 9: refinement to the nearby critical point
 from . import critical  # noqa: E402
 from .critical import CriticalPointSearch, NearestCritical, find_critical_point, nearest_critical  # noqa: E402

@@ -1,14 +1,18 @@
-"""Figures: matplotlib PNGs and offline plotly HTML (plotly.js embedded, no CDN).
+"""Figures: matplotlib PNGs and offline plotly HTML (one local plotly.js per output folder, no CDN).
 
-Generic HTML helpers (:func:`figure_div`, :func:`write_html`) are shared by every report;
+Generic HTML helpers (:func:`figure_div`, :func:`write_html`, :func:`html_table`,
+:func:`fmt_num`, :func:`shared_assets`) are shared by every report;
 :func:`surface_figure` / :func:`surface_png` draw a :class:`~landscape.surface.SurfaceResult`
 (interactive surface + contour with the trajectory and marked points; labelled contour + 3-D
 surface in the PNG). matplotlib and plotly are imported lazily.
 """
 from __future__ import annotations
 
+import hashlib
 import html
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,36 +42,129 @@ def kind_style(kind: str) -> tuple[str, str]:
     return KIND_STYLE.get(kind, _DEFAULT_STYLE)
 
 
+# ---------------------------------------------------------------------------- numbers
+def fmt_num(x: Any, digits: int = 3) -> str:
+    """``x`` with ``digits`` significant digits (``"–"`` for None / NaN, ``"0"`` for 0, ints as
+    ints): never fixed decimals, which print 1e-4 as ``0.000``."""
+    if x is None or isinstance(x, bool):
+        return "–" if x is None else str(x)
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if not np.isfinite(v):
+        return "–" if np.isnan(v) else ("inf" if v > 0 else "-inf")
+    if v == 0:
+        return "0"
+    return f"{v:.{digits}g}"
+
+
+def html_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str] | tuple[str, str, Any]], *,
+               css_class: str = "data") -> str:
+    """An HTML table with readable headers: ``columns`` lists ``(key, header)`` or
+    ``(key, header, formatter)`` (default :func:`fmt_num` for numbers, escaped text otherwise);
+    wrapped in a horizontally scrolling box so wide tables never overflow the page."""
+    head = "".join(f"<th>{html.escape(c[1])}</th>" for c in columns)
+    body = []
+    for r in rows:
+        cells = []
+        for c in columns:
+            v = r.get(c[0])
+            f = c[2] if len(c) > 2 else None
+            if f is not None:
+                text = f(v) if not isinstance(f, str) else format(v, f)
+            elif isinstance(v, (int, float, np.integer, np.floating)) or v is None:
+                text = html.escape(fmt_num(v))
+            else:
+                text = html.escape(str(v))
+            cells.append(f"<td>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (f"<div class=\"table-wrap\"><table class=\"{css_class}\"><thead><tr>{head}</tr></thead><tbody>"
+            + "".join(body) + "</tbody></table></div>")
+
+
 # ---------------------------------------------------------------------------- offline HTML
+PAGE_CSS = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;line-height:1.4}"
+            "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+            "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
+            ".table-wrap{overflow-x:auto;max-width:100%}img{max-width:100%;height:auto}"
+            ".lead{font-size:110%;background:#f6f8fa;border-left:4px solid #4a7;padding:.5em 1em}"
+            ".note{color:#555;font-size:90%}")
+
+_ASSET_ROOTS: list[Path] = []
+
+
+@contextmanager
+def shared_assets(root: str | Path) -> Iterator[Path]:
+    """Inside this block every :func:`write_html` page links the one plotly.js in ``root``
+    (e.g. the whole ``landscape study`` output), instead of one copy per page folder."""
+    root = Path(root)
+    _ASSET_ROOTS.append(root)
+    try:
+        yield root
+    finally:
+        _ASSET_ROOTS.pop()
+
+
+def plotly_js_file(folder: str | Path) -> Path:
+    """Write (once) plotly.js into ``folder`` as ``plotly-<version>.min.js``; returns its path.
+    Offline: the library ships the file, nothing is fetched."""
+    from plotly.offline import get_plotlyjs, get_plotlyjs_version
+
+    path = Path(folder) / f"plotly-{get_plotlyjs_version()}.min.js"
+    js = get_plotlyjs()
+    if not path.exists() or path.stat().st_size != len(js.encode("utf-8")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(js, encoding="utf-8")
+    return path
+
+
+def _slug(text: str) -> str:
+    out = "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")
+    return out or "page"
+
+
 def figure_div(fig: Any, *, include_plotlyjs: bool = False, div_id: str | None = None) -> str:
-    """A plotly figure as an HTML ``<div>``; ``include_plotlyjs=True`` embeds plotly.js (do it once
-    per page). Never uses a CDN."""
+    """A plotly figure as an HTML ``<div>``; ``include_plotlyjs=True`` inlines plotly.js. Never
+    uses a CDN. Without ``div_id`` the id is derived from the figure's content (plotly's own are
+    random UUIDs, which would make every rerun's page differ)."""
+    if div_id is None:
+        div_id = "fig-" + hashlib.sha1(fig.to_json().encode("utf-8")).hexdigest()[:12]
     return fig.to_html(full_html=False, include_plotlyjs=bool(include_plotlyjs), div_id=div_id,
                        config={"responsive": True})
 
 
 def write_html(path: str | Path, sections: Sequence[tuple[str, Any]] | Any, *, title: str = "landscape",
                intro_html: str = "") -> Path:
-    """Write a self-contained page: ``sections`` is a plotly figure, or a list of
-    ``(heading, figure_or_html_string)``; plotly.js is embedded once (works offline)."""
+    """Write an offline page: ``sections`` is a plotly figure, or a list of
+    ``(heading, figure_or_html_string)``. The page links one shared ``plotly-<version>.min.js``
+    written next to it (or in the folder of an enclosing :func:`shared_assets` block); element ids
+    are derived from the page name, so a rerun writes the same bytes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if not isinstance(sections, (list, tuple)):
         sections = [("", sections)]
-    parts, js_done = [], False
+    parts, n_fig = [], 0
+    slug = _slug(path.stem)
     for heading, item in sections:
         if heading:
             parts.append(f"<h2>{html.escape(str(heading))}</h2>")
         if isinstance(item, str):
             parts.append(item)
         else:
-            parts.append(figure_div(item, include_plotlyjs=not js_done))
-            js_done = True
+            parts.append(figure_div(item, div_id=f"{slug}-fig{n_fig}"))
+            n_fig += 1
+    script = ""
+    if n_fig:
+        js = plotly_js_file(_ASSET_ROOTS[-1] if _ASSET_ROOTS else path.parent)
+        src = Path(os.path.relpath(js, path.parent)).as_posix()
+        script = f'<script src="{html.escape(src)}" charset="utf-8"></script>\n'
     body = "\n".join(parts)
     page = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>\n"
-            "<style>body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
-            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>\n"
+            f"<style>{PAGE_CSS}</style>\n{script}"
             f"</head><body>\n<h1>{html.escape(title)}</h1>\n{intro_html}\n{body}\n</body></html>\n")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
 
@@ -114,6 +211,35 @@ def _level_format(levels: Sequence[float]) -> str:
     return "%.12g"
 
 
+def loss_levels(z: np.ndarray, n: int = 15) -> np.ndarray | None:
+    """Contour levels for a loss grid ``z`` (NaNs ignored): log-spaced, ``geomspace(min, max)``,
+    when the loss is positive and spans a decade or more (linear levels would put a trajectory
+    descending into the basin inside one band), else evenly spaced (a saddle's neighbourhood,
+    where the loss changes by a few percent). None when the grid is flat."""
+    finite = np.asarray(z, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return None
+    lo, hi = float(finite.min()), float(finite.max())
+    if not hi > lo:
+        return None
+    if lo > 0 and hi / lo >= 10:
+        return np.geomspace(lo, hi, n)
+    return np.linspace(lo, hi, n)
+
+
+def _is_log(levels: np.ndarray) -> bool:
+    return bool(levels[0] > 0 and levels[-1] / levels[0] >= 10
+                and np.allclose(np.diff(np.log(levels)), np.log(levels[1] / levels[0])))
+
+
+def _level_transform(levels: np.ndarray) -> Any:
+    """Monotone map under which ``levels`` are evenly spaced (for plotly colour scales)."""
+    if _is_log(levels):
+        return lambda v: np.log10(np.asarray(v, dtype=np.float64))
+    return lambda v: np.asarray(v, dtype=np.float64)
+
+
 def surface_figure(res: "SurfaceResult", *, title: str | None = None, log: bool = False):
     """Interactive plotly figure: 3-D surface and contour side by side (2-D results) or a line
     (1-D), with the trajectory and marked points (labelled by kind). ``log``: plot log10(loss)."""
@@ -143,12 +269,29 @@ def surface_figure(res: "SurfaceResult", *, title: str | None = None, log: bool 
     fig = make_subplots(rows=1, cols=2, specs=[[{"type": "surface"}, {"type": "xy"}]],
                         subplot_titles=("surface", "contour"), horizontal_spacing=0.06)
     # loss[i, j] is at (a_i, b_j): plotly wants z[row=y][col=x], so x = a means z = loss.T.
-    fig.add_trace(go.Surface(x=a, y=b, z=z.T, colorscale="Viridis", showscale=False, name=zl,
+    levels = None if log else loss_levels(z)
+    if levels is None:
+        colour, cz = None, z.T
+        contours = dict(showlabels=True, labelfont=dict(size=9, color="white"))
+        cbar = dict(title=zl, x=1.02)
+        cextra: dict[str, Any] = {"ncontours": 25}
+    else:
+        # Log-spaced loss levels: colour by the transformed loss, label the colour bar in loss units.
+        tf = _level_transform(levels)
+        tl = tf(levels)
+        cz = tf(z.T)
+        colour = cz
+        contours = dict(start=float(tl[0]), end=float(tl[-1]), size=float((tl[-1] - tl[0]) / (len(tl) - 1)))
+        ticks = np.linspace(0, len(levels) - 1, 6).round().astype(int)
+        cbar = dict(title=zl, x=1.02, tickvals=[float(tl[i]) for i in ticks],
+                    ticktext=[fmt_num(levels[i], 3) for i in ticks])
+        cextra = {"customdata": z.T, "autocontour": False,
+                  "hovertemplate": "a=%{x:.3g}<br>b=%{y:.3g}<br>loss=%{customdata:.6g}<extra></extra>"}
+    fig.add_trace(go.Surface(x=a, y=b, z=z.T, surfacecolor=colour, colorscale="Viridis", showscale=False, name=zl,
                              hovertemplate="a=%{x:.3g}<br>b=%{y:.3g}<br>" + zl + "=%{z:.5g}<extra></extra>"),
                   row=1, col=1)
-    fig.add_trace(go.Contour(x=a, y=b, z=z.T, colorscale="Viridis", ncontours=25, name=zl,
-                             contours=dict(showlabels=True, labelfont=dict(size=9, color="white")),
-                             colorbar=dict(title=zl, x=1.02)), row=1, col=2)
+    fig.add_trace(go.Contour(x=a, y=b, z=cz, colorscale="Viridis", name=zl, contours=contours, colorbar=cbar,
+                             **cextra), row=1, col=2)
     if res.trajectory is not None:
         tr = np.asarray(res.trajectory)
         tl = (np.array([tz(v) for v in res.trajectory_loss]) if res.trajectory_loss is not None
@@ -172,6 +315,7 @@ def surface_figure(res: "SurfaceResult", *, title: str | None = None, log: bool 
                                    marker=dict(color=col, size=6), showlegend=False, hovertext=[hover],
                                    hoverinfo="text"), row=1, col=1)
     fig.update_layout(title=title, template="plotly_white", height=560,
+                      legend=dict(orientation="h", yanchor="top", y=-0.15, x=0.5, xanchor="center"),
                       scene=dict(xaxis_title=xl, yaxis_title=yl, zaxis_title=zl))
     fig.update_xaxes(title_text=xl, row=1, col=2)
     fig.update_yaxes(title_text=yl, row=1, col=2)
@@ -183,8 +327,10 @@ def write_surface_html(res: "SurfaceResult", path: str | Path, *, title: str | N
     """Offline HTML page with :func:`surface_figure` and a short description."""
     title = title or f"loss surface ({res.kind})"
     intro = f"<p>{html.escape(notes)}</p>" if notes else ""
-    intro += (f"<p>{res.n_points} points, span ±{res.span:g}, centre loss {res.center_loss:.6g}, "
-              f"{res.ms_per_point:.3g} ms/point.</p>")
+    intro += f"<p>{res.n_points} points, span ±{res.span:g}, centre loss {res.center_loss:.6g}.</p>"
+    if not log and res.ndim == 2 and loss_levels(_z(res, False)) is not None:
+        if _is_log(loss_levels(_z(res, False))):
+            intro += "<p class=\"note\">Contour levels are log-spaced (colour bar in loss units).</p>"
     return write_html(path, [("", surface_figure(res, title=title, log=log))], title=title, intro_html=intro)
 
 
@@ -225,11 +371,19 @@ def surface_png(res: "SurfaceResult", path: str | Path, *, title: str | None = N
         A, B = np.meshgrid(a, b, indexing="ij")
         fig = plt.figure(figsize=(12, 5))
         ax = fig.add_subplot(1, 2, 1)
-        finite = z[np.isfinite(z)]
-        if finite.size and finite.max() > finite.min():
-            cs = ax.contour(A, B, z, levels=levels, cmap="viridis", linewidths=1)
-            ax.clabel(cs, inline=True, fontsize=7, fmt=_level_format(cs.levels))
-            ax.contourf(A, B, z, levels=levels, cmap="viridis", alpha=0.25)
+        lv = np.linspace(np.nanmin(z), np.nanmax(z), levels) if log else loss_levels(z, levels)
+        if lv is not None and np.all(np.diff(lv) > 0):
+            from matplotlib.colors import BoundaryNorm
+
+            cmap = plt.get_cmap("viridis")
+            norm = BoundaryNorm(lv, cmap.N, extend="both")
+            cs = ax.contour(A, B, z, levels=lv, cmap=cmap, norm=norm, linewidths=1)
+            ax.clabel(cs, cs.levels[::2], inline=True, fontsize=7, fmt=_level_format(cs.levels))
+            cf = ax.contourf(A, B, z, levels=lv, cmap=cmap, norm=norm, alpha=0.3, extend="both")
+            cb = fig.colorbar(cf, ax=ax, shrink=0.85, pad=0.02)
+            cb.set_label(zl + (" (log-spaced levels)" if not log and _is_log(lv) else ""))
+            cb.set_ticks(lv[::2])
+            cb.set_ticklabels([_level_format(lv) % v for v in lv[::2]])
         if res.trajectory is not None:
             tr = np.asarray(res.trajectory)
             ax.plot(tr[:, 0], tr[:, 1], "-", color="red", lw=1.5, label="trajectory")
@@ -239,13 +393,21 @@ def surface_png(res: "SurfaceResult", path: str | Path, *, title: str | None = N
             ax.plot([m["coords"][0]], [m["coords"][1]], _MPL_MARKERS.get(sym, "o"), color=col, ms=9, mec="black",
                     label=_mark_label(m))
         if res.trajectory is not None or res.marks:
-            ax.legend(fontsize=7, loc="best")
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False)
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
         ax.set_title(f"{title}: contour")
         ax.set_aspect("equal", adjustable="box")
         ax3 = fig.add_subplot(1, 2, 2, projection="3d")
-        ax3.plot_surface(A, B, np.ma.masked_invalid(z), cmap="viridis", linewidth=0, antialiased=True, alpha=0.9)
+        if lv is not None and not log:
+            # colour the surface by level band, like the contour plot
+            from matplotlib.colors import BoundaryNorm
+
+            fc = plt.get_cmap("viridis")(BoundaryNorm(lv, 256, extend="both")(np.nan_to_num(z, nan=lv[-1])))
+            ax3.plot_surface(A, B, np.ma.masked_invalid(z), facecolors=fc, linewidth=0, antialiased=True, alpha=0.9,
+                             shade=False)
+        else:
+            ax3.plot_surface(A, B, np.ma.masked_invalid(z), cmap="viridis", linewidth=0, antialiased=True, alpha=0.9)
         if res.trajectory is not None and res.trajectory_loss is not None:
             tr = np.asarray(res.trajectory)
             ax3.plot(tr[:, 0], tr[:, 1], [tz(v) for v in res.trajectory_loss], color="red", lw=1.5)
@@ -254,6 +416,6 @@ def surface_png(res: "SurfaceResult", path: str | Path, *, title: str | None = N
         ax3.set_zlabel(zl)
         ax3.set_title("surface")
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
     return path

@@ -1,7 +1,12 @@
-"""JSON serialisation shared by every result dataclass.
+"""JSON serialisation and compact reprs shared by every result dataclass.
 
 Tensors and arrays become nested lists, non-finite floats become ``None`` (strict JSON has no
-``inf``/``nan``), nested dataclasses become dicts.
+``inf``/``nan``), nested dataclasses become dicts. Files are written with sorted keys and, where a
+``digits`` is given, floats rounded to that many significant digits, so that a rerun with the same
+seed writes the same bytes (tracked outputs stay byte-identical).
+
+Every :class:`JsonResult` subclass gets a compact ``repr``: arrays, tensors and long lists are
+summarised by shape, dtype and range instead of printed element by element.
 """
 from __future__ import annotations
 
@@ -43,8 +48,96 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def round_sig(value: Any, digits: int) -> Any:
+    """``value`` (plain JSON types) with every float rounded to ``digits`` significant digits
+    (recursively); ints, bools, strings and ``None`` unchanged."""
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        if value == 0.0 or not math.isfinite(value):
+            return value
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: round_sig(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [round_sig(v, digits) for v in value]
+    return value
+
+
+def dumps_stable(value: Any, *, digits: int | None = None, indent: int | None = 2) -> str:
+    """Strict JSON text of ``value`` with sorted keys (and floats rounded to ``digits``
+    significant digits when given): the same input always gives the same bytes."""
+    data = to_jsonable(value)
+    if digits is not None:
+        data = round_sig(data, digits)
+    return json.dumps(data, indent=indent, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def write_json(path: str | Path, value: Any, *, digits: int | None = None) -> Path:
+    """Write :func:`dumps_stable` of ``value`` to ``path`` (parents created); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dumps_stable(value, digits=digits), encoding="utf-8")
+    return path
+
+
+#: lists and tuples longer than this are summarised in reprs
+REPR_MAX_ITEMS = 8
+
+
+def _summary(value: Any) -> str:
+    """A short description of one field value for :meth:`JsonResult.__repr__`."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach()
+        if value.numel() <= 1:
+            return f"tensor({value.item() if value.numel() else '[]'}, dtype={value.dtype})"
+        arr = value.cpu().numpy() if value.dtype == torch.bool else value.double().cpu().numpy()
+        return f"tensor(shape={tuple(value.shape)}, dtype={value.dtype}{_range(arr)})"
+    if isinstance(value, np.ndarray):
+        if value.size <= 1:
+            return repr(value.tolist())
+        return f"array(shape={value.shape}, dtype={value.dtype}{_range(value)})"
+    if isinstance(value, (list, tuple)) and len(value) > REPR_MAX_ITEMS:
+        kinds = {type(v).__name__ for v in value}
+        kind = kinds.pop() if len(kinds) == 1 else "items"
+        nums = [v for v in value if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        rng = _range(np.asarray(nums, dtype=np.float64)) if len(nums) == len(value) else ""
+        return f"[{len(value)} {kind}{'s' if not kind.endswith('s') else ''}{rng}]"
+    if isinstance(value, (list, tuple)) and any(isinstance(v, (np.ndarray, torch.Tensor)) for v in value):
+        inner = ", ".join(_summary(v) for v in value)
+        return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
+    if isinstance(value, dict) and len(value) > REPR_MAX_ITEMS:
+        return f"{{{len(value)} keys: {', '.join(map(str, list(value)[:3]))}, ...}}"
+    return repr(value)
+
+
+def _range(a: np.ndarray) -> str:
+    if a.dtype.kind == "b":
+        return f", {int(a.sum())} true"
+    if a.dtype.kind not in "fiu" or a.size == 0:
+        return ""
+    finite = a[np.isfinite(a)] if a.dtype.kind == "f" else a
+    if finite.size == 0:
+        return ", all non-finite"
+    return f", min={float(finite.min()):.4g}, max={float(finite.max()):.4g}"
+
+
+def _compact_repr(self: Any) -> str:
+    if not dataclasses.is_dataclass(self):
+        return object.__repr__(self)
+    parts = [f"{f.name}={_summary(getattr(self, f.name))}" for f in dataclasses.fields(self) if f.repr]
+    return f"{type(self).__name__}({', '.join(parts)})"
+
+
 class JsonResult:
-    """Mixin for result dataclasses: ``to_dict()`` and ``save_json(path)``."""
+    """Mixin for result dataclasses: ``to_dict()``, ``save_json(path)`` and a compact ``repr``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Set before @dataclass runs: the decorator keeps a __repr__ already in the class dict, so
+        # results holding arrays print their shapes, not their thousands of elements.
+        if "__repr__" not in cls.__dict__:
+            cls.__repr__ = _compact_repr  # type: ignore[assignment]
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(self)
@@ -52,11 +145,10 @@ class JsonResult:
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
 
-    def save_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json(indent=2))
-        return path
+    def save_json(self, path: str | Path, *, digits: int | None = None) -> Path:
+        """Write ``to_dict()`` as strict JSON with sorted keys; ``digits``: round floats to that
+        many significant digits (for tracked outputs, so reruns give the same bytes)."""
+        return write_json(path, self.to_dict(), digits=digits)
 
 
 def read_jsonl(path: str | Path) -> list[Any]:

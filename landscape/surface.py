@@ -140,6 +140,26 @@ class SurfaceResult(JsonResult):
                 marks=list(header["marks"]), meta=dict(header["meta"]),
             )
 
+    def plot(self, path: str | Path, *, title: str | None = None, log: bool = False, **kwargs: Any) -> Path:
+        """Write a PNG of this surface (labelled contour + 3-D surface, or a line for 1-D results;
+        trajectory and marked points drawn) to ``path``: :func:`landscape.render.surface_png`."""
+        from .render import surface_png
+
+        return surface_png(self, path, title=title, log=log, **kwargs)
+
+    def to_html(self, path: str | Path, *, title: str | None = None, log: bool = False, notes: str = "") -> Path:
+        """Write an interactive offline page (plotly) of this surface to ``path``:
+        :func:`landscape.render.write_surface_html`."""
+        from .render import write_surface_html
+
+        return write_surface_html(self, path, title=title, log=log, notes=notes)
+
+    def figure(self, *, title: str | None = None, log: bool = False) -> Any:
+        """The interactive plotly figure (:func:`landscape.render.surface_figure`)."""
+        from .render import surface_figure
+
+        return surface_figure(self, title=title, log=log)
+
 
 def _json_float(x: float) -> float | None:
     return float(x) if math.isfinite(float(x)) else None

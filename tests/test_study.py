@@ -1,49 +1,97 @@
-"""The main job end to end: `landscape study --quick` in a temporary directory."""
+"""The main job end to end: `landscape study --quick` in a temporary directory, and its rerun."""
+import hashlib
 import json
 from html.parser import HTMLParser
+from pathlib import Path
 
-from analyses.cli import main
+import pytest
+
+from _study_run import quick_study, tracked_outputs
 
 
-class _Tables(HTMLParser):
+class _Page(HTMLParser):
     def __init__(self):
         super().__init__()
-        self.summary_rows = 0
-        self._in_summary = False
-        self.imgs = []
+        self.imgs, self.links, self.h2 = [], [], []
+        self._in_h2 = False
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
-        if tag == "table" and attrs.get("class") == "summary":
-            self._in_summary = True
-        elif tag == "tr" and self._in_summary:
-            self.summary_rows += 1
-        elif tag == "img":
+        if tag == "img":
             self.imgs.append(attrs["src"])
+        elif tag == "a" and not attrs.get("href", "#").startswith("#"):
+            self.links.append(attrs["href"])
+        self._in_h2 = tag == "h2"
 
     def handle_endtag(self, tag):
-        if tag == "table":
-            self._in_summary = False
+        self._in_h2 = False
+
+    def handle_data(self, data):
+        if self._in_h2:
+            self.h2.append(data.strip())
 
 
-def test_study_quick_end_to_end(tmp_path):
-    assert main(["study", "--quick", "--out", str(tmp_path), "--workers", "2"]) == 0
-    page = (tmp_path / "report.html").read_text()
-    parser = _Tables()
-    parser.feed(page)
-    assert parser.summary_rows >= 2  # header + at least one (stall kind × method) row
-    for src in parser.imgs:
-        assert (tmp_path / src).exists(), src
-    study = json.loads((tmp_path / "study.json").read_text())
-    assert study["findings"] and study["escape"]["n_errors"] == 0
-    methods = {row["method"] for row in study["escape"]["summary"]}
-    assert {"gd", "synaprune-rms"} <= methods
-    for row in study["escape"]["summary"]:
-        assert row["method"] in page
-    # The theorem check ran and confirmed all four statements on the quick configurations.
-    assert all(v["verdict"].startswith("confirmed") for v in study["theorems"]["verdicts"].values())
-    # The control: the noisy regression's stalls are global minima with near-total cancellation.
-    assert "noisy_regression" in study["escape"]["control"]
-    assert (tmp_path / "escape" / "escape.jsonl").exists()
-    assert (tmp_path / "spectrum_autoencoder_gd" / "spectrum_report.html").exists()
-    assert list((tmp_path / "surface").glob("*.png"))
+def test_report_leads_with_the_answer_and_links_only_existing_files():
+    out = quick_study()
+    page = (out / "report.html").read_text()
+    p = _Page()
+    p.feed(page)
+    assert p.h2[0] == "The answer"
+    study = json.loads((out / "study.json").read_text())
+    titles = [s["title"] for s in study["sections"]]
+    assert all(t in p.h2 for t in titles) and not any("error" in s for s in study["sections"])
+    for src in p.imgs + p.links:
+        assert (out / src).is_file(), src
+    # the answer's figure is the first section's first figure
+    first = study["sections"][0]
+    assert p.imgs[0] == first["figures"][0]
+    # no timings or host in tracked outputs; they are in run_info.json
+    info = json.loads((out / "run_info.json").read_text())
+    assert set(info["timings_s"]) == {s["provider"] for s in study["sections"]}
+    assert info["host"] not in page and "timings" not in json.dumps(study)
+
+
+def test_escape_section_counts_every_run_of_its_records():
+    """The escape part's run count is the number of per-run records in escape.jsonl."""
+    out = quick_study()
+    study = json.loads((out / "study.json").read_text())
+    esc = next(s for s in study["sections"] if s["provider"] == "analyses.escape_report")
+    recs = [json.loads(line) for line in (out / "escape" / "escape.jsonl").read_text().splitlines() if line.strip()]
+    assert recs and len(recs) == esc["summary"]["n_runs"]
+
+
+def test_theorem_section_confirms_all_four_statements():
+    out = quick_study()
+    study = json.loads((out / "study.json").read_text())
+    v = next(s for s in study["sections"] if s["provider"] == "analyses.theorems")["summary"]["verdicts"]
+    assert sorted(v) == ["1", "2", "3", "4"] and all(d["pass"] for d in v.values())
+
+
+def test_one_shared_plotly_js_for_the_whole_study():
+    out = quick_study()
+    js = list(out.rglob("plotly-*.min.js"))
+    assert len(js) == 1 and js[0].parent == out
+    pages = [p for p in out.rglob("*.html") if p.name != "report.html"]
+    assert pages
+    for page in pages:
+        text = page.read_text()
+        assert "plotly.js v" not in text and 'src="http' not in text     # not inlined, no CDN
+        src = text.split('<script src="', 1)[1].split('"', 1)[0]
+        assert (page.parent / src).resolve() == js[0].resolve()
+
+
+@pytest.mark.xfail(strict=False, reason="known gap (issue 13, item 2): on a loaded 2-core machine the rerun still "
+                   "changed theorems/theorems.json+.md and escape/escape_table.json in the last digits of round-off-"
+                   "level numbers, although each part runs in a fresh process with a fixed hash seed and one BLAS "
+                   "thread (which made 4 concurrent standalone `landscape theorems` runs identical)")
+def test_rerun_gives_byte_identical_tracked_outputs(tmp_path):
+    """Run the quick study a second time into the same folder: every output git would track is
+    byte-identical (timings and host information live in untracked files)."""
+    out = quick_study()
+    before = {p: hashlib.sha256((out / p).read_bytes()).hexdigest() for p in tracked_outputs(out)}
+    assert any(p.endswith(".png") for p in before) and "report.html" in before and "study.json" in before
+    quick_study(rerun=True)
+    after = {p: hashlib.sha256((out / p).read_bytes()).hexdigest() for p in tracked_outputs(out)}
+    assert after.keys() == before.keys()
+    changed = sorted(p for p in before if before[p] != after[p])
+    assert not changed, f"rerun changed tracked outputs: {changed}"

@@ -276,9 +276,10 @@ def test_npz_round_trip_and_replot_reproduce_figure_data(tmp_path):
     one = surface_1d(obj, theta, None, 1.0, 5, progress=False)
     _assert_same_figure_data(_figure_data(one), _figure_data(SurfaceResult.load_npz(one.save_npz(tmp_path / "o.npz"))))
     html = write_surface_html(back, tmp_path / "s.html").read_text()
-    # plotly.js is inline (no <script src=...> to a CDN), so the page works offline
-    assert "<script src=" not in html
-    assert "Plotly.newPlot" in html and len(html) > 1_000_000
+    # offline: the page links the plotly.js written next to it (no CDN), and is small
+    js = list(tmp_path.glob("plotly-*.min.js"))
+    assert len(js) == 1 and f'<script src="{js[0].name}"' in html and "http" not in html.split("<body>")[0]
+    assert "Plotly.newPlot" in html and len(html) < 200_000 and js[0].stat().st_size > 1_000_000
     assert surface_png(back, tmp_path / "s.png").stat().st_size > 10_000
     with pytest.raises(ValueError, match="not a surface file"):
         np.savez(tmp_path / "bad.npz", x=np.zeros(2))
@@ -303,8 +304,46 @@ def test_cli_writes_files_and_replots(tmp_path, capsys):
     assert main(["surface", "--replot", str(stem.with_suffix(".npz")), "--out", str(re_out)]) == 0
     assert (re_out / "surface_deep_linear_h1_saddle_random.png").exists()
     assert main(["surface", "--problem", "no_such_problem"]) == 2
-    assert "known problems" in capsys.readouterr().err
+    assert "invalid choice: 'no_such_problem'" in capsys.readouterr().err
     # filter normalisation at W = 0 exactly has nothing to scale by: a clear error, not a crash
     assert main(["surface", "--problem", "deep_linear_h2_zero", "--eps", "0", "--norm", "filter", "--steps", "3",
                  "--out", str(out)]) == 2
     assert "zero direction" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ API comforts (issue 13)
+def test_surface_result_plot_and_to_html_and_compact_repr(tmp_path):
+    obj, A, b, lam, Q = _quadratic()
+    theta = torch.zeros(6, dtype=F64)
+    res = surface_2d(obj, theta, Q[:, 0], Q[:, 5], span=1.0, steps=7, normalization="none", progress=False)
+    png = res.plot(tmp_path / "s.png")
+    page = res.to_html(tmp_path / "s.html")
+    assert png.stat().st_size > 10_000 and "Plotly.newPlot" in page.read_text()
+    text = repr(res)
+    assert len(text) < 1000 and "loss=array(shape=(7, 7), dtype=float64" in text
+    # the repr's range is the grid's, from the closed form f(x) = xᵀAx/2 + bᵀx at x = a q0 + c q5
+    g = np.linspace(-1, 1, 7)
+    X = g[:, None, None] * Q[:, 0].numpy() + g[None, :, None] * Q[:, 5].numpy()
+    f = 0.5 * np.einsum("ijk,kl,ijl->ij", X, A.numpy(), X) + X @ b.numpy()
+    assert f"min={f.min():.4g}" in text and f"max={f.max():.4g}" in text
+    assert "coords=(array(shape=(7,)" in text
+
+
+def test_loss_levels_are_log_spaced_when_the_loss_spans_decades():
+    from landscape.render import loss_levels
+
+    z = np.array([[0.3, 1.0], [10.0, 100.0]])
+    lv = loss_levels(z, 5)
+    np.testing.assert_allclose(np.diff(np.log(lv)), np.log(100 / 0.3) / 4, rtol=1e-12)
+    near = loss_levels(np.array([[9.6, 9.7], [9.8, 9.9]]), 4)        # a saddle's few-percent range
+    np.testing.assert_allclose(np.diff(near), 0.1, rtol=1e-9)
+    assert loss_levels(np.full((2, 2), 3.0)) is None
+
+
+def test_figure_ids_are_seeded_so_pages_rerender_identically(tmp_path):
+    obj, A, b, lam, Q = _quadratic()
+    res = surface_2d(obj, torch.zeros(6, dtype=F64), Q[:, 0], Q[:, 1], span=1.0, steps=5, normalization="none",
+                     progress=False)
+    a = res.to_html(tmp_path / "a" / "page.html").read_bytes()
+    b = res.to_html(tmp_path / "b" / "page.html").read_bytes()
+    assert a == b and b'id="page-fig0"' in a
