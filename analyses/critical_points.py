@@ -437,7 +437,7 @@ def write_outputs(res: CriticalPointsResult, cands: list[Candidate], table: Anal
 
 
 def study_section(out_dir: Path, *, quick: bool, seed: int = 0, **experiment_options: Any) -> dict[str, Any]:
-    """The main report's section (CONTRACTS.md): runs the experiment into ``out_dir/critical-points``;
+    """The main report's section (the section contract of analyses.study): runs the experiment into ``out_dir/critical-points``;
     paths in ``html`` / ``figures`` are relative to ``out_dir``. ``experiment_options`` go to
     :func:`run_experiment` (tests use a smaller autoencoder)."""
     out_dir = Path(out_dir)

@@ -22,7 +22,7 @@ data_file=...)``: the first 1 000 rows, lr 1, as in the seed.
 :func:`analyse_plateau` answers what the plateau is (the nearest critical point and its kind, the
 cause of the small gradient — cancelling or vanishing per-example gradients —, dead ReLU units,
 whether the network outputs the mean image); :func:`study_section` runs it, then the study's escape
-protocol on this problem, and returns the report section (CONTRACTS.md).
+protocol on this problem, and returns the report section (the section contract of analyses.study).
 """
 from __future__ import annotations
 
@@ -634,7 +634,7 @@ def _answer(pl: dict[str, Any]) -> str:
 
 def study_section(out_dir: Path, *, quick: bool, seed: int = 0,
                   problem_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The main report's section (CONTRACTS.md). Writes ``out_dir/digits/`` (``digits.json``,
+    """The main report's section (the section contract of analyses.study). Writes ``out_dir/digits/`` (``digits.json``,
     ``loss_curve.png``, ``spectrum.png``, ``reconstructions.png``, ``arrays.npz``; wall times to
     ``timings.jsonl``, untracked); paths returned are relative to ``out_dir``.
     ``problem_options`` go to the problem's factory (tests use a smaller net)."""

@@ -432,7 +432,7 @@ STUDY_METHODS = ("gd", "synaprune-rms")
 
 def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any]:
     """``landscape study``'s spectrum part: one GD and one SynaPrune run on the autoencoder, a
-    spectrum report of each under ``out_dir/spectrum/<problem>_<method>/`` (see CONTRACTS.md)."""
+    spectrum report of each under ``out_dir/spectrum/<problem>_<method>/`` (the section contract of analyses.study)."""
     out_dir = Path(out_dir)
     problem = get_problem(STUDY_PROBLEM)
     steps = problem.hints.get("max_steps", 1500)

@@ -181,7 +181,7 @@ STUDY_PROBLEM = "deep_linear_h2_zero"
 
 def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any]:
     """``landscape study``'s surface part: random and Hessian-eigen planes through the deep linear
-    H = 2 net's non-strict saddle near W = 0, under ``out_dir/surface/`` (see CONTRACTS.md)."""
+    H = 2 net's non-strict saddle near W = 0, under ``out_dir/surface/`` (the section contract of analyses.study)."""
     import html as _html
 
     from landscape.render import fmt_num

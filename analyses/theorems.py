@@ -712,7 +712,7 @@ def _merge(dicts: list[dict[str, int]]) -> dict[str, int]:
 
 # ---------------------------------------------------------------------------- the study's section
 def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any]:
-    """``landscape study``'s theorem part, under ``out_dir/theorems/`` (see CONTRACTS.md)."""
+    """``landscape study``'s theorem part, under ``out_dir/theorems/`` (the section contract of analyses.study)."""
     import html as _html
 
     out_dir = Path(out_dir)

@@ -117,19 +117,40 @@ def cancellation_stats(obj: "Objective", theta: torch.Tensor, chunk_size: int | 
     slices = obj.spec.slices
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
+    sums = None
     if fast is not False:
         from .fast_stats import example_grad_sums
-        sums = example_grad_sums(obj, theta)
-        if sums is not None:
-            out = _stats(sums.n, sums.sum, sums.sum_sq, sums.sum_abs, sums.sum_sign, sums.sum_norm, sums.sum_norm_sq)
-            for name, sl in slices.items():
-                out.per_layer[name] = _stats(sums.n, sums.sum[sl], sums.sum_sq[sl], sums.sum_abs[sl],
-                                             sums.sum_sign[sl], sums.layer_sum_norm[name],
-                                             sums.layer_sum_norm_sq[name])
-            return out
-        if fast:
+        fs = example_grad_sums(obj, theta)
+        if fs is not None:
+            sums = [fs.sum.to(torch.float64), fs.sum_sq.to(torch.float64), fs.sum_abs.to(torch.float64),
+                    fs.sum_sign.to(torch.float64)]
+            norm_sum, norm2_sum, n = float(fs.sum_norm), float(fs.sum_norm_sq), int(fs.n)
+            layer_norm, layer_norm2 = dict(fs.layer_sum_norm), dict(fs.layer_sum_norm_sq)
+        elif fast:
             raise ValueError("fast=True: the model is not eligible for the outer-product path (every trainable "
                              "parameter must belong to an nn.Linear on (n, features) inputs)")
+    if sums is None:
+        sums, norm_sum, norm2_sum, layer_norm, layer_norm2, n = _per_example_sums(obj, theta, chunk_size)
+    if getattr(obj, "distributed", False):  # global statistics: sum the shards' sums (issue 11)
+        names = list(slices)
+        packed = torch.cat([*sums, torch.tensor([norm_sum, norm2_sum, float(n)] + [layer_norm[k] for k in names]
+                                                + [layer_norm2[k] for k in names], dtype=torch.float64,
+                                               device=sums[0].device)])
+        packed = obj.all_reduce(packed)
+        sums = list(packed[:4 * obj.dim].view(4, obj.dim))
+        norm_sum, norm2_sum, n = float(packed[4 * obj.dim]), float(packed[4 * obj.dim + 1]), int(packed[4 * obj.dim + 2])
+        rest = packed[4 * obj.dim + 3:].tolist()
+        layer_norm, layer_norm2 = dict(zip(names, rest[:len(names)])), dict(zip(names, rest[len(names):]))
+    s1, s2, sabs, ssign = sums  # type: ignore[misc]
+    out = _stats(n, s1, s2, sabs, ssign, norm_sum, norm2_sum)
+    for name, sl in slices.items():
+        out.per_layer[name] = _stats(n, s1[sl], s2[sl], sabs[sl], ssign[sl], layer_norm[name], layer_norm2[name])
+    return out
+
+
+def _per_example_sums(obj: "Objective", theta: torch.Tensor, chunk_size: int | None):
+    """The streaming sums of this shard by the per-example (vmap) path, accumulated in float64."""
+    slices = obj.spec.slices
     sums = None
     norm_sum = norm2_sum = 0.0
     layer_norm = {name: 0.0 for name in slices}
@@ -151,18 +172,4 @@ def cancellation_stats(obj: "Objective", theta: torch.Tensor, chunk_size: int | 
             layer_norm[name] += float(sq.sqrt().sum())
             layer_norm2[name] += float(sq.sum())
         n += G.shape[0]
-    if getattr(obj, "distributed", False):  # global statistics: sum the shards' sums (issue 11)
-        names = list(slices)
-        packed = torch.cat([*sums, torch.tensor([norm_sum, norm2_sum, float(n)] + [layer_norm[k] for k in names]
-                                                + [layer_norm2[k] for k in names], dtype=torch.float64,
-                                               device=sums[0].device)])
-        packed = obj.all_reduce(packed)
-        sums = list(packed[:4 * obj.dim].view(4, obj.dim))
-        norm_sum, norm2_sum, n = float(packed[4 * obj.dim]), float(packed[4 * obj.dim + 1]), int(packed[4 * obj.dim + 2])
-        rest = packed[4 * obj.dim + 3:].tolist()
-        layer_norm, layer_norm2 = dict(zip(names, rest[:len(names)])), dict(zip(names, rest[len(names):]))
-    s1, s2, sabs, ssign = sums  # type: ignore[misc]
-    out = _stats(n, s1, s2, sabs, ssign, norm_sum, norm2_sum)
-    for name, sl in slices.items():
-        out.per_layer[name] = _stats(n, s1[sl], s2[sl], sabs[sl], ssign[sl], layer_norm[name], layer_norm2[name])
-    return out
+    return sums, norm_sum, norm2_sum, layer_norm, layer_norm2, n

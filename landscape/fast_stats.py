@@ -263,18 +263,10 @@ def _check_p_values(p_values: Any) -> tuple[float, ...]:
 # ---------------------------------------------------------------------------- objective access
 def _objective_batches(obj: "Objective", flat: torch.Tensor
                        ) -> Iterator[tuple[Callable[[torch.Tensor], torch.Tensor], int]]:
-    """(Σ_i ℓ_i as a function of the flat θ, n_b) per batch, through the internal API of
-    CONTRACTS.md (``obj.iter_batches()``, ``obj.batch_loss_at(params, batch)``)."""
-    if hasattr(obj, "iter_batches") and hasattr(obj, "batch_loss_at"):
-        for batch, n, _w in obj.iter_batches():
-            yield (lambda t, batch=batch, n=n: n * obj.batch_loss_at(obj.spec.unflatten(t), batch)), int(n)
-        return
-    # --- COMPATIBILITY SHIM (delete after H11's objective.py lands): today's internals, where
-    # obj.batches is a list of (x, y) pairs and obj._batch_loss(theta, batch) is the batch mean.
-    for batch in obj.batches:
-        n = int(batch[0].shape[0])  # type: ignore[index]
-        yield (lambda t, batch=batch, n=n: n * obj._batch_loss(t, batch)), n
-    # --- end of shim
+    """(Σ_i ℓ_i as a function of the flat θ, n_b) per batch, through the objective's batch API
+    (``obj.iter_batches()``, ``obj.batch_loss_at(params, batch)``)."""
+    for batch, n, _w in obj.iter_batches():
+        yield (lambda t, batch=batch, n=n: n * obj.batch_loss_at(obj.spec.unflatten(t), batch)), int(n)
 
 
 def example_grad_sums(obj: "Objective", theta: torch.Tensor, *, p_values: tuple[float, ...] = (),

@@ -131,7 +131,7 @@ def test_curvature_switch_and_validation():
         with pytest.raises(ValueError, match="curvature_operator"):
             ls.extreme_eigs(obj, th, curvature="ggn")
 
-    def curvature_operator(theta, curvature):  # stands in for H11's operator: here 2·H
+    def curvature_operator(theta, curvature):  # stands in for Objective.curvature_operator: here 2·H
         calls.append(curvature)
         op = obj.hvp_operator(theta)
 
