@@ -1,62 +1,59 @@
 """landscape: curvature and critical-point analysis of neural-network losses.
 
-Any ``nn.Module`` + loss + data, or a plain function of a vector, becomes an
-:class:`Objective` with loss, gradient, Hessian-vector products, dense Hessian, per-example
-gradients; on top of it: Lanczos extreme eigenpairs, Hutchinson trace, SLQ spectral density
-and gradient-cancellation statistics.
+Any ``nn.Module`` + loss + data (:meth:`Objective.from_batches`, :meth:`Objective.from_module`), or a
+plain function of a vector, becomes an :class:`Objective` with loss, gradient, Hessian-vector
+products, dense Hessian, per-example gradients; on top of it: Lanczos extreme eigenpairs, Hutchinson
+trace, SLQ spectral density, gradient-cancellation statistics, critical-point search and
+classification, and loss surfaces.
 """
-from .cancellation import CancellationStats, cancellation_stats
-from .lanczos import EigResult, extreme_eigs, lanczos
-from .objective import HessianOperator, NonFiniteError, Objective
+# --- objectives and the operators they give
+from . import curvature, distributed
+from .curvature import EmpiricalFisherOperator, GGNOperator, NonGGNCurvature, nongg_negative_curvature
+from .objective import HessianOperator, NonFiniteError, Objective, second_order_safe, stochastic_modules
 from .params import ParamSpec
+
+# --- spectra
+from .lanczos import EigResult, extreme_eigs, lanczos
+from .spectrum import (BlockExtremes, SpectralDensity, TraceEstimate, hessian_trace, per_block_extremes,
+                       spectral_density)
+
+# --- per-example gradients and their cancellation
+from .cancellation import CancellationStats, cancellation_stats
+
+# --- critical points: search, classification, deep linear networks
+from . import critical, deep_linear
+from .classify import CriticalPointReport, classify_point
+from .critical import CriticalPointSearch, NearestCritical, find_critical_point, nearest_critical
+from .deep_linear import DeepLinearProblem
+from .probe import ProbeResult, higher_order_probe
+
+# --- loss surfaces and rendering
+from . import render, surface
+from .render import surface_figure, surface_png, write_html, write_surface_html
+from .surface import (SurfaceResult, eigen_directions, interpolate, pca_directions, random_directions,
+                      surface_1d, surface_2d)
+
+# --- results
 from .results import JsonResult, to_jsonable
-from .spectrum import SpectralDensity, TraceEstimate, hessian_trace, spectral_density
 
 __all__ = [
-    "Objective", "HessianOperator", "NonFiniteError", "ParamSpec",
-    "extreme_eigs", "EigResult", "lanczos",
-    "hessian_trace", "TraceEstimate", "spectral_density", "SpectralDensity",
+    # objectives and operators
+    "Objective", "HessianOperator", "NonFiniteError", "ParamSpec", "second_order_safe", "stochastic_modules",
+    "curvature", "distributed", "GGNOperator", "EmpiricalFisherOperator", "nongg_negative_curvature",
+    "NonGGNCurvature",
+    # spectra
+    "extreme_eigs", "EigResult", "lanczos", "hessian_trace", "TraceEstimate", "spectral_density",
+    "SpectralDensity", "per_block_extremes", "BlockExtremes",
+    # cancellation
     "cancellation_stats", "CancellationStats",
+    # critical points
+    "critical", "find_critical_point", "CriticalPointSearch", "nearest_critical", "NearestCritical",
+    "classify_point", "CriticalPointReport", "higher_order_probe", "ProbeResult", "deep_linear",
+    "DeepLinearProblem",
+    # surfaces and rendering
+    "surface", "SurfaceResult", "surface_1d", "surface_2d", "random_directions", "eigen_directions",
+    "pca_directions", "interpolate", "render", "surface_figure", "surface_png", "write_surface_html", "write_html",
+    # results
     "JsonResult", "to_jsonable",
 ]
 __version__ = "0.1.0"
-
-# --- issue 3: deep linear networks and the critical-point classifier
-from . import deep_linear  # noqa: E402
-from .deep_linear import DeepLinearProblem  # noqa: E402
-
-__all__ += ["deep_linear", "DeepLinearProblem"]
-from .classify import CriticalPointReport, classify_point  # noqa: E402
-from .probe import ProbeResult, higher_order_probe  # noqa: E402
-
-__all__ += ["classify_point", "CriticalPointReport", "higher_order_probe", "ProbeResult"]
-
-# --- issue 5: loss surfaces
-from . import surface  # noqa: E402
-from .surface import (SurfaceResult, eigen_directions, interpolate, pca_directions,  # noqa: E402
-                      random_directions, surface_1d, surface_2d)
-
-__all__ += ["surface", "SurfaceResult", "surface_1d", "surface_2d", "random_directions", "eigen_directions",
-            "pca_directions", "interpolate"]
-
-# --- issue 11: any model (from_batches), parameter blocks, GGN / empirical Fisher, data parallel
-from . import curvature, distributed  # noqa: E402
-from .curvature import (EmpiricalFisherOperator, GGNOperator, NonGGNCurvature,  # noqa: E402
-                        nongg_negative_curvature)
-from .objective import second_order_safe, stochastic_modules  # noqa: E402
-from .spectrum import BlockExtremes, per_block_extremes  # noqa: E402
-
-__all__ += ["curvature", "distributed", "GGNOperator", "EmpiricalFisherOperator", "nongg_negative_curvature", "NonGGNCurvature",
-            "second_order_safe", "stochastic_modules", "per_block_extremes", "BlockExtremes"]
-
-# --- issue 13: renderers (also SurfaceResult.plot / .to_html)
-from . import render  # noqa: E402
-from .render import surface_figure, surface_png, write_html, write_surface_html  # noqa: E402
-
-__all__ += ["render", "surface_figure", "surface_png", "write_surface_html", "write_html"]
-
-# --- issue 9: refinement to the nearby critical point
-from . import critical  # noqa: E402
-from .critical import CriticalPointSearch, NearestCritical, find_critical_point, nearest_critical  # noqa: E402
-
-__all__ += ["critical", "find_critical_point", "CriticalPointSearch", "nearest_critical", "NearestCritical"]

@@ -17,6 +17,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Trainer", "StallDetector", "StallEvent", "TrainResult", "EscapeAttempt", "METHODS", "ESCAPE_DEFAULTS",
     "load_run", "RunLog", "aggregate", "Aggregator", "__version__",
-    # escape study (issue 10)
+    # stall cause, escape phases and records
     "CAUSE_DEFAULTS", "TRANSITIONS", "TIMING_FIELDS", "stall_cause",
 ]

@@ -14,12 +14,13 @@ MAX_VENV_BYTES = 2 * 1024 ** 3
 
 
 def quick_start_lines() -> list[str]:
-    """The commands of the first ```bash block under '## Quick start' (comments stripped)."""
+    """The commands of the first ```bash block under '## Quick start' (comments stripped, ``&&`` chains split)."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
     section = text.split("## Quick start", 1)[1]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     lines = [line.split("  #", 1)[0].strip() for line in block.splitlines()]
-    return [line for line in lines if line and not line.startswith("#")]
+    cmds = [c.strip() for line in lines if line and not line.startswith("#") for c in line.split(" && ")]
+    return [c for c in cmds if c]
 
 
 def test_quick_start_block_installs_cpu_torch_first_then_the_project_then_the_main_job():
