@@ -65,6 +65,11 @@ class StallSpectrum(JsonResult):
     ritz_weights: list[float] = field(default_factory=list)
     slq_sigma: float | None = None
     tolerances: dict[str, Any] = field(default_factory=dict)
+    #: per layer: [λ_min, λ_max] of the layer's diagonal Hessian block (the other layers fixed)
+    layer_extremes: dict[str, list[float]] = field(default_factory=dict)
+    layer_extremes_converged: dict[str, bool] = field(default_factory=dict)
+    #: landscape.nongg_negative_curvature: λ_min(H) split along its eigenvector into vᵀGv + vᵀ(H−G)v
+    nongg: dict[str, Any] | None = None
     png: str | None = None
 
 
@@ -126,6 +131,11 @@ def analyse_stall(obj: ls.Objective, theta: torch.Tensor, event: dict[str, Any],
     report = event.get("report") or {}
     values = eig.values.double().tolist()
     n_runs = int(sd.nodes.shape[0]) if sd.nodes.ndim == 2 else 1
+    blocks = ls.per_block_extremes(obj, theta, seed=seed).blocks
+    try:
+        nongg: dict[str, Any] | None = ls.nongg_negative_curvature(obj, theta, seed=seed).to_dict()
+    except (ValueError, RuntimeError, NotImplementedError) as exc:  # e.g. a model whose GGN is not defined
+        nongg = {"error": f"{type(exc).__name__}: {exc}"}
     tol = dict(report.get("tolerances") or {})
     for key in ("eig_tol", "grad_tol", "zero_tol"):
         if report.get(key) is not None and key not in tol:
@@ -146,6 +156,9 @@ def analyse_stall(obj: ls.Objective, theta: torch.Tensor, event: dict[str, Any],
         ritz_nodes=sd.nodes.reshape(-1).double().tolist(),
         ritz_weights=(sd.weights.reshape(-1).double() / n_runs).tolist(),
         slq_sigma=float(sd.sigma), tolerances=tol,
+        layer_extremes={b["block"]: [float(b["smallest"]), float(b["largest"])] for b in blocks},
+        layer_extremes_converged={b["block"]: bool(b["converged"]) for b in blocks},
+        nongg=nongg,
     )
 
 
@@ -371,6 +384,24 @@ def _table(stalls: list[StallSpectrum]) -> str:
                              ("kappa", "κ"), ("tol", "tolerances behind the kind")])
 
 
+def _curvature_table(stalls: list[StallSpectrum]) -> str:
+    """Per-layer extreme eigenvalues and the H − G share of the negative curvature, per stall."""
+    rows = []
+    for st in stalls:
+        ng = st.nongg or {}
+        split = ("–" if "error" in ng or not ng else
+                 f"λ_min(H) {fmt_num(ng.get('hessian_min'), 4)} = vᵀGv {fmt_num(ng.get('ggn_along'), 4)} + "
+                 f"vᵀ(H−G)v {fmt_num(ng.get('residual_along'), 4)}")
+        layers = "; ".join(f"{name}: [{fmt_num(lo, 3)}, {fmt_num(hi, 3)}]"
+                           + ("" if st.layer_extremes_converged.get(name, True) else " (not converged)")
+                           for name, (lo, hi) in st.layer_extremes.items())
+        rows.append({"stall": st.index, "layers": layers or "–", "split": split,
+                     "share": ng.get("residual_share") if "error" not in ng else None})
+    return html_table(rows, [("stall", "stall"), ("layers", "per-layer [λ_min, λ_max] (one layer's block, others fixed)"),
+                             ("split", "negative curvature along λ_min(H)'s eigenvector"),
+                             ("share", "share from H − G")], css_class="data text")
+
+
 def no_stall_reason(run: RunLog) -> str:
     """Why a run has no stall to report, from its own log."""
     cfg = run.config
@@ -414,7 +445,7 @@ def report_run(log_dir: str | Path, out_dir: str | Path | None = None, *, obj: l
              "quadrature, shown with its quadrature nodes (Ritz values) and weights, so no mass is read where no "
              "eigenvalue is; the classification is the trainer's (landscape.classify_point), with the tolerances it "
              "used.</p>" + (f"<p class=\"lead\">No stall to report: {html.escape(rep.note)}</p>" if rep.note else "")
-             + (_table(rep.stalls) if rep.stalls else ""))
+             + (_table(rep.stalls) + _curvature_table(rep.stalls) if rep.stalls else ""))
     sections: list[tuple[str, Any]] = [("Loss curve", _loss_figure(run))]
     for st in rep.stalls:
         sections.append((f"Stall {st.index}: {st.kind}", _stall_figure(st)))

@@ -91,6 +91,23 @@ def test_report_spectrum_matches_dense_hessian(strict_saddle_run):
     assert st.eig_values[0] == pytest.approx(float(exact[0]), rel=1e-8)
     assert st.eig_values[-1] == pytest.approx(float(exact[-1]), rel=1e-8)
     assert st.lambda_min < 0 < st.lambda_max
+    # Per-layer extremes = extremes of the diagonal blocks of that independent Hessian.
+    Hd = torch.func.hessian(loss)(theta)
+    scale = float(exact.abs().max())
+    offsets, i = [], 0
+    for rows, cols in dl.shapes:
+        offsets.append((i, i + rows * cols))
+        i += rows * cols
+    assert len(st.layer_extremes) == len(offsets)
+    for (lo, hi), (name, (smallest, largest)) in zip(offsets, st.layer_extremes.items()):
+        block = torch.linalg.eigvalsh(Hd[lo:hi, lo:hi])
+        assert smallest == pytest.approx(float(block[0]), abs=1e-6 * scale), name
+        assert largest == pytest.approx(float(block[-1]), abs=1e-6 * scale), name
+    # The H − G split: λ_min(H) = vᵀGv + vᵀ(H−G)v, with G = JᵀJ ⪰ 0 for this squared loss.
+    ng = st.nongg
+    assert ng["hessian_min"] == pytest.approx(float(exact[0]), rel=1e-6)
+    assert ng["ggn_along"] + ng["residual_along"] == pytest.approx(ng["hessian_min"], abs=1e-9 * scale)
+    assert ng["ggn_along"] >= -1e-9 * scale
 
 
 def test_report_from_dir_without_problem_needs_objective(tmp_path):
