@@ -18,7 +18,14 @@ dtype resolves; every tolerance used is returned in ``report.tolerances``.
    ``3·‖H(θ + p) − H(θ)‖₂`` with p = −H⁺g the Newton step: the exact critical point lies ≈ ‖p‖
    away (up to ×(k−1) at a degenerate order-k point, hence the factor 3), and its eigenvalues can
    differ from those at θ by that much. An eigenvalue outside the band keeps its sign: no
-   tolerance erases curvature (at an exact critical point the band is pure round-off).
+   tolerance erases curvature (at an exact critical point the band is pure round-off). An
+   eigenvalue beyond round-off but *inside* the band is checked where it matters, at the Newton
+   estimate θ + p of the critical point: the Rayleigh–Ritz values of H(θ + p) on the in-band
+   eigenvectors either confirm it (same sign, within :data:`IN_BAND_PERSISTENCE` — it counts with
+   its sign), find it zero to round-off (a split zero, e.g. a gauge direction — the probe decides),
+   find it of the opposite sign (then a minimum / non-strict saddle / maximum verdict becomes
+   ``inconclusive``) or leave it unresolved (then a negative one turns a "minimum" into
+   ``inconclusive``, a positive one a "maximum"). Counts are in ``tolerances["n_in_band*"]``.
 4. **Degenerate cases** (a near-null eigenspace with no eigenvalue of the opposite sign deciding)
    go to the higher-order probe (:mod:`landscape.probe`): lines along the near-null eigenvectors
    and seeded random combinations of them, a sphere search of the near-null subspace and, on the
@@ -57,6 +64,11 @@ SINGLE_THREAD_MAX_DIM = 512
 SEARCH_STARTS, SEARCH_ITERS = 8, 40
 #: the curvature-uncertainty band is this multiple of ‖H(θ + p) − H(θ)‖₂ (p the Newton step)
 CURVATURE_BAND_FACTOR = 3.0
+#: an in-band eigenvalue λ is confirmed when its Rayleigh–Ritz partner μ at the Newton estimate of the
+#: critical point satisfies |μ − λ| ≤ this·|λ|. Near a degenerate order-k point Newton covers 1/(k−1) of
+#: the way and the curvature shrinks to μ/λ = ((k−2)/(k−1))^(k−2) ≤ 0.5 (k = 3: 0.5, k → ∞: 1/e), so a
+#: ratio above 0.8 separates curvature that persists from curvature that is an artefact of the distance.
+IN_BAND_PERSISTENCE = 0.2
 #: Newton steps of the reduced-function (Lyapunov–Schmidt) probe's inner minimisation
 REDUCED_NEWTON_STEPS = 12
 KINDS = ("not_critical", "minimum", "global_minimum", "strict_saddle", "non_strict_saddle",
@@ -293,14 +305,27 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
 
     # Curvature uncertainty at an approximately critical point: the Hessian's change over the
     # Newton step to the nearby exact critical point.
-    band, newton_gap = 0.0, 0.0
+    band, newton_gap, p_newton = 0.0, 0.0, None
     if critical and gnorm > 0 and eig_tol is None:
-        band, newton_gap = _curvature_band(obj, theta, g, Hm, evals, evecs, roundoff, method, scale)
+        band, newton_gap, p_newton = _curvature_band(obj, theta, g, Hm, evals, evecs, roundoff, method, scale)
     etol = max(roundoff, band) if eig_tol is None else float(eig_tol)
     lam_min, lam_max = float(evals[0]), float(evals[-1])
-    neg = evals < -etol
-    zero = evals.abs() <= etol
+    # Eigenvalues beyond round-off but inside the curvature band: their sign at the nearby exact
+    # critical point is checked by Rayleigh quotients there (θ + p), never silently erased.
+    in_band = (evals.abs() > roundoff) & (evals.abs() <= etol) if eig_tol is None else torch.zeros_like(evals, dtype=torch.bool)
+    confirmed, flipped, vanished = (torch.zeros_like(in_band) for _ in range(3))
+    if bool(in_band.any()) and p_newton is not None:
+        confirmed, flipped, vanished = _confirm_in_band(obj, theta + p_newton, evals, evecs, in_band, roundoff)
+    neg = (evals < -etol) | (confirmed & (evals < 0))
+    zero = (evals.abs() <= etol) & ~confirmed
     index, n_zero = int(neg.sum()), int(zero.sum())
+    unresolved = in_band & ~confirmed & ~flipped & ~vanished
+    unresolved_neg, unresolved_pos = unresolved & (evals < 0), unresolved & (evals > 0)
+    if bool(in_band.any()):
+        notes.append(f"{int(in_band.sum())} eigenvalue(s) beyond round-off ({roundoff:.3g}) lie inside the curvature "
+                     f"band ±{band:.3g}; Rayleigh quotients at the Newton estimate θ + p of the critical point keep "
+                     f"the sign of {int(confirmed.sum())} of them, find {int(vanished.sum())} zero to round-off "
+                     f"and {int(flipped.sum())} of the opposite sign")
     if method == "lanczos" and index == ks and lam_max > etol:
         notes.append(f"all {ks} smallest computed eigenvalues are negative: index >= {ks}")
     degenerate = n_zero > 0
@@ -313,6 +338,8 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
         index=index, n_zero=n_zero, index_exact=exact, degenerate=degenerate, method=method, dim=dim,
         grad_tol=gtol, eig_tol=etol, eigenvalues=evals.detach().cpu(), notes=notes, curvature_band=band)
     rep.tolerances = {"grad_tol": gtol, "eig_tol": etol, "roundoff_band": roundoff, "curvature_band": band,
+                      "n_in_band": int(in_band.sum()), "n_in_band_confirmed": int(confirmed.sum()),
+                      "n_in_band_flipped": int(flipped.sum()), "n_in_band_vanished": int(vanished.sum()),
                       "spectral_scale": scale, "param_scale": s_par, "probe_rel_threshold": probe_rel_threshold,
                       "probe_abs_threshold": abs_thr, "probe_quad_threshold": band,
                       "probe_radius_max": probe_radius * s_par,
@@ -365,6 +392,23 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
                             reduced=probe_reduced)
             rep.probe = pr
             _decide_degenerate(rep, pr, has_neg, has_pos, evecs, g)
+    # A verdict that an unresolved eigenvalue could overturn is not a verdict.
+    if rep.kind in ("minimum", "non_strict_saddle", "maximum") and bool(flipped.any()):
+        i = int(torch.nonzero(flipped).flatten()[0])
+        rep.kind = "inconclusive"
+        rep.reason = (f"λ = {float(evals[i]):.3g} lies inside the curvature band ±{band:.3g} and changes sign across "
+                      "the Newton step to the nearby critical point: the curvature at this point does not tell the "
+                      "kind there (refine the point first, e.g. landscape.nearest_critical)")
+    elif rep.kind == "minimum" and bool(unresolved_neg.any()):
+        rep.kind = "inconclusive"
+        rep.reason = (f"λ = {float(evals[unresolved_neg][0]):.3g} is negative beyond round-off but inside the curvature "
+                      f"band ±{band:.3g} (the Hessian's change over the Newton step to the nearby critical point), "
+                      "and its sign is not confirmed there: minimum or saddle is unresolved")
+    elif rep.kind == "maximum" and bool(unresolved_pos.any()):
+        rep.kind = "inconclusive"
+        rep.reason = (f"λ = {float(evals[unresolved_pos][-1]):.3g} is positive beyond round-off but inside the curvature "
+                      f"band ±{band:.3g} and its sign is not confirmed at the nearby critical point: maximum or "
+                      "saddle is unresolved")
     if rep.kind == "inconclusive" and rep.reason is None:
         rep.reason = notes[-1] if notes else "undecided"
     if rep.kind == "inconclusive" and rep.reason not in notes:
@@ -383,9 +427,10 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
     return rep
 
 
-def _curvature_band(obj, theta, g, Hm, evals, evecs, roundoff, method, scale) -> tuple[float, float]:
-    """(CURVATURE_BAND_FACTOR·‖H(θ + p) − H(θ)‖₂, |gᵀp|) for the Newton step p = −H⁺g
-    (eigenvalues below max(round-off band, √ε·Λ) are not inverted)."""
+def _curvature_band(obj, theta, g, Hm, evals, evecs, roundoff, method, scale
+                    ) -> tuple[float, float, torch.Tensor | None]:
+    """(CURVATURE_BAND_FACTOR·‖H(θ + p) − H(θ)‖₂, |gᵀp|, p) for the Newton step p = −H⁺g (dim,)
+    (eigenvalues below max(round-off band, √ε·Λ) are not inverted; p None when it is zero)."""
     # Eigenvalues below √ε·Λ are not inverted: the step towards the critical point is taken in the
     # well-resolved eigenspace (inverting the O(‖g‖) splitting of a zero eigenvalue, e.g. a gauge
     # direction, would send p far along a flat direction).
@@ -399,7 +444,7 @@ def _curvature_band(obj, theta, g, Hm, evals, evecs, roundoff, method, scale) ->
         p, _, _ = minres_solve(op.matvec, -g, scale=scale, cutoff=cut)
     gap = abs(float(torch.dot(g, p)))
     if float(torch.linalg.vector_norm(p)) == 0.0:
-        return 0.0, gap
+        return 0.0, gap, None
     try:
         if method == "dense":
             H2 = _loss_grad_dense_hessian(obj, theta + p, True)[2]
@@ -412,8 +457,38 @@ def _curvature_band(obj, theta, g, Hm, evals, evecs, roundoff, method, scale) ->
                           generator=gen)
             dH = float(torch.linalg.eigvalsh(run.tridiagonal()).abs().max())
     except NonFiniteError:
-        return math.inf, gap
-    return CURVATURE_BAND_FACTOR * dH, gap
+        return math.inf, gap, None
+    return CURVATURE_BAND_FACTOR * dH, gap, p
+
+
+def _confirm_in_band(obj, theta_star, evals, evecs, in_band, roundoff
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(confirmed, flipped, vanished) masks (m,): which in-band eigenvalues keep their sign at the Newton estimate ``theta_star`` of
+    the critical point. With V the in-band eigenvectors, the eigenvalues μ of VᵀH(θ*)V (Rayleigh–Ritz;
+    by Cauchy interlacing H(θ*) has at least as many eigenvalues below each negative μ) are paired
+    with the sorted in-band λ; a pair is confirmed when μ has λ's sign beyond round-off and
+    |μ − λ| ≤ :data:`IN_BAND_PERSISTENCE`·|λ| (the curvature persists across the step), flipped when μ has the opposite sign
+    beyond round-off, vanished when |μ| ≤ round-off (a zero eigenvalue split by the distance to the
+    critical point, e.g. a gauge direction). Costs one HVP per in-band pair."""
+    idx = torch.nonzero(in_band).flatten()
+    out, flip, zero = (torch.zeros_like(in_band) for _ in range(3))
+    try:
+        V = evecs[:, idx]
+        HV = obj.hvp_operator(theta_star).matmat(V)
+        mu = torch.linalg.eigvalsh(0.5 * (V.T @ HV + HV.T @ V))
+    except NonFiniteError:
+        return out, flip, zero
+    lam = evals[idx]
+    order = torch.argsort(lam)
+    for j, i in enumerate(order.tolist()):
+        m, lv = float(mu[j]), float(lam[i])
+        if m * lv > 0 and abs(m) > roundoff and abs(m - lv) <= IN_BAND_PERSISTENCE * abs(lv):
+            out[idx[i]] = True
+        elif abs(m) <= roundoff:
+            zero[idx[i]] = True
+        elif m * lv < 0:
+            flip[idx[i]] = True
+    return out, flip, zero
 
 
 def _flatness(obj, theta, g, null_basis, method, etol, notes) -> float | None:

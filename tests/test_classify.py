@@ -358,3 +358,46 @@ def test_report_records_tolerances_radius_and_reason():
     assert d["kind"] == "inconclusive" and d["reason"] and d["degenerate"] and d["probe_radius"] == pytest.approx(0.1)
     for key in ("grad_tol", "eig_tol", "roundoff_band", "curvature_band", "spectral_scale", "probe_abs_threshold"):
         assert key in d["tolerances"]
+
+
+# ---------------------------------------------------------------- the curvature band never erases curvature
+# Near (not at) a critical point the eigenvalue uncertainty ("curvature band", 3‖H(θ+p) − H(θ)‖ over
+# the Newton step p) can exceed a real eigenvalue. Each case below has its exact critical point at
+# 0 with a closed-form Hessian, so the truth is known.
+
+def test_band_keeps_a_negative_eigenvalue_that_persists_to_the_critical_point():
+    # f = ½x² + 100x³ − 1e-6·y²: H(0) = diag(1, −2e-6), a strict saddle; at (1e-5, 0) the band
+    # 3·600·1e-5 = 0.018 is ~1e4 × |λ_min| but λ_yy = −2e-6 is the same at θ + p.
+    obj = _fn_obj(lambda v: 0.5 * v[0] ** 2 + 100 * v[0] ** 3 - 1e-6 * v[1] ** 2)
+    exact = ls.classify_point(obj, torch.zeros(2, dtype=torch.float64))
+    assert exact.kind == "strict_saddle" and exact.index == 1
+    rep = ls.classify_point(obj, torch.tensor([1e-5, 0.0], dtype=torch.float64))
+    assert rep.curvature_band > 1e3 * abs(rep.lambda_min)
+    assert rep.lambda_min == pytest.approx(-2e-6, rel=1e-9)
+    assert rep.kind == "strict_saddle" and rep.index == 1
+    assert rep.tolerances["n_in_band"] == 1 and rep.tolerances["n_in_band_confirmed"] == 1
+
+
+def test_band_sign_flip_across_the_newton_step_is_inconclusive():
+    # f = ½x² + (x + a)y², a = 4e-6: H(0) = diag(1, 2a), a strict minimum; at (−2a, 0) the y-curvature
+    # is 2(x + a) = −2a < 0 and changes sign on the way to 0: the point's curvature cannot tell the kind.
+    a = 4e-6
+    obj = _fn_obj(lambda v: 0.5 * v[0] ** 2 + (v[0] + a) * v[1] ** 2)
+    assert ls.classify_point(obj, torch.zeros(2, dtype=torch.float64)).kind == "minimum"
+    rep = ls.classify_point(obj, torch.tensor([-2 * a, 0.0], dtype=torch.float64))
+    assert rep.lambda_min == pytest.approx(-2 * a, rel=1e-9)
+    assert rep.kind == "inconclusive" and "changes sign" in rep.reason
+    assert rep.tolerances["n_in_band_flipped"] == 1
+
+
+def test_band_unresolved_negative_eigenvalue_blocks_a_minimum_verdict():
+    # f = ½x² + (x + a)y² + y⁴, a = −1e-6: H(0) = diag(1, −2e-6), a strict saddle. At (−1e-6, 0)
+    # λ_yy = −4e-6 halves on the Newton step (not confirmed) and the probe, blind below the band,
+    # sees only the y⁴ rise: without the guard this read "minimum".
+    a = -1e-6
+    obj = _fn_obj(lambda v: 0.5 * v[0] ** 2 + (v[0] + a) * v[1] ** 2 + v[1] ** 4)
+    assert ls.classify_point(obj, torch.zeros(2, dtype=torch.float64)).kind == "strict_saddle"
+    rep = ls.classify_point(obj, torch.tensor([-1e-6, 0.0], dtype=torch.float64))
+    assert rep.lambda_min == pytest.approx(-4e-6, rel=1e-9) and rep.curvature_band > 4e-6
+    assert rep.kind == "inconclusive" and "not confirmed" in rep.reason
+    assert rep.tolerances["n_in_band_confirmed"] == 0 and rep.tolerances["n_in_band_flipped"] == 0
