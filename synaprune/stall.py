@@ -11,15 +11,20 @@ from dataclasses import asdict, dataclass, field
 class StallDetector:
     """Fires at step t when, over the last ``window`` steps (``window + 1`` recorded points),
 
-    - **the loss is flat:** L_{t−window} − L_t ≤ max(``rel_tol``·|L_{t−window}|, ``abs_tol``), and
+    - **the loss is flat:** L_{t−window} − L_t ≤ max(``rel_tol``·|L_{t−window} − L_floor|, ``abs_tol``), and
     - **the gradient is small:** every full-batch gradient norm in the window is at most the
       gradient threshold G_thr. By default (``grad_tol=None``) G_thr = ``grad_rel``·G_run with
       the run's own gradient scale G_run = max(largest ‖g‖ recorded since :meth:`reset`,
-      |L_{t−window}|/``param_scale``) — the second term is the gradient that would move the loss
+      |L_{t−window} − L_floor|/``param_scale``) — the second term is the gradient that would move the loss
       by its own size over a distance ``param_scale`` (default 1, the parameters' unit), so a run
       that *starts* on a plateau (every gradient so far tiny) still has a scale. Both terms scale
       like the loss: multiplying the loss by c > 0 changes no decision. ``grad_tol`` (a number,
       in the objective's units) replaces G_thr by that absolute threshold.
+
+    ``loss_floor`` L_floor (default 0, the infimum of MSE, cross-entropy and every other
+    non-negative loss) is the loss's known lower bound: the loss is measured from it, so the rule is
+    invariant under L ↦ c·L + b (c > 0) when the floor moves with it (L_floor ↦ c·L_floor + b) —
+    an offset has no meaning without a reference, and this is the reference.
 
     Defaults: ``window`` = 20 steps, ``rel_tol`` = 1e-3, ``grad_rel`` = 1e-2, ``abs_tol`` = 0
     (only an exactly constant loss is flat by this term), ``param_scale`` = 1, ``min_step`` = 0
@@ -38,6 +43,7 @@ class StallDetector:
     min_step: int = 0
     grad_rel: float = 1e-2
     param_scale: float = 1.0
+    loss_floor: float = 0.0
     _losses: deque = field(default_factory=deque, init=False, repr=False)
     _grads: deque = field(default_factory=deque, init=False, repr=False)
     _gmax: float = field(default=0.0, init=False, repr=False)
@@ -50,6 +56,8 @@ class StallDetector:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not (v >= 0) or math.isinf(v):
                 raise ValueError(f"{name} must be a finite non-negative number, got {v!r}")
+        if isinstance(self.loss_floor, bool) or not isinstance(self.loss_floor, (int, float)) or not math.isfinite(self.loss_floor):
+            raise ValueError(f"loss_floor must be a finite number, got {self.loss_floor!r}")
         if not self.param_scale > 0:
             raise ValueError(f"param_scale must be positive, got {self.param_scale!r}")
         if isinstance(self.min_step, bool) or not isinstance(self.min_step, int) or self.min_step < 0:
@@ -86,8 +94,8 @@ class StallDetector:
 
     @property
     def run_grad_scale(self) -> float:
-        """G_run = max(largest ‖g‖ recorded, |L_{t−window}|/param_scale) (0 before any update)."""
-        ref = abs(self._losses[0]) / self.param_scale if self._losses else 0.0
+        """G_run = max(largest ‖g‖ recorded, |L_{t−window} − L_floor|/param_scale) (0 before any update)."""
+        ref = abs(self._losses[0] - self.loss_floor) / self.param_scale if self._losses else 0.0
         return max(self._gmax, ref)
 
     def grad_threshold(self) -> float:
@@ -95,11 +103,11 @@ class StallDetector:
         return float(self.grad_tol) if self.grad_tol is not None else self.grad_rel * self.run_grad_scale
 
     def relative_decrease(self) -> float:
-        """(L_{t−window} − L_t) / max(|L_{t−window}|, tiny) over the current window (nan if not full)."""
+        """(L_{t−window} − L_t) / max(|L_{t−window} − L_floor|, tiny) over the current window (nan if not full)."""
         if len(self._losses) <= self.window:
             return math.nan
         first, last = self._losses[0], self._losses[-1]
-        return (first - last) / max(abs(first), 1e-300)
+        return (first - last) / max(abs(first - self.loss_floor), 1e-300)
 
     def update(self, step: int, loss: float, grad_norm: float) -> bool:
         """Record step ``step``'s full-batch loss and gradient norm; True when a stall fires
@@ -114,7 +122,7 @@ class StallDetector:
         if len(self._losses) <= self.window or step < self.min_step:
             return False
         first, last = self._losses[0], self._losses[-1]
-        flat = first - last <= max(self.rel_tol * abs(first), self.abs_tol)
+        flat = first - last <= max(self.rel_tol * abs(first - self.loss_floor), self.abs_tol)
         small = max(self._grads) <= self.grad_threshold()
         if flat and small:
             self.disarm()

@@ -22,6 +22,14 @@ def test_decisions_do_not_depend_on_the_loss_units():
     assert ref == [120]          # the first full window inside the plateau (steps 100..120), then disarmed
     for c in (1e-6, 1e-3, 1e3, 1e6):
         assert _feed(StallDetector(), [c * v for v in losses], [c * v for v in grads]) == ref, c
+    # offsets: the loss is measured from its floor, so c·L + b with the floor moved along decides the same
+    for c, b in ((1.0, 1e3), (1e-3, -5.0), (1e6, 1e7), (1e-6, 0.25)):
+        det = StallDetector(loss_floor=b)
+        assert _feed(det, [c * v + b for v in losses], [c * v for v in grads]) == ref, (c, b)
+    # ...and without the floor a large offset hides the plateau's end: the check can fail
+    assert _feed(StallDetector(), [v + 1e3 for v in losses], grads) != ref
+    with pytest.raises(ValueError, match="loss_floor"):
+        StallDetector(loss_floor=math.nan)
 
 
 def test_one_plateau_one_event_and_rearm():
@@ -31,7 +39,7 @@ def test_one_plateau_one_event_and_rearm():
     det.rearm()
     assert [t for t in range(50, 80) if det.update(t, 1.0, 1e-6)] == [60]
     assert det.config() == {"window": 10, "rel_tol": 1e-3, "grad_tol": None, "abs_tol": 0.0, "min_step": 0,
-                            "grad_rel": 1e-2, "param_scale": 1.0}
+                            "grad_rel": 1e-2, "param_scale": 1.0, "loss_floor": 0.0}
     assert StallDetector(**det.config()).config() == det.config()
 
 
