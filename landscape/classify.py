@@ -391,7 +391,9 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
                             evals=evals, evecs=evecs, zero=zero, has_neg=has_neg, has_pos=has_pos,
                             reduced=probe_reduced)
             rep.probe = pr
-            _decide_degenerate(rep, pr, has_neg, has_pos, evecs, g)
+            flat = (pr.max_abs_change == 0.0 and gnorm == 0.0
+                    and _gradient_vanishes_nearby(obj, theta, null_basis, pr.radii, seed))
+            _decide_degenerate(rep, pr, has_neg, has_pos, evecs, g, flat=flat)
     # A verdict that an unresolved eigenvalue could overturn is not a verdict.
     if rep.kind in ("minimum", "non_strict_saddle", "maximum") and bool(flipped.any()):
         i = int(torch.nonzero(flipped).flatten()[0])
@@ -674,6 +676,7 @@ def _merge(pr: ProbeResult, other: ProbeResult, what: str, notes: list[str], onl
                 setattr(pr, which + attr, getattr(other, which + attr))
     pr.n_directions += other.n_directions
     pr.n_evals += other.n_evals
+    pr.max_abs_change = max(pr.max_abs_change, other.max_abs_change)
 
 
 def _reduced_loss_fn(obj: Objective, theta: torch.Tensor, V: torch.Tensor, lam: torch.Tensor):
@@ -714,8 +717,29 @@ def _reduced_loss_fn(obj: Objective, theta: torch.Tensor, V: torch.Tensor, lam: 
     return reduced
 
 
+def _gradient_vanishes_nearby(obj: Objective, theta: torch.Tensor, basis: torch.Tensor, radii: list[float],
+                              seed: int) -> bool:
+    """True when the gradient is exactly zero at θ ± t·d for the near-null eigenvectors, seeded random
+    combinations of them and random full-space directions d, at every fourth probe radius t. A loss
+    that is bit-for-bit constant on the probe but has a non-zero gradient (a tiny c·f + b whose
+    changes are below the offset's resolution) is *not* flat: gradients do not see the offset."""
+    D = probe_directions(basis if basis.numel() else None, obj.dim, n_random_in_span=8, n_random_full=8,
+                         seed=seed + 7, dtype=obj.dtype, device=obj.device)
+    ts = torch.tensor(radii[::4] + [radii[-1]], dtype=obj.dtype, device=obj.device)
+    P = theta.unsqueeze(0).unsqueeze(0) + ts.view(1, -1, 1) * torch.cat([D, -D]).unsqueeze(1)
+    vg = _value_and_grad_batch(obj)
+    for chunk in P.reshape(-1, obj.dim).split(256):
+        try:
+            _, G = vg(chunk)
+        except NonFiniteError:
+            return False
+        if bool((G != 0).any()):
+            return False
+    return True
+
+
 def _decide_degenerate(rep: CriticalPointReport, pr: ProbeResult, has_neg: bool, has_pos: bool,
-                       evecs: torch.Tensor, g: torch.Tensor) -> None:
+                       evecs: torch.Tensor, g: torch.Tensor, *, flat: bool = False) -> None:
     notes = rep.notes
     if has_neg:
         # NSD with a null space: a maximum unless some direction ascends.
@@ -746,6 +770,14 @@ def _decide_degenerate(rep: CriticalPointReport, pr: ProbeResult, has_neg: bool,
         rep.probe_order, rep.probe_radius = pr.ascent_order, pr.max_radius
         notes.append(f"degenerate minimum: no descent found within radius {pr.max_radius:.3g}"
                      + (f" (near-null directions rise at order ≈ {_fmt(pr.ascent_order)})" if pr.ascent else ""))
+    elif flat:
+        # Locally constant (e.g. every ReLU unit dead): f(θ') = f(θ) bit for bit on every probed point
+        # and ∇f = 0 exactly there, so f(θ) ≤ f(θ') — a minimum in the weak (non-strict) sense (and a weak maximum).
+        rep.kind = "minimum"
+        rep.probe_radius = pr.max_radius
+        notes.append(f"flat minimum: the loss is exactly constant (bit-identical) on all {pr.n_evals} probed points "
+                     f"and the gradient exactly zero on a sample of them, within radius {pr.max_radius:.3g} — no "
+                     "point nearby is lower (nor higher)")
     else:
         rep.kind = "inconclusive"
         rep.probe_radius = pr.max_radius

@@ -44,7 +44,9 @@ class ProbeResult(JsonResult):
     radius ``descent_radius`` (ties: most negative Δ/threshold); ``descent_order`` the fitted order
     (≈ 3 for x³, 4 for −y⁴; None when only one radius was usable); ``descent_delta`` Δ at that
     radius. Same for ascent. ``radii`` (n_radii,) the ladder; ``n_directions`` unsigned
-    directions tried; ``n_evals`` loss evaluations.
+    directions tried; ``n_evals`` loss evaluations; ``max_abs_change`` the largest raw
+    |f(θ + t d) − f(θ)| over every finite evaluation (exactly 0.0: the loss is bit-for-bit constant
+    on every probed point — locally flat, not merely below resolution).
     """
 
     descent: bool
@@ -59,6 +61,7 @@ class ProbeResult(JsonResult):
     n_directions: int
     n_evals: int
     rel_threshold: float
+    max_abs_change: float = math.nan
     descent_direction: torch.Tensor | None = field(default=None, repr=False)
     ascent_direction: torch.Tensor | None = field(default=None, repr=False)
 
@@ -170,6 +173,8 @@ def higher_order_probe(
     pts = theta.unsqueeze(0).unsqueeze(0) + steps.view(1, -1, 1) * signed.unsqueeze(1)
     vals = _batched_loss(loss_fn, batch_loss, pts.reshape(-1, theta.numel()), chunk).view(2 * k, n_radii)
     delta = vals - f0
+    fin = torch.isfinite(vals)
+    max_change = float(delta[fin].abs().max()) if bool(fin.any()) else math.nan
     if grad is not None:
         lin = (signed.detach().to(device="cpu", dtype=torch.float64)
                @ grad.detach().to(device="cpu", dtype=torch.float64)).view(-1, 1) * radii.view(1, -1)
@@ -223,7 +228,7 @@ def higher_order_probe(
         descent_radius=dr, descent_order=do, descent_delta=dd,
         ascent_radius=ar, ascent_order=ao, ascent_delta=ad,
         radii=[float(t) for t in radii], n_directions=k, n_evals=int(vals.numel()),
-        rel_threshold=rel_threshold, descent_direction=dv, ascent_direction=av,
+        rel_threshold=rel_threshold, max_abs_change=max_change, descent_direction=dv, ascent_direction=av,
     )
 
 

@@ -78,10 +78,11 @@ def test_maxima_minima_and_global_minimum():
     assert ls.classify_point(ridge, torch.zeros(2, dtype=torch.float64)).kind == "strict_saddle"
 
 
-def test_constant_is_inconclusive_with_reason():
+def test_constant_is_a_flat_minimum_and_no_probe_is_inconclusive():
+    # a constant loss: f(θ') = f(θ) everywhere, a minimum in the weak sense (said so in the notes)
     obj = _fn_obj(lambda v: 0.0 * v.sum() + 3.0)
     rep = ls.classify_point(obj, torch.zeros(2, dtype=torch.float64))
-    assert rep.kind == "inconclusive" and any("flat" in n for n in rep.notes)
+    assert rep.kind == "minimum" and any("flat minimum" in n for n in rep.notes)
     rep = ls.classify_point(_fn_obj(POLYS["x4+y4"][0]), torch.zeros(2, dtype=torch.float64), probe=False)
     assert rep.kind == "inconclusive"
 
@@ -352,7 +353,7 @@ def test_unconverged_lanczos_is_inconclusive_unless_indefinite(monkeypatch):
 
 
 def test_report_records_tolerances_radius_and_reason():
-    rep = ls.classify_point(_fn_obj(lambda v: 0.0 * v.sum() + 3.0), torch.zeros(2, dtype=torch.float64))
+    rep = ls.classify_point(_fn_obj(lambda v: 1.0 + 1e-20 * (v[0] ** 4 - v[1] ** 4)), torch.zeros(2, dtype=torch.float64))
     d = rep.to_dict()
     json.dumps(d)
     assert d["kind"] == "inconclusive" and d["reason"] and d["degenerate"] and d["probe_radius"] == pytest.approx(0.1)
@@ -401,3 +402,17 @@ def test_band_unresolved_negative_eigenvalue_blocks_a_minimum_verdict():
     assert rep.lambda_min == pytest.approx(-4e-6, rel=1e-9) and rep.curvature_band > 4e-6
     assert rep.kind == "inconclusive" and "not confirmed" in rep.reason
     assert rep.tolerances["n_in_band_confirmed"] == 0 and rep.tolerances["n_in_band_flipped"] == 0
+
+
+def test_locally_constant_loss_is_a_flat_minimum_but_unresolved_change_is_not():
+    # relu(x + y − 1)² + 0.3 is exactly 0.3 within distance 1/√2 of 0 (every "unit" dead): a weak
+    # local minimum, f(θ') ≥ f(θ) holding with equality — reported as minimum, not inconclusive.
+    flat = _fn_obj(lambda v: torch.relu(v[0] + v[1] - 1.0) ** 2 + 0.3)
+    rep = ls.classify_point(flat, torch.zeros(2, dtype=torch.float64))
+    assert rep.kind == "minimum" and rep.degenerate and rep.probe.max_abs_change == 0.0
+    assert "flat minimum" in " ".join(rep.notes)
+    # 1 + 1e-20·(x⁴ − y⁴): bit-identical values on the probe (below the offset's resolution) but a
+    # non-zero gradient off the point — a saddle float64 cannot resolve here: inconclusive, never minimum.
+    tiny = _fn_obj(lambda v: 1.0 + 1e-20 * (v[0] ** 4 - v[1] ** 4))
+    rep = ls.classify_point(tiny, torch.zeros(2, dtype=torch.float64))
+    assert rep.probe.max_abs_change == 0.0 and rep.kind == "inconclusive"
