@@ -405,7 +405,23 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
         rep.kind = "inconclusive"
         rep.reason = (f"λ = {float(evals[unresolved_neg][0]):.3g} is negative beyond round-off but inside the curvature "
                       f"band ±{band:.3g} (the Hessian's change over the Newton step to the nearby critical point), "
-                      "and its sign is not confirmed there: minimum or saddle is unresolved")
+                      "and its sign is not confirmed there")
+        # Direct evidence: the raw loss along those eigenvectors (first-order term removed; a change
+        # counts beyond round-off and the loss gap to the nearby critical point).
+        s_t = probe_radius * s_par
+        direct = higher_order_probe(_loss_or_nan(obj), theta, evecs[:, unresolved_neg].T.contiguous(), grad=g,
+                                    loss0=loss, t_min=1e-4 * s_t, t_max=s_t, n_radii=probe_n_radii,
+                                    rel_threshold=probe_rel_threshold, abs_threshold=abs_thr,
+                                    batch_loss=_batch_loss_fn(obj, theta))
+        if direct.descent:
+            rep.probe_order, rep.probe_radius = direct.descent_order, direct.descent_radius
+            rep.reason += (f"; the loss does fall along its eigenvector (order ≈ {_fmt(direct.descent_order)}, by "
+                           f"{-direct.descent_delta:.3g} at radius {direct.descent_radius:.3g}, more than the loss gap "
+                           f"{abs_thr:.3g} to the critical point): not a minimum within that radius, but strict or "
+                           "non-strict saddle is unresolved")
+        else:
+            rep.reason += ": minimum or saddle is unresolved"
+
     elif rep.kind == "maximum" and bool(unresolved_pos.any()):
         rep.kind = "inconclusive"
         rep.reason = (f"λ = {float(evals[unresolved_pos][-1]):.3g} is positive beyond round-off but inside the curvature "
@@ -432,7 +448,11 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
 def _curvature_band(obj, theta, g, Hm, evals, evecs, roundoff, method, scale
                     ) -> tuple[float, float, torch.Tensor | None]:
     """(CURVATURE_BAND_FACTOR·‖H(θ + p) − H(θ)‖₂, |gᵀp|, p) for the Newton step p = −H⁺g (dim,)
-    (eigenvalues below max(round-off band, √ε·Λ) are not inverted; p None when it is zero)."""
+    (eigenvalues below max(round-off band, √ε·Λ) are not inverted). The returned p makes θ + p the
+    Newton estimate of the critical point only when it is closer to critical (‖g(θ + p)‖ < ‖g(θ)‖);
+    otherwise (the step overshoots, e.g. through weakly curved directions or across ReLU kinks) it
+    is None and in-band signs stay unconfirmed. (A damped step would not do: a short step changes
+    no curvature and would "confirm" anything.)"""
     # Eigenvalues below √ε·Λ are not inverted: the step towards the critical point is taken in the
     # well-resolved eigenspace (inverting the O(‖g‖) splitting of a zero eigenvalue, e.g. a gauge
     # direction, would send p far along a flat direction).
@@ -444,9 +464,17 @@ def _curvature_band(obj, theta, g, Hm, evals, evecs, roundoff, method, scale
         from .critical import minres_solve
         op = obj.hvp_operator(theta)
         p, _, _ = minres_solve(op.matvec, -g, scale=scale, cutoff=cut)
-    gap = abs(float(torch.dot(g, p)))
     if float(torch.linalg.vector_norm(p)) == 0.0:
-        return 0.0, gap, None
+        return 0.0, abs(float(torch.dot(g, p))), None
+    # The Newton estimate θ + p must be closer to critical than θ (‖g‖ lower); near a degenerate
+    # point the min-norm step through weakly curved directions can overshoot, so halve it until it is.
+    est = None
+    try:
+        if float(torch.linalg.vector_norm(obj.grad(theta + p))) < float(torch.linalg.vector_norm(g)):
+            est = p
+    except NonFiniteError:
+        pass
+    gap = abs(float(torch.dot(g, p)))
     try:
         if method == "dense":
             H2 = _loss_grad_dense_hessian(obj, theta + p, True)[2]
@@ -460,7 +488,7 @@ def _curvature_band(obj, theta, g, Hm, evals, evecs, roundoff, method, scale
             dH = float(torch.linalg.eigvalsh(run.tridiagonal()).abs().max())
     except NonFiniteError:
         return math.inf, gap, None
-    return CURVATURE_BAND_FACTOR * dH, gap, p
+    return CURVATURE_BAND_FACTOR * dH, gap, est
 
 
 def _confirm_in_band(obj, theta_star, evals, evecs, in_band, roundoff
