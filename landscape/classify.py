@@ -28,12 +28,15 @@ dtype resolves; every tolerance used is returned in ``report.tolerances``.
    ``inconclusive``, a positive one a "maximum"). Counts are in ``tolerances["n_in_band*"]``.
 4. **Degenerate cases** (a near-null eigenspace with no eigenvalue of the opposite sign deciding)
    go to the higher-order probe (:mod:`landscape.probe`): lines along the near-null eigenvectors
-   and seeded random combinations of them, a sphere search of the near-null subspace and, on the
-   dense path, the **reduced-function (Lyapunov–Schmidt) probe**: along each near-null direction
-   d at radius t, minimise the loss over the complementary positive-curvature eigenspace (maximise
-   over the negative one for a maximum-vs-saddle question) by Newton steps with the known
+   and seeded random combinations of them, a sphere search of the near-null subspace and the
+   **reduced-function (Lyapunov–Schmidt) probe**: along each near-null direction d at radius t,
+   minimise the loss over the complementary positive-curvature eigenspace (maximise over the
+   negative one for a maximum-vs-saddle question) by Newton steps with the known
    eigen-decomposition, and look for descent of that reduced function — this finds descent that
-   exists only along curves (Peano's (y − x²)(y − 2x²)). "minimum" then means "no descent found
+   exists only along curves (Peano's (y − x²)(y − 2x²)). On the Lanczos path the complement is
+   not known: the minimisation runs over a small Krylov subspace built from the curve's gradient
+   residuals (:func:`_krylov_complement`; a subspace bounds the reduced function from above, so
+   descent found there is real). "minimum" then means "no descent found
    within ``probe_radius``"; a probe that resolves nothing above round-off gives ``inconclusive``.
 5. **Honest uncertainty.** ``kind="inconclusive"`` with ``reason`` when the Lanczos eigenpairs did
    not converge (unless a negative and a positive Rayleigh quotient already prove a strict
@@ -69,6 +72,8 @@ CURVATURE_BAND_FACTOR = 3.0
 #: the way and the curvature shrinks to μ/λ = ((k−2)/(k−1))^(k−2) ≤ 0.5 (k = 3: 0.5, k → ∞: 1/e), so a
 #: ratio above 0.8 separates curvature that persists from curvature that is an artefact of the distance.
 IN_BAND_PERSISTENCE = 0.2
+#: near-null directions whose curves seed the Lanczos path's reduced-function subspace
+KRYLOV_DIRS = 16
 #: Newton steps of the reduced-function (Lyapunov–Schmidt) probe's inner minimisation
 REDUCED_NEWTON_STEPS = 12
 KINDS = ("not_critical", "minimum", "global_minimum", "strict_saddle", "non_strict_saddle",
@@ -239,7 +244,7 @@ def classify_point(
     combinations of the near-null eigenvectors (and, on the Lanczos path, random full-space
     directions). ``probe_search``: when the line probes find no descent, also search the sphere
     of the near-null subspace for a descending mixture (:func:`landscape.probe.sphere_search`).
-    ``probe_reduced``: then run the reduced-function (Lyapunov–Schmidt) probe (dense path).
+    ``probe_reduced``: then run the reduced-function (Lyapunov–Schmidt) probe.
     ``probe_rel_threshold`` / ``probe_abs_threshold``: a loss change along a probe counts only
     beyond max(rel·ε·|f|, abs) (abs in loss units; raise it for approximately critical points).
     ``lanczos_k``: (smallest, largest) eigenpairs computed on the Lanczos path. Problems with
@@ -658,18 +663,24 @@ def _run_probe(obj, theta, g, loss, null_basis, Hm, method, seed, probe_radius, 
         pr2 = higher_order_probe(_loss_or_nan(obj), theta, found, quad=((coef @ Qf) * coef).sum(1), **kw)
         _merge(pr, pr2, "sphere search in the near-null subspace", notes)
         dirs.append(found)
-    if decided(pr) or method != "dense" or evecs is None or not reduced:
+    if decided(pr) or evecs is None or not reduced:
         return pr
     # Reduced-function (Lyapunov–Schmidt) probe: the complementary eigenspace with definite curvature.
-    comp = (evals > 0) & ~zero if want == "descent" else (evals < 0) & ~zero
-    if int(comp.sum()) == 0:
-        return pr
     D = torch.cat(dirs)
-    D = D - (D @ evecs[:, comp]) @ evecs[:, comp].T  # directions inside the near-null space
+    if method == "dense":
+        comp = (evals > 0) & ~zero if want == "descent" else (evals < 0) & ~zero
+        if int(comp.sum()) == 0:
+            return pr
+        V, lam = evecs[:, comp], evals[comp]
+    else:
+        V, lam = _krylov_complement(obj, theta, g, null_basis, D, t_max, want, band)
+        if V is None:
+            return pr
+    D = D - (D @ V) @ V.T  # directions inside the near-null space
     D = D / torch.linalg.vector_norm(D, dim=1, keepdim=True).clamp_min(1e-300)
     coef = D @ null_basis
     Qf = null_basis.T @ HB
-    reduced = _reduced_loss_fn(obj, theta, evecs[:, comp], evals[comp])
+    reduced = _reduced_loss_fn(obj, theta, V, lam)
     with torch.no_grad():
         base = float(reduced(theta.unsqueeze(0))[0])
     kw3 = {**kw, "loss0": base, "batch_loss": reduced}
@@ -685,9 +696,59 @@ def _run_probe(obj, theta, g, loss, null_basis, Hm, method, seed, probe_radius, 
             setattr(pr3, which + "_radius", float(torch.linalg.vector_norm(disp)))
             setattr(pr3, which + "_direction", disp / torch.linalg.vector_norm(disp))
     _merge(pr, pr3, "reduced-function (Lyapunov–Schmidt) probe: the loss minimised over the "
-           f"{int(comp.sum())}-dimensional definite eigenspace along near-null directions", notes,
-           only=want)
+           f"{V.shape[1]}-dimensional definite " + ("eigenspace" if method == "dense" else "Krylov subspace")
+           + " along near-null directions", notes, only=want)
     return pr
+
+
+def _krylov_complement(obj: Objective, theta: torch.Tensor, g: torch.Tensor, null_basis: torch.Tensor,
+                       D: torch.Tensor, t: float, want: str, band: float, max_dirs: int = KRYLOV_DIRS
+                       ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Lanczos path: a small definite subspace for the reduced-function probe.
+
+    The curve of a reduced function is u ↦ u + w(u) with w ≈ −H⁺ r(u), r(u) the gradient's
+    departure from its quadratic model at θ + u (u = t·d, d near-null), so w lies in the Krylov
+    space of (H, r). Builds r_d = P(∇L(θ + t_d d) − g − t_d H d) for up to ``max_dirs`` rows of
+    ``D`` (P removes the near-null basis), the span of [r_d, H r_d, H² r_d], and its Rayleigh–Ritz
+    pairs with curvature of the sign the question needs (positive for descent) beyond ``band``.
+    Minimising over a subspace bounds the reduced function from above, so descent found there is
+    real. Returns (V (dim, r) orthonormal, Ritz values (r,)) or (None, None). Costs
+    ≈ 3·max_dirs HVPs and a batch of gradients."""
+    D = D[:max_dirs]
+    ts = [t * 1e-2, t * 1e-1]
+    op = obj.hvp_operator(theta)
+    HD = op.matmat(D.T).T
+    rows = []
+    vg = _value_and_grad_batch(obj)
+    for tt in ts:
+        try:
+            _, G = vg(theta.unsqueeze(0) + tt * D)
+        except NonFiniteError:
+            continue
+        rows.append(G - g.unsqueeze(0) - tt * HD)
+    if not rows:
+        return None, None
+    R = torch.cat(rows)
+    if null_basis.numel():
+        R = R - (R @ null_basis) @ null_basis.T
+    keep = torch.linalg.vector_norm(R, dim=1) > 0
+    if not bool(keep.any()):
+        return None, None
+    K = [R[keep].T]
+    for _ in range(2):
+        Z = op.matmat(K[-1])
+        if null_basis.numel():
+            Z = Z - null_basis @ (null_basis.T @ Z)
+        K.append(Z)
+    U, S, _ = torch.linalg.svd(torch.cat(K, 1), full_matrices=False)
+    U = U[:, S > S.max() * 1e3 * torch.finfo(U.dtype).eps * U.shape[0]]
+    T = U.T @ op.matmat(U)
+    mu, Y = torch.linalg.eigh(0.5 * (T + T.T))
+    sel = mu > band if want == "descent" else mu < -band
+    sel = sel & (mu.abs() > 10 * torch.finfo(mu.dtype).eps * obj.dim * float(mu.abs().max()))
+    if not bool(sel.any()):
+        return None, None
+    return U @ Y[:, sel], mu[sel]
 
 
 def _merge(pr: ProbeResult, other: ProbeResult, what: str, notes: list[str], only: str | None = None) -> None:

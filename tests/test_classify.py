@@ -416,3 +416,21 @@ def test_locally_constant_loss_is_a_flat_minimum_but_unresolved_change_is_not():
     tiny = _fn_obj(lambda v: 1.0 + 1e-20 * (v[0] ** 4 - v[1] ** 4))
     rep = ls.classify_point(tiny, torch.zeros(2, dtype=torch.float64))
     assert rep.probe.max_abs_change == 0.0 and rep.kind == "inconclusive"
+
+
+def test_reduced_function_probe_on_the_lanczos_path_finds_curved_descent():
+    # Peano's (y − x²)(y − 2x²) embedded in 10-D with a coupling 0.3·y·z₀: H(0) is PSD with one zero
+    # eigenvalue (x); every straight line through 0 rises, but along y = 1.5x² (z₀ adjusting) the loss
+    # is −x⁴/4·(1 + O(x²)) < 0: a non-strict saddle of order 4. On the Lanczos path the complementary
+    # space is not known, so the probe minimises over a Krylov subspace of the curve's residuals.
+    def peano(v):
+        return (v[1] - v[0] ** 2) * (v[1] - 2 * v[0] ** 2) + (v[2:] ** 2).sum() + 0.3 * v[1] * v[2]
+
+    obj = _fn_obj(peano, 10)
+    for method in ("dense", "lanczos"):
+        rep = ls.classify_point(obj, torch.zeros(10, dtype=torch.float64), method=method)
+        assert rep.kind == "non_strict_saddle" and rep.index == 0, method
+        assert rep.probe_order == pytest.approx(4.0, abs=0.1)
+    # a curved valley with no descent, (y − x²)² + x⁶ + Σz²: still a minimum on the Lanczos path
+    valley = _fn_obj(lambda v: (v[1] - v[0] ** 2) ** 2 + v[0] ** 6 + (v[2:] ** 2).sum(), 10)
+    assert ls.classify_point(valley, torch.zeros(10, dtype=torch.float64), method="lanczos").kind == "minimum"
