@@ -517,7 +517,7 @@ def _noisy_regression(d: int = 5, n: int = 200, noise: float = 1.0, seed: int = 
     w = torch.randn(d, 1, generator=g, dtype=torch.float64)
     y = X @ w + 0.5 + noise * torch.randn(n, 1, generator=g, dtype=torch.float64)
     A = torch.cat([X, torch.ones(n, 1, dtype=torch.float64)], 1)
-    sol = torch.linalg.lstsq(A, y).solution
+    sol = torch.linalg.lstsq(A, y, driver="gelsd").solution  # gelsy (the default) is not deterministic
     L_star = float(((A @ sol - y) ** 2).mean())
 
     def make_model(seed: int = 0) -> nn.Module:
@@ -571,7 +571,7 @@ def relu_active_fit(X: torch.Tensor, y: torch.Tensor, start: torch.Tensor, max_i
     Xt = torch.cat([X, torch.ones(X.shape[0], 1, dtype=X.dtype)], 1)
     mask = (Xt @ start) > 0
     for _ in range(max_iter):
-        u = torch.linalg.lstsq(Xt[mask], y[mask]).solution.reshape(-1)
+        u = torch.linalg.lstsq(Xt[mask], y[mask], driver="gelsd").solution.reshape(-1)  # gelsy: not deterministic
         new = (Xt @ u) > 0
         if torch.equal(new, mask):
             margin = float((Xt @ u).abs().min() / u.norm())
