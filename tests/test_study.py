@@ -4,7 +4,6 @@ import json
 from html.parser import HTMLParser
 from pathlib import Path
 
-
 from _study_run import quick_study, tracked_outputs
 
 
