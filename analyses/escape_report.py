@@ -82,19 +82,24 @@ def _diff(d: float | None, lo: float | None, hi: float | None) -> str:
 
 
 # ---------------------------------------------------------------------------- verdicts
+def _direction(low: float | None, high: float | None, more: str, less: str, same: str) -> str:
+    """``more`` when a difference's confidence interval [low, high] lies above 0, ``less`` when it
+    lies below, ``same`` otherwise (including an unknown bound)."""
+    if low is not None and low > 0:
+        return more
+    if high is not None and high < 0:
+        return less
+    return same
+
+
 def verdict(r: SummaryRow, gd: SummaryRow | None) -> str:
     """One phrase: does this method escape more often / sooner than GD in its cell."""
     if gd is None:
         return "no GD runs in this cell"
     if r.n_known == 0 or gd.n_known == 0:
         return "outcome unknown (every stall censored)"
-    parts = []
-    if r.diff_low is not None and r.diff_low > 0:
-        parts.append("escapes more often than GD")
-    elif r.diff_high is not None and r.diff_high < 0:
-        parts.append("escapes less often than GD")
-    else:
-        parts.append("no detectable difference in escape rate from GD")
+    parts = [_direction(r.diff_low, r.diff_high, "escapes more often than GD", "escapes less often than GD",
+                        "no detectable difference in escape rate from GD")]
     if r.holm_p_vs_gd is not None and r.holm_p_vs_gd < ALPHA:
         faster = (r.km_at_horizon or 0) < (gd.km_at_horizon or 0) or (
             r.median_escape_steps is not None and (gd.median_escape_steps is None or
@@ -102,12 +107,9 @@ def verdict(r: SummaryRow, gd: SummaryRow | None) -> str:
         parts.append("sooner (log-rank, Holm p = " + sig(r.holm_p_vs_gd, 2) + ")" if faster else
                      "later (log-rank, Holm p = " + sig(r.holm_p_vs_gd, 2) + ")")
     if r.rate_diff_vs_matched is not None:
-        if r.matched_diff_low is not None and r.matched_diff_low > 0:
-            parts.append("and more often than the step-matched control")
-        elif r.matched_diff_high is not None and r.matched_diff_high < 0:
-            parts.append("and less often than the step-matched control")
-        else:
-            parts.append("and not detectably differently from the step-matched control")
+        parts.append(_direction(r.matched_diff_low, r.matched_diff_high, "and more often than the step-matched control",
+                                "and less often than the step-matched control",
+                                "and not detectably differently from the step-matched control"))
     return ", ".join(parts)
 
 

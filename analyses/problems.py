@@ -517,7 +517,7 @@ def _noisy_regression(d: int = 5, n: int = 200, noise: float = 1.0, seed: int = 
     w = torch.randn(d, 1, generator=g, dtype=torch.float64)
     y = X @ w + 0.5 + noise * torch.randn(n, 1, generator=g, dtype=torch.float64)
     A = torch.cat([X, torch.ones(n, 1, dtype=torch.float64)], 1)
-    sol = torch.linalg.lstsq(A, y).solution
+    sol = torch.linalg.lstsq(A, y, driver="gelsd").solution  # gelsy (the default) is not deterministic
     L_star = float(((A @ sol - y) ** 2).mean())
 
     def make_model(seed: int = 0) -> nn.Module:
@@ -571,7 +571,7 @@ def relu_active_fit(X: torch.Tensor, y: torch.Tensor, start: torch.Tensor, max_i
     Xt = torch.cat([X, torch.ones(X.shape[0], 1, dtype=X.dtype)], 1)
     mask = (Xt @ start) > 0
     for _ in range(max_iter):
-        u = torch.linalg.lstsq(Xt[mask], y[mask]).solution.reshape(-1)
+        u = torch.linalg.lstsq(Xt[mask], y[mask], driver="gelsd").solution.reshape(-1)  # gelsy: not deterministic
         new = (Xt @ u) > 0
         if torch.equal(new, mask):
             margin = float((Xt @ u).abs().min() / u.norm())
@@ -660,37 +660,40 @@ def _relu_dead(n: int = 64, seed: int = 0) -> Problem:
     return _relu_problem("relu_dead", "dead", n, seed)
 
 
-#: the study cell each existing problem's reference point certifies, with its step size and horizon
-_STUDY_HINTS: dict[str, dict[str, Any]] = {
-    "deep_linear_h1_zero": {"kind": "strict_saddle", "cause": "vanishing",
-                            "certificate": "W = 0 with H = 1: Hessian ±σ_i(XᵀY); every per-example gradient is a "
-                                           "product containing the other zero layer, so g_i = 0"},
-    "deep_linear_h1_saddle": {"kind": "strict_saddle", "cause": "cancelling",
-                              "certificate": "Baldi–Hornik point S = (0, 2), loss ½(tr YᵀY − λ₁ − λ₃), index 1; "
-                                             "targets not fitted, so the residuals and g_i are non-zero"},
-    "deep_linear_h2_zero": {"kind": "non_strict_saddle", "cause": "vanishing",
-                            "certificate": "W = 0 with H = 2: Hessian exactly 0, cubic descent; g_i = 0"},
-    "deep_linear_h2_padded": {"kind": "non_strict_saddle", "cause": "cancelling",
-                              "certificate": "zero-padded leading point S = (0, 1): PSD Hessian, third-order descent "
-                                             "through the padded unit; residuals non-zero"},
-    "noisy_regression": {"kind": "global_minimum", "cause": "cancelling",
-                         "certificate": "least-squares optimum of a noisy regression: loss ‖r‖²/n = L*, "
-                                        "per-example gradients 2 r_i (x_i, 1) large"},
-}
-#: study overrides of the benchmark hints: step sizes with lr·λ_max ≤ 1 along a GD run (the
-#: deep linear nets' curvature grows to ~30 near their global minima, so 0.05 gave lr·λ_max ≈ 1.5
-#: and GD's loss rose on deep_linear_h2_saddle), starts close enough to the saddle that the
-#: detector sees it, runs long enough that the first stall's horizon ends inside the run.
-_STUDY_OVERRIDES: dict[str, dict[str, Any]] = {
-    "deep_linear_h1_zero": {"lr": 0.03, "eps": 1e-6, "max_steps": 1200, "quick_steps": 900},
-    "deep_linear_h1_saddle": {"lr": 0.03, "eps": 1e-6, "max_steps": 1200, "quick_steps": 900,
-                              "stall": {"window": 20, "rel_tol": 1e-3, "grad_tol": 1e-2}},
-    # non-strict saddles: escape times grow polynomially (THEORY.md §2), so a longer horizon
-    "deep_linear_h2_zero": {"lr": 0.03, "eps": 1e-2, "max_steps": 1100, "quick_steps": 1100,
-                            "trainer": {"escape_horizon": 1000}},
-    "deep_linear_h2_padded": {"lr": 0.03, "eps": 1e-2, "max_steps": 1100, "quick_steps": 1100,
-                              "trainer": {"escape_horizon": 1000}},
-    "noisy_regression": {"lr": 0.1, "max_steps": 700, "quick_steps": 600},
+#: the study cell each existing problem's reference point certifies ("kind", "cause", "certificate"),
+#: and under "overrides" the study's changes to its benchmark hints: step sizes with lr·λ_max ≤ 1
+#: along a GD run (the deep linear nets' curvature grows to ~30 near their global minima, so 0.05
+#: gave lr·λ_max ≈ 1.5 and GD's loss rose on deep_linear_h2_saddle), starts close enough to the
+#: saddle that the detector sees it, runs long enough that the first stall's horizon ends inside
+#: the run; non-strict saddles get a longer horizon (escape times grow polynomially, THEORY.md §2).
+_STUDY: dict[str, dict[str, Any]] = {
+    "deep_linear_h1_zero": {
+        "kind": "strict_saddle", "cause": "vanishing",
+        "certificate": "W = 0 with H = 1: Hessian ±σ_i(XᵀY); every per-example gradient is a "
+                       "product containing the other zero layer, so g_i = 0",
+        "overrides": {"lr": 0.03, "eps": 1e-6, "max_steps": 1200, "quick_steps": 900}},
+    "deep_linear_h1_saddle": {
+        "kind": "strict_saddle", "cause": "cancelling",
+        "certificate": "Baldi–Hornik point S = (0, 2), loss ½(tr YᵀY − λ₁ − λ₃), index 1; "
+                       "targets not fitted, so the residuals and g_i are non-zero",
+        "overrides": {"lr": 0.03, "eps": 1e-6, "max_steps": 1200, "quick_steps": 900,
+                      "stall": {"window": 20, "rel_tol": 1e-3, "grad_tol": 1e-2}}},
+    "deep_linear_h2_zero": {
+        "kind": "non_strict_saddle", "cause": "vanishing",
+        "certificate": "W = 0 with H = 2: Hessian exactly 0, cubic descent; g_i = 0",
+        "overrides": {"lr": 0.03, "eps": 1e-2, "max_steps": 1100, "quick_steps": 1100,
+                      "trainer": {"escape_horizon": 1000}}},
+    "deep_linear_h2_padded": {
+        "kind": "non_strict_saddle", "cause": "cancelling",
+        "certificate": "zero-padded leading point S = (0, 1): PSD Hessian, third-order descent "
+                       "through the padded unit; residuals non-zero",
+        "overrides": {"lr": 0.03, "eps": 1e-2, "max_steps": 1100, "quick_steps": 1100,
+                      "trainer": {"escape_horizon": 1000}}},
+    "noisy_regression": {
+        "kind": "global_minimum", "cause": "cancelling",
+        "certificate": "least-squares optimum of a noisy regression: loss ‖r‖²/n = L*, "
+                       "per-example gradients 2 r_i (x_i, 1) large",
+        "overrides": {"lr": 0.1, "max_steps": 700, "quick_steps": 600}},
 }
 
 
@@ -699,12 +702,13 @@ def _add_study_hints(name: str) -> None:
 
     def wrapped(**options: Any) -> Problem:
         p = factory(**options)
-        over = dict(_STUDY_OVERRIDES.get(name, {}))
+        cell = {k: v for k, v in _STUDY[name].items() if k != "overrides"}
+        over = dict(_STUDY[name].get("overrides", {}))
         if "stall" in over:
             over["stall"] = _stall(**over["stall"])
         p.hints.update(over)
         p.hints.setdefault("trainer", {"escape_horizon": 500})
-        p.hints["study"] = dict(_STUDY_HINTS[name])
+        p.hints["study"] = cell
         # the certified critical value: the reference point's loss (the global value for the control)
         p.hints["study"]["critical_value"] = (p.reference_loss if p.reference_loss is not None else p.global_min)
         return p
@@ -713,7 +717,7 @@ def _add_study_hints(name: str) -> None:
     PROBLEMS[name] = wrapped
 
 
-for _name in _STUDY_HINTS:
+for _name in _STUDY:
     _add_study_hints(_name)
 
 # ---------------------------------------------------------------------------- problems in other modules

@@ -21,6 +21,14 @@ Escape times are in gradient-flow time units: T = Σ_k η_k with adaptive explic
 data scaled so that σ_1(XᵀY) = 1 (hence λ_1(Σ) = 1). Escape = the first time L(0) − L(t) ≥ λ_1/4,
 half of the first drop L(0) − L({u_1}) = λ_1/2.
 
+Round-off: quantities that are zero in exact arithmetic and measured at round-off level — gaps
+L_final − L*, ‖g‖ and |L − formula| at the analytic critical points — are reported as 0 when
+within the configuration's round-off floor ``roundoff_floor`` = 1000·ε·max(1, tr YᵀY) (ε the
+float64 machine epsilon; L* = ½(tr YᵀY − Σλ) alone carries an error of order ε·tr YᵀY), and an
+eigenvalue λ_min within the classifier's zero tolerance ``eig_tol`` is reported as 0; the report
+then says "≤ floor". Their last bits are not reproducible across BLAS builds or CPUs, so no noise
+digits reach the tracked outputs.
+
 Outputs in ``--out`` (default ``figures/theorems``): ``theorems.json``, ``theorems.md``,
 ``escape_time.png``, ``gap_hist.png``, ``index_vs_loss.png`` and ``theorems.html`` (the three
 figures as interactive plotly, plotly.js inlined once).
@@ -55,6 +63,12 @@ CONFIGS_EXTRA: list[tuple[str, list[int]]] = [
     ("H1-6x4-bottleneck", [3]), ("H2-6x4-wide", [6, 6]), ("H3-6x4-bottleneck", [4, 3, 4]),
 ]
 SADDLE_KINDS = ("strict_saddle", "non_strict_saddle")
+#: round-off floor in units of ε·max(1, tr YᵀY) (see the module docstring)
+ROUNDOFF_ULPS = 1000.0
+#: decimals of the probe order (a fitted exponent, meaningful to about 1e-3) in the outputs
+PROBE_DECIMALS = 3
+#: gap histograms: left edge (log10, below every round-off floor ≥ 1000 ε ≈ 2e-13) and bin width (decades)
+GAP_HIST_LO, GAP_HIST_BIN = -14.0, 0.25
 #: significant digits of the floats in theorems.json (a tracked output: no noise digits)
 JSON_DIGITS = 8
 
@@ -268,6 +282,39 @@ def fit_escape(eps: np.ndarray, T: np.ndarray) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------- the statements
+def roundoff_floor(prob: DeepLinearProblem) -> float:
+    """The configuration's round-off floor ``ROUNDOFF_ULPS``·ε·max(1, tr YᵀY) (loss units; also
+    used for gradient norms, whose round-off has the same scale on these O(1)-conditioned data)."""
+    return ROUNDOFF_ULPS * float(np.finfo(np.float64).eps) * max(1.0, float(prob.trYY))
+
+
+def at_floor(x: float, floor: float) -> float:
+    """``x``, or 0.0 when |x| ≤ ``floor`` (a quantity that is zero up to round-off)."""
+    return 0.0 if abs(x) <= floor else float(x)
+
+
+def _probe(order: float | None) -> float | None:
+    return None if order is None else round(float(order), PROBE_DECIMALS)
+
+
+def fmt_bound(x: float, floor: float, spec: str = ".1e") -> str:
+    """``x`` formatted with ``spec``, or ``≤ floor`` (2 significant digits) when it is 0 at the floor."""
+    return f"≤ {floor:.1e}" if x == 0.0 else format(x, spec)
+
+
+def _max_bound(rows: list[dict[str, Any]], key: str, spec: str = ".1e") -> str:
+    """The largest ``row[key]`` over configurations, or "≤ (largest round-off floor)" when every one is 0."""
+    m = max(r[key] for r in rows)
+    return fmt_bound(m, max(r["roundoff_floor"] for r in rows), spec) + (" (round-off floor)" if m == 0.0 else "")
+
+
+def _fmt_lam(r: dict[str, Any], spec: str) -> str:
+    """λ_min, or "0 (within eig_tol …)" when it is within the classifier's (nonzero) zero tolerance."""
+    if r["lambda_min"] != 0.0:
+        return format(r["lambda_min"], spec)
+    return f"0 (within eig_tol {r['eig_tol']:.1e})" if r["eig_tol"] > 0 else "0"
+
+
 def _kind_counts(kinds: list[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for k in kinds:
@@ -313,7 +360,8 @@ def statement2(prob: DeepLinearProblem, name: str, obj, *, n_init: int, max_iter
         gns.append(gn)
         status.append(st)
     losses = np.array([prob.loss_of(t) for t in thetas])
-    gaps = losses - Lstar
+    floor = roundoff_floor(prob)
+    gaps = np.array([at_floor(g, floor) for g in losses - Lstar])
     tol = 10 * math.sqrt(torch.finfo(torch.float64).eps) * max(1.0, abs(Lstar))
     above = [i for i in range(n_init) if gaps[i] > tol]
     to_classify = sorted(set(above) | set(range(min(n_classify, n_init))))
@@ -321,12 +369,14 @@ def statement2(prob: DeepLinearProblem, name: str, obj, *, n_init: int, max_iter
     for i in to_classify:
         rep = classify_point(obj, thetas[i], global_min=Lstar, seed=seed + i)
         classified.append({"run": i, "gap": float(gaps[i]), "kind": rep.kind, "grad_norm": rep.grad_norm,
-                           "lambda_min": rep.lambda_min, "index": rep.index, "n_zero": rep.n_zero})
+                           "lambda_min": at_floor(rep.lambda_min, rep.eig_tol), "eig_tol": rep.eig_tol,
+                           "index": rep.index, "n_zero": rep.n_zero})
     above_kinds = [c["kind"] for c in classified if c["run"] in above]
     # A run above L* that ended at a genuine local minimum would falsify statement 2.
     bad = [c for c in classified if c["run"] in above and c["kind"] in ("minimum", "global_minimum")]
     return {
         "config": name, "L_star": Lstar, "n_init": n_init, "gaps": gaps.tolist(), "gap_tol": tol,
+        "roundoff_floor": floor,
         "n_at_global": int(n_init - len(above)), "n_above": len(above), "max_gap": float(gaps.max()),
         "median_iters": float(np.median(iters)), "max_grad_norm": float(max(gns)),
         "n_converged": int(sum(g <= grad_tol for g in gns)), "status": _kind_counts(status),
@@ -338,22 +388,25 @@ def statement2(prob: DeepLinearProblem, name: str, obj, *, n_init: int, max_iter
 def statement3(prob: DeepLinearProblem, name: str, obj, seed: int) -> dict[str, Any]:
     """Every enumerated analytic critical point classified and compared with the formulas."""
     Lstar = prob.global_min()
-    rows = []
+    floor = roundoff_floor(prob)
+    rows, grad_ok = [], []
     for cp in prob.enumerate_critical_points(gauge_seed=seed):
         rep = classify_point(obj, cp.theta, global_min=Lstar, seed=seed)
-        g = rep.grad_norm
+        grad_ok.append(rep.grad_norm < 1e-10)
         rows.append({
-            "S": list(cp.S), "loss": rep.loss, "loss_formula": cp.loss, "loss_err": abs(rep.loss - cp.loss),
-            "grad_norm": g, "kind": rep.kind, "kind_pred": cp.kind, "index": rep.index, "index_pred": cp.index,
-            "swaps": cp.swaps, "n_zero": rep.n_zero, "nullity_pred": cp.nullity, "lambda_min": rep.lambda_min,
-            "probe_order": rep.probe_order, "leading": cp.leading, "padded": cp.padded,
+            "S": list(cp.S), "loss": rep.loss, "loss_formula": cp.loss,
+            "loss_err": at_floor(abs(rep.loss - cp.loss), floor), "grad_norm": at_floor(rep.grad_norm, floor),
+            "kind": rep.kind, "kind_pred": cp.kind, "index": rep.index, "index_pred": cp.index,
+            "swaps": cp.swaps, "n_zero": rep.n_zero, "nullity_pred": cp.nullity,
+            "lambda_min": at_floor(rep.lambda_min, rep.eig_tol), "eig_tol": rep.eig_tol,
+            "probe_order": _probe(rep.probe_order), "leading": cp.leading, "padded": cp.padded,
             "kind_ok": rep.kind == cp.kind,
             "index_ok": None if cp.index is None else rep.index == cp.index,
             "nullity_ok": None if cp.nullity is None else rep.n_zero == cp.nullity,
         })
     non_global = [r for r in rows if r["kind_pred"] != "global_minimum"]
     return {
-        "config": name, "H": prob.H, "n_points": len(rows), "points": rows,
+        "config": name, "H": prob.H, "n_points": len(rows), "points": rows, "roundoff_floor": floor,
         "max_grad_norm": max(r["grad_norm"] for r in rows), "max_loss_err": max(r["loss_err"] for r in rows),
         "n_kind_ok": sum(r["kind_ok"] for r in rows),
         "n_index_checked": sum(r["index_ok"] is not None for r in rows),
@@ -364,8 +417,8 @@ def statement3(prob: DeepLinearProblem, name: str, obj, seed: int) -> dict[str, 
                                 and (prob.H >= 2 or not r["padded"])),
         "n_non_global": len(non_global),
         "n_non_global_saddles": sum(r["kind"] in SADDLE_KINDS for r in non_global),
-        "pass": all(r["kind_ok"] and r["index_ok"] is not False and r["nullity_ok"] is not False
-                    and r["grad_norm"] < 1e-10 for r in rows) and all(r["kind"] in SADDLE_KINDS for r in non_global),
+        "pass": all(r["kind_ok"] and r["index_ok"] is not False and r["nullity_ok"] is not False and ok
+                    for r, ok in zip(rows, grad_ok)) and all(r["kind"] in SADDLE_KINDS for r in non_global),
     }
 
 
@@ -373,8 +426,9 @@ def contrast_point(prob: DeepLinearProblem, name: str, obj, S: tuple[int, ...], 
     cp = prob.critical_point(S)
     rep = classify_point(obj, cp.theta, global_min=prob.global_min(), seed=seed)
     return {"config": name, "H": prob.H, "S": list(S), "kind": rep.kind, "kind_pred": cp.kind,
-            "lambda_min": rep.lambda_min, "lambda_max": rep.lambda_max, "index": rep.index,
-            "n_zero": rep.n_zero, "probe_order": rep.probe_order, "probe_radius": rep.probe_radius,
+            "lambda_min": at_floor(rep.lambda_min, rep.eig_tol), "lambda_max": rep.lambda_max, "eig_tol": rep.eig_tol,
+            "index": rep.index, "n_zero": rep.n_zero, "probe_order": _probe(rep.probe_order),
+            "probe_radius": rep.probe_radius,
             "expected_order": (None if prob.H == 1 else prob.H + 1)}
 
 
@@ -432,34 +486,46 @@ def _figures(out: Path, report: TheoremReport, escape_raw: dict[str, Any]) -> li
     fig, axes = plt.subplots(2, (n + 1) // 2, figsize=(3.2 * ((n + 1) // 2), 5.5), squeeze=False)
     pfig2 = make_subplots(rows=2, cols=(n + 1) // 2,
                           subplot_titles=[f"{r['config']} ({r['n_at_global']}/{r['n_init']} at L*)" for r in s2])
-    # one fixed range for every panel (all gaps usually sit at round-off, far left of the tolerance)
-    hi_all = max(0.0, max(float(np.log10(np.clip(np.abs(np.asarray(r["gaps"])), 1e-17, None)).max()) for r in s2) + 0.5)
-    for i, r in enumerate(s2):
+    # One fixed range and fixed bin edges (a quarter decade) for every panel. Gaps within the round-off
+    # floor are 0 in the report: they are drawn at the floor, so round-off never moves a bar.
+    logs = [np.log10(np.maximum(np.abs(np.asarray(r["gaps"], dtype=float)), r["roundoff_floor"])) for r in s2]
+    lo_all = GAP_HIST_LO
+    hi_all = max(0.0, math.ceil(max(float(lg.max()) for lg in logs)) + 1.0)
+    edges = np.linspace(lo_all, hi_all, int(round((hi_all - lo_all) / GAP_HIST_BIN)) + 1)
+    for i, (r, lg) in enumerate(zip(s2, logs)):
         ax = axes[i % 2][i // 2]
-        lg = np.log10(np.clip(np.abs(np.asarray(r["gaps"])), 1e-17, None))
-        hi = hi_all
-        ax.hist(lg, bins=np.linspace(-17.0, hi, 37), color="tab:purple")
-        ax.set_xlim(-17.0, hi)
+        ax.hist(lg, bins=edges, color="tab:purple")
+        ax.set_xlim(lo_all, hi_all)
         ax.set_ylim(0, r["n_init"])
         ax.axvline(math.log10(r["gap_tol"]), color="k", ls="--", lw=0.8)
+        ax.axvline(math.log10(r["roundoff_floor"]), color="0.5", ls=":", lw=0.8)
         ax.set_title(f"{r['config']} ({r['n_at_global']}/{r['n_init']} at L*)", fontsize=8)
-        ax.set_xlabel("log10 |L_final − L*| (floor 1e-17)", fontsize=7)
-        pfig2.add_trace(go.Histogram(x=lg, xbins={"start": -17.0, "end": hi_all, "size": (hi_all + 17.0) / 36},
+        ax.set_xlabel("log10 max(|L_final − L*|, round-off floor)", fontsize=7)
+        pfig2.add_trace(go.Histogram(x=lg, xbins={"start": lo_all, "end": hi_all, "size": GAP_HIST_BIN},
                                      name=r["config"], marker={"color": "#9467bd"}), row=i % 2 + 1, col=i // 2 + 1)
+        fl = math.log10(r["roundoff_floor"])
+        pfig2.add_trace(go.Scatter(x=[fl, fl], y=[0, r["n_init"]], mode="lines", name="round-off floor",
+                                   line={"color": "gray", "dash": "dot"}, showlegend=i == 0,
+                                   hovertext=f"round-off floor {r['roundoff_floor']:.2g}", hoverinfo="text"),
+                        row=i % 2 + 1, col=i // 2 + 1)
         tol = math.log10(r["gap_tol"])
         pfig2.add_trace(go.Scatter(x=[tol, tol], y=[0, r["n_init"]], mode="lines", name="global-minimum tolerance",
                                    line={"color": "black", "dash": "dash"}, showlegend=i == 0,
                                    hovertext=f"tolerance {r['gap_tol']:.2g}", hoverinfo="text"),
                         row=i % 2 + 1, col=i // 2 + 1)
-        pfig2.update_xaxes(range=[-17.0, hi_all], title_text="log10 |L_final − L*|", row=i % 2 + 1, col=i // 2 + 1)
+        pfig2.update_xaxes(range=[lo_all, hi_all], title_text="log10 max(|L_final − L*|, floor)", row=i % 2 + 1, col=i // 2 + 1)
         pfig2.update_yaxes(range=[0, r["n_init"]], title_text="runs" if i < 2 else None, row=i % 2 + 1,
                            col=i // 2 + 1)
-    fig.suptitle("L_final − L* over random initialisations (dashed: global-minimum tolerance)", fontsize=9)
+    for j in range(n, axes.size):  # an odd number of configurations leaves one panel empty
+        axes[j % 2][j // 2].axis("off")
+    fig.suptitle("L_final − L* over random initialisations (dashed: global-minimum tolerance; dotted: round-off "
+                 f"floor {ROUNDOFF_ULPS:.0f}·ε·max(1, tr YᵀY), gaps below it drawn at it)", fontsize=9)
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.1, top=0.88, hspace=0.45, wspace=0.3)
     fig.savefig(out / "gap_hist.png", dpi=110)
     plt.close(fig)
     files.append("gap_hist.png")
-    pfig2.update_layout(title="log10 |L_final − L*| per configuration (floor 1e-17; dashed: global-minimum tolerance)",
+    pfig2.update_layout(title="log10 |L_final − L*| per configuration (gaps below the round-off floor drawn at it; "
+                              "dashed: global-minimum tolerance)",
                         height=650, legend={"orientation": "h", "y": -0.12})
 
     # index vs loss
@@ -509,15 +575,20 @@ def _markdown(report: TheoremReport) -> str:
              f"Data: random, Kawaguchi's assumptions checked (dims = [d_x, hidden widths..., d_y]); "
              f"configurations: {', '.join(c['name'] + ' ' + str(c['dims']) for c in report.configs)}; "
              f"seed {report.settings.seed}{' (quick run)' if report.settings.quick else ''}.", "",
+             f"Round-off: gaps, ‖g‖ and |L − formula| within a configuration's round-off floor "
+             f"{ROUNDOFF_ULPS:.0f}·ε·max(1, tr YᵀY) are reported as \"≤ floor\" (0 in theorems.json), an eigenvalue "
+             "within the classifier's zero tolerance eig_tol as 0.", "",
              "| statement | configurations | evidence | verdict |", "|---|---|---|---|"]
     for key in ("1", "2", "3", "4"):
         d = v[key]
-        lines.append(f"| {d['statement']} | {d['configurations']} | {d['evidence']} | {d['verdict']} |")
+        cells = [d["statement"], d["configurations"], d["evidence"], d["verdict"]]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")  # a | inside a cell is escaped
     lines += ["", "## Statement 3: enumerated critical points", "",
-              "| config | points | max ‖g‖ | max |L − formula| | kind ok | index ok | nullity ok | non-global saddles |",
+              "| config | points | max ‖g‖ | max \\|L − formula\\| | kind ok | index ok | nullity ok | non-global saddles |",
               "|---|---|---|---|---|---|---|---|"]
     for r in report.statement3:
-        lines.append(f"| {r['config']} | {r['n_points']} | {r['max_grad_norm']:.1e} | {r['max_loss_err']:.1e} | "
+        lines.append(f"| {r['config']} | {r['n_points']} | {fmt_bound(r['max_grad_norm'], r['roundoff_floor'])} | "
+                     f"{fmt_bound(r['max_loss_err'], r['roundoff_floor'])} | "
                      f"{r['n_kind_ok']}/{r['n_points']} | {r['n_index_ok']}/{r['n_index_checked']} | "
                      f"{r['n_nullity_ok']}/{r['n_nullity_checked']} | {r['n_non_global_saddles']}/{r['n_non_global']} |")
     lines += ["", "## Statement 4: W = 0 and the rank-deficient point S = {0}", "",
@@ -525,7 +596,7 @@ def _markdown(report: TheoremReport) -> str:
     for r in report.statement4["contrast"]:
         exp = "—" if r["expected_order"] is None else str(r["expected_order"])
         po = "—" if r["probe_order"] is None else f"{r['probe_order']:.2f}"
-        lines.append(f"| {r['config']} | {r['S']} | {r['kind']} | {r['lambda_min']:.3g} | {r['lambda_max']:.3g} | "
+        lines.append(f"| {r['config']} | {r['S']} | {r['kind']} | {_fmt_lam(r, '.3g')} | {r['lambda_max']:.3g} | "
                      f"{po} ({exp}) |")
     lines += ["", "## Escape time from W = 0", "",
               "| H | ε range | log model: slope of T vs ln(1/ε) (theory 1/σ₁ = 1 for H = 1), rms ln T | "
@@ -663,14 +734,14 @@ def _run_theorems(*, quick: bool, seed: int, out: str | Path, figures: bool, pro
               "verdict": "confirmed" if s1_pass else "NOT confirmed", "pass": s1_pass},
         "2": {"statement": "2. every local minimum is global", "configurations": f"{cfg_list}; {settings.n_init} inits each",
               "evidence": (f"{n_global}/{n_runs} L-BFGS runs end within tolerance of L* (max gap "
-                           f"{max(r['max_gap'] for r in s2):.2e}); {n_above} above L*, classified as "
+                           f"{_max_bound(s2, 'max_gap', '.2e')}); {n_above} above L*, classified as "
                            f"{above_kinds or 'none'}; sampled converged runs classified as "
                            f"{_merge([r['classified_kinds'] for r in s2])}"),
               "verdict": "confirmed (no local minimum above L* found)" if s2_pass else "NOT confirmed", "pass": s2_pass},
         "3": {"statement": "3. every critical point that is not a global minimum is a saddle",
               "configurations": f"{cfg_list}; all index sets |S| ≤ r, random gauge",
-              "evidence": (f"{n_pts} analytic critical points, max ‖g‖ {max(r['max_grad_norm'] for r in s3):.1e}, "
-                           f"max |L − formula| {max(r['max_loss_err'] for r in s3):.1e}; "
+              "evidence": (f"{n_pts} analytic critical points, max ‖g‖ {_max_bound(s3, 'max_grad_norm')}, "
+                           f"max |L − formula| {_max_bound(s3, 'max_loss_err')}; "
                            f"{n_ngs}/{n_ng} non-global ones classified as saddles; kinds match prediction "
                            f"{sum(r['n_kind_ok'] for r in s3)}/{n_pts}, index {sum(r['n_index_ok'] for r in s3)}/"
                            f"{sum(r['n_index_checked'] for r in s3)}, nullity {sum(r['n_nullity_ok'] for r in s3)}/"
@@ -678,7 +749,7 @@ def _run_theorems(*, quick: bool, seed: int, out: str | Path, figures: bool, pro
               "verdict": "confirmed" if s3_pass else "NOT confirmed", "pass": s3_pass},
         "4": {"statement": "4. H = 1: every saddle strict; H ≥ 2: bad (non-strict) saddles exist",
               "configurations": f"W = 0 and S = {{0}} in every config; escape from W = 0 for H = {', '.join(map(str, hs))}",
-              "evidence": ("W = 0: " + ", ".join(f"{r['config']} {r['kind']} (λ_min {r['lambda_min']:.2g}, order "
+              "evidence": ("W = 0: " + ", ".join(f"{r['config']} {r['kind']} (λ_min {_fmt_lam(r, '.2g')}, order "
                                                 f"{'—' if r['probe_order'] is None else format(r['probe_order'], '.2f')})"
                                                 for r in zero_rows)
                            + "; S = {0}: " + ", ".join(f"{r['config']} {r['kind']}" for r in rd_rows)

@@ -130,8 +130,11 @@ class DeepLinearProblem:
         if check and self.assumption_errors:
             raise ValueError("data violate Kawaguchi's assumptions: " + "; ".join(self.assumption_errors)
                              + " (pass check=False to build the problem anyway)")
-        # M̂ = YᵀX(XᵀX)⁻¹ (d_y, d_x); Σ = M̂ XᵀY (d_y, d_y), symmetric.
-        self.M_hat = torch.linalg.lstsq(XtX, self.XtY).solution.T.contiguous()
+        # M̂ = YᵀX(XᵀX)⁻¹ (d_y, d_x); Σ = M̂ XᵀY (d_y, d_y), symmetric. The SVD driver gelsd
+        # (also defined for a singular XᵀX under check=False), not lstsq's default CPU driver gelsy:
+        # gelsy reads an uninitialised pivot array (pytorch/pytorch#187411), so the last bits of M̂,
+        # and of every number derived from Σ (L*, the critical points), changed from call to call.
+        self.M_hat = torch.linalg.lstsq(XtX, self.XtY, driver="gelsd").solution.T.contiguous()
         Sigma = self.M_hat @ self.XtY
         self.Sigma = 0.5 * (Sigma + Sigma.T)
         lam, U = torch.linalg.eigh(self.Sigma)

@@ -212,7 +212,7 @@ def test_cause_at_a_least_squares_minimum_is_cancelling_with_values():
                                                                                     dtype=torch.float64)
     model = nn.Linear(3, 1, bias=False).double()
     w_init = model.weight.detach().clone().reshape(-1)
-    w_ls = torch.linalg.lstsq(X, Y).solution.reshape(-1)
+    w_ls = torch.linalg.lstsq(X, Y, driver="gelsd").solution.reshape(-1)
 
     def half_mse(out, y):
         return 0.5 * ((out - y) ** 2).sum(1).mean()

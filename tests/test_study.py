@@ -4,8 +4,6 @@ import json
 from html.parser import HTMLParser
 from pathlib import Path
 
-import pytest
-
 from _study_run import quick_study, tracked_outputs
 
 
@@ -80,10 +78,6 @@ def test_one_shared_plotly_js_for_the_whole_study():
         assert (page.parent / src).resolve() == js[0].resolve()
 
 
-@pytest.mark.xfail(strict=False, reason="known gap (issue 13, item 2): on a loaded 2-core machine the rerun still "
-                   "changed theorems/theorems.json+.md and escape/escape_table.json in the last digits of round-off-"
-                   "level numbers, although each part runs in a fresh process with a fixed hash seed and one BLAS "
-                   "thread (which made 4 concurrent standalone `landscape theorems` runs identical)")
 def test_rerun_gives_byte_identical_tracked_outputs(tmp_path):
     """Run the quick study a second time into the same folder: every output git would track is
     byte-identical (timings and host information live in untracked files)."""

@@ -73,3 +73,28 @@ def test_quick_run_via_cli(tmp_path):
     # timings are not in the tracked JSON (reruns stay byte-identical) but in timings.json
     assert "timings_s" not in rep
     assert json.loads((tmp_path / "timings.json").read_text())["theorems_s"]["total"] > 0
+
+
+def test_problem_data_are_bit_identical_whatever_the_allocator_holds():
+    """M̂ = YᵀX(XᵀX)⁻¹, Σ and L* do not depend on what earlier allocations left in memory (torch's
+    default lstsq driver gelsy reads an uninitialised pivot array, pytorch/pytorch#187411, which
+    made theorems.json differ from run to run); M̂ is checked against NumPy's solve."""
+    ref = DeepLinearProblem.random(6, 4, [6, 6], 48, seed=7000)
+    X, Y = ref.X.numpy(), ref.Y.numpy()
+    np.testing.assert_allclose(ref.M_hat.numpy(), np.linalg.solve(X.T @ X, X.T @ Y).T, rtol=1e-12, atol=1e-14)
+    junk = []
+    for i in range(60):
+        junk.append(torch.full((i % 5 + 6,), -(i + 1), dtype=torch.int64))  # dirty integer buffers
+        del junk[:-3]
+        p = DeepLinearProblem.random(6, 4, [6, 6], 48, seed=7000)
+        assert torch.equal(p.M_hat, ref.M_hat) and torch.equal(p.Sigma, ref.Sigma)
+        assert p.global_min() == ref.global_min()
+
+
+def test_roundoff_values_are_reported_as_bounds():
+    prob = DeepLinearProblem.random(4, 3, [2], 32, seed=0)
+    floor = th.roundoff_floor(prob)
+    assert floor == pytest.approx(1000 * np.finfo(float).eps * max(1.0, prob.trYY), rel=1e-15)
+    assert th.at_floor(0.5 * floor, floor) == 0.0 and th.at_floor(-floor, floor) == 0.0
+    assert th.at_floor(2 * floor, floor) == 2 * floor
+    assert th.fmt_bound(0.0, 4.4e-12) == "≤ 4.4e-12" and th.fmt_bound(3.21e-7, 4.4e-12) == "3.2e-07"
