@@ -256,11 +256,13 @@ ESCAPE_METHODS = {"quick": ("gd", "synaprune-rms"),
 #: (the quick preset is a smoke run of the plumbing: GD and rms only)
 OPTIONAL_METHODS = {"quick": (), "default": ("gd-matched", "gd-matched-devarg")}
 #: seeds per method. Default 16: a Wilson 95 % half-width ≤ 0.22 at any rate (0.097 at 16/16 or 0/16).
-#: Measured single-threaded (2 000 steps, seed 0, on a 2-core machine shared by 4 jobs): gd 16 s,
-#: adam 19, pgd 33, rms 42, devarg 212 (nine reverted 50-step phases of per-example gradients),
-#: noise 16, penalty 28, hebbian 87, gd-matched 14, gd-matched-devarg 22 — ~490 s a seed; at
-#: 1 500 steps about 3/4 of that, so the 160 default runs take ~45 min on 2 such cores from scratch.
-#: The study therefore ships their records (``digits/runs.jsonl.gz``) and continues them.
+#: Measured single-threaded, CPU seconds of one 1 500-step run (seed 3, one stall): gd 10, adam 6.7,
+#: pgd 7.4, rms 9.6, devarg 35 (three reverted 50-step phases of per-example gradients), noise 5.4,
+#: penalty 6.6, hebbian 20, gd-matched 6.8 — ~115 CPU-s a seed with one stall; a run with two
+#: stalls (seed 0 at 2 000 steps: devarg 212 s wall, nine reverted phases) costs up to ~2× that.
+#: The 160 default runs thus take ~15–30 min on 2 quiet cores from scratch (wall time on a shared
+#: machine was 2–5× the CPU time), so the study ships their records (``digits/runs.jsonl.gz``) and
+#: continues them.
 ESCAPE_SEEDS = {"quick": 2, "default": 16}
 #: steps per comparison run: GD's plateau is detected at steps 360–470 (seeds 0, 2–5, 7) and the
 #: escape horizon is 1 000 steps, so a stall before step ESCAPE_STEPS − 1 000 has a known outcome;
@@ -407,9 +409,13 @@ def comparison_jobs(methods: Sequence[str], seeds: Sequence[int], steps: int,
 
 
 def _same_config(record: dict[str, Any], job: dict[str, Any]) -> bool:
-    from .escape import _clean
+    """Was ``record`` made by ``job``'s configuration (steps, the variant's options with the job's,
+    problem options)? A record of a failed run never is (it is rerun)."""
+    from .escape import VARIANTS, _clean
 
-    return (record.get("max_steps") == job["max_steps"] and record.get("options") == _clean(job["options"])
+    opts = {**VARIANTS.get(job["method"], ("", {}))[1], **(job.get("options") or {})}
+    return (record.get("status") != "error" and record.get("max_steps") == job["max_steps"]
+            and record.get("options") == _clean(opts)
             and record.get("problem_options") == _clean(job["problem_options"]))
 
 
@@ -494,6 +500,9 @@ def comparison_summary(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "quiet": [{"method": r.method, "runs": r.n_runs, "median_run_cost": r.median_run_cost}
                       for r in rows if r.kind == NO_STALL],
             "failed": [f"{r['method']}/{r['seed']}: {r.get('error')}" for r in records if r.get("status") == "error"],
+            "stopped": [f"{r['method']}/{r['seed']}: {r.get('train_status')} at step {r.get('n_steps')}"
+                        for r in records if r.get("status") != "error"
+                        and r.get("train_status") not in (None, "completed")],
             "n_runs": len(records), "seeds": sorted({r["seed"] for r in records}),
             "max_half_width": max((d["half_width"] for d in out_main if d["half_width"] is not None), default=None)}
 
@@ -529,7 +538,8 @@ def _methods_text(cmp: dict[str, Any]) -> str:
             f"{kind.replace('_', ' ')} · {cause}, one stall per run, escaped / known outcome [Wilson 95 %]: "
             + "; ".join(parts) + quiet + "."
             + (f" Widest rate half-width {_fmt(hw, 2)}." if hw is not None else "")
-            + (f" Failed runs: {'; '.join(cmp['failed'])}." if cmp["failed"] else ""))
+            + (f" Failed runs: {'; '.join(cmp['failed'])}." if cmp["failed"] else "")
+            + (f" Runs stopped early: {'; '.join(cmp['stopped'])}." if cmp.get("stopped") else ""))
 
 
 def _methods_table(cmp: dict[str, Any]) -> str:
@@ -729,7 +739,6 @@ def study_section(out_dir: Path, *, quick: bool, seed: int = 0, workers: int | N
 
     from .escape import write_gzip_copy
     from .escape_report import survival_png
-    from .stats import kaplan_meier  # noqa: F401  (the section's statistics: analyses.stats via escape)
 
     out_dir = Path(out_dir)
     sub = out_dir / "digits"

@@ -125,3 +125,7 @@ def test_study_section_contract_on_a_short_run(tmp_path, monkeypatch):
     st = sec["summary"]["plateau"]["stall"]
     assert st["step"] == 5 and st["cause"] in ("cancelling", "vanishing", None)
     assert sec["summary"]["methods"][0]["method"] == "gd"
+    # the comparison: 2 seeds of GD (quick), every run's first stall in one cell, rates with Wilson
+    cmp = sec["summary"]["comparison"]
+    assert cmp["seeds"] == [0, 1] and cmp["n_runs"] == 2 and cmp["main"][0]["n_stalls"] == 2
+    assert "Wilson" in sec["html"] and (tmp_path / "digits" / "runs_quick.jsonl").exists()

@@ -104,8 +104,10 @@ def test_comparison_statistics_against_hand_values():
 
 def test_main_cell_without_gd_stalls():
     recs = [_run("gd", 0, []), _run("synaprune-rms", 0, [_ev(10)])]
+    recs[1].update(train_status="nonfinite", n_steps=77)
     cmp = digits.comparison_summary(recs)
     assert cmp["cell"] is None and cmp["main"] == []
+    assert cmp["stopped"] == ["synaprune-rms/0: nonfinite at step 77"]
     assert "GD never stalled" in digits._methods_text(cmp)
 
 
@@ -140,3 +142,16 @@ def test_run_comparison_resumes_continues_shipped_records_and_reruns_changed_one
     changed = digits.comparison_jobs(("gd",), [0], 31, opts)
     out = digits.run_comparison(changed, path, workers=1)
     assert len(calls) == 1 and out[0]["max_steps"] == 31
+
+
+def test_stored_records_match_their_jobs_configuration():
+    """A variant's own options (gd-matched-devarg's ``match``) are part of its record's options:
+    the record still matches its job; another step count, detector or a failed run does not."""
+    job = digits.comparison_jobs(("gd-matched-devarg",), [3], 100, {"n": 50})[0]
+    rec = {"status": "ok", "max_steps": 100, "options": {"match": "synaprune-devarg", **digits.RUN_OPTIONS},
+           "problem_options": {"n": 50, "stall": dict(digits.DIGITS_STALL)}}
+    assert digits._same_config(rec, job)
+    assert not digits._same_config({**rec, "max_steps": 101}, job)
+    assert not digits._same_config({**rec, "status": "error"}, job)
+    assert not digits._same_config({**rec, "problem_options": {"n": 50, "stall": {"window": 5}}}, job)
+    assert not digits._same_config({**rec, "options": dict(digits.RUN_OPTIONS)}, job)
