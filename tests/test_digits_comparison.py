@@ -155,3 +155,28 @@ def test_stored_records_match_their_jobs_configuration():
     assert not digits._same_config({**rec, "status": "error"}, job)
     assert not digits._same_config({**rec, "problem_options": {"n": 50, "stall": {"window": 5}}}, job)
     assert not digits._same_config({**rec, "options": dict(digits.RUN_OPTIONS)}, job)
+
+
+def test_default_section_ships_gzipped_records_and_continues_them(tmp_path, monkeypatch):
+    """The default preset's path (shrunk: a small net, one method, one seed, 40 steps): the section
+    writes runs.jsonl.gz; with only the gz left, a second call continues it without running
+    anything and writes a byte-identical digits.json."""
+    from analyses import escape
+
+    monkeypatch.setitem(digits.PRESETS, "default", (40, 1, 1, 5))
+    monkeypatch.setitem(digits.ESCAPE_METHODS, "default", ("gd",))
+    monkeypatch.setitem(digits.OPTIONAL_METHODS, "default", ())
+    monkeypatch.setitem(digits.ESCAPE_SEEDS, "default", 1)
+    monkeypatch.setitem(digits.ESCAPE_STEPS, "default", 40)
+    monkeypatch.setattr(digits, "DIGITS_STALL", {"window": 5, "rel_tol": 1.0, "grad_rel": 1.0})
+    opts = {"n": 100, "widths": (64, 4, 2, 4, 64)}
+    sec = digits.study_section(tmp_path, quick=False, workers=1, problem_options=opts)
+    sub = tmp_path / "digits"
+    assert sec["summary"]["records"] == "runs.jsonl.gz" and (sub / "runs.jsonl.gz").exists()
+    first = (sub / "digits.json").read_bytes()
+    (sub / "runs.jsonl").unlink()
+    calls = []
+    real = escape.run_one
+    monkeypatch.setattr(escape, "run_one", lambda job: calls.append(job) or real(job))
+    digits.study_section(tmp_path, quick=False, workers=1, problem_options=opts)
+    assert calls == [] and (sub / "digits.json").read_bytes() == first
