@@ -192,7 +192,9 @@ def event_record(ev: Any, n_steps: int, certified: dict[str, Any] | None = None)
 
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
     """Train ``job["method"]`` (a :data:`VARIANTS` label) on ``job["problem"]`` with
-    ``job["seed"]`` for ``job["max_steps"]`` steps. Returns the run's record (deterministic fields
+    ``job["seed"]`` for ``job["max_steps"]`` steps. Optional: ``job["options"]`` (Trainer / method
+    options on top of the variant's, recorded as ``options``) and ``job["problem_options"]`` (to the
+    problem's factory, recorded when given). Returns the run's record (deterministic fields
     only; wall and CPU time under ``"timing"``, which the sweep moves to its side file). Never
     raises on a failing run: ``status="error"`` and the message are recorded."""
     import torch
@@ -201,13 +203,16 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
 
     rec: dict[str, Any] = {k: job[k] for k in KEY_FIELDS}
     rec.update(max_steps=job["max_steps"], status="ok", error=None, events=[])
+    if job.get("problem_options"):
+        rec["problem_options"] = _clean(job["problem_options"])
     t0, c0 = time.perf_counter(), time.process_time()
     timing: dict[str, Any] = {}
     try:
         if job["method"] not in VARIANTS:
             raise ValueError(f"unknown method variant {job['method']!r}")
         method, vopts = VARIANTS[job["method"]]
-        p = get_problem(job["problem"])  # built afresh: no state shared between jobs
+        # built afresh: no state shared between jobs
+        p = get_problem(job["problem"], **(job.get("problem_options") or {}))
         eps = p.hints.get("eps", 1e-2)
         opts = {**vopts, **(job.get("options") or {})}
         study = p.hints.get("study") or {}

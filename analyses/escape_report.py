@@ -240,8 +240,9 @@ def survival_png(units: Sequence[dict[str, Any]], problem: str, path: Path) -> P
     right = 1 - 2.4 / (4.2 * ncol + 2.4)
     fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(right + 0.01, 0.9), fontsize=8, frameon=False,
                title="method")
-    fig.suptitle(f"{problem}: Kaplan–Meier escape curves, one stall per run and cell "
-                 f"(curve i drawn {offset}·i lower so that equal curves stay visible)", fontsize=10)
+    fig.suptitle(f"{problem}: Kaplan–Meier escape curves, one stall per run and cell"
+                 + ("\n" if ncol < 3 else " ")
+                 + f"(curve i drawn {offset}·i lower so that equal curves stay visible)", fontsize=10)
     fig.tight_layout(rect=(0, 0, right, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

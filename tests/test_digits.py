@@ -115,11 +115,17 @@ def test_study_section_contract_on_a_short_run(tmp_path, monkeypatch):
     monkeypatch.setitem(digits.PRESETS, "quick", (40, 1, 1, 5))
     monkeypatch.setitem(digits.ESCAPE_METHODS, "quick", ("gd",))
     monkeypatch.setattr(digits, "DIGITS_STALL", {"window": 5, "rel_tol": 1.0, "grad_rel": 1.0})
-    sec = digits.study_section(tmp_path, quick=True, seed=0, problem_options={"n": 100, "widths": (64, 4, 2, 4, 64)})
+    sec = digits.study_section(tmp_path, quick=True, seed=0, workers=1,
+                               problem_options={"n": 100, "widths": (64, 4, 2, 4, 64)})
     assert {"title", "lead", "html", "summary", "figures"} <= set(sec)
-    assert sec["figures"] == ["digits/loss_curve.png", "digits/spectrum.png", "digits/reconstructions.png"]
+    assert sec["figures"] == ["digits/loss_curve.png", "digits/spectrum.png", "digits/reconstructions.png",
+                              "digits/survival.png"]
     assert all((tmp_path / f).stat().st_size > 5_000 for f in sec["figures"])
     json.dumps(sec["summary"])
     st = sec["summary"]["plateau"]["stall"]
     assert st["step"] == 5 and st["cause"] in ("cancelling", "vanishing", None)
     assert sec["summary"]["methods"][0]["method"] == "gd"
+    # the comparison: 2 seeds of GD (quick), every run's first stall in one cell, rates with Wilson
+    cmp = sec["summary"]["comparison"]
+    assert cmp["seeds"] == [0, 1] and cmp["n_runs"] == 2 and cmp["main"][0]["n_stalls"] == 2
+    assert "Wilson" in sec["html"] and (tmp_path / "digits" / "runs_quick.jsonl").exists()
