@@ -656,6 +656,33 @@ def bench_cancellation(problem: BenchProblem, repeats: int = 3, chunk_size: int 
             "max_rel_diff": diff, "repeats": repeats, "loadavg": _loadavg()}
 
 
+def make_cnn_problem(n_examples: int = 2000, *, dtype: torch.dtype = torch.float32, seed: int = 0) -> BenchProblem:
+    """Seeded small CNN on 8×8 one-channel images: Conv2d(1, 8, 3, padding 1) + ReLU +
+    Conv2d(8, 16, 3, stride 2) + ReLU + Linear(16·3·3, 10), CrossEntropy; standard normal images,
+    labels the argmax of a random linear teacher. Nothing is trained."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_examples, 1, 8, 8, generator=gen, dtype=torch.float64)
+    y = (x.flatten(1) @ torch.randn(64, 10, generator=gen, dtype=torch.float64)).argmax(dim=1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(),
+                              nn.Flatten(), nn.Linear(16 * 3 * 3, 10)).to(dtype).eval()
+    x = x.to(dtype)
+    loss_fn = nn.CrossEntropyLoss()
+    obj = ls.Objective.from_module(model, loss_fn, (x, y))
+    desc = (f"CNN conv3x3(1->8, pad 1)-ReLU-conv3x3(8->16, stride 2)-ReLU-linear(144->10), CrossEntropy, "
+            f"{n_examples} synthetic 8x8 images, seed={seed}, {str(dtype).replace('torch.', '')}, dim={obj.dim}")
+    return BenchProblem(model=model, loss_fn=loss_fn, inputs=x, targets=y, obj=obj,
+                        theta=obj.initial_point(), description=desc)
+
+
+def bench_cancellation_cnn(n_examples: int = 2000, *, dtype: torch.dtype = torch.float32, repeats: int = 3,
+                           chunk_size: int = 250) -> dict[str, Any]:
+    """:func:`bench_cancellation` on :func:`make_cnn_problem` (conv layers by unfold + bmm)."""
+    problem = make_cnn_problem(n_examples, dtype=dtype)
+    return {**bench_cancellation(problem, repeats=repeats, chunk_size=chunk_size), "problem": problem.description}
+
+
 def bench_compile(problem: BenchProblem, repeats: int = 10) -> dict[str, Any]:
     """``torch.compile`` of the stateless HVP (torch.func vjp-of-grad) against the cached operator:
     compile time, per-product medians (interleaved) and agreement."""
@@ -814,6 +841,7 @@ class BenchResult(JsonResult):
     eigs_speedup_vs_hessian_eigenthings: float | None
     cancellation_speedup_vs_vmap: float
     per_example_speedup_vs_loop: float
+    cancellation_speedup_vs_vmap_cnn: float | None = None
     power_converged: bool = True
     problem: str = ""
     quick: bool = False
@@ -873,6 +901,8 @@ def run_bench(
     res["accuracy"] = bench_accuracy(problem, targets=targets, peers=peers, power_max_iter=power_max_iter, progress=show)
     show("cancellation statistics: outer products vs vmap")
     res["cancellation"] = bench_cancellation(problem, repeats=reps["canc"])
+    show("cancellation statistics on a small CNN: unfold + bmm vs vmap")
+    res["cancellation_cnn"] = bench_cancellation_cnn(n_examples, dtype=dtype, repeats=reps["canc"])
     show("per-example gradients")
     res["per_example"] = bench_per_example(problem, per_example_batch, repeats=reps["pe"])
     if compile:
@@ -901,6 +931,7 @@ def run_bench(
         "hvp_cached_vs_stateless_rel_diff": res["hvp"]["hvp_cached_vs_stateless_rel_diff"],
         "per_example_vs_loop_max_rel_diff": res["per_example"]["max_rel_diff_vs_loop"],
         "cancellation_fast_vs_vmap_max_rel_diff": res["cancellation"]["max_rel_diff"],
+        "cancellation_cnn_fast_vs_vmap_max_rel_diff": res["cancellation_cnn"]["max_rel_diff"],
         "power_max_rel_eig_diff": None if power is None else _max_rel_diff(ours["values"], power["values"],
                                                                            acc["lambda_max"]),
     }
@@ -931,6 +962,7 @@ def run_bench(
         eigs_speedup_vs_hessian_eigenthings=speedup("hessian_eigenthings"),
         cancellation_speedup_vs_vmap=res["cancellation"]["speedup"],
         per_example_speedup_vs_loop=res["per_example"]["speedup"],
+        cancellation_speedup_vs_vmap_cnn=res["cancellation_cnn"]["speedup"],
         power_converged=True if power is None else bool(power["converged"]),
         problem=problem.description, quick=quick, tol=tol, timings=timings, agreement=agreement,
         accuracy=_strip(acc), details=_strip({k: v for k, v in res.items() if k != "accuracy"}),
@@ -998,6 +1030,9 @@ def format_table(r: BenchResult) -> str:
         f"cancellation_stats, {c['n_examples']} examples: outer products {ms(c['median_s']['fast'])} ms, "
         f"vmap {ms(c['median_s']['vmap'])} ms: x{_fmt(r.cancellation_speedup_vs_vmap)} "
         f"(target >= {TARGETS['cancellation_speedup_vs_vmap']:.0f}), max rel diff {c['max_rel_diff']:.1e}",
+        f"cancellation_stats on a small CNN, {d['cancellation_cnn']['n_examples']} examples: unfold + bmm "
+        f"{ms(d['cancellation_cnn']['median_s']['fast'])} ms, vmap {ms(d['cancellation_cnn']['median_s']['vmap'])} ms: "
+        f"x{_fmt(r.cancellation_speedup_vs_vmap_cnn)}, max rel diff {d['cancellation_cnn']['max_rel_diff']:.1e}",
         f"per-example gradients, batch {d['per_example']['batch']}: vmap {ms(t['per_example_vmap_s'])} ms, "
         f"loop {ms(t['per_example_loop_s'])} ms: x{_fmt(r.per_example_speedup_vs_loop)}",
     ]
