@@ -136,6 +136,26 @@ def combine(Q: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
     return Q.T @ S.to(device=Q.device, dtype=Q.dtype)
 
 
+def _thick_restart(Q: torch.Tensor, T: torch.Tensor, lost: torch.Tensor, j: int, vals: torch.Tensor,
+                   S: torch.Tensor, keep: list[int], last: float = 0.0) -> int:
+    """Thick restart in place: keep the Ritz vectors ``keep`` (indices into the eigenpairs
+    ``vals`` (j,), ``S`` (j, j) of T[:j, :j]) of the basis Q[:j] as Q[:p], p = len(keep); T becomes
+    diag(vals[keep]) and ``lost`` their couplings to the dropped directions (the old couplings
+    through S, plus ``last``·|S[j-1, keep]| when the pending residual direction is dropped too).
+    Returns p, the new basis size."""
+    S_k = S[:, keep]
+    lost_new = lost[:j].abs() @ S_k.abs()
+    if last:
+        lost_new = lost_new + last * S[j - 1, keep].abs()
+    _restart_inplace(Q, j, S_k)
+    T.zero_()
+    lost.zero_()
+    p = len(keep)
+    T[:p, :p] = torch.diag(vals[keep])
+    lost[:p] = lost_new
+    return p
+
+
 def _restart_inplace(Q: torch.Tensor, j: int, S: torch.Tensor) -> None:
     """``Q[:p] = Sᵀ Q[:j]`` in place, a block of entries at a time (S (j, p), p <= j)."""
     St = S.T.to(device=Q.device, dtype=Q.dtype).contiguous()
@@ -335,6 +355,7 @@ def extreme_eigs(
         raise ValueError(f"verify_steps must be a non-negative integer or None, got {verify_steps!r}")
     # The basis plus the pending vector; no more than the whole space.
     m_max = min(int(max_basis), dim + 1)
+    n_keep = max(n_want, (m_max + n_want) // 2)  # Ritz vectors a thick restart of a full basis keeps
 
     if operator is not None:
         op = operator
@@ -418,15 +439,7 @@ def extreme_eigs(
             if vs == 0 or n_want >= dim or exhausted:
                 break
             # Lock the wanted Ritz vectors and continue from a fresh direction orthogonal to them.
-            S_w = S[:, idx]
-            lost_new = lost[:j].abs() @ S_w.abs() + last * S[j - 1, idx].abs()
-            _restart_inplace(Q, j, S_w)
-            T.zero_()
-            lost.zero_()
-            p = len(idx)
-            T[:p, :p] = torch.diag(vals[idx])
-            lost[:p] = lost_new
-            j = p
+            j = _thick_restart(Q, T, lost, j, vals, S, idx, last=last)
             r = fresh_direction(j)
             if r is None:
                 break
@@ -447,14 +460,7 @@ def extreme_eigs(
                 break
             if j == m_max:
                 # Full basis at a breakdown: keep the wanted + neighbours, then the new direction.
-                keep = _keep(j, k_small, k_large, max(n_want, (m_max + n_want) // 2))
-                lost_new = lost[:j].abs() @ S[:, keep].abs()
-                _restart_inplace(Q, j, S[:, keep])
-                T.zero_()
-                lost.zero_()
-                T[: len(keep), : len(keep)] = torch.diag(vals[keep])
-                lost[: len(keep)] = lost_new
-                j = len(keep)
+                j = _thick_restart(Q, T, lost, j, vals, S, _keep(j, k_small, k_large, n_keep))
                 n_restarts += 1
                 r = fresh_direction(j)
                 if r is None:
@@ -465,14 +471,7 @@ def extreme_eigs(
 
         w /= beta
         if j == m_max:
-            keep = _keep(j, k_small, k_large, max(n_want, (m_max + n_want) // 2))
-            lost_new = lost[:j].abs() @ S[:, keep].abs()
-            _restart_inplace(Q, j, S[:, keep])
-            T.zero_()
-            lost.zero_()
-            T[: len(keep), : len(keep)] = torch.diag(vals[keep])
-            lost[: len(keep)] = lost_new
-            j = len(keep)
+            j = _thick_restart(Q, T, lost, j, vals, S, _keep(j, k_small, k_large, n_keep))
             n_restarts += 1
         Q[j] = w
         del w
