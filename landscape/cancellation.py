@@ -107,9 +107,10 @@ def cancellation_stats(obj: "Objective", theta: torch.Tensor, chunk_size: int | 
                        fast: bool | None = None) -> CancellationStats:
     """Global and per-parameter-tensor cancellation statistics at ``theta``.
 
-    Models made of ``nn.Linear`` layers on (n, features) inputs take the outer-product path of
-    :mod:`landscape.fast_stats` (matrix products of layer inputs and output gradients, no
-    per-example gradient formed; same values to round-off); other models, or ``fast=False``, the
+    Models made of ``nn.Linear`` layers on (n, features) inputs and ``nn.Conv1d``/``nn.Conv2d``
+    layers (groups = 1) take the layer-product path of :mod:`landscape.fast_stats` (matrix
+    products of layer inputs and output gradients; for a conv one unfold + bmm per layer; same
+    values to round-off); other models, or ``fast=False``, the
     per-example (vmap) path: with ``chunk_size`` the per-example gradients are produced and reduced
     ``chunk_size`` rows at a time (memory ``chunk_size × dim``). ``fast=True`` raises when the model
     is not eligible. The statistics are accumulated in float64.
@@ -128,7 +129,8 @@ def cancellation_stats(obj: "Objective", theta: torch.Tensor, chunk_size: int | 
             layer_norm, layer_norm2 = dict(fs.layer_sum_norm), dict(fs.layer_sum_norm_sq)
         elif fast:
             raise ValueError("fast=True: the model is not eligible for the outer-product path (every trainable "
-                             "parameter must belong to an nn.Linear on (n, features) inputs)")
+                             "parameter must belong to an nn.Linear on (n, features) inputs or a groups=1 "
+                             "nn.Conv1d/nn.Conv2d)")
     if sums is None:
         sums, norm_sum, norm2_sum, layer_norm, layer_norm2, n = _per_example_sums(obj, theta, chunk_size)
     if getattr(obj, "distributed", False):  # global statistics: sum the shards' sums (issue 11)

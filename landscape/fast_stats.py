@@ -13,20 +13,31 @@ A and B come from one forward pass with hooks and one backward pass of Σ_i ℓ_
 mean loss) with respect to zero "probe" tensors added to each layer output (valid because ℓ_i
 depends only on example i; the same assumption as the per-example vmap path).
 
+For ``nn.Conv1d``/``nn.Conv2d`` (groups = 1, zero padding, any stride/padding/dilation) example i's
+weight gradient is Σ over output positions l of b_il ⊗ u_il, with u_il the unfolded input patch:
+B_i (out, L) @ U_iᵀ (L, in·∏kernel). That is not an outer product, so the per-example weight
+gradients of that layer are formed, chunk by chunk of examples, by one batched contraction (the
+unfolded input as a strided view of the padded input — ``Tensor.unfold``, cheaper than copying
+with ``F.unfold`` — then a batched matmul; memory of one chunk, about 2^22 numbers) and every sum
+above is reduced from them; the bias gradient is Σ_l b_il. This replaces vmap over the whole
+model by one batched matmul per conv layer.
+
 devarg's signed per-coordinate max-magnitude max_i |g_ij| is NOT a matrix product (it is a
-max-times product): it is computed exactly, chunk by chunk of examples, as the elementwise max of
-|b_io|·|a_ik| over (chunk, out, in) blocks — O(n · dim) multiplications and no autograd, with
-memory of one block (at most 2^22 numbers); ties go to the lowest example index, as in
-:class:`synaprune.rules.Aggregator`. Only computed when ``devarg=True``.
+max-times product): for a Linear it is computed exactly, chunk by chunk of examples, as the
+elementwise max of |b_io|·|a_ik| over (chunk, out, in) blocks — O(n · dim) multiplications and no
+autograd, with memory of one block (at most 2^22 numbers); ties go to the lowest example index, as
+in :class:`synaprune.rules.Aggregator` (also across chunks and batches). Only computed when
+``devarg=True``.
 
 Eligibility: the objective has a module (``obj.module``), every trainable parameter is the weight or
-bias of an ``nn.Linear`` that is called exactly once per forward pass on a 2-D input whose first
-dimension is the batch, and no parameter is shared. As a guard against losses that use the
-parameters outside those layers (a weight penalty, a tied output layer), the batch gradient Σ_i g_i
-from the matrix products is compared with autograd's gradient of the same pass; a mismatch (beyond
-1e3·eps relative) makes the model ineligible. Ineligible models return None and callers use the
-per-example (vmap) path. Conv layers are not handled here (unfold pays only for few output
-positions; not implemented). Everything is accumulated in float64.
+bias of an ``nn.Linear`` called on a 2-D input (n, features), or of an ``nn.Conv1d`` / ``nn.Conv2d``
+(groups = 1, ``padding_mode="zeros"``) called on a batched (n, C, L) / (n, C, H, W) input; each
+such layer is called exactly once per forward pass and no parameter is shared. As a guard against
+losses that use the parameters outside those layers (a weight penalty, a tied output layer), the
+batch gradient Σ_i g_i from the layer products is compared entrywise with autograd's gradient of
+the same pass; a mismatch beyond the round-off bound of that reduction makes the model
+ineligible. Ineligible models return None and callers use the per-example (vmap) path.
+Everything is accumulated in float64.
 """
 from __future__ import annotations
 
@@ -70,9 +81,17 @@ class ExampleGradSums:
 
 
 # ---------------------------------------------------------------------------- eligibility
-def linear_layout(module: nn.Module | None, param_names: tuple[str, ...]) -> dict[str, tuple[str, str]] | None:
-    """Map each parameter name to (Linear module path, "weight"|"bias"), or None when some
-    trainable parameter is not the weight/bias of an ``nn.Linear`` or a parameter is shared."""
+_CONV_TYPES = (nn.Conv1d, nn.Conv2d)
+
+
+def _conv_ok(m: nn.Module) -> bool:
+    return isinstance(m, _CONV_TYPES) and m.groups == 1 and m.padding_mode == "zeros"
+
+
+def layer_layout(module: nn.Module | None, param_names: tuple[str, ...]) -> dict[str, tuple[str, str]] | None:
+    """Map each parameter name to (layer module path, "weight"|"bias"), or None when some trainable
+    parameter is not the weight/bias of an ``nn.Linear`` or of an ``nn.Conv1d``/``nn.Conv2d`` with
+    ``groups=1`` and zero padding, or a parameter is shared."""
     if module is None:
         return None
     owner: dict[str, tuple[str, str]] = {}
@@ -81,7 +100,7 @@ def linear_layout(module: nn.Module | None, param_names: tuple[str, ...]) -> dic
         for pname, p in m.named_parameters(recurse=False):
             seen[id(p)] = seen.get(id(p), 0) + 1
             full = f"{mname}.{pname}" if mname else pname
-            if isinstance(m, nn.Linear) and pname in ("weight", "bias"):
+            if (isinstance(m, nn.Linear) or _conv_ok(m)) and pname in ("weight", "bias"):
                 owner[full] = (mname, pname)
     params = dict(module.named_parameters())
     layout: dict[str, tuple[str, str]] = {}
@@ -95,6 +114,70 @@ def linear_layout(module: nn.Module | None, param_names: tuple[str, ...]) -> dic
 # ---------------------------------------------------------------------------- one batch
 class _Ineligible(Exception):
     pass
+
+
+def _dense_stats(chunks: Iterator[torch.Tensor], numel: int, p_values: tuple[float, ...], devarg: bool,
+                 dev: torch.device) -> dict[str, Any]:
+    """Streaming sums of explicitly formed per-example gradients of one tensor, fed as float64
+    chunks (c, numel); the signed max-magnitude keeps the lowest example index on ties."""
+    f64 = torch.float64
+    z = lambda: torch.zeros(numel, dtype=f64, device=dev)  # noqa: E731
+    r: dict[str, Any] = {"sum": z(), "sum_sq": z(), "sum_abs": z(), "sum_sign": z(), "pow": {q: z() for q in p_values},
+                         "sq": [], "absmax": torch.full((numel,), -1.0, dtype=f64, device=dev), "signed": z()}
+    for G in chunks:
+        aG, G2 = G.abs(), G * G
+        r["sum"] += G.sum(0)
+        r["sum_sq"] += G2.sum(0)
+        r["sum_abs"] += aG.sum(0)
+        r["sum_sign"] += torch.sign(G).sum(0)
+        for q in p_values:
+            r["pow"][q] += (G2 if q == 2.0 else aG.pow(q)).sum(0)
+        r["sq"].append(G2.sum(1))
+        if devarg:
+            cm, arg = aG.max(0)           # first maximal index on ties
+            better = cm > r["absmax"]     # strict: earlier chunks win ties
+            r["absmax"] = torch.where(better, cm, r["absmax"])
+            r["signed"] = torch.where(better, G.gather(0, arg[None]).squeeze(0), r["signed"])
+    r["sq"] = torch.cat(r["sq"])
+    return r
+
+
+def _conv_patches(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The input patches of Conv1d/Conv2d ``m`` as a strided view (c, in, Ho, Wo, kh, kw) of the
+    zero-padded float64 input (a Conv1d is a Conv2d with H = kh = 1): the layer's output at (h, w)
+    is Σ weight[o, :, :, :] · patches[:, :, h, w, :, :] (+ bias). Cheaper than ``F.unfold``."""
+    x = x.to(torch.float64)
+    k, st, dil = tuple(m.kernel_size), tuple(m.stride), tuple(m.dilation)
+    pads: list[int] = []
+    for j in reversed(range(len(k))):  # F.pad takes (last-dim left, right, ...)
+        if m.padding == "same":
+            tot = dil[j] * (k[j] - 1)
+            pads += [tot // 2, tot - tot // 2]
+        elif m.padding == "valid":
+            pads += [0, 0]
+        else:
+            pads += [m.padding[j], m.padding[j]]
+    if any(pads):
+        x = torch.nn.functional.pad(x, pads)
+    if isinstance(m, nn.Conv1d):
+        x, k, st, dil = x.unsqueeze(2), (1, k[0]), (1, st[0]), (1, dil[0])
+    v = x.unfold(2, dil[0] * (k[0] - 1) + 1, st[0]).unfold(3, dil[1] * (k[1] - 1) + 1, st[1])
+    return v[..., ::dil[0], ::dil[1]]
+
+
+def _conv_weight_grads(m: nn.Module, x: torch.Tensor, B: torch.Tensor) -> Iterator[torch.Tensor]:
+    """Per-example weight gradients of conv ``m`` in chunks (c, out·in·∏kernel), float64: for
+    example i, Σ over output positions of (output-grad) ⊗ (input patch), one batched contraction
+    per chunk."""
+    n, n_out = B.shape[0], B.shape[1]
+    Bf = B.reshape(n, n_out, -1)
+    L = Bf.shape[2]
+    per = n_out * L + (m.weight.numel() // n_out) * (L + n_out)
+    c = max(1, _BLOCK_ELEMS // max(per, 1))
+    for a in range(0, n, c):
+        V = _conv_patches(m, x[a:a + c])
+        Bc = Bf[a:a + c].to(torch.float64).reshape(V.shape[0], n_out, V.shape[2], V.shape[3])
+        yield torch.einsum("nohw,nchwij->nocij", Bc, V).reshape(V.shape[0], -1)
 
 
 def _batch_sums(module: nn.Module, layout: dict[str, tuple[str, str]], names: tuple[str, ...],
@@ -112,7 +195,8 @@ def _batch_sums(module: nn.Module, layout: dict[str, tuple[str, str]], names: tu
         def hook(_m: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
             calls[mname] += 1
             x = args[0] if args else None
-            if calls[mname] > 1 or not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[0] != n:
+            want = 2 if isinstance(_m, nn.Linear) else (3 if isinstance(_m, nn.Conv1d) else 4)
+            if calls[mname] > 1 or not isinstance(x, torch.Tensor) or x.ndim != want or x.shape[0] != n:
                 raise _Ineligible(mname)
             inputs[mname] = x.detach()
             d = torch.zeros_like(out, requires_grad=True)
@@ -134,6 +218,7 @@ def _batch_sums(module: nn.Module, layout: dict[str, tuple[str, str]], names: tu
     g_batch = grads[-1]
     dev = flat.device
     f64 = torch.float64
+    terms = n  # the longest reduction autograd makes for one gradient entry (n·positions for a conv)
     out: dict[str, Any] = {"sum": [], "sum_sq": [], "sum_abs": [], "sum_sign": [],
                            "pow": {q: [] for q in p_values}, "absmax": [], "signed": [], "sq": []}
     for name, shape in zip(names, shapes):
@@ -146,6 +231,22 @@ def _batch_sums(module: nn.Module, layout: dict[str, tuple[str, str]], names: tu
             for q in p_values:
                 out["pow"][q].append(z)
             out["sq"].append(torch.zeros(n, dtype=f64, device=dev))
+            continue
+        if isinstance(mods[mname], _CONV_TYPES):
+            Bc = outgrad[mname]
+            if kind == "bias":
+                Bb = Bc.to(f64).reshape(n, Bc.shape[1], -1).sum(2)
+                r = _dense_stats(iter([Bb]), numel, p_values, devarg, dev)
+            else:
+                r = _dense_stats(_conv_weight_grads(mods[mname], inputs[mname], Bc), numel, p_values, devarg, dev)
+                terms = max(terms, n * (Bc[0, 0].numel()))
+            for key in ("sum", "sum_sq", "sum_abs", "sum_sign", "sq"):
+                out[key].append(r[key])
+            for q in p_values:
+                out["pow"][q].append(r["pow"][q])
+            if devarg:
+                out["absmax"].append(r["absmax"])
+                out["signed"].append(r["signed"])
             continue
         B = outgrad[mname].to(f64)
         if kind == "bias":
@@ -187,10 +288,19 @@ def _batch_sums(module: nn.Module, layout: dict[str, tuple[str, str]], names: tu
     s1 = torch.cat(out["sum"])
     # Guard: the matrix products must reproduce autograd's batch gradient of the same pass.
     ref = g_batch.detach().to(f64) if g_batch is not None else torch.zeros_like(s1)
-    err = float((s1 - ref).abs().max()) if s1.numel() else 0.0
-    size = float(ref.abs().max()) + float(s1.abs().max()) if s1.numel() else 0.0
-    if err > 1e3 * torch.finfo(flat.dtype).eps * max(size, torch.finfo(f64).tiny):
-        raise _Ineligible("the loss uses the parameters outside the Linear layers")
+    # Entrywise: autograd's reduction of the same b_i, a_i in the working dtype is off by at most
+    # (T+1)·u·Σ_i|b_i||a_i| (T terms: n, or n·positions for a conv; u = eps/2, any summation order;
+    # for a conv the bound Σ_i Σ_l |b_il||a_il| is replaced by the smaller Σ_i|g_ij|, which can only
+    # make a model ineligible, never accept a wrong one), so allow 2(T+2)·eps·Σ|g_ij| (a 4x
+    # margin) besides 1e3·eps relative to the largest entry. A stationary point (Σg ≈ 0 ≪ Σ|g|)
+    # thus stays eligible, while a use of the parameters outside the layers beyond round-off does not.
+    if s1.numel():
+        eps = torch.finfo(flat.dtype).eps
+        s_abs = torch.cat(out["sum_abs"])
+        size = float(ref.abs().max()) + float(s1.abs().max())
+        tol = torch.clamp(2.0 * (terms + 2) * eps * s_abs, min=1e3 * eps * max(size, torch.finfo(f64).tiny))
+        if bool(((s1 - ref).abs() > tol).any()):
+            raise _Ineligible("the loss uses the parameters outside the layers")
     return {"sum": s1, "sum_sq": torch.cat(out["sum_sq"]), "sum_abs": torch.cat(out["sum_abs"]),
             "sum_sign": torch.cat(out["sum_sign"]),
             "pow": {q: torch.cat(v) for q, v in out["pow"].items()},
@@ -280,7 +390,7 @@ def example_grad_sums(obj: "Objective", theta: torch.Tensor, *, p_values: tuple[
     """
     p_values = _check_p_values(p_values)
     module = getattr(obj, "module", None)
-    layout = linear_layout(module, obj.param_names)
+    layout = layer_layout(module, obj.param_names)
     if layout is None or getattr(obj, "n_examples", 0) == 0:
         return None
     flat = obj.check_theta(theta).detach()
@@ -298,7 +408,7 @@ def example_grad_sums_for(module: nn.Module, names: tuple[str, ...], shapes: tup
     from torch.func import functional_call
 
     p_values = _check_p_values(p_values)
-    layout = linear_layout(module, tuple(names))
+    layout = layer_layout(module, tuple(names))
     if layout is None:
         return None
     n = int(X.shape[0])

@@ -141,9 +141,34 @@ def aggregate(G: torch.Tensor, rule: str, *, p: float | str = 2, tie_break: str 
 
 def aggregate_direction(access: DataAccess, theta: torch.Tensor, rule: str, *, idx: torch.Tensor | None = None,
                         p: float | str = 2, tie_break: str = "argmax", generator: torch.Generator | None = None,
-                        chunk_size: int | None = None) -> torch.Tensor:
+                        chunk_size: int | None = None, fast: bool | None = None) -> torch.Tensor:
     """The aggregated direction at ``theta`` times the objective scale, shape ``(dim,)`` in the
-    objective's dtype (streams per-example gradients in chunks of ``chunk_size``)."""
+    objective's dtype.
+
+    ``fast=None`` (default) takes the matrix-product path of :func:`landscape.fast_stats.fast_aggregate`
+    (per-layer products of layer inputs and output gradients, float64, no per-example gradient
+    formed) when the model is eligible, else streams per-example gradients (vmap) in chunks of
+    ``chunk_size`` through :class:`Aggregator`; ``fast=False`` forces the per-example path,
+    ``fast=True`` raises ``ValueError`` when the model is not eligible. Both paths agree to
+    round-off (≤ 1e-12 relative in float64) with the same tie-breaks, and both count one
+    per-example gradient per example in ``access.cost.n_per_example_grads``.
+    """
+    if rule not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation rule {rule!r}; choose one of {AGGREGATIONS}")
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"unknown tie_break {tie_break!r}; choose one of {TIE_BREAKS}")
+    if fast is not False:
+        from landscape.fast_stats import fast_aggregate
+
+        X, Y = (access.X, access.Y) if idx is None else (access.X[idx], access.Y[idx])
+        A = fast_aggregate(access.module, access.spec.names, access.spec.shapes, access.loss_fn, X, Y, theta, rule,
+                           p=_check_p(p), tie_break=tie_break, generator=generator, chunk_size=chunk_size)
+        if A is not None:
+            access.cost.n_per_example_grads += int(X.shape[0])
+            return (access.scale * A).to(dtype=theta.dtype, device=theta.device)
+        if fast:
+            raise ValueError("fast=True: the model is not eligible for the matrix-product path "
+                             "(see landscape.fast_stats)")
     agg = Aggregator(rule, p=p, tie_break=tie_break, generator=generator)
     for G in access.iter_per_example_grads(theta, idx, chunk_size):
         agg.update(G)

@@ -10,7 +10,8 @@ from analyses.cli import build_parser
 
 REQUIRED_KEYS = ("hvp_over_grad", "eigs_n_hvp", "eigs_max_rel_residual", "eigs_speedup_vs_pyhessian_same_accuracy",
                  "eigs_speedup_vs_curvlinops", "eigs_speedup_vs_power", "eigs_speedup_vs_hessian_eigenthings",
-                 "cancellation_speedup_vs_vmap", "eigs_speedup_vs_pyhessian", "per_example_speedup_vs_loop")
+                 "cancellation_speedup_vs_vmap", "eigs_speedup_vs_pyhessian", "per_example_speedup_vs_loop",
+                 "cancellation_speedup_vs_vmap_cnn")
 
 
 def _known_operator(spectrum, seed=0):
@@ -68,7 +69,9 @@ def test_tiny_bench_numbers_are_right(tiny_result):
     assert r.agreement["hvp_cached_vs_stateless_rel_diff"] < 1e-10
     assert r.agreement["per_example_vs_loop_max_rel_diff"] < 1e-10
     assert r.agreement["cancellation_fast_vs_vmap_max_rel_diff"] < 1e-10
-    for key in ("hvp_over_grad", "eigs_speedup_vs_power", "per_example_speedup_vs_loop", "cancellation_speedup_vs_vmap"):
+    assert r.agreement["cancellation_cnn_fast_vs_vmap_max_rel_diff"] < 1e-10  # float64: conv by unfold + bmm
+    for key in ("hvp_over_grad", "eigs_speedup_vs_power", "per_example_speedup_vs_loop", "cancellation_speedup_vs_vmap",
+                "cancellation_speedup_vs_vmap_cnn"):
         assert math.isfinite(getattr(r, key)) and getattr(r, key) > 0
     assert r.eigs_speedup_vs_pyhessian is None and r.eigs_speedup_vs_curvlinops is None
     assert r.eigs_speedup_vs_hessian_eigenthings is None and r.eigs_speedup_vs_pyhessian_same_accuracy is None

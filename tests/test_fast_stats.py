@@ -13,7 +13,7 @@ from torch import nn
 
 import landscape as ls
 from landscape.fast_stats import (aggregate_from_sums, example_grad_sums, example_grad_sums_for, fast_aggregate,
-                                  linear_layout)
+                                  layer_layout)
 from synaprune.rules import aggregate
 
 F64 = torch.float64
@@ -114,9 +114,9 @@ def test_trainer_path_matches_rules_aggregate(rule, p, tb):
 
 def test_ineligible_models_return_none_and_fall_back():
     g = torch.Generator().manual_seed(4)
-    X = torch.randn(12, 1, 5, 5, generator=g, dtype=F64)
+    X = torch.randn(12, 2, 5, 5, generator=g, dtype=F64)
     Y = torch.randn(12, 2, generator=g, dtype=F64)
-    conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(18, 2)).double()
+    conv = nn.Sequential(nn.Conv2d(2, 2, 3, groups=2), nn.Flatten(), nn.Linear(18, 2)).double()  # grouped
     obj = ls.Objective.from_module(conv, nn.MSELoss(), (X, Y))
     assert example_grad_sums(obj, obj.initial_point()) is None
     with pytest.raises(ValueError, match="not eligible"):
@@ -126,11 +126,11 @@ def test_ineligible_models_return_none_and_fall_back():
     assert s.grad_norm == pytest.approx(float(G.mean(0).norm()), rel=1e-12)
     # a trainable LayerNorm, a shared weight, and a 3-D input to a Linear are refused too
     ln = nn.Sequential(nn.Linear(5, 4), nn.LayerNorm(4), nn.Linear(4, 2)).double()
-    assert linear_layout(ln, tuple(n for n, _ in ln.named_parameters())) is None
+    assert layer_layout(ln, tuple(n for n, _ in ln.named_parameters())) is None
     a, b = nn.Linear(4, 4).double(), nn.Linear(4, 4).double()
     b.weight = a.weight
     tied = nn.Sequential(a, nn.Tanh(), b)
-    assert linear_layout(tied, tuple(n for n, _ in tied.named_parameters())) is None
+    assert layer_layout(tied, tuple(n for n, _ in tied.named_parameters())) is None
     seq = nn.Sequential(nn.Linear(5, 3), nn.Flatten(), nn.Linear(15, 2)).double()
     Xs = torch.randn(12, 5, 5, generator=g, dtype=F64)
     obj3 = ls.Objective.from_module(seq, nn.MSELoss(), (Xs, Y))
@@ -152,7 +152,7 @@ def test_parameters_used_outside_the_layers_are_refused():
     g = torch.Generator().manual_seed(5)
     X, Y = torch.randn(9, 4, generator=g, dtype=F64), torch.randn(9, 3, generator=g, dtype=F64)
     obj = ls.Objective.from_module(_LeakyUse().double(), nn.MSELoss(), (X, Y))
-    assert linear_layout(obj.module, obj.param_names) is not None  # structurally it looks eligible
+    assert layer_layout(obj.module, obj.param_names) is not None  # structurally it looks eligible
     assert example_grad_sums(obj, obj.initial_point()) is None     # the gradient guard catches it
     s = ls.cancellation_stats(obj, obj.initial_point())
     assert s.grad_norm == pytest.approx(float(obj.grad(obj.initial_point()).norm()), rel=1e-12)
@@ -174,3 +174,77 @@ def test_wiring_for_the_trainer_matches_aggregate_direction(rule, p):
     Xi, Yi = access.X[idx], access.Y[idx]
     got = fast_aggregate(access.module, access.spec.names, access.spec.shapes, access.loss_fn, Xi, Yi, theta, rule, p=p)
     assert _close(access.scale * got, ref.double())
+
+
+class _SmallCNN(nn.Module):
+    """Conv2d (stride 2, padding 1, dilation 2) + ReLU + Conv1d ('same', dilation 2, no bias) over
+    the rows + Tanh + Linear: every conv option the unfold path handles."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c2 = nn.Conv2d(2, 3, 3, stride=2, padding=1, dilation=2)
+        self.c1 = nn.Conv1d(3, 2, 2, padding="same", dilation=2, bias=False)
+        self.fc = nn.Linear(2 * 9, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.c2(x))                         # (n, 3, 3, 3)
+        h = torch.tanh(self.c1(h.flatten(2)))              # (n, 2, 9)
+        return self.fc(h.flatten(1))
+
+
+def _cnn(task: str = "ce", n: int = 23):
+    torch.manual_seed(6)
+    model = _SmallCNN().double()
+    g = torch.Generator().manual_seed(8)
+    X = torch.randn(n, 2, 7, 7, generator=g, dtype=F64)
+    if task == "ce":
+        Y, loss = torch.randint(0, 4, (n,), generator=g), nn.CrossEntropyLoss()
+    else:
+        Y, loss = torch.randn(n, 4, generator=g, dtype=F64), nn.MSELoss()
+    return ls.Objective.from_module(model, loss, [(X[:10], Y[:10]), (X[10:], Y[10:])]), loss, X, Y
+
+
+@pytest.mark.parametrize("task", ["ce", "mse"])
+def test_conv_sums_match_per_example_path(task):
+    obj, *_ = _cnn(task)
+    assert set(layer_layout(obj.module, obj.param_names).values()) >= {("c2", "weight"), ("c1", "weight")}
+    theta = obj.initial_point() + 0.2 * torch.randn(obj.dim, generator=torch.Generator().manual_seed(2), dtype=F64)
+    G = obj.per_example_grads(theta)
+    s = example_grad_sums(obj, theta, p_values=(1.0, 2.0, 0.5), devarg=True)
+    assert s is not None and s.n == G.shape[0]
+    assert _close(s.sum, G.sum(0)) and _close(s.sum_sq, (G * G).sum(0)) and _close(s.sum_abs, G.abs().sum(0))
+    for q in (1.0, 2.0, 0.5):
+        assert _close(s.sum_pow[q], G.abs().pow(q).sum(0)), q
+    norms2 = (G * G).sum(1)
+    assert s.sum_norm == pytest.approx(float(norms2.sqrt().sum()), rel=1e-12)
+    assert s.sum_norm_sq == pytest.approx(float(norms2.sum()), rel=1e-12)
+    for name, sl in obj.spec.slices.items():
+        sq = (G[:, sl] ** 2).sum(1)
+        assert s.layer_sum_norm_sq[name] == pytest.approx(float(sq.sum()), rel=1e-12), name
+    am, arg = G.abs().max(0)
+    assert _close(s.absmax, am) and _close(s.signed_max, G.gather(0, arg[None]).squeeze(0))
+    # signs: a conv-weight entry is a sum over positions, so its sign is only defined where it is
+    # not at round-off; compare exactly on the columns where every g_ij is 0 (a dead ReLU) or clearly nonzero
+    clear = ((G == 0) | (G.abs() > 1e-9 * float(G.abs().max()))).all(0)
+    assert int(clear.sum()) > 0.9 * obj.dim
+    assert torch.equal(s.sum_sign[clear], torch.sign(G).sum(0)[clear])
+    assert _close(s.sum / s.n, obj.grad(theta))
+    c = ls.cancellation_stats(obj, theta, fast=True)
+    v = ls.cancellation_stats(obj, theta, fast=False)
+    assert c.kappa == pytest.approx(v.kappa, rel=1e-12) and c.grad_norm == pytest.approx(v.grad_norm, rel=1e-12)
+
+
+@pytest.mark.parametrize("rule,p,tb", [("gd", 2, "argmax"), ("rms", 1, "argmax"), ("rms", 2, "zero"),
+                                       ("rms", math.inf, "argmax"), ("devarg", 2, "argmax")])
+def test_conv_trainer_aggregation_matches_vmap(rule, p, tb):
+    from synaprune.access import DataAccess
+    from synaprune.rules import aggregate_direction
+
+    obj, loss, X, Y = _cnn("ce")
+    access = DataAccess(obj, loss, torch.Generator().manual_seed(0))
+    theta = obj.initial_point()
+    idx = torch.tensor([0, 2, 3, 7, 11, 19, 22])
+    for i in (None, idx):
+        ref = aggregate_direction(access, theta, rule, idx=i, p=p, tie_break=tb, fast=False)
+        got = aggregate_direction(access, theta, rule, idx=i, p=p, tie_break=tb, fast=True, chunk_size=4)
+        assert _close(got, ref), (rule, p, tb)

@@ -247,3 +247,49 @@ def test_lanczos_tridiagonalises():
     assert torch.allclose(torch.linalg.eigvalsh(full.tridiagonal()), torch.tensor(eigs, dtype=F64), atol=1e-11)
     with pytest.raises(ValueError, match="reorth"):
         lanczos(lambda v: A @ v, v0, 5, reorth="partial")
+
+
+@pytest.mark.parametrize("case", ["few_distinct", "close_next", "both_ends"])
+@pytest.mark.parametrize("tol", [1e-2, 1e-3])
+def test_loose_tol_recurrence_residuals_and_multiplicity(case, tol):
+    """At tol ≥ 1e-3 the residuals come from the recurrence (no explicit products) and bound the
+    true ones; the shorter verification still finds every copy of a repeated extreme eigenvalue
+    (value error ≤ residual ≤ tol·‖A‖)."""
+    if case == "few_distinct":
+        eigs, k_small, k_large = [5.0] * 3 + [1.0] * 3 + [0.0] * 4, 0, 4
+    elif case == "close_next":
+        eigs, k_small, k_large = [5.0, 5.0, 4.9] + np.linspace(-1.0, 1.0, 100).tolist(), 0, 2
+    else:
+        eigs, k_small, k_large = [-2.0] * 4 + np.linspace(-1.0, 1.0, 80).tolist() + [3.0] * 2 + [2.99], 4, 2
+    obj, A = quadratic(eigs, seed=5)
+    which = "both" if k_small and k_large else "largest"
+    k = (k_small, k_large) if which == "both" else k_large
+    res = ls.extreme_eigs(obj, obj.initial_point(), k=k, which=which, tol=tol)
+    truth = expected(eigs, k_small, k_large)
+    scale = float(truth.abs().max())
+    assert res.n_hvp == res.n_iter  # no explicit residual products
+    V = res.vectors
+    R = torch.linalg.vector_norm(A @ V - V * res.values, dim=0)
+    assert bool((R <= res.residuals * (1 + 1e-6)).all())  # the reported residuals bound the true ones
+    assert float(R.max()) <= tol * res.scale and bool(res.converged.all())
+    assert float((res.values - truth).abs().max()) <= tol * scale  # copies included (multiplicity)
+    assert float((V.T @ V - torch.eye(V.shape[1], dtype=F64)).abs().max()) <= 1e-8
+
+
+@pytest.mark.parametrize("tol", [1e-2, 1e-3])
+def test_deep_linear_zero_multiplicity_at_loose_tol(tol):
+    """The W = 0 deep-linear Hessian (±σ_i, σ_1 repeated d_1 times) at a loose tol: every copy."""
+    d_x, d_1, d_y, m = 5, 4, 3, 15
+    g = torch.Generator().manual_seed(8)
+    X = torch.randn(m, d_x, generator=g, dtype=F64)
+    Y = torch.randn(m, d_y, generator=g, dtype=F64)
+    model = nn.Sequential(nn.Linear(d_x, d_1, bias=False), nn.Linear(d_1, d_y, bias=False)).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    obj = ls.Objective.from_module(model, lambda o, y: 0.5 * ((o - y) ** 2).sum(-1).mean(), (X, Y), reduction="sum")
+    sig = torch.linalg.svdvals(X.T @ Y)
+    res = ls.extreme_eigs(obj, obj.initial_point(), k=d_1 + 1, tol=tol)
+    truth = torch.cat([(-sig[0]).repeat(d_1), -sig[1:2], sig[1:2], sig[0].repeat(d_1)])
+    assert res.all_converged and res.n_hvp == res.n_iter
+    assert float((res.values - truth).abs().max()) <= tol * float(sig[0])

@@ -328,3 +328,94 @@ def test_mode_always_rms_step_by_hand():
         A = torch.sign(G.mean(0)) * G.pow(2).mean(0).sqrt()
         assert torch.allclose(th[k + 1], th[k] - lr * A, rtol=1e-12, atol=1e-15)
     assert tr.mode == "always"
+
+
+# ---------------------------------------------------------------------- the trainer's fast path
+def _access(model, loss, X, Y):
+    import landscape as ls
+    from synaprune.access import DataAccess
+
+    obj = ls.Objective.from_module(model, loss, [(X[:20], Y[:20]), (X[20:], Y[20:])])
+    return obj, DataAccess(obj, loss, torch.Generator().manual_seed(0))
+
+
+_CASES = [("gd", 2, "argmax"), ("rms", 1, "argmax"), ("rms", 2, "argmax"), ("rms", 2, "zero"),
+          ("rms", 2, "random"), ("rms", "inf", "argmax"), ("devarg", 2, "argmax")]
+
+
+@pytest.mark.parametrize("rule,p,tb", _CASES)
+def test_aggregate_direction_fast_path_equals_per_example_path(rule, p, tb):
+    """The trainer's aggregation by the matrix-product path equals the vmap + Aggregator path to
+    1e-12 (float64), counts the same per-example gradients, and is bit-reproducible."""
+    from synaprune.rules import aggregate_direction
+
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(4, 7), nn.Tanh(), nn.Linear(7, 5), nn.ReLU(), nn.Linear(5, 3)).double()
+    g = torch.Generator().manual_seed(11)
+    X, Y = torch.randn(41, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (41,), generator=g)
+    obj, acc = _access(model, nn.CrossEntropyLoss(), X, Y)
+    theta = obj.initial_point()
+    for idx in (None, torch.tensor([0, 3, 4, 9, 20, 21, 30, 40])):
+        kw = dict(idx=idx, p=p, tie_break=tb, chunk_size=3)
+        before = acc.cost.n_per_example_grads
+        ref = aggregate_direction(acc, theta, rule, fast=False, generator=torch.Generator().manual_seed(5), **kw)
+        n_ref = acc.cost.n_per_example_grads - before
+        got = aggregate_direction(acc, theta, rule, fast=True, generator=torch.Generator().manual_seed(5), **kw)
+        assert acc.cost.n_per_example_grads - before - n_ref == n_ref == (41 if idx is None else 8)
+        again = aggregate_direction(acc, theta, rule, generator=torch.Generator().manual_seed(5), **kw)
+        assert torch.equal(got, again)  # the default takes the fast path, deterministically
+        assert got.dtype == theta.dtype and got.shape == (obj.dim,)
+        assert float((got - ref).abs().max()) <= 1e-12 * float(ref.abs().max()), (rule, p, tb, idx)
+
+
+@pytest.mark.parametrize("rule,p,tb", _CASES)
+def test_aggregate_direction_fast_path_ties_and_signs_bit_exact(rule, p, tb):
+    """A ReLU MLP on dyadic data with every sum exact: layer-1 weights cancel exactly (μ_j = 0,
+    inputs come in ± pairs, every unit but a dead one active), |g_ij| ties between the pair members
+    (the lower example index wins, within and across chunks: the negative member comes first for
+    some pairs), and a dead unit gives all-zero columns. The two paths must agree bit for bit."""
+    from synaprune.rules import aggregate_direction
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1)).double()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[0.25, -0.5, 0.125], [0.5, 0.25, -0.25], [-0.125, 0.5, 0.5],
+                                            [0.25, 0.25, 0.25]]))
+        model[0].bias.copy_(torch.tensor([4.0, 4.0, 4.0, -8.0]))  # unit 3 dead for |x| <= 1
+        model[2].weight.copy_(torch.tensor([[0.5, -0.25, 1.0, 0.75]]))
+        model[2].bias.fill_(0.5)
+    base = torch.tensor([[0.5, -1.0, 0.25], [-0.75, 0.5, 1.0], [1.0, 0.25, -0.5], [0.125, -0.5, 0.75]])
+    X = torch.cat([base, -base[:2], -base[2:]])[[0, 4, 5, 1, 2, 6, 7, 3]].double()  # pairs split across chunks
+    X = torch.cat([X, X.flip(0)] * 3)[:41]
+    X[40] = 0.0
+    Y = torch.zeros(41, 1, dtype=torch.float64)
+    obj, acc = _access(model, lambda o, y: o.mean(), X, Y)
+    theta = obj.initial_point()
+    ref = aggregate_direction(acc, theta, rule, p=p, tie_break=tb, fast=False, chunk_size=3,
+                              generator=torch.Generator().manual_seed(2))
+    got = aggregate_direction(acc, theta, rule, p=p, tie_break=tb, fast=True, chunk_size=3,
+                              generator=torch.Generator().manual_seed(2))
+    assert torch.equal(got, ref), (rule, p, tb)
+    G = obj.per_example_grads(theta)
+    mu = G.mean(0)
+    assert int((mu == 0).sum()) >= 12  # the 12 layer-1 weights cancel (the dead unit's among them)
+    if rule == "devarg" or (tb == "argmax" and rule == "rms"):
+        # the sign on a cancelling coordinate is that of the first example reaching max |g_ij|
+        j = 0  # layer-1 weight (0, 0): g_i = w2_0 · x_i0 = 0.5 x_i0; example 0 has x = 0.5, max |x_i0| = 1
+        first = int((G[:, j].abs() == G[:, j].abs().max()).nonzero()[0])
+        assert math.copysign(1.0, float(got[j])) == math.copysign(1.0, float(G[first, j])) and float(got[j]) != 0.0
+
+
+def test_aggregate_direction_falls_back_for_ineligible_models():
+    from synaprune.rules import aggregate_direction
+
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(4, 5), nn.LayerNorm(5), nn.Linear(5, 2)).double()
+    g = torch.Generator().manual_seed(1)
+    X, Y = torch.randn(30, 4, generator=g, dtype=torch.float64), torch.randn(30, 2, generator=g, dtype=torch.float64)
+    obj, acc = _access(model, nn.MSELoss(), X, Y)
+    theta = obj.initial_point()
+    auto = aggregate_direction(acc, theta, "rms")
+    assert torch.equal(auto, aggregate_direction(acc, theta, "rms", fast=False))
+    assert acc.cost.n_per_example_grads == 60
+    with pytest.raises(ValueError, match="not eligible"):
+        aggregate_direction(acc, theta, "rms", fast=True)
