@@ -20,12 +20,14 @@ dtype resolves; every tolerance used is returned in ``report.tolerances``.
    differ from those at θ by that much. An eigenvalue outside the band keeps its sign: no
    tolerance erases curvature (at an exact critical point the band is pure round-off). An
    eigenvalue beyond round-off but *inside* the band is checked where it matters, at the Newton
-   estimate θ + p of the critical point: the Rayleigh–Ritz values of H(θ + p) on the in-band
-   eigenvectors either confirm it (same sign, within :data:`IN_BAND_PERSISTENCE` — it counts with
-   its sign), find it zero to round-off (a split zero, e.g. a gauge direction — the probe decides),
-   find it of the opposite sign (then a minimum / non-strict saddle / maximum verdict becomes
-   ``inconclusive``) or leave it unresolved (then a negative one turns a "minimum" into
-   ``inconclusive``, a positive one a "maximum"). Counts are in ``tolerances["n_in_band*"]``.
+   estimate θ + p of the critical point (used only when ‖g(θ + p)‖ < ‖g(θ)‖): Rayleigh–Ritz
+   values of H(θ + p) on the in-band eigenvectors, which by interlacing can prove negative
+   curvature, *confirm* a negative one (it persists within :data:`IN_BAND_PERSISTENCE` and counts
+   as negative), find one *vanished* (zero within θ + p's own uncertainty, band·‖g(θ+p)‖/‖g(θ)‖:
+   a split zero such as a gauge direction — the probe decides), find a negative one positive there
+   (*disagrees*: a minimum or non-strict-saddle verdict becomes ``inconclusive``), or leave it
+   *unresolved* (a negative one then turns a "minimum" into ``inconclusive``, a positive one a
+   "maximum"). Counts are in ``tolerances["n_in_band*"]``.
 4. **Degenerate cases** (a near-null eigenspace with no eigenvalue of the opposite sign deciding)
    go to the higher-order probe (:mod:`landscape.probe`): lines along the near-null eigenvectors
    and seeded random combinations of them, a sphere search of the near-null subspace and the
@@ -310,27 +312,32 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
 
     # Curvature uncertainty at an approximately critical point: the Hessian's change over the
     # Newton step to the nearby exact critical point.
-    band, newton_gap, p_newton = 0.0, 0.0, None
+    band, newton_gap, p_newton, g_ratio = 0.0, 0.0, None, 1.0
     if critical and gnorm > 0 and eig_tol is None:
-        band, newton_gap, p_newton = _curvature_band(obj, theta, g, Hm, evals, evecs, roundoff, method, scale)
+        band, newton_gap, p_newton, g_ratio = _curvature_band(obj, theta, g, Hm, evals, evecs, roundoff, method,
+                                                              scale)
     etol = max(roundoff, band) if eig_tol is None else float(eig_tol)
     lam_min, lam_max = float(evals[0]), float(evals[-1])
     # Eigenvalues beyond round-off but inside the curvature band: their sign at the nearby exact
     # critical point is checked by Rayleigh quotients there (θ + p), never silently erased.
     in_band = (evals.abs() > roundoff) & (evals.abs() <= etol) if eig_tol is None else torch.zeros_like(evals, dtype=torch.bool)
-    confirmed, flipped, vanished = (torch.zeros_like(in_band) for _ in range(3))
+    confirmed, disagrees, vanished = (torch.zeros_like(in_band) for _ in range(3))
+    # θ + p is itself only approximately critical: its eigenvalues are uncertain by the band scaled
+    # by how much closer to critical it is (the distance to a non-degenerate critical point ∝ ‖g‖).
+    zero_tol = max(roundoff, band * g_ratio)
     if bool(in_band.any()) and p_newton is not None:
-        confirmed, flipped, vanished = _confirm_in_band(obj, theta + p_newton, evals, evecs, in_band, roundoff)
+        confirmed, disagrees, vanished = _confirm_in_band(obj, theta + p_newton, evals, evecs, in_band, roundoff,
+                                                          zero_tol)
     neg = (evals < -etol) | (confirmed & (evals < 0))
     zero = (evals.abs() <= etol) & ~confirmed
     index, n_zero = int(neg.sum()), int(zero.sum())
-    unresolved = in_band & ~confirmed & ~flipped & ~vanished
+    unresolved = in_band & ~confirmed & ~disagrees & ~vanished
     unresolved_neg, unresolved_pos = unresolved & (evals < 0), unresolved & (evals > 0)
     if bool(in_band.any()):
         notes.append(f"{int(in_band.sum())} eigenvalue(s) beyond round-off ({roundoff:.3g}) lie inside the curvature "
                      f"band ±{band:.3g}; Rayleigh quotients at the Newton estimate θ + p of the critical point keep "
                      f"the sign of {int(confirmed.sum())} of them, find {int(vanished.sum())} zero to round-off "
-                     f"and {int(flipped.sum())} of the opposite sign")
+                     f"and {int(disagrees.sum())} negative one(s) positive there")
     if method == "lanczos" and index == ks and lam_max > etol:
         notes.append(f"all {ks} smallest computed eigenvalues are negative: index >= {ks}")
     degenerate = n_zero > 0
@@ -344,7 +351,8 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
         grad_tol=gtol, eig_tol=etol, eigenvalues=evals.detach().cpu(), notes=notes, curvature_band=band)
     rep.tolerances = {"grad_tol": gtol, "eig_tol": etol, "roundoff_band": roundoff, "curvature_band": band,
                       "n_in_band": int(in_band.sum()), "n_in_band_confirmed": int(confirmed.sum()),
-                      "n_in_band_flipped": int(flipped.sum()), "n_in_band_vanished": int(vanished.sum()),
+                      "n_in_band_disagree": int(disagrees.sum()), "n_in_band_vanished": int(vanished.sum()),
+                      "in_band_zero_tol": zero_tol,
                       "spectral_scale": scale, "param_scale": s_par, "probe_rel_threshold": probe_rel_threshold,
                       "probe_abs_threshold": abs_thr, "probe_quad_threshold": band,
                       "probe_radius_max": probe_radius * s_par,
@@ -400,12 +408,13 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
                     and _gradient_vanishes_nearby(obj, theta, null_basis, pr.radii, seed))
             _decide_degenerate(rep, pr, has_neg, has_pos, evecs, g, flat=flat)
     # A verdict that an unresolved eigenvalue could overturn is not a verdict.
-    if rep.kind in ("minimum", "non_strict_saddle", "maximum") and bool(flipped.any()):
-        i = int(torch.nonzero(flipped).flatten()[0])
+    if rep.kind in ("minimum", "non_strict_saddle") and bool(disagrees.any()):
+        i = int(torch.nonzero(disagrees).flatten()[0])
         rep.kind = "inconclusive"
-        rep.reason = (f"λ = {float(evals[i]):.3g} lies inside the curvature band ±{band:.3g} and changes sign across "
-                      "the Newton step to the nearby critical point: the curvature at this point does not tell the "
-                      "kind there (refine the point first, e.g. landscape.nearest_critical)")
+        rep.reason = (f"λ = {float(evals[i]):.3g} lies inside the curvature band ±{band:.3g} and its Rayleigh quotient "
+                      "at the Newton estimate of the nearby critical point is positive beyond that point's own "
+                      "uncertainty: the curvature here does not tell the kind there (refine the point first, e.g. "
+                      "landscape.nearest_critical)")
     elif rep.kind == "minimum" and bool(unresolved_neg.any()):
         rep.kind = "inconclusive"
         rep.reason = (f"λ = {float(evals[unresolved_neg][0]):.3g} is negative beyond round-off but inside the curvature "
@@ -451,8 +460,8 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
 
 
 def _curvature_band(obj, theta, g, Hm, evals, evecs, roundoff, method, scale
-                    ) -> tuple[float, float, torch.Tensor | None]:
-    """(CURVATURE_BAND_FACTOR·‖H(θ + p) − H(θ)‖₂, |gᵀp|, p) for the Newton step p = −H⁺g (dim,)
+                    ) -> tuple[float, float, torch.Tensor | None, float]:
+    """(CURVATURE_BAND_FACTOR·‖H(θ + p) − H(θ)‖₂, |gᵀp|, p, ‖g(θ + p)‖/‖g(θ)‖) for the Newton step p = −H⁺g (dim,)
     (eigenvalues below max(round-off band, √ε·Λ) are not inverted). The returned p makes θ + p the
     Newton estimate of the critical point only when it is closer to critical (‖g(θ + p)‖ < ‖g(θ)‖);
     otherwise (the step overshoots, e.g. through weakly curved directions or across ReLU kinks) it
@@ -470,13 +479,14 @@ def _curvature_band(obj, theta, g, Hm, evals, evecs, roundoff, method, scale
         op = obj.hvp_operator(theta)
         p, _, _ = minres_solve(op.matvec, -g, scale=scale, cutoff=cut)
     if float(torch.linalg.vector_norm(p)) == 0.0:
-        return 0.0, abs(float(torch.dot(g, p))), None
+        return 0.0, abs(float(torch.dot(g, p))), None, 1.0
     # The Newton estimate θ + p must be closer to critical than θ (‖g‖ lower); near a degenerate
     # point the min-norm step through weakly curved directions can overshoot, so halve it until it is.
-    est = None
+    est, g_ratio = None, 1.0
     try:
-        if float(torch.linalg.vector_norm(obj.grad(theta + p))) < float(torch.linalg.vector_norm(g)):
-            est = p
+        r = float(torch.linalg.vector_norm(obj.grad(theta + p))) / float(torch.linalg.vector_norm(g))
+        if r < 1.0:
+            est, g_ratio = p, r
     except NonFiniteError:
         pass
     gap = abs(float(torch.dot(g, p)))
@@ -492,38 +502,41 @@ def _curvature_band(obj, theta, g, Hm, evals, evecs, roundoff, method, scale
                           generator=gen)
             dH = float(torch.linalg.eigvalsh(run.tridiagonal()).abs().max())
     except NonFiniteError:
-        return math.inf, gap, None
-    return CURVATURE_BAND_FACTOR * dH, gap, est
+        return math.inf, gap, None, 1.0
+    return CURVATURE_BAND_FACTOR * dH, gap, est, g_ratio
 
 
-def _confirm_in_band(obj, theta_star, evals, evecs, in_band, roundoff
+def _confirm_in_band(obj, theta_star, evals, evecs, in_band, roundoff, zero_tol
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(confirmed, flipped, vanished) masks (m,): which in-band eigenvalues keep their sign at the Newton estimate ``theta_star`` of
-    the critical point. With V the in-band eigenvectors, the eigenvalues μ of VᵀH(θ*)V (Rayleigh–Ritz;
-    by Cauchy interlacing H(θ*) has at least as many eigenvalues below each negative μ) are paired
-    with the sorted in-band λ; a pair is confirmed when μ has λ's sign beyond round-off and
-    |μ − λ| ≤ :data:`IN_BAND_PERSISTENCE`·|λ| (the curvature persists across the step), flipped when μ has the opposite sign
-    beyond round-off, vanished when |μ| ≤ round-off (a zero eigenvalue split by the distance to the
-    critical point, e.g. a gauge direction). Costs one HVP per in-band pair."""
+    """(confirmed, disagrees, vanished) masks (m,) over the in-band eigenvalues, judged at the Newton
+    estimate ``theta_star`` of the critical point.
+
+    With V the in-band eigenvectors, μ = eig(VᵀH(θ*)V) (Rayleigh–Ritz) are paired with the sorted
+    in-band λ. By Cauchy interlacing the j-th smallest eigenvalue of H(θ*) is at most μ_j, so only
+    *negative* curvature can be proved this way: a negative λ is **confirmed** when μ < −round-off
+    and |μ − λ| ≤ :data:`IN_BAND_PERSISTENCE`·|λ| (the curvature persists across the step); any λ
+    has **vanished** when |μ| ≤ ``zero_tol`` (θ*'s own uncertainty: a zero split by the distance
+    to the critical point, e.g. a gauge direction); a negative λ **disagrees** when μ > ``zero_tol``
+    (no proof of positivity, but evidence that this point's curvature is not the critical point's).
+    Costs one HVP per in-band pair."""
     idx = torch.nonzero(in_band).flatten()
-    out, flip, zero = (torch.zeros_like(in_band) for _ in range(3))
+    conf, dis, zero = (torch.zeros_like(in_band) for _ in range(3))
     try:
         V = evecs[:, idx]
         HV = obj.hvp_operator(theta_star).matmat(V)
         mu = torch.linalg.eigvalsh(0.5 * (V.T @ HV + HV.T @ V))
     except NonFiniteError:
-        return out, flip, zero
+        return conf, dis, zero
     lam = evals[idx]
-    order = torch.argsort(lam)
-    for j, i in enumerate(order.tolist()):
+    for j, i in enumerate(torch.argsort(lam).tolist()):
         m, lv = float(mu[j]), float(lam[i])
-        if m * lv > 0 and abs(m) > roundoff and abs(m - lv) <= IN_BAND_PERSISTENCE * abs(lv):
-            out[idx[i]] = True
-        elif abs(m) <= roundoff:
+        if lv < 0 and m < -roundoff and abs(m - lv) <= IN_BAND_PERSISTENCE * abs(lv):
+            conf[idx[i]] = True
+        elif abs(m) <= zero_tol:
             zero[idx[i]] = True
-        elif m * lv < 0:
-            flip[idx[i]] = True
-    return out, flip, zero
+        elif lv < 0 and m > zero_tol:
+            dis[idx[i]] = True
+    return conf, dis, zero
 
 
 def _flatness(obj, theta, g, null_basis, method, etol, notes) -> float | None:
