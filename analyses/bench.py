@@ -658,21 +658,21 @@ def bench_cancellation(problem: BenchProblem, repeats: int = 3, chunk_size: int 
 
 
 def make_cnn_problem(n_examples: int = 2000, *, dtype: torch.dtype = torch.float32, seed: int = 0) -> BenchProblem:
-    """Seeded small CNN on 8×8 one-channel images: Conv2d(1, 8, 3, padding 1) + ReLU +
-    Conv2d(8, 16, 3, stride 2) + ReLU + Linear(16·3·3, 10), CrossEntropy; standard normal images,
-    labels the argmax of a random linear teacher. Nothing is trained."""
+    """Seeded small CNN on 16×16 three-channel images: Conv2d(3, 16, 3, padding 1) + ReLU +
+    Conv2d(16, 32, 3, stride 2) + ReLU + Linear(32·7·7, 10), CrossEntropy (dim 20 778); standard
+    normal images, labels the argmax of a random linear teacher. Nothing is trained."""
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(n_examples, 1, 8, 8, generator=gen, dtype=torch.float64)
-    y = (x.flatten(1) @ torch.randn(64, 10, generator=gen, dtype=torch.float64)).argmax(dim=1)
+    x = torch.randn(n_examples, 3, 16, 16, generator=gen, dtype=torch.float64)
+    y = (x.flatten(1) @ torch.randn(3 * 16 * 16, 10, generator=gen, dtype=torch.float64)).argmax(dim=1)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(),
-                              nn.Flatten(), nn.Linear(16 * 3 * 3, 10)).to(dtype).eval()
+        model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, stride=2), nn.ReLU(),
+                              nn.Flatten(), nn.Linear(32 * 7 * 7, 10)).to(dtype).eval()
     x = x.to(dtype)
     loss_fn = nn.CrossEntropyLoss()
     obj = ls.Objective.from_module(model, loss_fn, (x, y))
-    desc = (f"CNN conv3x3(1->8, pad 1)-ReLU-conv3x3(8->16, stride 2)-ReLU-linear(144->10), CrossEntropy, "
-            f"{n_examples} synthetic 8x8 images, seed={seed}, {str(dtype).replace('torch.', '')}, dim={obj.dim}")
+    desc = (f"CNN conv3x3(3->16, pad 1)-ReLU-conv3x3(16->32, stride 2)-ReLU-linear(1568->10), CrossEntropy, "
+            f"{n_examples} synthetic 3x16x16 images, seed={seed}, {str(dtype).replace('torch.', '')}, dim={obj.dim}")
     return BenchProblem(model=model, loss_fn=loss_fn, inputs=x, targets=y, obj=obj,
                         theta=obj.initial_point(), description=desc)
 
