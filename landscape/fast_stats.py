@@ -144,9 +144,8 @@ def _dense_stats(chunks: Iterator[torch.Tensor], numel: int, p_values: tuple[flo
 
 def _conv_patches(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The input patches of Conv1d/Conv2d ``m`` as a strided view (c, in, Ho, Wo, kh, kw) of the
-    zero-padded float64 input (a Conv1d is a Conv2d with H = kh = 1): the layer's output at (h, w)
+    zero-padded input (a Conv1d is a Conv2d with H = kh = 1): the layer's output at (h, w)
     is Σ weight[o, :, :, :] · patches[:, :, h, w, :, :] (+ bias). Cheaper than ``F.unfold``."""
-    x = x.to(torch.float64)
     k, st, dil = tuple(m.kernel_size), tuple(m.stride), tuple(m.dilation)
     pads: list[int] = []
     for j in reversed(range(len(k))):  # F.pad takes (last-dim left, right, ...)
@@ -168,7 +167,8 @@ def _conv_patches(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def _conv_weight_grads(m: nn.Module, x: torch.Tensor, B: torch.Tensor) -> Iterator[torch.Tensor]:
     """Per-example weight gradients of conv ``m`` in chunks (c, out·in·∏kernel), float64: for
     example i, Σ over output positions of (output-grad) ⊗ (input patch), one batched contraction
-    per chunk."""
+    per chunk in the working dtype (as accurate as the per-example path's own gradients), then
+    widened to float64 for the sums."""
     n, n_out = B.shape[0], B.shape[1]
     Bf = B.reshape(n, n_out, -1)
     L = Bf.shape[2]
@@ -176,8 +176,8 @@ def _conv_weight_grads(m: nn.Module, x: torch.Tensor, B: torch.Tensor) -> Iterat
     c = max(1, _BLOCK_ELEMS // max(per, 1))
     for a in range(0, n, c):
         V = _conv_patches(m, x[a:a + c])
-        Bc = Bf[a:a + c].to(torch.float64).reshape(V.shape[0], n_out, V.shape[2], V.shape[3])
-        yield torch.einsum("nohw,nchwij->nocij", Bc, V).reshape(V.shape[0], -1)
+        Bc = Bf[a:a + c].reshape(V.shape[0], n_out, V.shape[2], V.shape[3])
+        yield torch.einsum("nohw,nchwij->nocij", Bc, V.to(Bc.dtype)).reshape(V.shape[0], -1).to(torch.float64)
 
 
 def _batch_sums(module: nn.Module, layout: dict[str, tuple[str, str]], names: tuple[str, ...],
