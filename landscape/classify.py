@@ -336,8 +336,9 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
     if bool(in_band.any()):
         notes.append(f"{int(in_band.sum())} eigenvalue(s) beyond round-off ({roundoff:.3g}) lie inside the curvature "
                      f"band ±{band:.3g}; Rayleigh quotients at the Newton estimate θ + p of the critical point keep "
-                     f"the sign of {int(confirmed.sum())} of them, find {int(vanished.sum())} zero to round-off "
-                     f"and {int(disagrees.sum())} negative one(s) positive there")
+                     f"the negative sign of {int(confirmed.sum())} of them, find {int(vanished.sum())} zero within "
+                     f"θ + p's own uncertainty ({zero_tol:.3g}) and {int(disagrees.sum())} negative one(s) positive "
+                     "there")
     if method == "lanczos" and index == ks and lam_max > etol:
         notes.append(f"all {ks} smallest computed eigenvalues are negative: index >= {ks}")
     degenerate = n_zero > 0
