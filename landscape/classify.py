@@ -27,7 +27,13 @@ dtype resolves; every tolerance used is returned in ``report.tolerances``.
    a split zero such as a gauge direction — the probe decides), find a negative one positive there
    (*disagrees*: a minimum or non-strict-saddle verdict becomes ``inconclusive``), or leave it
    *unresolved* (a negative one then turns a "minimum" into ``inconclusive``, a positive one a
-   "maximum"). Counts are in ``tolerances["n_in_band*"]``.
+   "maximum"). Interlacing proves negative eigenvalues of H(θ + p), not of H at the critical point
+   itself (they differ by about θ + p's uncertainty), and counting confirmed in-band eigenvalues
+   with those below −eig_tol is a lower-bound heuristic (the blocks couple by up to band/3).
+   Known limit: eigen-directions below √ε·Λ are not inverted in p (gauge splits would send it far),
+   so the band is blind to distance *along weak directions*: at (2e-5, 0, 0) of the isolated
+   minimum x⁴ + y⁴ − 1.9x²y² + z² + z³ (‖g‖ = 3e-14, λ_y = −1.5e-9) the verdict is a strict saddle,
+   as it is for every rule that reads curvature at the point. Counts are in ``tolerances["n_in_band*"]``.
 4. **Degenerate cases** (a near-null eigenspace with no eigenvalue of the opposite sign deciding)
    go to the higher-order probe (:mod:`landscape.probe`): lines along the near-null eigenvectors
    and seeded random combinations of them, a sphere search of the near-null subspace and the
@@ -71,8 +77,10 @@ SEARCH_STARTS, SEARCH_ITERS = 8, 40
 CURVATURE_BAND_FACTOR = 3.0
 #: an in-band eigenvalue λ is confirmed when its Rayleigh–Ritz partner μ at the Newton estimate of the
 #: critical point satisfies |μ − λ| ≤ this·|λ|. Near a degenerate order-k point Newton covers 1/(k−1) of
-#: the way and the curvature shrinks to μ/λ = ((k−2)/(k−1))^(k−2) ≤ 0.5 (k = 3: 0.5, k → ∞: 1/e), so a
-#: ratio above 0.8 separates curvature that persists from curvature that is an artefact of the distance.
+#: the way and, in a 1-D homogeneous model, the curvature shrinks to μ/λ = ((k−2)/(k−1))^(k−2) ≤ 0.5
+#: (k = 3: 0.5, k → ∞: 1/e); curvature induced across directions (x^k + y⁴ − c·x^(k/2)y²) shrinks to
+#: ((k−2)/(k−1))^(k/2) → e^(−1/2) ≈ 0.61. A ratio above 0.8 is taken as curvature that persists — a
+#: heuristic margin over these models, not a proof.
 IN_BAND_PERSISTENCE = 0.2
 #: near-null directions whose curves seed the Lanczos path's reduced-function subspace
 KRYLOV_DIRS = 16
@@ -482,7 +490,7 @@ def _curvature_band(obj, theta, g, Hm, evals, evecs, roundoff, method, scale
     if float(torch.linalg.vector_norm(p)) == 0.0:
         return 0.0, abs(float(torch.dot(g, p))), None, 1.0
     # The Newton estimate θ + p must be closer to critical than θ (‖g‖ lower); near a degenerate
-    # point the min-norm step through weakly curved directions can overshoot, so halve it until it is.
+    # point the min-norm step through weakly curved directions can overshoot: then no estimate.
     est, g_ratio = None, 1.0
     try:
         r = float(torch.linalg.vector_norm(obj.grad(theta + p))) / float(torch.linalg.vector_norm(g))
@@ -690,7 +698,7 @@ def _run_probe(obj, theta, g, loss, null_basis, Hm, method, seed, probe_radius, 
         V, lam = _krylov_complement(obj, theta, g, null_basis, D, t_max, want, band)
         if V is None:
             return pr
-    D = D - (D @ V) @ V.T  # directions inside the near-null space
+    D = D - (D @ V) @ V.T  # remove the definite part (dense path: what remains is near-null)
     D = D / torch.linalg.vector_norm(D, dim=1, keepdim=True).clamp_min(1e-300)
     coef = D @ null_basis
     Qf = null_basis.T @ HB
@@ -779,7 +787,8 @@ def _merge(pr: ProbeResult, other: ProbeResult, what: str, notes: list[str], onl
                 setattr(pr, which + attr, getattr(other, which + attr))
     pr.n_directions += other.n_directions
     pr.n_evals += other.n_evals
-    pr.max_abs_change = max(pr.max_abs_change, other.max_abs_change)
+    vals = [v for v in (pr.max_abs_change, other.max_abs_change) if not math.isnan(v)]
+    pr.max_abs_change = max(vals) if vals else math.nan
 
 
 def _reduced_loss_fn(obj: Objective, theta: torch.Tensor, V: torch.Tensor, lam: torch.Tensor):
@@ -879,8 +888,8 @@ def _decide_degenerate(rep: CriticalPointReport, pr: ProbeResult, has_neg: bool,
         rep.kind = "minimum"
         rep.probe_radius = pr.max_radius
         notes.append(f"flat minimum: the loss is exactly constant (bit-identical) on all {pr.n_evals} probed points "
-                     f"and the gradient exactly zero on a sample of them, within radius {pr.max_radius:.3g} — no "
-                     "point nearby is lower (nor higher)")
+                     f"and the gradient exactly zero on a sample of them, within radius {pr.max_radius:.3g}: no "
+                     "change found on any probed point (a change confined to a narrow cone could be missed)")
     else:
         rep.kind = "inconclusive"
         rep.probe_radius = pr.max_radius
