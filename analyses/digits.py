@@ -689,10 +689,13 @@ def _answer(pl: dict[str, Any]) -> str:
                 f"critical point {nc['distance']:.3g} away in parameter space whose loss {nc['loss']:.6g} is the "
                 f"constant-mean-image loss {pl['mean_image_loss']:.6g} (difference "
                 f"{nc['loss_minus_mean_image_loss']:.2g}); there the network outputs the mean image "
-                f"(share {nc['facts']['mean_image_share']:.1e}), and the point is a {nc['kind'].replace('_', ' ')}"
-                + (f" of index ≥ {nc['index']}" if nc.get("index") else "")
+                f"(share {nc['facts']['mean_image_share']:.1e})"
                 + (f" (λ_min {nc['lambda_min']:.3g}, λ_max {nc['lambda_max']:.3g})" if nc.get("lambda_min") is not None
-                   else "") + ".")
+                   else "")
+                + (f". The classifier's verdict there is inconclusive: {nc.get('reason') or 'undecided'}."
+                   if nc["kind"] == "inconclusive" else
+                   f", and the point is a {nc['kind'].replace('_', ' ')}"
+                   + (f" of index ≥ {nc['index']}" if nc.get("index") else "") + "."))
         band = (nc.get("tolerances") or {}).get("curvature_band")
         if (nc["kind"] in ("minimum", "global_minimum") and nc.get("lambda_min") is not None and nc["lambda_min"] < 0
                 and band is not None and band >= -nc["lambda_min"]):
