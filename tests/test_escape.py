@@ -221,7 +221,10 @@ def test_ctrl_c_stops_saves_and_resume_equals_an_uninterrupted_run(tmp_path):
     out = tmp_path / "cut"
     proc = subprocess.Popen([sys.executable, "-m", "analyses.cli", "escape", *args, "--workers", "2", "--out",
                              str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            # a terminal's default: a shell running the suite in the background (nohup, `&`)
+                            # leaves SIGINT ignored, and Python keeps an inherited SIG_IGN
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         t_end = time.monotonic() + 120
         while time.monotonic() < t_end and proc.poll() is None:
