@@ -15,25 +15,28 @@ dtype resolves; every tolerance used is returned in ``report.tolerances``.
 3. **Zero eigenvalues** are |λ| ≤ ``eig_tol``, by default the larger of the round-off band
    ``10·ε·dim·Λ`` (Lanczos path: also the eigensolver's residual tolerance × Λ) and, at a point
    that is critical only approximately (g ≠ 0), the *curvature uncertainty*
-   ``3·‖H(θ + p) − H(θ)‖₂`` with p = −H⁺g the Newton step: the exact critical point lies ≈ ‖p‖
-   away (up to ×(k−1) at a degenerate order-k point, hence the factor 3), and its eigenvalues can
-   differ from those at θ by that much. An eigenvalue outside the band keeps its sign: no
-   tolerance erases curvature (at an exact critical point the band is pure round-off). An
-   eigenvalue beyond round-off but *inside* the band is checked where it matters, at the Newton
-   estimate θ + p of the critical point (used only when ‖g(θ + p)‖ < ‖g(θ)‖): Rayleigh–Ritz
-   values of H(θ + p) on the in-band eigenvectors, which by interlacing can prove negative
-   curvature, *confirm* a negative one (it persists within :data:`IN_BAND_PERSISTENCE` and counts
-   as negative), find one *vanished* (zero within θ + p's own uncertainty, band·‖g(θ+p)‖/‖g(θ)‖:
-   a split zero such as a gauge direction — the probe decides), find a negative one positive there
-   (*disagrees*: a minimum or non-strict-saddle verdict becomes ``inconclusive``), or leave it
-   *unresolved* (a negative one then turns a "minimum" into ``inconclusive``, a positive one a
-   "maximum"). Interlacing proves negative eigenvalues of H(θ + p), not of H at the critical point
-   itself (they differ by about θ + p's uncertainty), and counting confirmed in-band eigenvalues
-   with those below −eig_tol is a lower-bound heuristic (the blocks couple by up to band/3).
-   Known limit: eigen-directions below √ε·Λ are not inverted in p (gauge splits would send it far),
-   so the band is blind to distance *along weak directions*: at (2e-5, 0, 0) of the isolated
-   minimum x⁴ + y⁴ − 1.9x²y² + z² + z³ (‖g‖ = 3e-14, λ_y = −1.5e-9) the verdict is a strict saddle,
-   as it is for every rule that reads curvature at the point. Counts are in ``tolerances["n_in_band*"]``.
+   ``3·(‖H(θ_K) − H(θ)‖₂ + remaining)`` along the **Newton continuation** θ = θ_0, θ_1, …, θ_K: full
+   Newton steps (every eigen-direction above round-off inverted; halved until ‖g‖ falls), at most
+   :data:`NEWTON_CONTINUATION_STEPS` or until ‖g‖ has fallen 1e3-fold. Near a non-degenerate
+   critical point the steps shrink quadratically; near a degenerate order-k one linearly, by
+   q = (k−2)/(k−1), so the distance still to go is q/(1 − q) times the last step ("remaining" is the
+   curvature change over the last step times that). An eigenvalue outside the band keeps its sign:
+   no tolerance erases curvature (at an exact critical point the band is pure round-off). An
+   eigenvalue beyond round-off but *inside* the band is judged at θ_K by Rayleigh–Ritz values of
+   H(θ_K) on the in-band eigenvectors (by interlacing they can prove negative curvature) against
+   θ_K's own uncertainty u = 3·remaining: a negative one is *confirmed* (μ < −u: it persists to the
+   critical point, counts as negative), any one has *vanished* (|μ| ≤ u: a zero split by the
+   distance to the critical point — a gauge direction, or curvature induced along a weak direction,
+   e.g. x⁴ + y⁴ − 1.9x²y² at (x, 0), λ_y = −3.8x², or a padded deep-linear point — the probe decides),
+   a negative one is positive there (*disagrees*: the probe read the loss here, where that curvature
+   is negative, so a minimum or non-strict-saddle verdict is redone at θ_K when the contraction was
+   measured — the report then describes θ_K, ``tolerances["classified_at_newton_end"]`` — and
+   becomes ``inconclusive`` otherwise), or it stays *unresolved* (a negative one then turns a "minimum" into
+   ``inconclusive``, a positive one a "maximum"). Without a measured contraction (one step, or
+   q ≥ 0.9) "vanished" needs |μ| ≤ 3‖H(θ_K) − H(θ)‖·‖g(θ_K)‖/‖g(θ)‖ (the distance to a non-degenerate
+   point ∝ ‖g‖). Counting confirmed in-band eigenvalues with those below −eig_tol is a lower-bound
+   heuristic (the blocks couple by up to band/3). Counts and the continuation's steps, q and
+   gradient ratio are in ``tolerances`` (``n_in_band*``, ``newton_*``).
 4. **Degenerate cases** (a near-null eigenspace with no eigenvalue of the opposite sign deciding)
    go to the higher-order probe (:mod:`landscape.probe`): lines along the near-null eigenvectors
    and seeded random combinations of them, a sphere search of the near-null subspace and the
@@ -73,15 +76,11 @@ SINGLE_THREAD_MAX_DIM = 512
 # padded H = 3 deep linear point tried (96 cases); order ≥ 5 paths (H ≥ 4) competing with
 # positive quartic gauge terms can still be missed (then "minimum" + a note if a global value is given).
 SEARCH_STARTS, SEARCH_ITERS = 8, 40
-#: the curvature-uncertainty band is this multiple of ‖H(θ + p) − H(θ)‖₂ (p the Newton step)
+#: the curvature-uncertainty band is this multiple of the Hessian's change along the Newton continuation
 CURVATURE_BAND_FACTOR = 3.0
-#: an in-band eigenvalue λ is confirmed when its Rayleigh–Ritz partner μ at the Newton estimate of the
-#: critical point satisfies |μ − λ| ≤ this·|λ|. Near a degenerate order-k point Newton covers 1/(k−1) of
-#: the way and, in a 1-D homogeneous model, the curvature shrinks to μ/λ = ((k−2)/(k−1))^(k−2) ≤ 0.5
-#: (k = 3: 0.5, k → ∞: 1/e); curvature induced across directions (x^k + y⁴ − c·x^(k/2)y²) shrinks to
-#: ((k−2)/(k−1))^(k/2) → e^(−1/2) ≈ 0.61. A ratio above 0.8 is taken as curvature that persists — a
-#: heuristic margin over these models, not a proof.
-IN_BAND_PERSISTENCE = 0.2
+#: at most this many Newton steps in the continuation towards the nearby critical point (it stops earlier
+#: once ‖g‖ has fallen 1e3-fold: 5 steps at order 3 (q = 1/2), 6 at order 4, 2–3 at a non-degenerate point)
+NEWTON_CONTINUATION_STEPS = 12
 #: near-null directions whose curves seed the Lanczos path's reduced-function subspace
 KRYLOV_DIRS = 16
 #: Newton steps of the reduced-function (Lyapunov–Schmidt) probe's inner minimisation
@@ -271,7 +270,7 @@ def classify_point(
 
 def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed, global_tol, probe_radius,
               probe_n_radii, probe_random, probe_rel_threshold, probe_abs_threshold, probe_search,
-              lanczos_k, probe_reduced=True) -> CriticalPointReport:
+              lanczos_k, probe_reduced=True, _at_newton_end=False) -> CriticalPointReport:
     if method not in ("auto", "dense", "lanczos"):
         raise ValueError(f"method must be 'auto', 'dense' or 'lanczos', got {method!r}")
     _check_tol("grad_tol", grad_tol, allow_zero=False)
@@ -320,32 +319,36 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
 
     # Curvature uncertainty at an approximately critical point: the Hessian's change over the
     # Newton step to the nearby exact critical point.
-    band, newton_gap, p_newton, g_ratio = 0.0, 0.0, None, 1.0
+    path = _NewtonPath()
     if critical and gnorm > 0 and eig_tol is None:
-        band, newton_gap, p_newton, g_ratio = _curvature_band(obj, theta, g, Hm, evals, evecs, roundoff, method,
-                                                              scale)
+        path = _newton_continuation(obj, theta, g, loss, Hm, roundoff, method, scale, s_par)
+    band, newton_gap = path.band, path.gap
     etol = max(roundoff, band) if eig_tol is None else float(eig_tol)
     lam_min, lam_max = float(evals[0]), float(evals[-1])
     # Eigenvalues beyond round-off but inside the curvature band: their sign at the nearby exact
-    # critical point is checked by Rayleigh quotients there (θ + p), never silently erased.
+    # critical point is checked at the end of the Newton continuation, never silently erased.
     in_band = (evals.abs() > roundoff) & (evals.abs() <= etol) if eig_tol is None else torch.zeros_like(evals, dtype=torch.bool)
     confirmed, disagrees, vanished = (torch.zeros_like(in_band) for _ in range(3))
-    # θ + p is itself only approximately critical: its eigenvalues are uncertain by the band scaled
-    # by how much closer to critical it is (the distance to a non-degenerate critical point ∝ ‖g‖).
-    zero_tol = max(roundoff, band * g_ratio)
-    if bool(in_band.any()) and p_newton is not None:
-        confirmed, disagrees, vanished = _confirm_in_band(obj, theta + p_newton, evals, evecs, in_band, roundoff,
+    # θ_K's own uncertainty: measured by the contraction of the steps (or nil at g = 0). Without a
+    # measured contraction it bounds confirmation only; "vanished" then needs |μ| within the band
+    # scaled by the gradient's fall (the distance to a non-degenerate critical point ∝ ‖g‖).
+    conf_tol = max(roundoff, path.end_uncertainty)
+    zero_tol = (conf_tol if path.contraction_measured
+                else min(conf_tol, max(roundoff, CURVATURE_BAND_FACTOR * path.change * path.g_ratio)))
+    if bool(in_band.any()) and path.end is not None:
+        H_end = _loss_grad_dense_hessian(obj, path.end, True)[2] if method == "dense" else None
+        confirmed, disagrees, vanished = _confirm_in_band(obj, path.end, H_end, evals, evecs, in_band, conf_tol,
                                                           zero_tol)
-    neg = (evals < -etol) | (confirmed & (evals < 0))
+    neg = (evals < -etol) | confirmed
     zero = (evals.abs() <= etol) & ~confirmed
     index, n_zero = int(neg.sum()), int(zero.sum())
     unresolved = in_band & ~confirmed & ~disagrees & ~vanished
     unresolved_neg, unresolved_pos = unresolved & (evals < 0), unresolved & (evals > 0)
     if bool(in_band.any()):
         notes.append(f"{int(in_band.sum())} eigenvalue(s) beyond round-off ({roundoff:.3g}) lie inside the curvature "
-                     f"band ±{band:.3g}; Rayleigh quotients at the Newton estimate θ + p of the critical point keep "
+                     f"band ±{band:.3g}; Rayleigh quotients at the end of the Newton continuation ({path.n_steps} step(s), ‖g‖ × {path.g_ratio:.2g}) keep "
                      f"the negative sign of {int(confirmed.sum())} of them, find {int(vanished.sum())} zero within "
-                     f"θ + p's own uncertainty ({zero_tol:.3g}) and {int(disagrees.sum())} negative one(s) positive "
+                     f"that point's own uncertainty ({zero_tol:.3g}) and {int(disagrees.sum())} negative one(s) positive "
                      "there")
     if method == "lanczos" and index == ks and lam_max > etol:
         notes.append(f"all {ks} smallest computed eigenvalues are negative: index >= {ks}")
@@ -361,7 +364,8 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
     rep.tolerances = {"grad_tol": gtol, "eig_tol": etol, "roundoff_band": roundoff, "curvature_band": band,
                       "n_in_band": int(in_band.sum()), "n_in_band_confirmed": int(confirmed.sum()),
                       "n_in_band_disagree": int(disagrees.sum()), "n_in_band_vanished": int(vanished.sum()),
-                      "in_band_zero_tol": zero_tol,
+                      "in_band_zero_tol": zero_tol, "newton_steps": path.n_steps, "newton_q": path.q,
+                      "newton_g_ratio": path.g_ratio,
                       "spectral_scale": scale, "param_scale": s_par, "probe_rel_threshold": probe_rel_threshold,
                       "probe_abs_threshold": abs_thr, "probe_quad_threshold": band,
                       "probe_radius_max": probe_radius * s_par,
@@ -390,7 +394,7 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
         # Rayleigh quotients of unit vectors: a negative and a positive one prove an indefinite
         # Hessian even when the Lanczos pairs did not converge.
         rep.kind = "strict_saddle"
-        rep.escape_direction = _signed_escape(evecs[:, 0].clone(), g)
+        rep.escape_direction = _signed_escape(evecs[:, int(torch.nonzero(neg).flatten()[0])].clone(), g)
         notes.append("escape_direction: λ_min eigenvector (either sign decreases the loss to second "
                      "order; the one with gᵀv ≤ 0 is returned)")
     elif res is not None and not res.all_converged:
@@ -417,17 +421,35 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
                     and _gradient_vanishes_nearby(obj, theta, null_basis, pr.radii, seed))
             _decide_degenerate(rep, pr, has_neg, has_pos, evecs, g, flat=flat)
     # A verdict that an unresolved eigenvalue could overturn is not a verdict.
+    # A verdict that an unresolved eigenvalue could overturn is not a verdict. The probe read the loss
+    # around this point, where that curvature is negative; when the continuation measured its own
+    # convergence, its end point θ_K is the better estimate of the critical point: classify there.
+    if (rep.kind in ("minimum", "non_strict_saddle") and bool(disagrees.any()) and path.contraction_measured
+            and not _at_newton_end):
+        end = _classify(obj, path.end, global_min=global_min, grad_tol=grad_tol, eig_tol=eig_tol, method=method,
+                        probe=probe, seed=seed, global_tol=global_tol, probe_radius=probe_radius,
+                        probe_n_radii=probe_n_radii, probe_random=probe_random,
+                        probe_rel_threshold=probe_rel_threshold, probe_abs_threshold=probe_abs_threshold,
+                        probe_search=probe_search, lanczos_k=lanczos_k, probe_reduced=probe_reduced,
+                        _at_newton_end=True)
+        dist = float(torch.linalg.vector_norm(path.end - theta))
+        end.notes[:0] = notes + [f"curvature changes sign on the way to the critical point: classified at the end "
+                                 f"θ_K of the Newton continuation ({path.n_steps} steps, ‖θ_K − θ‖ = {dist:.3g}, "
+                                 f"‖g‖ × {path.g_ratio:.2g}); the report describes θ_K"]
+        end.tolerances["classified_at_newton_end"] = True
+        end.tolerances["newton_end_distance"] = dist
+        return end
     if rep.kind in ("minimum", "non_strict_saddle") and bool(disagrees.any()):
         i = int(torch.nonzero(disagrees).flatten()[0])
         rep.kind = "inconclusive"
         rep.reason = (f"λ = {float(evals[i]):.3g} lies inside the curvature band ±{band:.3g} and its Rayleigh quotient "
-                      "at the Newton estimate of the nearby critical point is positive beyond that point's own "
+                      "at the end of the Newton continuation to the nearby critical point is positive beyond that point's own "
                       "uncertainty: the curvature here does not tell the kind there (refine the point first, e.g. "
                       "landscape.nearest_critical)")
     elif rep.kind == "minimum" and bool(unresolved_neg.any()):
         rep.kind = "inconclusive"
         rep.reason = (f"λ = {float(evals[unresolved_neg][0]):.3g} is negative beyond round-off but inside the curvature "
-                      f"band ±{band:.3g} (the Hessian's change over the Newton step to the nearby critical point), "
+                      f"band ±{band:.3g} (the Hessian's change along the Newton continuation to the nearby critical point), "
                       "and its sign is not confirmed there")
         # Direct evidence: the raw loss along those eigenvectors (first-order term removed; a change
         # counts beyond round-off and the loss gap to the nearby critical point).
@@ -468,82 +490,165 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
     return rep
 
 
-def _curvature_band(obj, theta, g, Hm, evals, evecs, roundoff, method, scale
-                    ) -> tuple[float, float, torch.Tensor | None, float]:
-    """(CURVATURE_BAND_FACTOR·‖H(θ + p) − H(θ)‖₂, |gᵀp|, p, ‖g(θ + p)‖/‖g(θ)‖) for the Newton step p = −H⁺g (dim,)
-    (eigenvalues below max(round-off band, √ε·Λ) are not inverted). The returned p makes θ + p the
-    Newton estimate of the critical point only when it is closer to critical (‖g(θ + p)‖ < ‖g(θ)‖);
-    otherwise (the step overshoots, e.g. through weakly curved directions or across ReLU kinks) it
-    is None and in-band signs stay unconfirmed. (A damped step would not do: a short step changes
-    no curvature and would "confirm" anything.)"""
-    # Eigenvalues below √ε·Λ are not inverted: the step towards the critical point is taken in the
-    # well-resolved eigenspace (inverting the O(‖g‖) splitting of a zero eigenvalue, e.g. a gauge
-    # direction, would send p far along a flat direction).
-    cut = max(roundoff, math.sqrt(torch.finfo(evals.dtype).eps) * scale)
+@dataclass
+class _NewtonPath:
+    """The Newton continuation from θ towards the nearby critical point (:func:`_newton_continuation`).
+
+    ``band``: CURVATURE_BAND_FACTOR·(‖H(θ_K) − H(θ)‖₂ + ``remaining``), the curvature uncertainty at θ;
+    ``gap``: the loss gap to the end point, max(|gᵀ(θ_K − θ)|, |L(θ) − L(θ_K)|); ``end``: θ_K (None when
+    no step brought ‖g‖ down); ``g_ratio``: ‖g(θ_K)‖/‖g(θ)‖; ``end_uncertainty``: how far the
+    eigenvalues at θ_K can still be from those at the critical point (CURVATURE_BAND_FACTOR ×
+    the curvature change over the last step × q/(1 − q), q the ratio of the last two step lengths —
+    the remaining distance of a linearly converging sequence; 0 when g(θ_K) = 0); ``n_steps``, ``q``;
+    ``change``: ‖H(θ_K) − H(θ)‖₂."""
+
+    band: float = 0.0
+    gap: float = 0.0
+    end: torch.Tensor | None = None
+    g_ratio: float = 1.0
+    end_uncertainty: float = math.inf
+    n_steps: int = 0
+    q: float | None = None
+    change: float = 0.0
+
+    @property
+    def contraction_measured(self) -> bool:
+        """True when the distance left is measured: g(θ_K) = 0, or the last two steps contracted (q < 0.9)."""
+        return self.end is not None and (self.g_ratio == 0.0 or (self.q is not None and self.q < 0.9))
+
+
+def _newton_step(obj, theta, g, H, method, cut, scale) -> torch.Tensor:
+    """Min-norm Newton step −H⁺g (dim,), eigenvalues (dense) or singular values (MINRES) ≤ ``cut`` not inverted."""
     if method == "dense":
-        inv = torch.where(evals.abs() > cut, 1.0 / evals, torch.zeros_like(evals))
-        p = -(evecs @ (inv * (evecs.T @ g)))
+        ev, U = torch.linalg.eigh(H)
+        inv = torch.where(ev.abs() > cut, 1.0 / ev, torch.zeros_like(ev))
+        return -(U @ (inv * (U.T @ g)))
+    from .critical import minres_solve
+    return minres_solve(obj.hvp_operator(theta).matvec, -g, scale=scale, cutoff=cut)[0]
+
+
+def _curvature_change(obj, a, b, Ha, Hb, method) -> float:
+    """‖H(b) − H(a)‖₂ (dense: exact; Lanczos path: 20 Lanczos steps on the difference operator)."""
+    if method == "dense":
+        return float(torch.linalg.eigvalsh(Hb - Ha).abs().max())
+    op1, op2 = obj.hvp_operator(a), obj.hvp_operator(b)
+    gen = torch.Generator().manual_seed(0)
+    v = random_unit(obj.dim, gen, obj.dtype, obj.device)
+    run = lanczos(lambda x: op2.matvec(x) - op1.matvec(x), v, min(obj.dim, 20), reorth="full", generator=gen)
+    return float(torch.linalg.eigvalsh(run.tridiagonal()).abs().max())
+
+
+def _newton_continuation(obj, theta, g, loss, Hm, roundoff, method, scale, s_par) -> _NewtonPath:
+    """Newton steps from θ towards the nearby exact critical point θ*, every eigen-direction above
+    round-off inverted (a weakly curved direction is where a degenerate point hides its distance),
+    each step halved up to three times until ‖g‖ falls (and at most 0.1·s_par long, so a split
+    gauge zero cannot send it far), at most :data:`NEWTON_CONTINUATION_STEPS` steps or until ‖g‖
+    falls below 1e-3 of its start. Near a non-degenerate θ* the steps shrink quadratically; near a
+    degenerate one linearly (ratio q = (k−2)/(k−1) at order k): the ratio of the last two step
+    lengths estimates the distance still to go, q/(1 − q) times the last step.
+
+    A single step cannot tell curvature that persists at θ* from curvature that vanishes there:
+    near a degenerate point along a weak direction (x⁴ + y⁴ − 1.9x²y² at (x, 0): λ_y = −3.8x²)
+    the eigenvalue shrinks with every step, by a factor that the continuation measures."""
+    g0 = float(torch.linalg.vector_norm(g))
+    if g0 == 0.0:
+        return _NewtonPath(end_uncertainty=0.0)
+    max_len = 0.1 * s_par
+    th, gk, Hk, gn = theta, g, Hm, g0
+    lens: list[float] = []
+    prev_H, prev_th = Hm, theta
+    for _ in range(NEWTON_CONTINUATION_STEPS):
+        try:
+            p = _newton_step(obj, th, gk, Hk, method, roundoff, scale)
+        except NonFiniteError:
+            break
+        pn = float(torch.linalg.vector_norm(p))
+        if pn == 0.0 or not math.isfinite(pn):
+            break
+        if pn > max_len:
+            p, pn = p * (max_len / pn), max_len
+        accepted = None
+        for t in (1.0, 0.5, 0.25, 0.125):
+            cand = th + t * p
+            try:
+                if method == "dense":
+                    _, g_c, H_c = _loss_grad_dense_hessian(obj, cand, True)
+                else:
+                    g_c, H_c = obj.grad(cand), None
+            except NonFiniteError:
+                continue
+            gc = float(torch.linalg.vector_norm(g_c))
+            if gc < gn:
+                accepted = (cand, g_c, H_c, gc, t * pn)
+                break
+        if accepted is None:
+            break
+        prev_th, prev_H = th, Hk
+        th, gk, Hk, gn, step_len = accepted
+        lens.append(step_len)
+        if gn == 0.0 or gn <= 1e-3 * g0 and len(lens) >= 2:
+            break
+    if not lens:
+        # No step brings ‖g‖ down (θ is critical to the precision of g, or Newton overshoots): the
+        # uncertainty is that of the well-resolved Newton step (eigenvalues above √ε·Λ inverted).
+        try:
+            p = _newton_step(obj, theta, g, Hm, method, max(roundoff, math.sqrt(torch.finfo(g.dtype).eps) * scale),
+                             scale)
+            if float(torch.linalg.vector_norm(p)) == 0.0:
+                return _NewtonPath()
+            H_p = _loss_grad_dense_hessian(obj, theta + p, True)[2] if method == "dense" else None
+            change = _curvature_change(obj, theta, theta + p, Hm, H_p, method)
+        except NonFiniteError:
+            return _NewtonPath(band=math.inf)
+        return _NewtonPath(band=CURVATURE_BAND_FACTOR * change, gap=abs(float(torch.dot(g, p))), change=change)
+    try:
+        end_loss = float(obj.loss(th))
+        total = _curvature_change(obj, theta, th, Hm, Hk, method)
+        last = total if len(lens) == 1 else _curvature_change(obj, prev_th, th, prev_H, Hk, method)
+    except NonFiniteError:
+        return _NewtonPath(band=math.inf)
+    q = lens[-1] / lens[-2] if len(lens) >= 2 else None
+    if gn == 0.0:
+        remaining = 0.0
+    elif q is None or q >= 0.9:
+        remaining = 10.0 * last  # no measured contraction: the distance left is not bounded by the steps
     else:
-        from .critical import minres_solve
-        op = obj.hvp_operator(theta)
-        p, _, _ = minres_solve(op.matvec, -g, scale=scale, cutoff=cut)
-    if float(torch.linalg.vector_norm(p)) == 0.0:
-        return 0.0, abs(float(torch.dot(g, p))), None, 1.0
-    # The Newton estimate θ + p must be closer to critical than θ (‖g‖ lower); near a degenerate
-    # point the min-norm step through weakly curved directions can overshoot: then no estimate.
-    est, g_ratio = None, 1.0
-    try:
-        r = float(torch.linalg.vector_norm(obj.grad(theta + p))) / float(torch.linalg.vector_norm(g))
-        if r < 1.0:
-            est, g_ratio = p, r
-    except NonFiniteError:
-        pass
-    gap = abs(float(torch.dot(g, p)))
-    try:
-        if method == "dense":
-            H2 = _loss_grad_dense_hessian(obj, theta + p, True)[2]
-            dH = float(torch.linalg.eigvalsh(H2 - Hm).abs().max())
-        else:
-            op1, op2 = obj.hvp_operator(theta), obj.hvp_operator(theta + p)
-            gen = torch.Generator().manual_seed(0)
-            v = random_unit(obj.dim, gen, obj.dtype, obj.device)
-            run = lanczos(lambda x: op2.matvec(x) - op1.matvec(x), v, min(obj.dim, 20), reorth="full",
-                          generator=gen)
-            dH = float(torch.linalg.eigvalsh(run.tridiagonal()).abs().max())
-    except NonFiniteError:
-        return math.inf, gap, None, 1.0
-    return CURVATURE_BAND_FACTOR * dH, gap, est, g_ratio
+        remaining = last * q / (1.0 - q)
+    gap = max(abs(float(torch.dot(g, th - theta))), abs(loss - end_loss))
+    return _NewtonPath(band=CURVATURE_BAND_FACTOR * (total + remaining), gap=gap, end=th, g_ratio=gn / g0,
+                       end_uncertainty=CURVATURE_BAND_FACTOR * remaining, n_steps=len(lens), q=q, change=total)
 
 
-def _confirm_in_band(obj, theta_star, evals, evecs, in_band, roundoff, zero_tol
+def _confirm_in_band(obj, theta_star, H_star, evals, evecs, in_band, conf_tol, zero_tol
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(confirmed, disagrees, vanished) masks (m,) over the in-band eigenvalues, judged at the Newton
-    estimate ``theta_star`` of the critical point.
+    """(confirmed, disagrees, vanished) masks (m,) over the in-band eigenvalues, judged at the end
+    ``theta_star`` of the Newton continuation (``H_star`` its dense Hessian, or None: HVPs).
 
     With V the in-band eigenvectors, μ = eig(VᵀH(θ*)V) (Rayleigh–Ritz) are paired with the sorted
     in-band λ. By Cauchy interlacing the j-th smallest eigenvalue of H(θ*) is at most μ_j, so only
-    *negative* curvature can be proved this way: a negative λ is **confirmed** when μ < −round-off
-    and |μ − λ| ≤ :data:`IN_BAND_PERSISTENCE`·|λ| (the curvature persists across the step); any λ
-    has **vanished** when |μ| ≤ ``zero_tol`` (θ*'s own uncertainty: a zero split by the distance
-    to the critical point, e.g. a gauge direction); a negative λ **disagrees** when μ > ``zero_tol``
-    (no proof of positivity, but evidence that this point's curvature is not the critical point's).
-    Costs one HVP per in-band pair."""
+    *negative* curvature can be proved this way (of either sign here). ``conf_tol`` is θ*'s own uncertainty (its remaining
+    distance to the critical point, as curvature, and round-off), ``zero_tol`` ≤ ``conf_tol`` the
+    bound under which an eigenvalue counts as gone: a λ is **confirmed** negative when μ < −conf_tol
+    (it persists to the critical point), any λ has **vanished** when |μ| ≤ zero_tol (a zero split by
+    the distance to the critical point: a gauge direction, or curvature induced along a weak
+    direction), and a negative λ **disagrees** when μ > conf_tol (no proof of positivity, but
+    evidence that this point's curvature is not the critical point's)."""
     idx = torch.nonzero(in_band).flatten()
     conf, dis, zero = (torch.zeros_like(in_band) for _ in range(3))
     try:
         V = evecs[:, idx]
-        HV = obj.hvp_operator(theta_star).matmat(V)
+        HV = H_star @ V if H_star is not None else obj.hvp_operator(theta_star).matmat(V)
         mu = torch.linalg.eigvalsh(0.5 * (V.T @ HV + HV.T @ V))
     except NonFiniteError:
         return conf, dis, zero
     lam = evals[idx]
     for j, i in enumerate(torch.argsort(lam).tolist()):
         m, lv = float(mu[j]), float(lam[i])
-        if lv < 0 and m < -roundoff and abs(m - lv) <= IN_BAND_PERSISTENCE * abs(lv):
+        if m < -conf_tol:  # negative at the critical point (a positive λ here too: curvature changes sign)
             conf[idx[i]] = True
         elif abs(m) <= zero_tol:
             zero[idx[i]] = True
-        elif lv < 0 and m > zero_tol:
+        elif lv < 0 and m > conf_tol:
             dis[idx[i]] = True
     return conf, dis, zero
 

@@ -363,12 +363,12 @@ def test_report_records_tolerances_radius_and_reason():
 
 # ---------------------------------------------------------------- the curvature band never erases curvature
 # Near (not at) a critical point the eigenvalue uncertainty ("curvature band", 3‖H(θ+p) − H(θ)‖ over
-# the Newton step p) can exceed a real eigenvalue. Each case below has its exact critical point at
+# the Newton continuation) can exceed a real eigenvalue. Each case below has its exact critical point at
 # 0 with a closed-form Hessian, so the truth is known.
 
 def test_band_keeps_a_negative_eigenvalue_that_persists_to_the_critical_point():
     # f = ½x² + 100x³ − 1e-6·y²: H(0) = diag(1, −2e-6), a strict saddle; at (1e-5, 0) the band
-    # 3·600·1e-5 = 0.018 is ~1e4 × |λ_min| but λ_yy = −2e-6 is the same at θ + p.
+    # 3·600·1e-5 = 0.018 is ~1e4 × |λ_min| but λ_yy = −2e-6 is the same all along the Newton continuation.
     obj = _fn_obj(lambda v: 0.5 * v[0] ** 2 + 100 * v[0] ** 3 - 1e-6 * v[1] ** 2)
     exact = ls.classify_point(obj, torch.zeros(2, dtype=torch.float64))
     assert exact.kind == "strict_saddle" and exact.index == 1
@@ -379,29 +379,39 @@ def test_band_keeps_a_negative_eigenvalue_that_persists_to_the_critical_point():
     assert rep.tolerances["n_in_band"] == 1 and rep.tolerances["n_in_band_confirmed"] == 1
 
 
-def test_band_negative_eigenvalue_positive_at_the_critical_point_is_inconclusive():
+def test_band_negative_eigenvalue_positive_at_the_critical_point_is_classified_there():
     # f = ½x² + (x + a)y², a = 4e-6: H(0) = diag(1, 2a), a strict minimum; at (−2a, 0) the y-curvature
-    # is 2(x + a) = −2a < 0 and changes sign on the way to 0: the point's curvature cannot tell the kind.
+    # is 2(x + a) = −2a < 0 and changes sign on the way to 0, where the continuation ends (g = 0): the
+    # probe here would see descent along y, so the point is classified at the continuation's end.
     a = 4e-6
     obj = _fn_obj(lambda v: 0.5 * v[0] ** 2 + (v[0] + a) * v[1] ** 2)
     assert ls.classify_point(obj, torch.zeros(2, dtype=torch.float64)).kind == "minimum"
+    assert float(obj.hessian(torch.tensor([-2 * a, 0.0], dtype=torch.float64))[1, 1]) == pytest.approx(-2 * a)
     rep = ls.classify_point(obj, torch.tensor([-2 * a, 0.0], dtype=torch.float64))
-    assert rep.lambda_min == pytest.approx(-2 * a, rel=1e-9)
-    assert rep.kind == "inconclusive" and "positive beyond" in rep.reason
-    assert rep.tolerances["n_in_band_disagree"] == 1
+    assert rep.tolerances["classified_at_newton_end"] and rep.tolerances["newton_end_distance"] == pytest.approx(2 * a)
+    assert rep.kind == "minimum" and rep.lambda_min == pytest.approx(2 * a, rel=1e-9) and rep.grad_norm == 0.0
+    assert any("classified at the end" in n for n in rep.notes)
+    # and the reverse: positive here, negative at the critical point
+    # (½x² + (x − a)y² at (2a, 0): λ_y = +2a here, −2a at 0: strict saddle there)
+    obj2 = _fn_obj(lambda v: 0.5 * v[0] ** 2 + (v[0] - a) * v[1] ** 2)
+    rep2 = ls.classify_point(obj2, torch.tensor([2 * a, 0.0], dtype=torch.float64))
+    assert rep2.lambda_min == pytest.approx(2 * a, rel=1e-9)
+    assert rep2.kind == "strict_saddle" and rep2.index == 1 and rep2.tolerances["n_in_band_confirmed"] == 1
+    assert abs(float(rep2.escape_direction[1])) == pytest.approx(1.0)
 
 
-def test_band_unresolved_negative_eigenvalue_blocks_a_minimum_verdict():
+def test_band_negative_eigenvalue_that_halves_on_the_way_is_confirmed_at_the_critical_point():
     # f = ½x² + (x + a)y² + y⁴, a = −1e-6: H(0) = diag(1, −2e-6), a strict saddle. At (−1e-6, 0)
-    # λ_yy = −4e-6 halves on the Newton step (not confirmed) and the probe, blind below the band,
-    # sees only the y⁴ rise: without the guard this read "minimum".
+    # λ_yy = −4e-6 halves on the way to 0 (a single Newton step could not confirm it, and the probe,
+    # blind below the band, sees only the y⁴ rise: once read "minimum"); the continuation reaches
+    # g = 0 and finds λ_yy = −2e-6 there.
     a = -1e-6
     obj = _fn_obj(lambda v: 0.5 * v[0] ** 2 + (v[0] + a) * v[1] ** 2 + v[1] ** 4)
     assert ls.classify_point(obj, torch.zeros(2, dtype=torch.float64)).kind == "strict_saddle"
     rep = ls.classify_point(obj, torch.tensor([-1e-6, 0.0], dtype=torch.float64))
     assert rep.lambda_min == pytest.approx(-4e-6, rel=1e-9) and rep.curvature_band > 4e-6
-    assert rep.kind == "inconclusive" and "not confirmed" in rep.reason
-    assert rep.tolerances["n_in_band_confirmed"] == 0 and rep.tolerances["n_in_band_disagree"] == 0
+    assert rep.kind == "strict_saddle" and rep.index == 1
+    assert rep.tolerances["n_in_band_confirmed"] == 1 and rep.tolerances["n_in_band_disagree"] == 0
 
 
 def test_locally_constant_loss_is_a_flat_minimum_but_unresolved_change_is_not():
@@ -436,12 +446,42 @@ def test_reduced_function_probe_on_the_lanczos_path_finds_curved_descent():
     assert ls.classify_point(valley, torch.zeros(10, dtype=torch.float64), method="lanczos").kind == "minimum"
 
 
-@pytest.mark.xfail(strict=True, reason="known limit (classify docstring): the curvature band is blind to the distance "
-                                       "to the critical point along eigen-directions below √ε·Λ")
-def test_known_limit_near_a_quartic_minimum_along_a_weak_direction():
+def test_near_a_quartic_minimum_the_weak_direction_curvature_vanishes():
     # x⁴ + y⁴ − 1.9x²y² + z² + z³ has an isolated minimum at 0 (x⁴ + y⁴ − 1.9x²y² > 0 off 0, as
-    # 1.9 < 2); at (2e-5, 0, 0) ‖g‖ = 3.2e-14 and λ_y = −3.8x² < 0: the point reads as a strict saddle.
+    # 1.9 < 2); at (2e-5, 0, 0) ‖g‖ = 3.2e-14 and λ_y = −3.8x² = −1.5e-9 < 0, far below √ε·Λ: a single
+    # truncated Newton step did not move along x and the point read as a strict saddle. The Newton
+    # continuation contracts by q = (k − 2)/(k − 1) = 2/3 per step (order k = 4 along x), and λ_y
+    # shrinks with the distance: it vanishes at the critical point.
     obj = _fn_obj(lambda v: v[0] ** 4 + v[1] ** 4 - 1.9 * v[0] ** 2 * v[1] ** 2 + v[2] ** 2 + v[2] ** 3, 3)
     assert ls.classify_point(obj, torch.zeros(3, dtype=torch.float64)).kind == "minimum"
     rep = ls.classify_point(obj, torch.tensor([2e-5, 0.0, 0.0], dtype=torch.float64))
-    assert rep.kind in ("minimum", "inconclusive")
+    assert rep.lambda_min == pytest.approx(-3.8 * 4e-10, rel=1e-6)
+    assert rep.tolerances["newton_q"] == pytest.approx(2 / 3, rel=1e-6)
+    assert rep.tolerances["n_in_band_vanished"] == 2 and rep.tolerances["n_in_band_confirmed"] == 0
+    assert rep.kind == "minimum"
+
+
+@pytest.mark.parametrize("x0", [-1e-9, 1e-9, -1e-5])
+def test_near_a_cubic_non_strict_saddle_the_negative_curvature_vanishes(x0):
+    # y² + x³: a non-strict saddle at 0 (descent along −x at third order). At (x0, 0) H_xx = 6x0 and
+    # g = 3x0²: for x0 < 0 a "negative eigenvalue" that halves with every Newton step (q = 1/2, the
+    # order-3 contraction) — it is the distance to the critical point, not curvature there.
+    obj = _fn_obj(lambda v: v[1] ** 2 + v[0] ** 3)
+    rep = ls.classify_point(obj, torch.tensor([x0, 0.0], dtype=torch.float64))
+    assert rep.lambda_min == pytest.approx(min(6 * x0, 2.0), rel=1e-9)
+    assert rep.tolerances["newton_q"] == pytest.approx(0.5, rel=1e-9)
+    assert rep.kind == "non_strict_saddle" and rep.index == 0
+    assert rep.probe_order == pytest.approx(3.0, abs=0.05)
+
+
+def test_band_unresolved_when_newton_cannot_approach_the_critical_point():
+    # ½x² + 50·relu(x + 5e-7)² + (x − 1e-6)y² + y⁴ at (−1e-6, 0): the full Newton step crosses the
+    # kink at x = −5e-7 (where the gradient jumps) and only a half step is accepted, so no contraction
+    # is measured. λ_yy = −4e-6 becomes −3e-6 there: neither confirmed nor gone: inconclusive, never
+    # "minimum" (the exact critical point, x* = −4.95e-7, is a strict saddle: λ_yy = −2.99e-6).
+    obj = _fn_obj(lambda v: 0.5 * v[0] ** 2 + 50 * torch.relu(v[0] + 5e-7) ** 2 + (v[0] - 1e-6) * v[1] ** 2
+                  + v[1] ** 4)
+    rep = ls.classify_point(obj, torch.tensor([-1e-6, 0.0], dtype=torch.float64))
+    assert rep.lambda_min == pytest.approx(-4e-6, rel=1e-9)
+    assert rep.tolerances["newton_steps"] == 1 and rep.tolerances["newton_q"] is None
+    assert rep.kind == "inconclusive" and "not confirmed" in rep.reason
