@@ -52,7 +52,9 @@ dtype resolves; every tolerance used is returned in ``report.tolerances``.
 5. **Honest uncertainty.** ``kind="inconclusive"`` with ``reason`` when the Lanczos eigenpairs did
    not converge (unless a negative and a positive Rayleigh quotient already prove a strict
    saddle) or when the probe could not resolve descent or ascent above round-off.
-6. **Global minimum:** a minimum with |loss − global_min| ≤ ``global_tol`` (default
+6. **Global minimum:** a minimum — or a point with no negative curvature that the local tests call a
+   non-strict saddle or leave inconclusive, since nothing lies below the global value — with
+   |loss − global_min| ≤ ``global_tol`` (default
    ``10·√ε·max(|global_min|, Λ·s²) + |gᵀp|``: round-off of the loss, relative to the loss scale
    Λ·s², plus the first-order loss gap to the nearby exact critical point).
 """
@@ -487,6 +489,15 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
                          "degenerate saddle the probe missed (radius too small) or a wrong global_min")
         else:
             notes.append(f"loss is {-rep.gap_to_global:.3g} BELOW the given global value: global_min is wrong")
+    elif (rep.kind in ("non_strict_saddle", "inconclusive") and rep.global_min is not None and index == 0
+          and abs(rep.gap_to_global) <= rep.global_tol):
+        # At the global value nothing lies lower: a point there is a global minimiser, and whatever
+        # descent the probe resolved is bounded by the gap |L − L*| ≤ global_tol (e.g. the last
+        # 1e-32 of a realizable MSE, along a degenerate direction).
+        notes.append(f"{rep.kind} by the local tests, but the loss is within global_tol ({rep.global_tol:.3g}) of the "
+                     f"global value ({rep.gap_to_global:+.3g}) and no curvature is negative: any descent is bounded "
+                     "by that gap, so the point is a global minimum")
+        rep.kind, rep.reason = "global_minimum", None
     return rep
 
 

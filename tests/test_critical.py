@@ -128,3 +128,25 @@ def test_nearest_critical_at_a_gradient_flat_point_is_inconclusive():
     assert "did not converge" in nc.reason and "gradient-flat" in nc.reason
     nc = ls.nearest_critical(obj, torch.tensor([-2.5, 0.3], dtype=torch.float64))
     assert nc.kind == "minimum" and nc.converged and nc.lambda_min == pytest.approx(10.0, rel=1e-6)
+
+
+def test_a_point_at_the_global_value_is_a_global_minimum_whatever_the_probe_resolves():
+    # A GD stall of relu_teacher (a realizable two-unit ReLU teacher under MSE: L* = 0; seed 4,
+    # step 977). Its refined point has loss 1.7e-32 and ‖g‖ 8e-17 (round-off: no Newton step lowers
+    # it), and the reduced-function probe resolves the last 1e-32 of the loss along a degenerate
+    # direction as "order-2 descent". Nothing lies below L*, so the loss gap bounds any descent.
+    from analyses.problems import get_problem
+
+    theta = torch.tensor([float.fromhex(h) for h in (
+        "0x1.ff8da1206b482p-1", "0x1.ff8da1206b465p-2", "-0x1.336f523442986p-1", "0x1.003219d637801p+0",
+        "0x1.993e1a8055d45p-3", "-0x1.99e9c2f058ca8p-4", "0x1.00393c38ce0e3p+0", "0x1.ff9bdfebefd69p-1")],
+        dtype=torch.float64)
+    p = get_problem("relu_teacher")
+    obj = p.objective(4)
+    assert p.global_min == 0.0
+    nc = ls.nearest_critical(obj, theta, global_min=0.0, seed=4)
+    assert nc.converged and nc.loss < 1e-30
+    assert nc.kind == "global_minimum"
+    assert any("any descent is bounded by that gap" in n for n in nc.report.notes)
+    # without the global value the local tests alone cannot call it a minimum
+    assert ls.classify_point(obj, nc.theta, seed=4).kind != "minimum"
