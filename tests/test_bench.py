@@ -123,7 +123,7 @@ def test_cli_rejects_bad_values_before_work(argv, what, capsys, monkeypatch):
     assert len(err.splitlines()) == 1 and what in err and err.startswith("landscape bench: error:")
 
 
-def test_scaling_case_tiny_float32_matches_float64():
+def test_scaling_case_tiny_float32_matches_float64(tmp_path):
     c = bench.scaling_case(8, 16, reference=True, repeats=1)
     assert c["dim"] == 64 * 8 + 8 + 8 * 8 + 8 + 8 * 10 + 10
     assert c["eigs_converged"] and c["eigs_max_rel_residual"] <= 1e-4
@@ -131,7 +131,7 @@ def test_scaling_case_tiny_float32_matches_float64():
     assert c["float32_vs_float64_max_rel_diff"] <= 1e-5
     for key in ("grad_s", "hvp_s", "eigs_s", "eigs_peak_mem_bytes"):
         assert c[key] >= 0
-    p = bench.plot_scaling([c, {**c, "dim": 2 * c["dim"]}], "/tmp/_scaling_test.png")
+    p = bench.plot_scaling([c, {**c, "dim": 2 * c["dim"]}], tmp_path / "scaling.png")
     assert open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 

@@ -43,6 +43,7 @@ def _check_page(page, url: str) -> dict:
     return stats
 
 
+@pytest.mark.xdist_group("study")  # reads the quick study its group's worker made
 def test_report_and_an_interactive_page_render_in_chromium():
     out = quick_study()
     pages = [out / "report.html", next(out.glob("spectrum/*/spectrum_report.html"))]

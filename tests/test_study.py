@@ -4,7 +4,11 @@ import json
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
 from _study_run import quick_study, tracked_outputs
+
+# one quick study per test process: every test that reads it runs in the same xdist worker
+pytestmark = pytest.mark.xdist_group("study")
 
 
 class _Page(HTMLParser):
