@@ -323,7 +323,8 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
     # Newton step to the nearby exact critical point.
     path = _NewtonPath()
     if critical and gnorm > 0 and eig_tol is None:
-        path = _newton_continuation(obj, theta, g, loss, Hm, roundoff, method, scale, s_par)
+        path = _newton_continuation(obj, theta, g, loss, Hm, roundoff, method, scale, s_par,
+                                    (evals, evecs) if method == "dense" else None)
     band, newton_gap = path.band, path.gap
     etol = max(roundoff, band) if eig_tol is None else float(eig_tol)
     lam_min, lam_max = float(evals[0]), float(evals[-1])
@@ -338,9 +339,8 @@ def _classify(obj, theta, *, global_min, grad_tol, eig_tol, method, probe, seed,
     zero_tol = (conf_tol if path.contraction_measured
                 else min(conf_tol, max(roundoff, CURVATURE_BAND_FACTOR * path.change * path.g_ratio)))
     if bool(in_band.any()) and path.end is not None:
-        H_end = _loss_grad_dense_hessian(obj, path.end, True)[2] if method == "dense" else None
-        confirmed, disagrees, vanished = _confirm_in_band(obj, path.end, H_end, evals, evecs, in_band, conf_tol,
-                                                          zero_tol)
+        confirmed, disagrees, vanished = _confirm_in_band(obj, path.end, path.end_hessian, evals, evecs, in_band,
+                                                          conf_tol, zero_tol)
     neg = (evals < -etol) | confirmed
     zero = (evals.abs() <= etol) & ~confirmed
     index, n_zero = int(neg.sum()), int(zero.sum())
@@ -511,7 +511,7 @@ class _NewtonPath:
     eigenvalues at θ_K can still be from those at the critical point (CURVATURE_BAND_FACTOR ×
     the curvature change over the last step × q/(1 − q), q the ratio of the last two step lengths —
     the remaining distance of a linearly converging sequence; 0 when g(θ_K) = 0); ``n_steps``, ``q``;
-    ``change``: ‖H(θ_K) − H(θ)‖₂."""
+    ``change``: ‖H(θ_K) − H(θ)‖₂; ``end_hessian``: H(θ_K) (dense path only)."""
 
     band: float = 0.0
     gap: float = 0.0
@@ -521,6 +521,7 @@ class _NewtonPath:
     n_steps: int = 0
     q: float | None = None
     change: float = 0.0
+    end_hessian: torch.Tensor | None = None
 
     @property
     def contraction_measured(self) -> bool:
@@ -528,10 +529,11 @@ class _NewtonPath:
         return self.end is not None and (self.g_ratio == 0.0 or (self.q is not None and self.q < 0.9))
 
 
-def _newton_step(obj, theta, g, H, method, cut, scale) -> torch.Tensor:
-    """Min-norm Newton step −H⁺g (dim,), eigenvalues (dense) or singular values (MINRES) ≤ ``cut`` not inverted."""
+def _newton_step(obj, theta, g, H, method, cut, scale, eig=None) -> torch.Tensor:
+    """Min-norm Newton step −H⁺g (dim,), eigenvalues (dense) or singular values (MINRES) ≤ ``cut`` not inverted
+    (dense: ``eig`` = (values, vectors) of H when already known)."""
     if method == "dense":
-        ev, U = torch.linalg.eigh(H)
+        ev, U = eig if eig is not None else torch.linalg.eigh(H)
         inv = torch.where(ev.abs() > cut, 1.0 / ev, torch.zeros_like(ev))
         return -(U @ (inv * (U.T @ g)))
     from .critical import minres_solve
@@ -549,7 +551,7 @@ def _curvature_change(obj, a, b, Ha, Hb, method) -> float:
     return float(torch.linalg.eigvalsh(run.tridiagonal()).abs().max())
 
 
-def _newton_continuation(obj, theta, g, loss, Hm, roundoff, method, scale, s_par) -> _NewtonPath:
+def _newton_continuation(obj, theta, g, loss, Hm, roundoff, method, scale, s_par, eig=None) -> _NewtonPath:
     """Newton steps from θ towards the nearby exact critical point θ*, every eigen-direction above
     round-off inverted (a weakly curved direction is where a degenerate point hides its distance),
     each step halved up to three times until ‖g‖ falls (and at most 0.1·s_par long, so a split
@@ -560,7 +562,9 @@ def _newton_continuation(obj, theta, g, loss, Hm, roundoff, method, scale, s_par
 
     A single step cannot tell curvature that persists at θ* from curvature that vanishes there:
     near a degenerate point along a weak direction (x⁴ + y⁴ − 1.9x²y² at (x, 0): λ_y = −3.8x²)
-    the eigenvalue shrinks with every step, by a factor that the continuation measures."""
+    the eigenvalue shrinks with every step, by a factor that the continuation measures.
+    ``eig``: the dense path's eigendecomposition (values, vectors) of H(θ) = ``Hm``, reused for the
+    steps from θ."""
     g0 = float(torch.linalg.vector_norm(g))
     if g0 == 0.0:
         return _NewtonPath(end_uncertainty=0.0)
@@ -570,7 +574,7 @@ def _newton_continuation(obj, theta, g, loss, Hm, roundoff, method, scale, s_par
     prev_H, prev_th = Hm, theta
     for _ in range(NEWTON_CONTINUATION_STEPS):
         try:
-            p = _newton_step(obj, th, gk, Hk, method, roundoff, scale)
+            p = _newton_step(obj, th, gk, Hk, method, roundoff, scale, eig if th is theta else None)
         except NonFiniteError:
             break
         pn = float(torch.linalg.vector_norm(p))
@@ -604,7 +608,7 @@ def _newton_continuation(obj, theta, g, loss, Hm, roundoff, method, scale, s_par
         # uncertainty is that of the well-resolved Newton step (eigenvalues above √ε·Λ inverted).
         try:
             p = _newton_step(obj, theta, g, Hm, method, max(roundoff, math.sqrt(torch.finfo(g.dtype).eps) * scale),
-                             scale)
+                             scale, eig)
             if float(torch.linalg.vector_norm(p)) == 0.0:
                 return _NewtonPath()
             H_p = _loss_grad_dense_hessian(obj, theta + p, True)[2] if method == "dense" else None
@@ -627,7 +631,8 @@ def _newton_continuation(obj, theta, g, loss, Hm, roundoff, method, scale, s_par
         remaining = last * q / (1.0 - q)
     gap = max(abs(float(torch.dot(g, th - theta))), abs(loss - end_loss))
     return _NewtonPath(band=CURVATURE_BAND_FACTOR * (total + remaining), gap=gap, end=th, g_ratio=gn / g0,
-                       end_uncertainty=CURVATURE_BAND_FACTOR * remaining, n_steps=len(lens), q=q, change=total)
+                       end_uncertainty=CURVATURE_BAND_FACTOR * remaining, n_steps=len(lens), q=q, change=total,
+                       end_hessian=Hk)
 
 
 def _confirm_in_band(obj, theta_star, H_star, evals, evecs, in_band, conf_tol, zero_tol
