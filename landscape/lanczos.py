@@ -133,8 +133,9 @@ def sub_comb(w: torch.Tensor, Q: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
 
 
 def combine(Q: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
-    """``Qᵀ S`` (dim, p) in Q's dtype for Q (r, dim) and S (r, p)."""
-    return Q.T @ S.to(device=Q.device, dtype=Q.dtype)
+    """``Qᵀ S`` (dim, p) in Q's dtype for Q (r, dim) and S (r, p); computed as (Sᵀ Q)ᵀ, which reads
+    Q's rows contiguously."""
+    return (S.T.to(device=Q.device, dtype=Q.dtype) @ Q).T.contiguous()
 
 
 def _thick_restart(Q: torch.Tensor, T: torch.Tensor, lost: torch.Tensor, j: int, vals: torch.Tensor,
@@ -270,6 +271,23 @@ def _keep(m: int, k_small: int, k_large: int, n_keep: int) -> list[int]:
     return sorted(set(range(lo)) | set(range(m - hi, m)))
 
 
+def _start_vector(start: str | torch.Tensor, op, dim: int, gen: torch.Generator, dtype: torch.dtype,
+                  device: torch.device | str, *, use_gradient: bool) -> torch.Tensor:
+    """The unit start vector of :func:`extreme_eigs` (see its ``start``)."""
+    if isinstance(start, torch.Tensor):
+        v = start.to(device=device, dtype=dtype)
+        return v / norm64(v)
+    r = random_unit(dim, gen, dtype, device)
+    g = getattr(op, "gradient", None) if start == "auto" and use_gradient else None
+    if g is None:
+        return r
+    gn = norm64(g.to(dtype))
+    if not (math.isfinite(gn) and gn > 0.0):
+        return r
+    v = r + g.to(device=device, dtype=dtype) / gn
+    return v / norm64(v)
+
+
 CURVATURES = ("hessian", "ggn", "ef")
 # Default basis allowance: k + 26 vectors (with the operator's own ~10 vectors of graph and
 # scratch, k = 2 stays within 40 parameter-vectors), or more while the basis fits in 2^23 numbers (32 MiB of
@@ -294,6 +312,7 @@ def extreme_eigs(
     max_basis: int | None = None,
     verify_steps: int | None = None,
     explicit_residuals: bool | None = None,
+    start: str | torch.Tensor = "auto",
 ) -> EigResult:
     """Extreme eigenpairs of the Hessian (or ``curvature``) at ``theta`` by thick-restart Lanczos.
 
@@ -301,7 +320,8 @@ def extreme_eigs(
     ``"both"``: ``k`` from each end (or ``k=(k_smallest, k_largest)``) in one Krylov space.
     A pair is converged when ‖Hv − λv‖ ≤ ``tol``·‖H‖ (default tol: 1e-8 in float64, 1e-4 in
     float32; ‖H‖ estimated by max |Ritz value|). The run stops as soon as the wanted pairs' Lanczos
-    residual estimates are below 0.8·tol. The returned residuals are recomputed explicitly (one
+    residual estimates plus the round-off allowance below are within tol (or within tol/2, where
+    that allowance exceeds tol/2: a float32 tol near round-off). The returned residuals are recomputed explicitly (one
     product per pair) when ``explicit_residuals=True``, or by default (``None``) when tol < 1e-3;
     at a loose tol ≥ 1e-3 (``None``), or with ``False``, they are the Lanczos estimates |β sₘ| plus
     any coupling dropped at restarts and breakdowns, plus a round-off allowance 10·√m·eps·‖H‖
@@ -323,6 +343,16 @@ def extreme_eigs(
     reaches the wanted range in that time enters the result (then another verification follows).
     A copy whose deflated Ritz value needs longer to climb past the innermost wanted value is not
     found; ``verify_steps=0`` skips the check.
+
+    ``start``: the Lanczos start vector. ``"auto"`` (default): where the largest end is wanted and
+    the operator carries the gradient at ``theta`` (the cached Hessian operator computes it anyway:
+    ``operator.gradient``), the normalised sum of a seeded random unit vector and the unit
+    gradient. A network's gradient lies mostly in the top Hessian eigenspace (Gur-Ari et al. 2018),
+    so the top pairs start with far more than a random vector's 1/√dim weight, and the random half
+    keeps every other eigendirection at ≥ 1/√2 of it (on the bench MLP: 27 instead of 29 steps for
+    the top-5 at 2.2e-2, 50 instead of 59 for top-5 + λ_min at 1e-4). Otherwise (the smallest end
+    only, a zero or non-finite gradient, an operator without one) the seeded random unit vector,
+    which ``"random"`` always takes. A tensor (dim,) is used as given (normalised).
 
     ``operator``: a prepared operator with ``.matvec``/``.n_matvec`` (overrides ``curvature``);
     ``curvature``: "hessian" (default) or "ggn"/"ef" through ``obj.curvature_operator``.
@@ -363,6 +393,12 @@ def extreme_eigs(
     if verify_steps is not None and (isinstance(verify_steps, bool) or int(verify_steps) != verify_steps
                                      or verify_steps < 0):
         raise ValueError(f"verify_steps must be a non-negative integer or None, got {verify_steps!r}")
+    if isinstance(start, torch.Tensor):
+        if start.shape != (dim,) or not bool(torch.isfinite(start).all()) or not bool((start != 0).any()):
+            raise ValueError(f"start must be a finite, non-zero vector of shape ({dim},), "
+                             f"got shape {tuple(start.shape)}")
+    elif start not in ("auto", "random"):
+        raise ValueError(f"start must be 'auto', 'random' or a tensor, got {start!r}")
     # The basis plus the pending vector; no more than the whole space.
     m_max = min(int(max_basis), dim + 1)
     n_keep = max(n_want, (m_max + n_want) // 2)  # Ritz vectors a thick restart of a full basis keeps
@@ -385,7 +421,7 @@ def extreme_eigs(
     Q = torch.empty(m_max, dim, dtype=dtype, device=device)
     T = torch.zeros(m_max, m_max, dtype=torch.float64)
     lost = torch.zeros(m_max, dtype=torch.float64)  # |coupling| of each basis vector to dropped directions
-    Q[0] = random_unit(dim, gen, dtype, device)
+    Q[0] = _start_vector(start, op, dim, gen, dtype, device, use_gradient=k_large > 0)
     j = 0            # basis vectors with a complete column of T; Q[j] is the pending vector
     steps = 0
     scale = 0.0
@@ -394,7 +430,9 @@ def extreme_eigs(
     verify_left = 0
     verify_total = 0
     n_copies = 0
+    n_locked = 0     # during verification: Q[:n_locked] are the locked Ritz vectors, with values locked_vals
     locked_vals: torch.Tensor | None = None
+    restarts_at_lock = 0
     vals = S = None
     idx: list[int] = []
     exhausted = False
@@ -412,9 +450,9 @@ def extreme_eigs(
     while steps < max_iter:
         w = op.matvec(Q[j]).to(dtype)
         steps += 1
-        if not bool(torch.isfinite(w).all()):
-            raise FloatingPointError("the curvature operator returned a non-finite product")
         n_w = norm64(w)
+        if not math.isfinite(n_w) and not bool(torch.isfinite(w).all()):
+            raise FloatingPointError("the curvature operator returned a non-finite product")
         h = dot64(Q[: j + 1], w)
         sub_comb(w, Q[: j + 1], h)
         beta = norm64(w)
@@ -435,16 +473,31 @@ def extreme_eigs(
         est = last * S[j - 1, idx].abs() + lost[:j].abs() @ S[:, idx].abs()
         if broke:
             lost[j - 1] += beta  # the dropped coupling stays in the residual bound
-        converged = len(idx) == n_want and bool((est <= 0.8 * tol * sc).all())
+        allow = 10.0 * math.sqrt(j) * eps * sc  # round-off the recurrence cannot see (reported at loose tols)
+        converged = len(idx) == n_want and bool((est <= max(tol * sc - allow, 0.5 * tol * sc)).all())
 
+        found = False
         if verifying:
             verify_left -= 1
-        if converged and (not verifying or verify_left <= 0):
-            if verifying:
-                changed = bool(((vals[idx] - locked_vals).abs() > tol * sc).any())  # type: ignore[operator]
-                if not changed:
-                    break
-                n_copies += 1
+            if verify_left <= 0:
+                # A copy (or a pair the first start vector missed) is a wanted Ritz vector lying mostly
+                # in the fresh directions that moves the wanted values by more than the tolerance (by
+                # interlacing they only move outwards). A displacement within tol leaves every locked
+                # value within tol of the truth; the locked vectors' own refinement moves little
+                # weight into the fresh directions.
+                fresh = (S[n_locked:, idx] ** 2).sum(0) > 0.5
+                moved = bool(((vals[idx] - locked_vals).abs() > tol * sc).any())  # type: ignore[operator]
+                found = moved and bool(fresh.any())
+                if not found:
+                    if converged:
+                        break  # the current pairs refine the locked ones
+                    if n_restarts == restarts_at_lock:
+                        j = n_locked  # return the locked pairs: their couplings are still in lost
+                        break
+                    # a restart during verification rewrote the locked vectors: converge the current ones
+        if converged and (not verifying or found):
+            if found:
+                n_copies += int(fresh.sum())
             vs = verify_steps if verify_steps is not None else max(4 if loose else 8, steps // 6)
             if vs == 0 or n_want >= dim or exhausted:
                 break
@@ -454,10 +507,11 @@ def extreme_eigs(
             if r is None:
                 break
             Q[j] = r
-            locked_vals = vals[idx].clone()
+            n_locked, locked_vals = j, vals[idx].clone()
             verifying, verify_left = True, vs
             verify_total += vs
             n_restarts += 1
+            restarts_at_lock = n_restarts
             continue
 
         if broke:
@@ -488,8 +542,9 @@ def extreme_eigs(
 
     assert vals is not None and S is not None
     if S.shape[0] != j:
-        # The loop ended right after a lock or restart (step budget, or no fresh direction left):
-        # the Ritz pairs are those of the kept basis, whose couplings to dropped directions are in lost.
+        # The loop ended right after a lock or restart (step budget, or no fresh direction left), or a
+        # verification that found nothing returned the locked pairs: the Ritz pairs are those of the
+        # kept basis, whose couplings to dropped directions are in lost.
         vals, S = torch.linalg.eigh(T[:j, :j])
         idx = _wanted(j, k_small, k_large)
         last = 0.0

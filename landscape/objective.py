@@ -807,16 +807,29 @@ class HessianOperator:
         self.device = obj.device
         self.n_matvec = 0
         self._g: torch.Tensor | None = None
+        self._gradient: torch.Tensor | None = None
+        self._gradient_reduced = not obj.distributed
         if cache:
             self._p = self.theta.clone().requires_grad_(True)
             with torch.enable_grad():
                 loss = obj._local_loss_tensor(self._p)
                 self._g = (torch.autograd.grad(loss, self._p, create_graph=True)[0]
                            if loss.requires_grad else torch.zeros_like(self._p))
+            self._gradient = self._g.detach()
             if not self._g.requires_grad:  # objective is linear in theta: the Hessian is zero
                 self._g = None
                 cache = False
         self.cache = cache
+
+    @property
+    def gradient(self) -> torch.Tensor | None:
+        """The gradient at ``theta`` (dim,), detached, which the cached graph computed anyway (summed
+        over ranks when distributed: a collective, every rank must ask); None without a cache.
+        :func:`landscape.extreme_eigs` mixes it into its start vector."""
+        if self._gradient is not None and not self._gradient_reduced:
+            self._gradient = self.obj.all_reduce(self._gradient.clone())
+            self._gradient_reduced = True
+        return self._gradient
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """``H @ v`` for ``v`` of shape ``(dim,)``."""
