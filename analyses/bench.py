@@ -557,7 +557,7 @@ ACCURACY_TARGETS = (1e-2, 1e-3, 1e-4)
 
 
 def bench_accuracy(problem: BenchProblem, *, targets: tuple[float, ...] = ACCURACY_TARGETS, peers: bool = True,
-                   power_max_iter: int = 2500, same_accuracy_repeats: int = 3,
+                   power_max_iter: int = 2500, same_accuracy_repeats: int = 5,
                    progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Accuracy against time for top-5 + λ_min: at each residual target, every method's time,
     products and measured max residual ‖Hv − λv‖/|λ_max| (recomputed here with our operator, the
@@ -748,7 +748,7 @@ def _rss_bytes() -> int:
 
 
 def scaling_case(width: int, n_examples: int = 128, *, dtype: torch.dtype = torch.float32, tol: float = 1e-4,
-                 repeats: int = 3, reference: bool = False, curvlinops: bool = False) -> dict[str, Any]:
+                 repeats: int = 7, reference: bool = False, curvlinops: bool = False) -> dict[str, Any]:
     """One scaling point (run it in a fresh process: the memory figure is the process's peak RSS
     during ``extreme_eigs(k=1, which="both")`` minus its RSS just before; an upper bound when an
     earlier peak was higher). ``reference``: also float64 eigenvalues of the same problem;
@@ -768,7 +768,7 @@ def scaling_case(width: int, n_examples: int = 128, *, dtype: torch.dtype = torc
     gen = torch.Generator().manual_seed(1)
     v = torch.randn(obj.dim, generator=gen, dtype=torch.float64).to(dtype)
     op = obj.hvp_operator(theta)
-    raw = time_interleaved({"grad": lambda: obj.grad(theta), "hvp": lambda: op.matvec(v)}, repeats=repeats, warmup=1)
+    raw = time_interleaved({"grad": lambda: obj.grad(theta), "hvp": lambda: op.matvec(v)}, repeats=repeats, warmup=2)
     out: dict[str, Any] = {
         "dim": obj.dim, "width": width, "n_examples": n_examples, "dtype": str(dtype).replace("torch.", ""),
         "grad_s": statistics.median(raw["grad"]), "hvp_s": statistics.median(raw["hvp"]), "eigs_s": eigs_s,
