@@ -126,12 +126,18 @@ def norm64(w: torch.Tensor) -> float:
     return float(s.sqrt())
 
 
-def sub_comb(w: torch.Tensor, Q: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """In place ``w -= Qᵀ h`` (Q (r, dim), h (r,) float64 coefficients), one gemv into ``w`` with no
-    temporary vector; returns ``w``."""
+def sub_comb(w: torch.Tensor, Q: torch.Tensor, h: torch.Tensor, *, fused: bool = False) -> torch.Tensor:
+    """In place ``w -= Qᵀ h`` (Q (r, dim), h (r,) float64 coefficients); returns ``w``. ``fused``: one
+    gemv accumulating into ``w`` (no temporary vector, ~2x faster at 10^7 entries; rounds
+    differently from the default product-then-subtract, which :func:`lanczos` keeps because the
+    escape study's and the theorem checks' recorded critical points depend on its bits)."""
     if h.numel() == 0:
         return w
-    return w.addmv_(Q.T, h.to(device=w.device, dtype=w.dtype), alpha=-1)
+    h = h.to(device=w.device, dtype=w.dtype)
+    if fused:
+        return w.addmv_(Q.T, h, alpha=-1)
+    w -= h @ Q
+    return w
 
 
 def combine(Q: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
@@ -443,7 +449,7 @@ def extreme_eigs(
         """A random unit vector orthogonal to Q[:n_basis], or None when they span the space."""
         r = random_unit(dim, gen, dtype, device)
         for _ in range(2):
-            sub_comb(r, Q[:n_basis], dot64(Q[:n_basis], r))
+            sub_comb(r, Q[:n_basis], dot64(Q[:n_basis], r), fused=True)
         nr = norm64(r)
         if nr < 1e-6:
             return None
@@ -456,11 +462,11 @@ def extreme_eigs(
         if not math.isfinite(n_w) and not bool(torch.isfinite(w).all()):
             raise FloatingPointError("the curvature operator returned a non-finite product")
         h = dot64(Q[: j + 1], w)
-        sub_comb(w, Q[: j + 1], h)
+        sub_comb(w, Q[: j + 1], h, fused=True)
         beta = norm64(w)
         if beta < 0.7071 * n_w:  # DGKS: the first pass cancelled most of w, so repeat it once
             h2 = dot64(Q[: j + 1], w)
-            sub_comb(w, Q[: j + 1], h2)
+            sub_comb(w, Q[: j + 1], h2, fused=True)
             h += h2
             beta = norm64(w)
         T[: j + 1, j] = h
@@ -566,7 +572,7 @@ def extreme_eigs(
             hy = op.matvec(y).to(dtype)
             lam = float(dot64(y[None], hy)[0])
             values[i] = lam
-            sub_comb(hy, y[None], torch.tensor([lam], dtype=torch.float64))
+            sub_comb(hy, y[None], torch.tensor([lam], dtype=torch.float64), fused=True)
             residuals[i] = norm64(hy)
             del hy
     else:
