@@ -347,10 +347,15 @@ def extreme_eigs(
     eigenvalues appear once (copies only through breakdown restarts). After the wanted pairs
     converge, their Ritz vectors are locked and Lanczos continues for ``verify_steps`` steps
     (default steps so far // 6, proportional to what the tol needed, and at least 8, or at least
-    4 at a loose tol ≥ 1e-3) from a fresh random vector orthogonal to them; a copy that
-    reaches the wanted range in that time enters the result (then another verification follows).
-    A copy whose deflated Ritz value needs longer to climb past the innermost wanted value is not
-    found; ``verify_steps=0`` skips the check.
+    4 at a loose tol ≥ 1e-3) from a fresh random vector orthogonal to them. A copy has been found
+    when, after those steps, a wanted Ritz vector lies mostly (over half its weight) in the fresh
+    directions and the wanted values have moved by more than tol·‖H‖: it is converged, enters the
+    result, and another verification follows. A fresh direction that moves the values by less
+    than that leaves every locked value within tol of the truth: the result is then the current
+    pairs if they have converged, else the locked ones as they were (at a loose tol the k-th value
+    may then be a neighbour of the k-th eigenvalue, within tol of it: a residual r puts *an*
+    eigenvalue within r·‖H‖ of each value). A copy whose deflated Ritz value needs longer to climb
+    past the innermost wanted value is not found; ``verify_steps=0`` skips the check.
 
     ``start``: the Lanczos start vector. ``"auto"`` (default): where the largest end is wanted and
     the operator carries the gradient at ``theta`` (the cached Hessian operator computes it anyway:
