@@ -141,9 +141,9 @@ def sub_comb(w: torch.Tensor, Q: torch.Tensor, h: torch.Tensor, *, fused: bool =
 
 
 def combine(Q: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
-    """``Qᵀ S`` (dim, p) in Q's dtype for Q (r, dim) and S (r, p); computed as (Sᵀ Q)ᵀ, which reads
-    Q's rows contiguously."""
-    return (S.T.to(device=Q.device, dtype=Q.dtype) @ Q).T.contiguous()
+    """``Qᵀ S`` (dim, p) in Q's dtype for Q (r, dim) and S (r, p): the transposed view of Sᵀ Q, which
+    reads Q's rows contiguously and leaves each column contiguous."""
+    return (S.T.to(device=Q.device, dtype=Q.dtype) @ Q).T
 
 
 def _thick_restart(Q: torch.Tensor, T: torch.Tensor, lost: torch.Tensor, j: int, vals: torch.Tensor,
@@ -589,7 +589,7 @@ def extreme_eigs(
     order = torch.argsort(values)
     out_dtype = dtype if dtype.is_floating_point else torch.float64
     return EigResult(
-        values=values[order].to(out_dtype), vectors=vectors[:, order.to(device)],
+        values=values[order].to(out_dtype), vectors=vectors[:, order.to(device)].contiguous(),
         residuals=residuals[order].to(out_dtype), converged=converged[order],
         n_hvp=op.n_matvec - n0, n_iter=steps, tol=tol, scale=scale, which=which,
         ritz_values=ritz.to(out_dtype), curvature=curvature, max_basis=m_max, n_restarts=n_restarts,
