@@ -342,8 +342,9 @@ def test_given_start_vector_and_bad_starts():
     assert r.n_iter <= 2 and abs(float(r.values[0]) - 3.0) <= 1e-12 * 3.0
     for bad, what in ((torch.zeros(60, dtype=F64), "non-zero"), (torch.ones(59, dtype=F64), "shape"),
                       (torch.full((60,), float("nan"), dtype=F64), "finite"), ("gradient", "start")):
-        with pytest.raises(ValueError, match="start"):
+        with pytest.raises(ValueError, match="start") as exc:
             ls.extreme_eigs(obj, th, k=1, start=bad)
+        assert what in str(exc.value)
 
 
 @pytest.mark.parametrize("seed", range(5))
