@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .defaults import KAPPA_J_THRESHOLD
+from .fast_stats import example_grad_sums
 from .results import JsonResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from .objective import Objective
 
-KAPPA_J_THRESHOLD = 0.1
 
-
-@dataclass
+@dataclass(frozen=True)
 class CancellationStats(JsonResult):
     """Cancellation of per-example gradients, globally or for one parameter tensor.
 
@@ -73,7 +73,8 @@ def _nan_stat(x: torch.Tensor, fn: str) -> float:
 
 
 def _stats(n: int, s1: torch.Tensor, s2: torch.Tensor, sabs: torch.Tensor, ssign: torch.Tensor,
-           sum_norm: float, sum_norm2: float) -> CancellationStats:
+           sum_norm: float, sum_norm2: float, per_layer: dict[str, CancellationStats] | None = None
+           ) -> CancellationStats:
     mu = s1 / n
     ms = s2 / n
     a = sabs / n
@@ -99,7 +100,7 @@ def _stats(n: int, s1: torch.Tensor, s2: torch.Tensor, sabs: torch.Tensor, ssign
         kappa_j_mean=_nan_stat(kappa_j, "mean"), kappa_j_median=_nan_stat(kappa_j, "median"),
         frac_kappa_j_below=float((valid_kj < KAPPA_J_THRESHOLD).double().mean()) if valid_kj.numel() else float("nan"),
         gsnr_mean=_nan_stat(gsnr, "mean"), gsnr_median=_nan_stat(gsnr, "median"), gsnr_max=_nan_stat(gsnr, "max"),
-        sign_agreement_mean=float(q.mean()), sign_agreement_median=_median(q),
+        sign_agreement_mean=float(q.mean()), sign_agreement_median=_median(q), per_layer=per_layer or {},
     )
 
 
@@ -120,7 +121,6 @@ def cancellation_stats(obj: "Objective", theta: torch.Tensor, chunk_size: int | 
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
     sums = None
     if fast is not False:
-        from .fast_stats import example_grad_sums
         fs = example_grad_sums(obj, theta)
         if fs is not None:
             sums = [fs.sum.to(torch.float64), fs.sum_sq.to(torch.float64), fs.sum_abs.to(torch.float64),
@@ -144,10 +144,9 @@ def cancellation_stats(obj: "Objective", theta: torch.Tensor, chunk_size: int | 
         rest = packed[4 * obj.dim + 3:].tolist()
         layer_norm, layer_norm2 = dict(zip(names, rest[:len(names)])), dict(zip(names, rest[len(names):]))
     s1, s2, sabs, ssign = sums  # type: ignore[misc]
-    out = _stats(n, s1, s2, sabs, ssign, norm_sum, norm2_sum)
-    for name, sl in slices.items():
-        out.per_layer[name] = _stats(n, s1[sl], s2[sl], sabs[sl], ssign[sl], layer_norm[name], layer_norm2[name])
-    return out
+    per_layer = {name: _stats(n, s1[sl], s2[sl], sabs[sl], ssign[sl], layer_norm[name], layer_norm2[name])
+                 for name, sl in slices.items()}
+    return _stats(n, s1, s2, sabs, ssign, norm_sum, norm2_sum, per_layer)
 
 
 def _per_example_sums(obj: "Objective", theta: torch.Tensor, chunk_size: int | None):

@@ -17,7 +17,7 @@ Both cap a step at :data:`MAX_STEP`·max(1, ‖θ_start‖) before the line sear
 search finds a *nearby* critical point).
 
 Convergence (default, Frye et al. 2021): ‖g‖² ≤ 1e-10 in float64, i.e. ``grad_tol`` = 1e-5 scaled
-by (ε_dtype/ε_64)^{1/4} for lower precisions (:func:`landscape.classify.default_grad_tol`). This
+by (ε_dtype/ε_64)^{1/4} for lower precisions (:func:`landscape.tolerances.default_grad_tol`). This
 is the literature's absolute cut-off; pass ``grad_tol`` in the loss's units to change it.
 
 Gradient-flatness: the *flatness* φ = ‖g + H p‖/‖g‖ ∈ [0, 1] is the share of g outside range(H)
@@ -34,36 +34,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
-from .lanczos import lanczos, random_unit
-from .objective import NonFiniteError, Objective
+from .classify import CriticalPointReport, classify_point
+from .defaults import (ARMIJO_C, DEFAULT_MAX_ITER, GRADIENT_FLAT_SHARE, MAX_BACKTRACK, MAX_STEP, POLISH_FACTOR,
+                       SCALE_STEPS, STAGNATION, STAGNATION_ITERS)
+from .errors import NonFiniteError
+from .linalg import lanczos, minres_solve, random_unit
+from .objective import Objective
+from .operators import CurvatureOperator
 from .results import JsonResult
+from .tolerances import default_grad_tol
 
 METHODS = ("newton-mr", "gradient-norm")
-#: a stalled search with this share of ‖g‖ outside range(H) is at a gradient-flat point
-GRADIENT_FLAT_SHARE = 0.5
-ARMIJO_C = 1e-4
-MAX_BACKTRACK = 40
-DEFAULT_MAX_ITER = {"newton-mr": 100, "gradient-norm": 2000}
-#: MINRES Krylov dimension cap and its relative residual target
-MINRES_MAX_K = 200
-MINRES_RTOL = 1e-10
-#: stagnation: ‖g‖ decreasing by less than this relative amount per step, STAGNATION_ITERS steps running
-STAGNATION = 1e-10
-STAGNATION_ITERS = 5
-#: Lanczos steps of the ‖H‖ estimate
-SCALE_STEPS = 20
-#: nearest_critical polishes until ‖g‖ ≤ min(grad_tol, POLISH_FACTOR·‖g_start‖)
-POLISH_FACTOR = 1e-6
-#: a step is at most MAX_STEP·max(1, ‖θ_start‖) long (a trust cap: min-norm steps through nearly singular
-#: directions otherwise jump to far-away critical points, e.g. at blown-up gauges of a deep linear net)
-MAX_STEP = 0.5
 
 
-@dataclass
+@dataclass(frozen=True)
 class CriticalPointSearch(JsonResult):
     """Outcome of :func:`find_critical_point`.
 
@@ -119,92 +106,21 @@ def _check_inputs(obj: Objective, theta: torch.Tensor, method: str, grad_tol: fl
         max_iter = DEFAULT_MAX_ITER[method]
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
         raise ValueError(f"max_iter must be a non-negative integer, got {max_iter!r}")
-    from .classify import default_grad_tol
     gtol = default_grad_tol(obj.dtype) if grad_tol is None else float(grad_tol)
     return theta, gtol, max_iter
 
 
-def minres_solve(matvec, b: torch.Tensor, *, max_k: int = MINRES_MAX_K, rtol: float = MINRES_RTOL,
-                 scale: float = 0.0, cutoff: float | None = None) -> tuple[torch.Tensor, float, int]:
-    """Minimum-norm least-squares solution x of H x = b for symmetric H (possibly singular).
-
-    MINRES in its Lanczos form: k steps of Lanczos with full re-orthogonalisation from b give
-    H Q_k = Q_{k+1} T̄_k; x = Q_k y with y = argmin ‖T̄_k y − ‖b‖e₁‖, solved by an SVD truncated at
-    1e3·ε·k·max(``scale``, σ_max(T̄)) (the minimum-length choice of MINRES-QLP for singular H;
-    ``scale`` ≈ ‖H‖ from outside the Krylov space of b, which alone can miss the large eigenvalues;
-    ``cutoff``: an absolute singular-value cut-off instead).
-    Stops when the relative residual ‖Hx − b‖/‖b‖ ≤ ``rtol``, when the Krylov space is invariant,
-    or after ``max_k`` steps. Returns (x (dim,), relative residual, number of products).
-    """
-    dim = b.numel()
-    dtype, device = b.dtype, b.device
-    eps = torch.finfo(dtype).eps
-    bn = float(torch.linalg.vector_norm(b))
-    if bn == 0.0:
-        return torch.zeros_like(b), 0.0, 0
-    max_k = max(1, min(int(max_k), dim))
-    Q = torch.empty(max_k + 1, dim, dtype=dtype, device=device)
-    alpha = torch.zeros(max_k, dtype=torch.float64)
-    beta = torch.zeros(max_k, dtype=torch.float64)  # beta[j] couples q_j and q_{j+1}
-    Q[0] = b / bn
-    tscale = 0.0
-    k = 0
-    y = None
-    resid = 1.0
-    for j in range(max_k):
-        w = matvec(Q[j])
-        k = j + 1
-        a = float(torch.dot(w, Q[j]))
-        w = w - a * Q[j]
-        if j > 0:
-            w = w - float(beta[j - 1]) * Q[j - 1]
-        for _ in range(2):  # full re-orthogonalisation (twice is enough)
-            w = w - Q[: j + 1].T @ (Q[: j + 1] @ w)
-        alpha[j] = a
-        bj = float(torch.linalg.vector_norm(w))
-        tscale = max(tscale, abs(a) + bj + (float(beta[j - 1]) if j else 0.0))
-        invariant = bj <= 10 * eps * max(tscale, scale, 1e-300) * math.sqrt(dim)
-        beta[j] = 0.0 if invariant else bj
-        if not invariant:
-            Q[j + 1] = w / bj
-        if invariant or j + 1 == max_k or j < 10 or (j + 1) % 5 == 0:
-            y, resid = _ls_tridiag(alpha[:k], beta[:k], bn, 1e3 * eps * k, scale, cutoff)
-            if invariant or resid <= rtol:
-                break
-    x = Q[:k].T @ y.to(dtype=dtype, device=device)
-    return x, resid, k
-
-
-def _ls_tridiag(alpha: torch.Tensor, beta: torch.Tensor, bn: float, rcond: float, scale: float,
-                cutoff: float | None = None) -> tuple[torch.Tensor, float]:
-    """argmin ‖T̄ y − bn·e₁‖ (min-norm, SVD truncated at rcond·max(scale, σ_max)) and its relative residual."""
-    k = alpha.numel()
-    T = torch.zeros(k + 1, k, dtype=torch.float64)
-    T[torch.arange(k), torch.arange(k)] = alpha
-    T[torch.arange(1, k + 1), torch.arange(k)] = beta
-    if k > 1:
-        T[torch.arange(k - 1), torch.arange(1, k)] = beta[: k - 1]
-    rhs = torch.zeros(k + 1, dtype=torch.float64)
-    rhs[0] = bn
-    U, S, Vh = torch.linalg.svd(T, full_matrices=False)
-    smax = max(float(S.max()) if S.numel() else 0.0, scale)
-    if cutoff is not None:
-        keep = S > cutoff
-    else:
-        keep = S > rcond * smax if smax > 0 else torch.zeros_like(S, dtype=torch.bool)
-    coef = (U[:, keep].T @ rhs) / S[keep]
-    y = Vh[keep].T @ coef
-    r = float(torch.linalg.vector_norm(T @ y - rhs)) / bn
-    return y, r
-
-
 class _Counter:
+    """The search's evaluations: counts gradients and Hessian products, and holds the Hessian
+    operator of the current point (built once per point)."""
+
     def __init__(self, obj: Objective, seed: int) -> None:
         self.obj = obj
         self.n_hvp = 0
         self.n_grad = 0
         self.seed = seed
         self.scale = 0.0
+        self._op: CurvatureOperator | None = None
 
     def update_scale(self, theta: torch.Tensor) -> None:
         """max|λ(H)| estimate: largest |Ritz value| of a short seeded Lanczos run (never shrinks)."""
@@ -218,7 +134,10 @@ class _Counter:
         return self.obj.loss_and_grad(theta)
 
     def operator(self, theta: torch.Tensor):
-        op = self.obj.hvp_operator(theta)
+        """``matvec`` of the Hessian at ``theta`` (counted); the operator is reused while θ stays."""
+        if self._op is None or not torch.equal(self._op.theta, theta):
+            self._op = self.obj.hvp_operator(theta)
+        op = self._op
 
         def mv(v: torch.Tensor) -> torch.Tensor:
             self.n_hvp += 1
@@ -333,7 +252,7 @@ def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "n
         start_grad_norm=gn0, last_step=steps[-1] if steps else None, rate=rate, est_distance=est)
 
 
-@dataclass
+@dataclass(frozen=True)
 class NearestCritical(JsonResult):
     """The critical point nearest a point θ_s (e.g. a stall), found and classified.
 
@@ -365,7 +284,7 @@ class NearestCritical(JsonResult):
     reason: str | None = None
     n_hvp: int = 0
     search: CriticalPointSearch | None = field(default=None, repr=False)
-    report: Any = field(default=None, repr=False)
+    report: CriticalPointReport | None = field(default=None, repr=False)
     theta: torch.Tensor | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
@@ -385,16 +304,14 @@ def nearest_critical(obj: Objective, theta: torch.Tensor, *, global_min: float |
     When the search did not converge the kind is ``"inconclusive"`` (``reason`` says why, e.g. a
     gradient-flat point) and the classification of the end point is still attached in ``report``.
     """
-    from .classify import classify_point
-
     cs = find_critical_point(obj, theta, method=method, grad_tol=grad_tol, max_iter=max_iter, seed=seed,
                              polish=True)
     # Criticality is the search's verdict (its cut-off); the classifier's own defaults decide the kind.
     rep = classify_point(obj, cs.theta, global_min=global_min, seed=seed,
                          grad_tol=max(cs.grad_tol, cs.grad_norm) if cs.converged else None)
     tol = {"search_grad_tol": cs.grad_tol, "polish_factor": POLISH_FACTOR,
-           "gradient_flat_share": GRADIENT_FLAT_SHARE, **(getattr(rep, "tolerances", None) or {})}
-    kind, reason = rep.kind, getattr(rep, "reason", None)
+           "gradient_flat_share": GRADIENT_FLAT_SHARE, **rep.tolerances}
+    kind, reason = rep.kind, rep.reason
     if not cs.converged:
         kind = "inconclusive"
         reason = ("the search did not converge (" + cs.message + ")"

@@ -38,10 +38,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .defaults import MAX_ENUMERATED
 from .objective import Objective
 from .results import JsonResult
-
-MAX_ENUMERATED = 4096
 
 
 def half_sq_error(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -50,7 +49,7 @@ def half_sq_error(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return 0.5 * (outputs - targets).pow(2).sum() / outputs.shape[0]
 
 
-@dataclass
+@dataclass(frozen=True)
 class AnalyticCriticalPoint(JsonResult):
     """An analytic critical point of a deep linear network.
 

@@ -49,13 +49,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from .errors import NonFiniteError
+
 if TYPE_CHECKING:  # pragma: no cover
     from .objective import Objective
 
 _BLOCK_ELEMS = 1 << 22
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExampleGradSums:
     """Streaming sums over n examples of the unscaled per-example gradients g_i (all float64, on the
     objective's device; flat vectors follow the objective's parameter order, shape (dim,)).
@@ -317,7 +319,6 @@ def _accumulate(batches: Iterator[tuple[Callable[[torch.Tensor], torch.Tensor], 
     sum_norm = sum_norm_sq = 0.0
     lay_norm = torch.zeros(len(names), dtype=torch.float64)
     lay_norm_sq = torch.zeros(len(names), dtype=torch.float64)
-    from .objective import NonFiniteError
 
     start = 0
     for i, (loss_sum, n) in enumerate(batches):

@@ -30,12 +30,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .defaults import DEFAULT_REL_THRESHOLD
 from .results import JsonResult
 
-DEFAULT_REL_THRESHOLD = 1e3
 
-
-@dataclass
+@dataclass(frozen=True)
 class ProbeResult(JsonResult):
     """Outcome of :func:`higher_order_probe`.
 

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .defaults import REPR_MAX_ITEMS
+
 
 def to_jsonable(value: Any) -> Any:
     """Convert ``value`` into plain JSON types (recursively)."""
@@ -81,8 +83,6 @@ def write_json(path: str | Path, value: Any, *, digits: int | None = None) -> Pa
     return path
 
 
-#: lists and tuples longer than this are summarised in reprs
-REPR_MAX_ITEMS = 8
 
 
 def _summary(value: Any) -> str:

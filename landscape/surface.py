@@ -30,20 +30,24 @@ import numpy as np
 import torch
 from torch.func import vmap
 
+from .defaults import LOOP_ALWAYS_S as _LOOP_ALWAYS_S
+from .defaults import ROWS_PER_CHUNK as _ROWS_PER_CHUNK
+from .directions import (BIAS_MODES, NORMALIZATIONS, EigenDirections, PCAPlane, eigen_directions, normalize_direction,
+                         pca_directions, project, random_directions)
 from .objective import Objective
-from .results import JsonResult
+from .render import surface_figure, surface_png, write_surface_html
+from .results import JsonResult, to_jsonable
 
-NORMALIZATIONS = ("filter", "layer", "none")
-BIAS_MODES = ("zero", "keep")
 STRATEGIES = ("auto", "vmap", "loop")
-_LOOP_ALWAYS_S = 2e-3  # per-point time above which "auto" loops without trying vmap
-# Grid points evaluated together: rows of activations per chunk (points × examples) kept near
-# this number so that memory stays bounded (≈ 2^16 rows × width floats per activation).
-_ROWS_PER_CHUNK = 1 << 16
+__all__ = ["SurfaceResult", "surface_1d", "surface_2d", "surface_eigen", "surface_pca", "interpolate",
+           "evaluate_points", "evaluate_thetas", "STRATEGIES",
+           # directions (defined in landscape.directions)
+           "NORMALIZATIONS", "BIAS_MODES", "EigenDirections", "PCAPlane", "eigen_directions", "normalize_direction",
+           "pca_directions", "project", "random_directions"]
 
 
 # ---------------------------------------------------------------------------- result
-@dataclass
+@dataclass(frozen=True)
 class SurfaceResult(JsonResult):
     """A loss surface.
 
@@ -143,21 +147,15 @@ class SurfaceResult(JsonResult):
     def plot(self, path: str | Path, *, title: str | None = None, log: bool = False, **kwargs: Any) -> Path:
         """Write a PNG of this surface (labelled contour + 3-D surface, or a line for 1-D results;
         trajectory and marked points drawn) to ``path``: :func:`landscape.render.surface_png`."""
-        from .render import surface_png
-
         return surface_png(self, path, title=title, log=log, **kwargs)
 
     def to_html(self, path: str | Path, *, title: str | None = None, log: bool = False, notes: str = "") -> Path:
         """Write an interactive offline page (plotly) of this surface to ``path``:
         :func:`landscape.render.write_surface_html`."""
-        from .render import write_surface_html
-
         return write_surface_html(self, path, title=title, log=log, notes=notes)
 
     def figure(self, *, title: str | None = None, log: bool = False) -> Any:
         """The interactive plotly figure (:func:`landscape.render.surface_figure`)."""
-        from .render import surface_figure
-
         return surface_figure(self, title=title, log=log)
 
 
@@ -166,190 +164,7 @@ def _json_float(x: float) -> float | None:
 
 
 def _jsonable(value: Any) -> Any:
-    from .results import to_jsonable
     return to_jsonable(value)
-
-
-# ---------------------------------------------------------------------------- directions
-def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
-    if generator is not None:
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-        return generator
-    return torch.Generator().manual_seed(0 if seed is None else int(seed))
-
-
-def normalize_direction(obj: Objective, theta: torch.Tensor, d: torch.Tensor, *,
-                        normalization: str = "filter", bias: str = "zero") -> torch.Tensor:
-    """Rescale a direction ``d`` (dim,) relative to ``theta`` (dim,); returns a new vector.
-
-    ``"filter"``: for every parameter tensor with ≥ 2 dimensions, each row (filter / output
-    unit, the first index) of ``d`` gets the Euclidean norm of the same row of ``theta``.
-    ``"layer"``: each parameter tensor of ``d`` gets the norm of ``theta``'s tensor.
-    ``"none"``: ``d`` scaled to unit Euclidean norm.
-    1-D tensors (biases, norm-layer scales) are zeroed (``bias="zero"``, Li et al.) or, with
-    ``bias="keep"``, rescaled as one block to the norm of ``theta``'s block.
-    """
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-    if bias not in BIAS_MODES:
-        raise ValueError(f"bias must be one of {BIAS_MODES}, got {bias!r}")
-    theta = obj.check_theta(theta)
-    d = obj.check_theta(d, "direction").clone()
-    tiny = torch.finfo(d.dtype).tiny
-    if normalization == "none":
-        n = torch.linalg.vector_norm(d)
-        if float(n) == 0:
-            raise ValueError("direction is the zero vector")
-        return d / n
-    for name, sl in obj.spec.slices.items():
-        shape = obj.spec.shapes[obj.spec.names.index(name)]
-        block, ref = d[sl], theta[sl]
-        if len(shape) <= 1:
-            if bias == "zero":
-                block.zero_()
-            else:
-                block.mul_(torch.linalg.vector_norm(ref) / torch.linalg.vector_norm(block).clamp_min(tiny))
-            continue
-        if normalization == "filter":
-            rows, rrows = block.view(shape[0], -1), ref.view(shape[0], -1)
-            scale = torch.linalg.vector_norm(rrows, dim=1) / torch.linalg.vector_norm(rows, dim=1).clamp_min(tiny)
-            rows.mul_(scale.unsqueeze(1))
-        else:
-            block.mul_(torch.linalg.vector_norm(ref) / torch.linalg.vector_norm(block).clamp_min(tiny))
-    if float(torch.linalg.vector_norm(d)) == 0:
-        why = ("every parameter is 1-D and bias='zero' removes them" if all(len(s) <= 1 for s in obj.spec.shapes)
-               else "theta is zero on every normalised filter/layer")
-        raise ValueError(f"{normalization} normalisation gave the zero direction: {why}. "
-                         "Use normalization='none' (unit directions), or bias='keep'.")
-    return d
-
-
-def random_directions(obj: Objective, theta: torch.Tensor, n: int = 2, *, normalization: str = "filter",
-                      bias: str = "zero", orthogonal: bool = True, seed: int | None = 0,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-    """``n`` (1 or 2) normalised random Gaussian directions, shape (n, dim).
-
-    Each is drawn N(0, I) (on the CPU, so a seed gives the same directions on every device) and
-    normalised by :func:`normalize_direction`. With ``orthogonal`` the second is made orthogonal
-    to the first (Gram–Schmidt) and rescaled to its pre-projection norm, so its overall scale
-    matches the first's normalisation while ⟨u, w⟩ = 0 exactly (its per-filter norms then match
-    ``theta``'s only approximately).
-    """
-    if n not in (1, 2):
-        raise ValueError(f"n must be 1 or 2 directions, got {n}")
-    theta = obj.check_theta(theta)
-    gen = _generator(seed, generator)
-    out = []
-    for _ in range(n):
-        raw = torch.randn(obj.dim, generator=gen, dtype=torch.float64).to(device=obj.device, dtype=obj.dtype)
-        out.append(normalize_direction(obj, theta, raw, normalization=normalization, bias=bias))
-    if n == 2 and orthogonal:
-        u, w = out
-        norm_w = torch.linalg.vector_norm(w)
-        w = w - (w @ u) / (u @ u) * u
-        w = w - (w @ u) / (u @ u) * u  # twice is enough (Kahan–Parlett)
-        nw = torch.linalg.vector_norm(w)
-        if float(nw) <= 1e-12 * float(norm_w):
-            raise ValueError("the two random directions are parallel; the model has too few free parameters")
-        out[1] = w * (norm_w / nw)
-    return torch.stack(out)
-
-
-@dataclass
-class EigenDirections(JsonResult):
-    """Unit Hessian eigenvectors used as surface directions: ``vectors`` (2, dim),
-    ``values`` (2,) their eigenvalues, ``residuals`` (2,) ‖Hv − λv‖, ``which`` the ends taken."""
-
-    vectors: torch.Tensor
-    values: torch.Tensor
-    residuals: torch.Tensor
-    which: str
-
-    def to_dict(self) -> dict:
-        d = super().to_dict()
-        d.pop("vectors")
-        return d
-
-
-def eigen_directions(obj: Objective, theta: torch.Tensor, which: str = "both", *, seed: int = 0,
-                     tol: float | None = None, max_iter: int | None = None) -> EigenDirections:
-    """Two unit Hessian eigenvectors at ``theta`` by Lanczos (:func:`landscape.extreme_eigs`).
-
-    ``which="both"``: the eigenvectors of λ_max (first) and λ_min (second); ``"largest"``: the
-    two largest; ``"smallest"``: the two smallest. Returned in that order.
-    """
-    from .lanczos import extreme_eigs
-
-    if which not in ("both", "largest", "smallest"):
-        raise ValueError(f"which must be 'both', 'largest' or 'smallest', got {which!r}")
-    if obj.dim < 2:
-        raise ValueError(f"eigen-directions need dim >= 2, the objective has dim {obj.dim}")
-    k: int | tuple[int, int] = (1, 1) if which == "both" else 2
-    res = extreme_eigs(obj, theta, k=k, which=which, seed=seed, tol=tol, max_iter=max_iter)
-    order = list(range(res.values.numel()))
-    if which in ("both", "largest"):
-        order = order[::-1]  # largest first
-    idx = torch.tensor(order)
-    return EigenDirections(vectors=res.vectors[:, idx].T.contiguous(), values=res.values[idx],
-                           residuals=res.residuals[idx], which=which)
-
-
-def project(directions: torch.Tensor, origin: torch.Tensor, points: torch.Tensor
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Least-squares coordinates of ``points`` (T, dim) in the affine span of ``directions``
-    (k, dim) through ``origin`` (dim,). Returns ``(coords (T, k), distance off the span (T,))``."""
-    D = directions.to(torch.float64)
-    R = points.to(torch.float64) - origin.to(torch.float64)
-    G = D @ D.T
-    C = torch.linalg.solve(G, D @ R.T).T
-    off = torch.linalg.vector_norm(R - C @ D, dim=1)
-    return C, off
-
-
-@dataclass
-class PCAPlane(JsonResult):
-    """PCA plane of a trajectory: ``directions`` (2, dim) orthonormal, ``center`` (dim,) the last
-    point, ``coords`` (T, 2) projected trajectory, ``explained`` (2,) fraction of the variance of
-    the centred trajectory along each direction."""
-
-    directions: torch.Tensor
-    center: torch.Tensor
-    coords: torch.Tensor
-    explained: torch.Tensor
-
-    def to_dict(self) -> dict:
-        d = super().to_dict()
-        d.pop("directions")
-        d.pop("center")
-        return d
-
-
-def pca_directions(trajectory: Sequence[torch.Tensor] | torch.Tensor, center: torch.Tensor | None = None
-                   ) -> PCAPlane:
-    """The plane of the two leading principal components of ``trajectory`` (T ≥ 3 points of shape
-    (dim,), or a (T, dim) tensor), through ``center`` (default the last point, as in Li et al.).
-    Signs are fixed so that the first point has non-negative coordinates."""
-    traj = torch.stack(list(trajectory)) if not isinstance(trajectory, torch.Tensor) else trajectory
-    if traj.ndim != 2 or traj.shape[0] < 3:
-        raise ValueError(f"trajectory must hold at least 3 points of shape (dim,), got shape {tuple(traj.shape)}")
-    if not bool(torch.isfinite(traj).all()):
-        raise ValueError("trajectory contains non-finite values")
-    center = traj[-1] if center is None else center
-    M = (traj - center).to(torch.float64)
-    Mc = M - M.mean(0, keepdim=True)
-    _, S, Vh = torch.linalg.svd(Mc, full_matrices=False)
-    if Vh.shape[0] < 2 or float(S[1]) <= 1e-12 * max(float(S[0]), 1e-300):
-        raise ValueError("the trajectory spans fewer than 2 dimensions; PCA gives no plane")
-    D = Vh[:2].clone()
-    coords = M @ D.T
-    for i in range(2):
-        if float(coords[0, i]) < 0:
-            D[i] = -D[i]
-            coords[:, i] = -coords[:, i]
-    var = S ** 2
-    return PCAPlane(directions=D.to(traj.dtype), center=center.clone(), coords=coords,
-                    explained=(var[:2] / var.sum()))
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -562,18 +377,16 @@ def surface_2d(obj: Objective, theta: torch.Tensor, d1: torch.Tensor | None = No
     loss = evaluate_points(obj, theta, D, C, chunk_size=chunk_size, progress=progress, desc="surface 2-D",
                            strategy=strategy, info=info).reshape(steps, steps)
     seconds = time.perf_counter() - t0
-    res = _finish(obj, theta, D, (a, a.clone()), loss, span, steps, seconds, kind or "custom", marks,
-                  {**(meta or {}), **info})
+    path = None
     if trajectory is not None:
         traj = torch.stack(list(trajectory)) if not isinstance(trajectory, torch.Tensor) else trajectory
         traj = traj.to(device=obj.device, dtype=obj.dtype)
         if traj.ndim != 2 or traj.shape[1] != obj.dim:
             raise ValueError(f"trajectory must have shape (T, {obj.dim}), got {tuple(traj.shape)}")
         tc, off = project(D, theta, traj)
-        res.trajectory = tc.cpu().numpy()
-        res.trajectory_loss = evaluate_thetas(obj, traj, chunk_size=chunk_size).numpy()
-        res.meta["trajectory_max_off_plane"] = float(off.max())
-    return res
+        path = (tc.cpu().numpy(), evaluate_thetas(obj, traj, chunk_size=chunk_size).numpy(), float(off.max()))
+    return _finish(obj, theta, D, (a, a.clone()), loss, span, steps, seconds, kind or "custom", marks,
+                   {**(meta or {}), **info}, path)
 
 
 def _safe_loss(obj: Objective, t: torch.Tensor) -> float:
@@ -583,13 +396,19 @@ def _safe_loss(obj: Objective, t: torch.Tensor) -> float:
 
 def _finish(obj: Objective, theta: torch.Tensor, D: torch.Tensor, coords: tuple[torch.Tensor, ...],
             loss: torch.Tensor, span: float, steps: int, seconds: float, kind: str,
-            marks: Sequence[dict] | None, meta: dict | None) -> SurfaceResult:
+            marks: Sequence[dict] | None, meta: dict | None,
+            path: tuple[np.ndarray, np.ndarray, float] | None = None) -> SurfaceResult:
+    """The result in one go; ``path``: (trajectory coords (T, k), its losses (T,), max distance off the plane)."""
     loss_np = loss.numpy()
+    meta = {"dim": obj.dim, "dtype": str(obj.dtype), **(meta or {})}
+    if path is not None:
+        meta["trajectory_max_off_plane"] = path[2]
     return SurfaceResult(
         loss=loss_np, coords=tuple(c.numpy() for c in coords), directions=D.detach().cpu().numpy(),
         theta=theta.detach().cpu().numpy(), span=float(span), steps=int(steps), kind=kind,
         center_loss=_safe_loss(obj, theta), n_nonfinite=int((~np.isfinite(loss_np)).sum()), seconds=seconds,
-        marks=_marks(obj, theta, D, marks), meta={"dim": obj.dim, "dtype": str(obj.dtype), **(meta or {})},
+        trajectory=path[0] if path is not None else None, trajectory_loss=path[1] if path is not None else None,
+        marks=_marks(obj, theta, D, marks), meta=meta,
     )
 
 
