@@ -134,3 +134,30 @@ def first_batch_checks(obj: Any, custom_count: bool) -> None:
                 f"the loss is not a mean over examples: on two examples it gives {pair:.6g}, the mean of the "
                 f"two single-example losses is {single:.6g}. Pass a mean-reduced criterion (e.g. nn.MSELoss()) "
                 "and choose the objective's reduction with reduction='mean' or 'sum'")
+
+
+def build_function_objective(cls: type, fn: Callable[[torch.Tensor], torch.Tensor], x0: Any, *,
+                             dtype: torch.dtype | None, device: torch.device | str | None) -> Any:
+    """What :meth:`landscape.Objective.from_function` does (see there for the arguments).
+
+    Returns:
+        The objective (an instance of ``cls``).
+
+    Raises:
+        ValueError: ``x0`` is not a non-empty 1-D tensor, or ``fn`` does not return a scalar tensor.
+        TypeError: a non-floating dtype.
+    """
+    if not isinstance(x0, torch.Tensor):
+        x0 = torch.as_tensor(x0, dtype=dtype or torch.get_default_dtype())
+    if x0.ndim != 1 or x0.numel() == 0:
+        raise ValueError(f"x0 must be a non-empty 1-D tensor, got shape {tuple(x0.shape)}")
+    dtype = dtype or x0.dtype
+    if not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating type, got {dtype}")
+    device = torch.device(device) if device is not None else x0.device
+    x0 = x0.detach().to(device=device, dtype=dtype)
+    probe = fn(x0)
+    if not isinstance(probe, torch.Tensor) or probe.numel() != 1:
+        raise ValueError("fn must return a scalar tensor")
+    spec = ParamSpec(names=("x",), shapes=(torch.Size([x0.numel()]),))
+    return cls(spec=spec, theta0=x0, module=None, loss_call=None, fn=fn, source=None, reduction="sum", n_examples=0)

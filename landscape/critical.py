@@ -64,6 +64,7 @@ class CriticalPointSearch(JsonResult):
     lengths (≈ 0 for quadratic convergence, ≈ (k−2)/(k−1) near a degenerate order-k point);
     ``est_distance`` ≈ remaining distance to the exact critical point, last_step·rate/(1 − rate)
     (a geometric extrapolation; 0 when converged quadratically). ``message`` says why it stopped.
+    ``method``, ``grad_tol``: the search's settings.
     """
 
     theta: torch.Tensor = field(repr=False)
@@ -86,6 +87,7 @@ class CriticalPointSearch(JsonResult):
     est_distance: float | None = None
 
     def to_dict(self) -> dict:
+        """The result as JSON types, without ``theta``."""
         d = super().to_dict()
         d.pop("theta")
         return d
@@ -156,6 +158,44 @@ def _newton_direction(cnt: _Counter, theta: torch.Tensor, g: torch.Tensor, cutof
     return p, min(1.0, flat), float(torch.dot(Hp, g))
 
 
+def _search_direction(cnt: _Counter, method: str, theta: torch.Tensor, g: torch.Tensor
+                      ) -> tuple[torch.Tensor, float]:
+    """The step p and the slope of ½‖g‖² along it: −H⁺g (Newton-MR), or −(‖Hg‖²/‖H(Hg)‖²)·Hg."""
+    if method == "newton-mr":
+        p, _, slope = _newton_direction(cnt, theta, g)
+        return p, slope
+    mv = cnt.operator(theta)
+    Hg = mv(g)
+    HHg = mv(Hg)
+    nHg2, nHHg2 = float(torch.dot(Hg, Hg)), float(torch.dot(HHg, HHg))
+    if nHHg2 == 0.0 or nHg2 == 0.0:
+        return torch.zeros_like(g), 0.0
+    return -(nHg2 / nHHg2) * Hg, -(nHg2 / nHHg2) * nHg2
+
+
+def _armijo(cnt: _Counter, theta: torch.Tensor, p: torch.Tensor, slope: float, gn: float, step_cap: float
+            ) -> tuple[torch.Tensor, float, torch.Tensor, float] | None:
+    """Armijo backtracking on ½‖g‖²: ½‖g(θ + αp)‖² ≤ ½‖g‖² + c·α·⟨Hp, g⟩ (slope < 0 for a descent
+    step), from α = min(1, step_cap/‖p‖), halving up to MAX_BACKTRACK times (a non-finite loss only
+    halves). Returns (θ + αp, its loss, gradient, ‖gradient‖), or None when no α is accepted."""
+    pn = float(torch.linalg.vector_norm(p))
+    if not (slope < 0 and pn > 0):
+        return None
+    a = min(1.0, step_cap / pn)
+    for _ in range(MAX_BACKTRACK):
+        cand = theta + a * p
+        try:
+            lc, gc = cnt.loss_and_grad(cand)
+        except NonFiniteError:
+            a *= 0.5
+            continue
+        gcn = float(torch.linalg.vector_norm(gc))
+        if 0.5 * gcn ** 2 <= 0.5 * gn ** 2 + ARMIJO_C * a * slope:
+            return cand, lc, gc, gcn
+        a *= 0.5
+    return None
+
+
 def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "newton-mr",
                         grad_tol: float | None = None, max_iter: int | None = None, seed: int = 0,
                         polish: bool = False) -> CriticalPointSearch:
@@ -167,6 +207,22 @@ def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "n
     ‖H‖ (:data:`SCALE_STEPS` products at the start point; the MINRES truncation is relative to it). ``polish``: keep iterating after convergence until ‖g‖ ≤ 1e-6·‖g_start‖ as
     well (used by :func:`nearest_critical`). A non-finite loss on a trial step only shortens
     the step; a non-finite loss at ``theta`` raises :class:`landscape.NonFiniteError`.
+
+    Args:
+        obj: the objective. theta: the start point (dim,), finite.
+        method: ``"newton-mr"`` or ``"gradient-norm"``.
+        grad_tol: the convergence cut-off on ‖g‖ (default :func:`landscape.tolerances.default_grad_tol`).
+        max_iter: outer iterations. seed: seeds the ‖H‖ estimate. polish: see above.
+
+    Returns:
+        :class:`CriticalPointSearch` (``theta`` the point found).
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda v: (v[0] - 1) ** 2 + v[0] * v[1] ** 2, torch.zeros(2, dtype=torch.float64))
+        >>> res = find_critical_point(obj, torch.tensor([0.9, 0.1], dtype=torch.float64))
+        >>> res.converged, [round(float(x), 8) + 0.0 for x in res.theta]
+        (True, [1.0, 0.0])
     """
     theta, gtol, max_iter = _check_inputs(obj, theta, method, grad_tol, max_iter)
     cnt = _Counter(obj, seed)
@@ -179,7 +235,6 @@ def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "n
     step_cap = MAX_STEP * max(1.0, float(torch.linalg.vector_norm(start)))
     gn = gn0
     steps: list[float] = []
-    flat: float | None = None
     stalled = False
     message = ""
     slow = 0
@@ -191,39 +246,14 @@ def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "n
         if it >= max_iter:
             message = f"max_iter = {max_iter} reached with ‖g‖ = {gn:.3g}"
             break
-        if method == "newton-mr":
-            p, flat, slope = _newton_direction(cnt, theta, g)
-        else:
-            mv = cnt.operator(theta)
-            Hg = mv(g)
-            HHg = mv(Hg)
-            nHg2, nHHg2 = float(torch.dot(Hg, Hg)), float(torch.dot(HHg, HHg))
-            if nHHg2 == 0.0 or nHg2 == 0.0:
-                p, slope = torch.zeros_like(g), 0.0
-            else:
-                p, slope = -(nHg2 / nHHg2) * Hg, -(nHg2 / nHHg2) * nHg2
-        # Armijo backtracking on ½‖g‖²: ½‖g(θ + αp)‖² ≤ ½‖g‖² + c·α·⟨Hp, g⟩ (slope < 0 for a descent step).
-        accepted = False
-        pn = float(torch.linalg.vector_norm(p))
-        if slope < 0 and pn > 0:
-            a = min(1.0, step_cap / pn)
-            for _ in range(MAX_BACKTRACK):
-                cand = theta + a * p
-                try:
-                    lc, gc = cnt.loss_and_grad(cand)
-                except NonFiniteError:
-                    a *= 0.5
-                    continue
-                gcn = float(torch.linalg.vector_norm(gc))
-                if 0.5 * gcn ** 2 <= 0.5 * gn ** 2 + ARMIJO_C * a * slope:
-                    accepted = True
-                    break
-                a *= 0.5
-        if not accepted:
+        p, slope = _search_direction(cnt, method, theta, g)
+        accepted = _armijo(cnt, theta, p, slope, gn, step_cap)
+        if accepted is None:
             stalled = True
             message = (f"no decrease of ½‖g‖² along the {method} step at ‖g‖ = {gn:.3g} "
                        "(line search failed)")
             break
+        cand, lc, gc, gcn = accepted
         step = float(torch.linalg.vector_norm(cand - theta))
         slow = slow + 1 if gcn > (1.0 - STAGNATION) * gn else 0
         theta, loss, g, gn = cand, lc, gc, gcn
@@ -263,7 +293,8 @@ class NearestCritical(JsonResult):
     from the search; ``probe_radius``, ``probe_order``, ``degenerate``, ``n_zero``,
     ``lambda_min``, ``lambda_max`` from the classification; ``tolerances``: every tolerance used
     (search cut-off, classifier's grad/eig/global/probe tolerances); ``n_hvp`` spent by the
-    search; ``search`` / ``report``: the full records (JSON: dicts, without vectors).
+    search; ``search`` / ``report``: the full records (JSON: dicts, without vectors); ``theta``:
+    θ_c (dim,).
     """
 
     kind: str
@@ -288,6 +319,7 @@ class NearestCritical(JsonResult):
     theta: torch.Tensor | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
+        """The result as JSON types: ``search`` and ``report`` as their dicts, no vectors."""
         d = {k: v for k, v in super().to_dict().items() if k not in ("theta", "search", "report")}
         d["search"] = self.search.to_dict() if self.search is not None else None
         d["report"] = self.report.to_dict() if self.report is not None else None
@@ -303,6 +335,21 @@ def nearest_critical(obj: Objective, theta: torch.Tensor, *, global_min: float |
 
     When the search did not converge the kind is ``"inconclusive"`` (``reason`` says why, e.g. a
     gradient-flat point) and the classification of the end point is still attached in ``report``.
+
+    Args:
+        obj: the objective. theta: θ_s (dim,). global_min: the known global minimum value, or None.
+        seed: seeds the search's ‖H‖ estimate and the classifier. max_iter, method, grad_tol: of
+            :func:`find_critical_point`.
+
+    Returns:
+        :class:`NearestCritical`.
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda v: v[0] ** 2 - v[1] ** 2 + v[1] ** 4, torch.zeros(2, dtype=torch.float64))
+        >>> nc = nearest_critical(obj, torch.tensor([0.01, 0.02], dtype=torch.float64))
+        >>> nc.kind, nc.index, nc.distance < 0.03
+        ('strict_saddle', 1, True)
     """
     cs = find_critical_point(obj, theta, method=method, grad_tol=grad_tol, max_iter=max_iter, seed=seed,
                              polish=True)

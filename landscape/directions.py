@@ -42,6 +42,27 @@ def normalize_direction(obj: Objective, theta: torch.Tensor, d: torch.Tensor, *,
     ``"none"``: ``d`` scaled to unit Euclidean norm.
     1-D tensors (biases, norm-layer scales) are zeroed (``bias="zero"``, Li et al.) or, with
     ``bias="keep"``, rescaled as one block to the norm of ``theta``'s block.
+
+    Args:
+        obj: the objective (its parameter layout). theta: the reference point (dim,).
+        d: the raw direction (dim,). normalization: ``"filter"``, ``"layer"`` or ``"none"``.
+        bias: ``"zero"`` or ``"keep"`` for 1-D tensors.
+
+    Returns:
+        The rescaled direction (dim,), a new tensor.
+
+    Raises:
+        ValueError: an unknown mode, or a zero result (named why).
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1)).double()
+        >>> X, Y = torch.randn(6, 2, dtype=torch.float64), torch.randn(6, 1, dtype=torch.float64)
+        >>> obj = ls.Objective.from_module(model, torch.nn.MSELoss(), (X, Y))
+        >>> th = obj.initial_point()
+        >>> u = normalize_direction(obj, th, torch.ones(obj.dim, dtype=torch.float64))
+        >>> bool(torch.allclose(u[:2].norm(), th[:2].norm())), float(u[6:9].abs().sum())   # row 0 of W1; b1 zeroed
+        (True, 0.0)
     """
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
@@ -88,6 +109,23 @@ def random_directions(obj: Objective, theta: torch.Tensor, n: int = 2, *, normal
     to the first (Gram–Schmidt) and rescaled to its pre-projection norm, so its overall scale
     matches the first's normalisation while ⟨u, w⟩ = 0 exactly (its per-filter norms then match
     ``theta``'s only approximately).
+
+    Args:
+        obj: the objective. theta: the reference point (dim,). n: 1 or 2.
+        normalization, bias: see :func:`normalize_direction`. orthogonal: make the second ⟂ the first.
+        seed: seeds the draw (None: 0). generator: a CPU generator to draw from instead.
+
+    Returns:
+        Shape ``(n, dim)``.
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1)).double()
+        >>> X, Y = torch.randn(6, 2, dtype=torch.float64), torch.randn(6, 1, dtype=torch.float64)
+        >>> obj = ls.Objective.from_module(model, torch.nn.MSELoss(), (X, Y))
+        >>> D = random_directions(obj, obj.initial_point(), 2, seed=1)
+        >>> tuple(D.shape), abs(float(D[0] @ D[1])) < 1e-12
+        ((2, 13), True)
     """
     if n not in (1, 2):
         raise ValueError(f"n must be 1 or 2 directions, got {n}")
@@ -111,8 +149,12 @@ def random_directions(obj: Objective, theta: torch.Tensor, n: int = 2, *, normal
 
 @dataclass(frozen=True)
 class EigenDirections(JsonResult):
-    """Unit Hessian eigenvectors used as surface directions: ``vectors`` (2, dim),
-    ``values`` (2,) their eigenvalues, ``residuals`` (2,) ‖Hv − λv‖, ``which`` the ends taken."""
+    """Unit Hessian eigenvectors used as surface directions.
+
+    Attributes:
+        vectors: (2, dim) unit rows. values: (2,) their eigenvalues. residuals: (2,) ‖Hv − λv‖.
+        which: the ends taken (``"both"``, ``"largest"``, ``"smallest"``).
+    """
 
     vectors: torch.Tensor
     values: torch.Tensor
@@ -120,6 +162,7 @@ class EigenDirections(JsonResult):
     which: str
 
     def to_dict(self) -> dict:
+        """The result as JSON types, without the (2, dim) vectors."""
         d = super().to_dict()
         d.pop("vectors")
         return d
@@ -131,6 +174,20 @@ def eigen_directions(obj: Objective, theta: torch.Tensor, which: str = "both", *
 
     ``which="both"``: the eigenvectors of λ_max (first) and λ_min (second); ``"largest"``: the
     two largest; ``"smallest"``: the two smallest. Returned in that order.
+
+    Args:
+        obj: the objective (dim ≥ 2). theta: the point (dim,). which: the ends.
+        seed, tol, max_iter: of :func:`landscape.extreme_eigs`.
+
+    Returns:
+        :class:`EigenDirections`.
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda x: x[0] ** 2 - 3 * x[1] ** 2 + 0.5 * x[2] ** 2,
+        ...                                  torch.zeros(3, dtype=torch.float64))
+        >>> eigen_directions(obj, obj.initial_point()).values.tolist()
+        [2.0, -6.0]
     """
     if which not in ("both", "largest", "smallest"):
         raise ValueError(f"which must be 'both', 'largest' or 'smallest', got {which!r}")
@@ -148,8 +205,20 @@ def eigen_directions(obj: Objective, theta: torch.Tensor, which: str = "both", *
 
 def project(directions: torch.Tensor, origin: torch.Tensor, points: torch.Tensor
             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Least-squares coordinates of ``points`` (T, dim) in the affine span of ``directions``
-    (k, dim) through ``origin`` (dim,). Returns ``(coords (T, k), distance off the span (T,))``."""
+    """Least-squares coordinates of points in the affine span of directions through an origin.
+
+    Args:
+        directions: (k, dim). origin: (dim,). points: (T, dim).
+
+    Returns:
+        ``(coords (T, k), distance off the span (T,))``, float64.
+
+    Example:
+        >>> import torch
+        >>> C, off = project(torch.eye(3)[:2], torch.zeros(3), torch.tensor([[1.0, 2.0, 3.0]]))
+        >>> C.tolist(), off.tolist()
+        ([[1.0, 2.0]], [3.0])
+    """
     D = directions.to(torch.float64)
     R = points.to(torch.float64) - origin.to(torch.float64)
     G = D @ D.T
@@ -160,9 +229,13 @@ def project(directions: torch.Tensor, origin: torch.Tensor, points: torch.Tensor
 
 @dataclass(frozen=True)
 class PCAPlane(JsonResult):
-    """PCA plane of a trajectory: ``directions`` (2, dim) orthonormal, ``center`` (dim,) the last
-    point, ``coords`` (T, 2) projected trajectory, ``explained`` (2,) fraction of the variance of
-    the centred trajectory along each direction."""
+    """PCA plane of a trajectory.
+
+    Attributes:
+        directions: (2, dim) orthonormal. center: (dim,) the plane's origin (the last point by default).
+        coords: (T, 2) the projected trajectory. explained: (2,) fraction of the variance of the
+            centred trajectory along each direction.
+    """
 
     directions: torch.Tensor
     center: torch.Tensor
@@ -170,6 +243,7 @@ class PCAPlane(JsonResult):
     explained: torch.Tensor
 
     def to_dict(self) -> dict:
+        """The result as JSON types, without the (2, dim) directions and the (dim,) centre."""
         d = super().to_dict()
         d.pop("directions")
         d.pop("center")
@@ -180,7 +254,22 @@ def pca_directions(trajectory: Sequence[torch.Tensor] | torch.Tensor, center: to
                    ) -> PCAPlane:
     """The plane of the two leading principal components of ``trajectory`` (T ≥ 3 points of shape
     (dim,), or a (T, dim) tensor), through ``center`` (default the last point, as in Li et al.).
-    Signs are fixed so that the first point has non-negative coordinates."""
+    Signs are fixed so that the first point has non-negative coordinates.
+
+    Args:
+        trajectory: T ≥ 3 points (dim,) or a (T, dim) tensor, spanning ≥ 2 dimensions.
+        center: the plane's origin (dim,) (default the last point).
+
+    Returns:
+        :class:`PCAPlane`.
+
+    Example:
+        >>> import torch
+        >>> path = torch.tensor([[2.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.5, 0.0], [0.0, 0.0, 0.0]])
+        >>> plane = pca_directions(path)
+        >>> tuple(plane.coords.shape), round(float(plane.explained.sum()), 12)
+        ((4, 2), 1.0)
+    """
     traj = torch.stack(list(trajectory)) if not isinstance(trajectory, torch.Tensor) else trajectory
     if traj.ndim != 2 or traj.shape[0] < 3:
         raise ValueError(f"trajectory must hold at least 3 points of shape (dim,), got shape {tuple(traj.shape)}")

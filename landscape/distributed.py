@@ -26,7 +26,6 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-import torch
 import torch.distributed as dist
 
 

@@ -43,7 +43,16 @@ class EigResult(JsonResult):
     one per returned pair for the explicit residuals), ``n_iter`` the Lanczos steps of all phases,
     ``max_basis`` the most basis vectors held, ``n_restarts`` the thick restarts, ``verify_steps``
     the steps spent looking for further copies of the wanted eigenvalues and ``n_copies_found``
-    how many such copies entered the result.
+    how many such copies entered the result. ``tol`` is the relative residual tolerance used,
+    ``which`` the ends asked for, ``ritz_values`` the Ritz values before the explicit residuals
+    (order of the wanted indices), ``curvature`` the operator's matrix ("hessian", "ggn", ...).
+
+    Example:
+        >>> import torch
+        >>> from landscape.operators import DiagonalOperator
+        >>> r = extreme_eigs(DiagonalOperator(torch.arange(1.0, 9.0, dtype=torch.float64)), k=2, which="largest")
+        >>> r.values.tolist(), r.all_converged, tuple(r.vectors.shape), "vectors" in r.to_dict()
+        ([7.0, 8.0], True, (8, 2), False)
     """
 
     values: torch.Tensor
@@ -64,9 +73,11 @@ class EigResult(JsonResult):
 
     @property
     def all_converged(self) -> bool:
+        """True when every returned pair met the tolerance."""
         return bool(self.converged.all())
 
     def to_dict(self) -> dict:
+        """The result as JSON types, without the (dim, m) vectors."""
         d = super().to_dict()
         d.pop("vectors")  # (dim, m) belongs in an .npz, not in JSON
         return d

@@ -31,7 +31,22 @@ MatVec = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class LanczosRun:
-    """Raw output of :func:`lanczos`: ``alpha`` (m,), ``beta`` (m−1,), basis ``Q`` (m, dim)."""
+    """Raw output of :func:`lanczos`.
+
+    Attributes:
+        alpha: (m,) float64 diagonal of the tridiagonal matrix T.
+        beta: (m − 1,) float64 off-diagonal (0 where a breakdown restarted the basis).
+        Q: (m, dim) the orthonormal basis, rows in the start vector's dtype.
+        last_beta: the coupling to the next (not computed) vector.
+        n_matvec: operator products used (= m).
+
+    Example:
+        >>> import torch
+        >>> A = torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+        >>> run = lanczos(lambda v: A @ v, torch.ones(3, dtype=torch.float64), 3)
+        >>> [round(float(x), 10) for x in torch.linalg.eigvalsh(run.tridiagonal())]
+        [1.0, 2.0, 3.0]
+    """
 
     alpha: torch.Tensor
     beta: torch.Tensor
@@ -40,6 +55,7 @@ class LanczosRun:
     n_matvec: int
 
     def tridiagonal(self) -> torch.Tensor:
+        """The tridiagonal matrix T = QᵀAQ, shape (m, m), float64 (its eigenvalues are the Ritz values)."""
         T = torch.diag(self.alpha)
         if self.beta.numel():
             T += torch.diag(self.beta, 1) + torch.diag(self.beta, -1)
@@ -56,8 +72,19 @@ BLOCK = 1 << 16
 
 
 def dot64(Q: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``Q @ w`` for ``Q`` (r, dim) and ``w`` (dim,), accumulated in float64 over blocks of
-    entries; returns (r,) float64 on the CPU."""
+    """``Q @ w``, accumulated in float64 over blocks of :data:`BLOCK` entries.
+
+    Args:
+        Q: (r, dim). w: (dim,), same dtype and device.
+
+    Returns:
+        (r,) float64 on the CPU (exact float64 products when both are float64).
+
+    Example:
+        >>> import torch
+        >>> dot64(torch.ones(2, 3), torch.tensor([1.0, 2.0, 3.0])).tolist()
+        [6.0, 6.0]
+    """
     if Q.dtype == torch.float64 and w.dtype == torch.float64:
         return (Q @ w).cpu()
     dim, r = w.numel(), Q.shape[0]
@@ -73,7 +100,19 @@ def dot64(Q: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 def norm64(w: torch.Tensor) -> float:
-    """Euclidean norm of a vector (dim,), its sum of squares accumulated in float64 over blocks."""
+    """Euclidean norm, the sum of squares accumulated in float64 over blocks.
+
+    Args:
+        w: (dim,), any floating dtype.
+
+    Returns:
+        ‖w‖ as a float.
+
+    Example:
+        >>> import torch
+        >>> norm64(torch.tensor([3.0, 4.0]))
+        5.0
+    """
     if w.dtype == torch.float64:
         return float(torch.linalg.vector_norm(w))
     dim = w.numel()
@@ -90,7 +129,20 @@ def sub_comb(w: torch.Tensor, Q: torch.Tensor, h: torch.Tensor, *, fused: bool =
     """In place ``w -= Qᵀ h`` (Q (r, dim), h (r,) float64 coefficients); returns ``w``. ``fused``: one
     gemv accumulating into ``w`` (no temporary vector, ~2x faster at 10^7 entries; rounds
     differently from the default product-then-subtract, which :func:`lanczos` keeps because the
-    escape study's and the theorem checks' recorded critical points depend on its bits)."""
+    escape study's and the theorem checks' recorded critical points depend on its bits).
+
+    Args:
+        w: (dim,), modified in place. Q: (r, dim). h: (r,) coefficients (converted to w's dtype).
+        fused: one fused gemv (see above).
+
+    Returns:
+        ``w``.
+
+    Example:
+        >>> import torch
+        >>> sub_comb(torch.ones(2), torch.eye(2), torch.tensor([1.0, 0.5], dtype=torch.float64)).tolist()
+        [0.0, 0.5]
+    """
     if h.numel() == 0:
         return w
     h = h.to(device=w.device, dtype=w.dtype)
@@ -101,13 +153,38 @@ def sub_comb(w: torch.Tensor, Q: torch.Tensor, h: torch.Tensor, *, fused: bool =
 
 
 def combine(Q: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
-    """``Qᵀ S`` (dim, p) in Q's dtype for Q (r, dim) and S (r, p): the transposed view of Sᵀ Q, which
-    reads Q's rows contiguously and leaves each column contiguous."""
+    """``Qᵀ S``: the transposed view of Sᵀ Q, which reads Q's rows contiguously and leaves each column contiguous.
+
+    Args:
+        Q: (r, dim) basis rows. S: (r, p) coefficients (converted to Q's dtype).
+
+    Returns:
+        (dim, p) in Q's dtype: the p combinations of the basis.
+
+    Example:
+        >>> import torch
+        >>> combine(torch.eye(2), torch.tensor([[1.0], [2.0]])).tolist()
+        [[1.0], [2.0]]
+    """
     return (S.T.to(device=Q.device, dtype=Q.dtype) @ Q).T
 
 
 def random_unit(dim: int, generator: torch.Generator, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
-    """A seeded random unit vector (dim,), drawn on the CPU so a seed gives the same vector on every device."""
+    """A seeded random unit vector, drawn on the CPU in float64 so a seed gives the same vector on every device.
+
+    Args:
+        dim: its length. generator: a CPU ``torch.Generator`` (advanced by ``dim`` normals).
+        dtype, device: of the result.
+
+    Returns:
+        (dim,) unit vector.
+
+    Example:
+        >>> import torch
+        >>> v = random_unit(5, torch.Generator().manual_seed(0), torch.float64, "cpu")
+        >>> round(float(v.norm()), 12)
+        1.0
+    """
     v = torch.randn(dim, generator=generator, dtype=torch.float64).to(device=device, dtype=dtype)
     return v / torch.linalg.vector_norm(v)
 
@@ -129,6 +206,24 @@ def lanczos(
     ``"none"`` is the plain three-term recurrence (enough for spectral densities).
     ``stop(alpha, beta, last_beta)`` is polled every ``check_every`` steps; True ends the run.
     Breakdowns restart from a random vector orthogonal to the basis (``generator`` seeds it).
+
+    Args:
+        matvec: the symmetric operator's product ``(dim,) -> (dim,)``.
+        v0: the start vector (dim,), finite and non-zero (normalised here).
+        max_steps: the most steps (at most dim are taken), one product each.
+        reorth: ``"full"`` or ``"none"``.
+        generator: seeds breakdown restarts (default: seed 0).
+        stop: an early-stopping rule, or None. check_every: its polling period after 40 steps.
+
+    Returns:
+        :class:`LanczosRun`.
+
+    Example:
+        >>> import torch
+        >>> A = torch.diag(torch.tensor([-1.0, 0.5, 2.0, 4.0], dtype=torch.float64))
+        >>> run = lanczos(lambda v: A @ v, torch.ones(4, dtype=torch.float64), 4)
+        >>> run.n_matvec, [round(float(x), 10) for x in torch.linalg.eigvalsh(run.tridiagonal())]
+        (4, [-1.0, 0.5, 2.0, 4.0])
     """
     if reorth not in ("full", "none"):
         raise ValueError(f"reorth must be 'full' or 'none', got {reorth!r}")
@@ -200,7 +295,23 @@ def minres_solve(matvec, b: torch.Tensor, *, max_k: int = MINRES_MAX_K, rtol: fl
     ``scale`` ≈ ‖H‖ from outside the Krylov space of b, which alone can miss the large eigenvalues;
     ``cutoff``: an absolute singular-value cut-off instead).
     Stops when the relative residual ‖Hx − b‖/‖b‖ ≤ ``rtol``, when the Krylov space is invariant,
-    or after ``max_k`` steps. Returns (x (dim,), relative residual, number of products).
+    or after ``max_k`` steps.
+
+    Args:
+        matvec: H's product ``(dim,) -> (dim,)``. b: the right-hand side (dim,).
+        max_k: the most Krylov steps (default 200). rtol: the relative residual target (1e-10).
+        scale: ‖H‖ estimated outside (0: from the Krylov space alone).
+        cutoff: an absolute singular-value cut-off (None: the relative one above).
+
+    Returns:
+        ``(x (dim,), relative residual, number of products)``.
+
+    Example:
+        >>> import torch
+        >>> A = torch.diag(torch.tensor([2.0, 0.0], dtype=torch.float64))      # singular
+        >>> x, r, k = minres_solve(lambda v: A @ v, torch.tensor([4.0, 1.0], dtype=torch.float64))
+        >>> x.tolist(), round(r, 6)                                              # min-norm, residual 1/√17
+        ([2.0, 0.0], 0.242536)
     """
     dim = b.numel()
     dtype, device = b.dtype, b.device

@@ -23,10 +23,11 @@ import torch
 from torch import nn
 from torch.func import grad, vjp, vmap
 
-from ._construction import build_model_objective
-from ._functional import FunctionalModel, ReducedLoss, second_order_safe, stochastic_modules
+from ._construction import build_function_objective, build_model_objective
+from ._functional import ReducedLoss, second_order_safe, stochastic_modules
+from ._operator_api import OperatorAPI
 from ._per_example import PerExampleGradients
-from .data import Batch, BatchSource, to_device
+from .data import Batch, BatchSource
 from .defaults import DEFAULT_HESSIAN_MAX_DIM
 from .errors import NonFiniteError
 from .operators import CurvatureOperator, HessianOperator, make_operator
@@ -36,7 +37,7 @@ __all__ = ["Objective", "NonFiniteError", "HessianOperator", "second_order_safe"
            "DEFAULT_HESSIAN_MAX_DIM"]
 
 
-class Objective:
+class Objective(OperatorAPI):
     """A twice-differentiable objective of a flat parameter vector.
 
     Build one with :meth:`from_batches` (model + per-batch loss + data), :meth:`from_module`
@@ -134,9 +135,30 @@ class Objective:
 
         Refused: Dropout (p > 0) / BatchNorm in training mode (named by path and type), a loss that is
         not a mean over the batch's examples, and losses that broadcast targets against outputs.
+
+        Args:
+            model: the network (copied to ``dtype``/``device``; never modified).
+            batch_loss: ``(model, batch) -> scalar tensor``, the batch's mean loss.
+            data: one batch, a list of batches, a ``DataLoader`` or a re-iterable of batches.
+            dtype, device: of the objective (default: those of the first selected parameter).
+            reduction: ``"mean"`` (w_b = n_b/N) or ``"sum"`` (w_b = n_b).
+            batch_size: ``batch -> number of examples`` (default: the leading size).
+            params: the parameters θ is made of (default: those with ``requires_grad``).
+            distributed: ``data`` is this rank's shard of a ``torch.distributed`` job.
+
+        Returns:
+            The objective; ``dim`` = the number of selected parameters.
+
+        Example:
+            >>> import torch, landscape as ls
+            >>> model = torch.nn.Linear(2, 1).double()
+            >>> data = [{"x": torch.ones(4, 2, dtype=torch.float64), "y": torch.zeros(4, 1, dtype=torch.float64)}]
+            >>> obj = ls.Objective.from_batches(model, lambda m, b: ((m(b["x"]) - b["y"]) ** 2).mean(), data)
+            >>> obj.dim, obj.n_examples
+            (3, 4)
         """
         return build_model_objective(cls, model, batch_loss, data, dtype=dtype, device=device, reduction=reduction,
-                          batch_size=batch_size, params=params, distributed=distributed, pairs=False)
+                                     batch_size=batch_size, params=params, distributed=distributed, pairs=False)
 
     @classmethod
     def from_module(
@@ -158,6 +180,22 @@ class Objective:
         iterable of such pairs (a ``DataLoader``). The same as :meth:`from_batches` with
         ``batch_loss = lambda m, b: loss_fn(m(b[0]), b[1])``. ``dtype``/``device`` default to those of
         the model's first parameter; the model is copied, never modified.
+
+        Args:
+            model: the network. loss_fn: ``(outputs, targets) -> scalar``, mean-reduced.
+            data: an ``(inputs, targets)`` pair or an iterable of pairs.
+            dtype, device, reduction, params, distributed: as in :meth:`from_batches`.
+
+        Returns:
+            The objective (``obj.loss_fn`` is ``loss_fn``).
+
+        Example:
+            >>> import torch, landscape as ls
+            >>> X, Y = torch.eye(3, dtype=torch.float64), torch.ones(3, 1, dtype=torch.float64)
+            >>> model = torch.nn.Linear(3, 1, bias=False).double()
+            >>> obj = ls.Objective.from_module(model, torch.nn.MSELoss(), (X, Y))
+            >>> obj.loss(torch.zeros(3, dtype=torch.float64))
+            1.0
         """
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
@@ -183,27 +221,40 @@ class Objective:
 
         ``fn`` must be written in torch operations (it is differentiated with ``torch.func``).
         It has no per-example structure, so per-example gradients are unavailable.
+
+        Args:
+            fn: ``(dim,) tensor -> scalar tensor``.
+            x0: the initial point (anything ``torch.as_tensor`` takes), 1-D and non-empty.
+            dtype, device: of the objective (default: those of ``x0``).
+
+        Returns:
+            The objective, ``dim = x0.numel()``, one parameter named ``"x"``.
+
+        Example:
+            >>> import torch, landscape as ls
+            >>> obj = ls.Objective.from_function(lambda x: (x ** 2).sum(), [1.0, 2.0], dtype=torch.float64)
+            >>> obj.dim, obj.loss(obj.initial_point())
+            (2, 5.0)
         """
-        if not isinstance(x0, torch.Tensor):
-            x0 = torch.as_tensor(x0, dtype=dtype or torch.get_default_dtype())
-        if x0.ndim != 1 or x0.numel() == 0:
-            raise ValueError(f"x0 must be a non-empty 1-D tensor, got shape {tuple(x0.shape)}")
-        dtype = dtype or x0.dtype
-        if not dtype.is_floating_point:
-            raise TypeError(f"dtype must be a floating type, got {dtype}")
-        device = torch.device(device) if device is not None else x0.device
-        x0 = x0.detach().to(device=device, dtype=dtype)
-        probe = fn(x0)
-        if not isinstance(probe, torch.Tensor) or probe.numel() != 1:
-            raise ValueError("fn must return a scalar tensor")
-        spec = ParamSpec(names=("x",), shapes=(torch.Size([x0.numel()]),))
-        return cls(spec=spec, theta0=x0, module=None, loss_call=None, fn=fn, source=None, reduction="sum",
-                   n_examples=0)
+        return build_function_objective(cls, fn, x0, dtype=dtype, device=device)
 
     def restrict(self, params: Any, theta: torch.Tensor | None = None) -> "Objective":
-        """The objective as a function of the parameter block ``params`` only (names / globs /
-        predicate), the other parameters fixed at their values in ``theta`` (default: the initial
-        point). Shares the data; its point is ``sub.initial_point()`` = ``theta`` restricted."""
+        """The objective as a function of one parameter block, the other parameters fixed.
+
+        Args:
+            params: names / glob patterns / a predicate selecting the block.
+            theta: the point (dim,) whose values fix the other parameters (default: the initial point).
+
+        Returns:
+            An objective sharing the data, whose ``initial_point()`` is ``theta`` restricted to the block.
+
+        Example:
+            >>> import torch, landscape as ls
+            >>> X, Y = torch.eye(2, dtype=torch.float64), torch.ones(2, 1, dtype=torch.float64)
+            >>> obj = ls.Objective.from_module(torch.nn.Linear(2, 1).double(), torch.nn.MSELoss(), (X, Y))
+            >>> obj.restrict("bias").param_names
+            ('bias',)
+        """
         if self.module is None:
             raise ValueError("restrict needs a model objective (from_batches / from_module)")
         theta = self._theta0 if theta is None else self.check_theta(theta)
@@ -233,18 +284,22 @@ class Objective:
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype of every vector of the objective."""
         return self._theta0.dtype
 
     @property
     def device(self) -> torch.device:
+        """The device of every vector of the objective."""
         return self._theta0.device
 
     @property
     def param_names(self) -> tuple[str, ...]:
+        """The selected parameters' names, in flat order."""
         return self.spec.names
 
     @property
     def param_shapes(self) -> tuple[torch.Size, ...]:
+        """The selected parameters' shapes, in flat order."""
         return self.spec.shapes
 
     @property
@@ -254,26 +309,59 @@ class Objective:
         return [b for b, _, _ in self.iter_batches()]
 
     def initial_point(self) -> torch.Tensor:
-        """The module's parameters at construction (or ``x0``), flat, shape ``(dim,)``."""
+        """The module's parameters at construction (or ``x0``).
+
+        Returns:
+            A copy, shape ``(dim,)``.
+        """
         return self._theta0.clone()
 
     def to_module_params(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Map a flat vector to ``{parameter name: tensor of that parameter's shape}`` (views)."""
+        """Map a flat vector to named parameter tensors.
+
+        Args:
+            theta: shape ``(dim,)``.
+
+        Returns:
+            ``{parameter name: view of theta with that parameter's shape}``.
+        """
         return self.spec.unflatten(self.check_theta(theta))
 
     def flatten_params(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Inverse of :meth:`to_module_params`."""
+        """Inverse of :meth:`to_module_params`.
+
+        Args:
+            tensors: ``{parameter name: tensor}`` for every selected parameter.
+
+        Returns:
+            The flat vector (dim,) in the objective's dtype and device.
+        """
         return self.spec.flatten(tensors).to(device=self.device, dtype=self.dtype)
 
     def write_to_module(self, model: nn.Module, theta: torch.Tensor) -> None:
-        """Copy ``theta`` into ``model``'s selected parameters (the one method that mutates a model)."""
+        """Copy ``theta`` into ``model``'s selected parameters (the one method that mutates a model).
+
+        Args:
+            model: a module with the same parameter names (e.g. the user's original).
+            theta: shape ``(dim,)``.
+        """
         params = dict(model.named_parameters())
         with torch.no_grad():
             for name, value in self.to_module_params(theta).items():
                 params[name].copy_(value.to(device=params[name].device, dtype=params[name].dtype))
 
     def check_theta(self, theta: torch.Tensor, name: str = "theta") -> torch.Tensor:
-        """Validate a parameter vector and move it to the objective's device."""
+        """Validate a parameter vector and move it to the objective's device.
+
+        Args:
+            theta: the vector to check. name: its name in error messages.
+
+        Returns:
+            ``theta`` on the objective's device.
+
+        Raises:
+            TypeError: not a tensor, or the wrong dtype. ValueError: not of shape ``(dim,)``.
+        """
         if not isinstance(theta, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(theta).__name__}")
         if theta.ndim != 1 or theta.numel() != self.dim:
@@ -283,151 +371,35 @@ class Objective:
                             f"convert with {name}.to({self.dtype})")
         return theta.to(self.device)
 
-    # ------------------------------------------------------------------ the operator API
-    # What operators and algorithms build on (stable; documented; no private access needed).
-    @property
-    def data_in_memory(self) -> bool:
-        """True for a function or data the user already holds as tensors (a pair, a list of batches);
-        False when batches stream from a loader. The cached Hessian operator keeps the graph only then."""
-        return self._source is None or self._source.in_memory
-
-    def iter_batches(self) -> Iterator[tuple[Batch, int, float]]:
-        """Yield ``(batch, n_examples, weight)`` one batch at a time, the batch on the objective's
-        device/dtype; the objective is ``Σ weight · batch_loss_at(params, batch)`` (over all ranks
-        when distributed). For :meth:`from_function` objectives: one ``(None, 0, 1.0)``."""
-        for _, batch, n, w in self.iter_indexed_batches():
-            yield batch, n, w
-
-    def iter_indexed_batches(self) -> Iterator[tuple[int, Batch, int, float]]:
-        """Yield ``(j, batch, n_examples, weight)``: :meth:`iter_batches` with each batch's index ``j``
-        (for :meth:`batch_location` and :meth:`example_range`).
-
-        Example:
-            >>> import torch, landscape as ls
-            >>> X, Y = torch.ones(4, 2, dtype=torch.float64), torch.zeros(4, 1, dtype=torch.float64)
-            >>> obj = ls.Objective.from_module(torch.nn.Linear(2, 1).double(), torch.nn.MSELoss(),
-            ...                                [(X[:3], Y[:3]), (X[3:], Y[3:])])
-            >>> [(j, n, w) for j, _, n, w in obj.iter_indexed_batches()]
-            [(0, 3, 0.75), (1, 1, 0.25)]
-        """
-        if self._source is None:
-            yield 0, None, 0, 1.0
-            return
-        for j, raw, n in self._source:
-            yield j, to_device(raw, self.dtype, self.device), n, self._weights[j]
-
-    def example_range(self, j: int) -> range:
-        """The examples of batch ``j`` as indices into this rank's examples (``range(0, 0)`` for a function)."""
-        return range(self._starts[j], self._starts[j] + self._counts[j])
-
-    def batch_location(self, j: int) -> str:
-        """Where batch ``j`` is, for error messages: ``"[rank r ]batch j (examples a..b)"``, or
-        ``"the function"``."""
-        if self._source is None:
-            return "the function"
-        rng = self.example_range(j)
-        rank = f"rank {self.rank} " if self.distributed else ""
-        return f"{rank}batch {j} (examples {rng.start}..{rng.stop - 1})"
-
-    def batch_loss_at(self, params: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
-        """The batch's MEAN loss (scalar tensor), the model evaluated functionally at ``params``
-        (``{name: tensor}`` for :attr:`param_names`); module hooks fire; attention in the math
-        backend (see :func:`second_order_safe`)."""
-        if self._fn is not None:
-            return self._fn(params["x"]).reshape(())
-        with second_order_safe():
-            return self.call_batch_loss(FunctionalModel(self.module, params), batch).reshape(())
-
-    def call_batch_loss(self, model: Callable[..., Any], batch: Batch) -> torch.Tensor:
-        """The user's ``batch_loss(model, batch)`` with a given model callable (e.g. a
-        :class:`landscape._functional.FunctionalModel` that records or replays the outputs, as the
-        GGN does). No attention context is entered: callers wrap it in :func:`second_order_safe`."""
-        if self._loss_call is None:
-            raise ValueError("this objective was built from a plain function: it has no batch_loss")
-        return self._loss_call(model, batch)
-
-    def _batch_value(self, theta: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return self.batch_loss_at(self.spec.unflatten(theta), batch)
-
-    def all_reduce(self, t: torch.Tensor, error: str | None = None) -> torch.Tensor:
-        """Sum ``t`` over ranks (identity when not distributed) and raise :class:`NonFiniteError`
-        on every rank when any rank passed an ``error`` (so no rank waits in a collective forever).
-
-        Args:
-            t: any tensor (summed in place of a copy).
-            error: this rank's error message, or None.
-
-        Returns:
-            The sum over ranks, shape of ``t``.
-        """
-        if not self.distributed:
-            if error is not None:
-                raise NonFiniteError(error)
-            return t
-        flag = torch.zeros(1, dtype=t.dtype, device=t.device)
-        if error is not None:
-            flag += 1
-        buf = torch.cat([torch.nan_to_num(t.reshape(-1)), flag])
-        torch.distributed.all_reduce(buf, group=self._group)
-        if float(buf[-1]) > 0:
-            raise NonFiniteError(error or f"non-finite values on {int(buf[-1])} other rank(s)")
-        return buf[:-1].view_as(t)
-
-    def nonfinite_error(self, vec: torch.Tensor, what: str, where: str) -> str | None:
-        """None when ``vec`` (dim,) is finite, else a message naming ``what``, ``where`` and the first
-        non-finite parameter (pass it to :meth:`all_reduce` as ``error``)."""
-        if bool(torch.isfinite(vec).all()):
-            return None
-        idx = int((~torch.isfinite(vec)).nonzero()[0, 0])
-        return (f"{what} is non-finite on {where}, first in parameter {self.spec.locate(idx)!r} "
-                f"(flat index {idx})")
-
-    def require_examples(self) -> None:
-        """Raise ``ValueError`` unless the objective has per-example structure (a model + data objective)."""
-        if self._source is None:
-            raise ValueError("per-example gradients need a model + data objective (from_module / from_batches); "
-                             "this objective was built from a plain function")
-
-    def local_loss_tensor(self, theta: torch.Tensor) -> torch.Tensor:
-        """Differentiable scalar loss of this rank's data (the whole loss when not distributed)."""
-        total = None
-        for _, batch, _, w in self.iter_indexed_batches():
-            term = w * self._batch_value(theta, batch)
-            total = term if total is None else total + term
-        return total  # type: ignore[return-value]
-
-    def local_hvp(self, theta: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, str | None]:
-        """This rank's Hessian-vector product by reverse-over-reverse, one batch at a time.
-
-        Args:
-            theta: the point (dim,), already checked. v: the vector (dim,).
-
-        Returns:
-            ``(H_local @ v, error)``: error names the first batch with a non-finite product (then
-            the product is the partial sum so far), else None. :meth:`hvp` all-reduces it.
-        """
-        # Reverse-over-reverse (H is symmetric, so vᵀH = Hv): double backward is supported by every
-        # built-in loss, while forward-over-reverse fails for some (mse_loss, huber_loss in torch 2.x).
-        out = torch.zeros_like(theta)
-        for j, batch, _, w in self.iter_indexed_batches():
-            hv = vjp(grad(lambda t: w * self._batch_value(t, batch)), theta)[1](v)[0]
-            err = self.nonfinite_error(hv, "Hessian-vector product", self.batch_location(j))
-            if err is not None:
-                return out, err
-            out = out + hv
-        return out, None
-
     # ------------------------------------------------------------------ values and curvature
     def loss_tensor(self, theta: torch.Tensor) -> torch.Tensor:
         """Differentiable scalar loss (no finiteness check); usable inside ``torch.func`` transforms.
-        Distributed: the global value, not differentiable (use :meth:`loss_and_grad`, :meth:`hvp`)."""
+
+        Distributed: the global value, not differentiable (use :meth:`loss_and_grad`, :meth:`hvp`).
+
+        Args:
+            theta: shape ``(dim,)`` (may be batched by ``vmap``).
+
+        Returns:
+            A scalar tensor.
+        """
         local = self.local_loss_tensor(theta)
         if self.distributed:
             return ReducedLoss.apply(local, self._group)
         return local
 
     def loss(self, theta: torch.Tensor) -> float:
-        """Loss at ``theta`` as a Python float. Raises :class:`NonFiniteError` naming the batch."""
+        """Loss at ``theta`` as a Python float (accumulated in float64 over batches).
+
+        Args:
+            theta: shape ``(dim,)``.
+
+        Returns:
+            L(θ) (loss units).
+
+        Raises:
+            NonFiniteError: naming the batch where the loss is NaN or infinite.
+        """
         theta = self.check_theta(theta)
         total = torch.zeros((), dtype=torch.float64, device=self.device if self.distributed else "cpu")
         err = None
@@ -441,7 +413,17 @@ class Objective:
         return float(self.all_reduce(total, err))
 
     def loss_and_grad(self, theta: torch.Tensor) -> tuple[float, torch.Tensor]:
-        """Loss (float) and gradient (shape ``(dim,)``) in one pass."""
+        """Loss and gradient in one pass (one batch's graph in memory at a time).
+
+        Args:
+            theta: shape ``(dim,)``.
+
+        Returns:
+            ``(L(θ) as a float, ∇L(θ) of shape (dim,))``.
+
+        Raises:
+            NonFiniteError: naming the batch (and parameter) of a non-finite loss or gradient.
+        """
         theta = self.check_theta(theta).detach()
         total, g = 0.0, torch.zeros_like(theta)
         err = None
@@ -470,13 +452,26 @@ class Objective:
         return total, g
 
     def grad(self, theta: torch.Tensor) -> torch.Tensor:
-        """Gradient at ``theta``, shape ``(dim,)``."""
+        """Gradient at ``theta`` (:meth:`loss_and_grad`'s).
+
+        Args:
+            theta: shape ``(dim,)``.
+
+        Returns:
+            ∇L(θ), shape ``(dim,)``.
+        """
         return self.loss_and_grad(theta)[1]
 
     def hvp(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Hessian-vector product ``H(theta) @ v`` (reverse-over-reverse), shape ``(dim,)``.
 
         For many products at one point, :meth:`hvp_operator` reuses the graph and is faster.
+
+        Args:
+            theta: the point (dim,). v: the vector (dim,).
+
+        Returns:
+            ``H(θ) v``, shape ``(dim,)``.
         """
         theta = self.check_theta(theta).detach()
         v = self.check_theta(v, "v").detach()
@@ -519,6 +514,20 @@ class Objective:
 
         Refuses when ``dim`` exceeds ``max_dim`` (default :attr:`hessian_max_dim` = 4096: the result
         is 128 MiB in float64, the computation needs about twice that); raise ``max_dim`` to allow more.
+
+        Args:
+            theta: shape ``(dim,)``.
+            max_dim: the largest dimension allowed (default :attr:`hessian_max_dim`).
+            chunk_size: Hessian columns per vmapped pullback.
+
+        Returns:
+            The symmetrised Hessian ½(H + Hᵀ), shape ``(dim, dim)``.
+
+        Example:
+            >>> import torch, landscape as ls
+            >>> obj = ls.Objective.from_function(lambda x: x[0] ** 2 * x[1], torch.ones(2, dtype=torch.float64))
+            >>> obj.hessian(obj.initial_point()).tolist()
+            [[2.0, 2.0], [2.0, 0.0]]
         """
         limit = self.hessian_max_dim if max_dim is None else max_dim
         if self.dim > limit:
@@ -552,7 +561,14 @@ class Objective:
                                ) -> Iterator[tuple[int, torch.Tensor]]:
         """Yield ``(start, G)`` with ``G`` of shape ``(c, dim)``: unscaled gradients of examples
         ``start .. start + c - 1`` (``c <= chunk_size``; ``None`` = one chunk per batch). Distributed:
-        this rank's examples, ``start`` counted within the shard."""
+        this rank's examples, ``start`` counted within the shard.
+
+        Args:
+            theta: shape ``(dim,)``. chunk_size: examples per chunk.
+
+        Returns:
+            An iterator of ``(start, G)``.
+        """
         return self._examples.chunks(theta, chunk_size)
 
     def per_example_grads(self, theta: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
@@ -560,6 +576,19 @@ class Objective:
         this rank's ``n_local_examples`` rows).
 
         Their mean is the gradient for ``reduction="mean"``, their sum for ``"sum"``.
+
+        Args:
+            theta: shape ``(dim,)``. chunk_size: examples per vmapped chunk (memory ``chunk_size × dim``).
+
+        Returns:
+            Shape ``(n, dim)``.
+
+        Example:
+            >>> import torch, landscape as ls
+            >>> X, Y = torch.eye(2, dtype=torch.float64), torch.zeros(2, 1, dtype=torch.float64)
+            >>> obj = ls.Objective.from_module(torch.nn.Linear(2, 1, bias=False).double(), torch.nn.MSELoss(), (X, Y))
+            >>> obj.per_example_grads(torch.ones(2, dtype=torch.float64)).tolist()
+            [[2.0, 0.0], [0.0, 2.0]]
         """
         self.require_examples()
         out = torch.empty(self.n_local_examples, self.dim, dtype=self.dtype, device=self.device)

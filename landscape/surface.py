@@ -28,17 +28,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.func import vmap
 
-from .defaults import LOOP_ALWAYS_S as _LOOP_ALWAYS_S
-from .defaults import ROWS_PER_CHUNK as _ROWS_PER_CHUNK
 from .directions import (BIAS_MODES, NORMALIZATIONS, EigenDirections, PCAPlane, eigen_directions, normalize_direction,
                          pca_directions, project, random_directions)
+from .evaluate import STRATEGIES, evaluate_points, evaluate_thetas
 from .objective import Objective
 from .render import surface_figure, surface_png, write_surface_html
 from .results import JsonResult, to_jsonable
 
-STRATEGIES = ("auto", "vmap", "loop")
 __all__ = ["SurfaceResult", "surface_1d", "surface_2d", "surface_eigen", "surface_pca", "interpolate",
            "evaluate_points", "evaluate_thetas", "STRATEGIES",
            # directions (defined in landscape.directions)
@@ -59,6 +56,16 @@ class SurfaceResult(JsonResult):
     plane with ``trajectory_loss`` (T,). ``marks``: points to highlight, each
     ``{"label", "kind", "coords": [a, b], "loss", "off_plane"}`` (off_plane = distance of the
     true point from the plane). ``meta``: kind of directions, normalisation, eigenvalues, …
+    ``span``/``steps``: the grid; ``kind``: how the directions were made; ``center_loss`` L(theta);
+    ``seconds``: evaluation time.
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda x: (x ** 2).sum(), torch.zeros(2, dtype=torch.float64))
+        >>> res = surface_1d(obj, obj.initial_point(), torch.tensor([1.0, 0.0], dtype=torch.float64), span=1.0,
+        ...                  steps=3, progress=False)
+        >>> res.loss.tolist(), res.ndim, res.n_points
+        ([1.0, 0.0, 1.0], 1, 3)
     """
 
     loss: np.ndarray
@@ -78,17 +85,21 @@ class SurfaceResult(JsonResult):
 
     @property
     def ndim(self) -> int:
+        """1 for a line, 2 for a plane."""
         return int(np.asarray(self.loss).ndim)
 
     @property
     def n_points(self) -> int:
+        """Grid points evaluated."""
         return int(np.asarray(self.loss).size)
 
     @property
     def ms_per_point(self) -> float:
+        """Evaluation time per grid point (milliseconds)."""
         return 1e3 * self.seconds / max(self.n_points, 1)
 
     def to_dict(self) -> dict:
+        """The result as JSON types, without ``directions`` and ``theta`` (they belong in the .npz)."""
         d = super().to_dict()
         for key in ("directions", "theta"):  # (k, dim) and (dim,) belong in the .npz
             d.pop(key)
@@ -96,7 +107,14 @@ class SurfaceResult(JsonResult):
 
     # -------------------------------------------------------------- npz round trip
     def save_npz(self, path: str | Path) -> Path:
-        """Write every array and the metadata to ``path`` (``.npz``, no pickles)."""
+        """Write every array and the metadata to ``path`` (``.npz``, no pickles).
+
+        Args:
+            path: the file (parents created).
+
+        Returns:
+            The path.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, np.ndarray] = {
@@ -123,7 +141,17 @@ class SurfaceResult(JsonResult):
 
     @classmethod
     def load_npz(cls, path: str | Path) -> "SurfaceResult":
-        """Read a file written by :meth:`save_npz`."""
+        """Read a file written by :meth:`save_npz`.
+
+        Args:
+            path: the file.
+
+        Returns:
+            The result.
+
+        Raises:
+            FileNotFoundError: no file. ValueError: not a surface file.
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no surface file at {path}")
@@ -146,16 +174,37 @@ class SurfaceResult(JsonResult):
 
     def plot(self, path: str | Path, *, title: str | None = None, log: bool = False, **kwargs: Any) -> Path:
         """Write a PNG of this surface (labelled contour + 3-D surface, or a line for 1-D results;
-        trajectory and marked points drawn) to ``path``: :func:`landscape.render.surface_png`."""
+        trajectory and marked points drawn) to ``path``: :func:`landscape.render.surface_png`.
+
+        Args:
+            path: the PNG. title: its title. log: log-scaled loss. kwargs: of ``surface_png``.
+
+        Returns:
+            The path.
+        """
         return surface_png(self, path, title=title, log=log, **kwargs)
 
     def to_html(self, path: str | Path, *, title: str | None = None, log: bool = False, notes: str = "") -> Path:
         """Write an interactive offline page (plotly) of this surface to ``path``:
-        :func:`landscape.render.write_surface_html`."""
+        :func:`landscape.render.write_surface_html`.
+
+        Args:
+            path: the page. title: its title. log: log-scaled loss. notes: text under the figure.
+
+        Returns:
+            The path.
+        """
         return write_surface_html(self, path, title=title, log=log, notes=notes)
 
     def figure(self, *, title: str | None = None, log: bool = False) -> Any:
-        """The interactive plotly figure (:func:`landscape.render.surface_figure`)."""
+        """The interactive plotly figure (:func:`landscape.render.surface_figure`).
+
+        Args:
+            title: its title. log: log-scaled loss.
+
+        Returns:
+            A ``plotly.graph_objects.Figure``.
+        """
         return surface_figure(self, title=title, log=log)
 
 
@@ -167,117 +216,7 @@ def _jsonable(value: Any) -> Any:
     return to_jsonable(value)
 
 
-# ---------------------------------------------------------------------------- evaluation
-def _chunk_size(obj: Objective) -> int:
-    n = max(int(getattr(obj, "n_examples", 0) or 0), 1)
-    return int(max(1, min(256, _ROWS_PER_CHUNK // n)))
-
-
-def evaluate_points(obj: Objective, origin: torch.Tensor, directions: torch.Tensor, coords: torch.Tensor, *,
-                    chunk_size: int | None = None, progress: bool | None = None,
-                    desc: str = "surface", strategy: str = "auto", info: dict | None = None) -> torch.Tensor:
-    """Loss at ``origin + coords[p] @ directions`` for every row p.
-
-    ``origin`` (dim,), ``directions`` (k, dim), ``coords`` (N, k) → losses (N,) float64.
-    Points are evaluated ``chunk_size`` at a time (default: about 2^16 example-rows per chunk) with
-    ``vmap`` over the objective's batches; objectives whose function cannot be vmapped fall back
-    to one point at a time; ``strategy`` picks vmap / loop / auto (see :class:`_Evaluator`), and the
-    one used is written to ``info["strategy"]`` when ``info`` is given. Non-finite losses are
-    returned as they are.
-    """
-    origin = obj.check_theta(origin, "origin")
-    if directions.ndim != 2 or directions.shape[1] != obj.dim:
-        raise ValueError(f"directions must have shape (k, {obj.dim}), got {tuple(directions.shape)}")
-    if coords.ndim != 2 or coords.shape[1] != directions.shape[0]:
-        raise ValueError(f"coords must have shape (N, {directions.shape[0]}), got {tuple(coords.shape)}")
-    D = directions.to(device=obj.device, dtype=obj.dtype)
-    C = coords.to(device=obj.device, dtype=obj.dtype)
-    chunk = _chunk_size(obj) if chunk_size is None else chunk_size
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
-    from tqdm.auto import tqdm
-
-    out = torch.empty(C.shape[0], dtype=torch.float64)
-    evaluator = _Evaluator(obj, strategy)
-    disable = True if progress is False else (False if progress else None)  # None: only on a TTY
-    with torch.no_grad(), tqdm(total=C.shape[0], desc=desc, unit="pt", disable=disable, leave=False) as bar:
-        for a in range(0, C.shape[0], chunk):
-            thetas = torch.addmm(origin.unsqueeze(0), C[a:a + chunk], D)
-            out[a:a + thetas.shape[0]] = evaluator(thetas)
-            bar.update(thetas.shape[0])
-    if info is not None:
-        info["strategy"] = evaluator.strategy
-        info["chunk_size"] = chunk
-    return out
-
-
-class _Evaluator:
-    """Losses of a stack of parameter vectors (P, dim) -> (P,) float64 on the CPU.
-
-    ``strategy="vmap"`` evaluates the stack in one vmapped call (fast for small models, where
-    per-call overhead dominates); ``"loop"`` one point at a time (for large models one big
-    matrix product per layer beats a batched one on the CPU); ``"auto"`` loops when one point costs
-    more than 2 ms, else times both on the first stack and keeps the faster. Functions that cannot be vmapped fall back to the loop.
-    """
-
-    def __init__(self, obj: Objective, strategy: str = "auto") -> None:
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-        self.obj = obj
-        self.batched = vmap(obj.loss_tensor)
-        self.strategy = strategy
-
-    def _loop(self, thetas: torch.Tensor) -> torch.Tensor:
-        return torch.stack([self.obj.loss_tensor(t).reshape(()) for t in thetas])
-
-    def _vmap(self, thetas: torch.Tensor) -> torch.Tensor | None:
-        try:
-            return self.batched(thetas)
-        except Exception:  # noqa: BLE001 - any non-vmappable function: loop instead
-            self.strategy = "loop"
-            return None
-
-    def __call__(self, thetas: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            vals = None
-            if self.strategy == "auto" and thetas.shape[0] >= 2:
-                # A loop costs one forward pass per point plus ~0.1 ms of Python; when a point costs
-                # far more than that the loop is within a few % of a plain forward pass and never
-                # loses to a batched (bmm) evaluation on the CPU, so vmap is only tried for cheap points.
-                n = min(4, thetas.shape[0] - 1)
-                t0 = time.perf_counter()
-                head = self._loop(thetas[:n])
-                t_loop = (time.perf_counter() - t0) / n
-                if t_loop > _LOOP_ALWAYS_S:
-                    self.strategy = "loop"
-                    vals = torch.cat([head, self._loop(thetas[n:])])
-                else:
-                    t0 = time.perf_counter()
-                    tail = self._vmap(thetas[n:])
-                    if tail is None:
-                        vals = torch.cat([head, self._loop(thetas[n:])])
-                    else:
-                        t_vmap = (time.perf_counter() - t0) / (thetas.shape[0] - n)
-                        self.strategy = "vmap" if t_vmap <= t_loop else "loop"
-                        vals = torch.cat([head, tail])
-            elif self.strategy in ("vmap", "auto"):
-                vals = self._vmap(thetas)
-            if vals is None:
-                vals = self._loop(thetas)
-        return vals.detach().to(device="cpu", dtype=torch.float64)
-
-
-def evaluate_thetas(obj: Objective, thetas: torch.Tensor, *, chunk_size: int | None = None,
-                    strategy: str = "auto") -> torch.Tensor:
-    """Losses at the rows of ``thetas`` (T, dim) -> (T,) float64, vmapped in chunks."""
-    if thetas.ndim != 2 or thetas.shape[1] != obj.dim:
-        raise ValueError(f"thetas must have shape (T, {obj.dim}), got {tuple(thetas.shape)}")
-    thetas = thetas.to(device=obj.device, dtype=obj.dtype)
-    chunk = chunk_size or _chunk_size(obj)
-    ev = _Evaluator(obj, strategy)
-    return torch.cat([ev(thetas[a:a + chunk]) for a in range(0, thetas.shape[0], chunk)])
-
-
+# ---------------------------------------------------------------------------- surfaces
 def _marks(obj: Objective, origin: torch.Tensor, D: torch.Tensor, marks: Sequence[dict] | None) -> list[dict]:
     """Project marked points ``{"theta": (dim,), "kind": str, "label": str}`` onto the plane."""
     out = []
@@ -320,6 +259,23 @@ def surface_1d(obj: Objective, theta: torch.Tensor, direction: torch.Tensor | No
 
     ``direction`` (dim,) is used as given; ``None`` draws a seeded random direction normalised by
     ``normalization``/``bias`` (see :func:`normalize_direction`).
+
+    Args:
+        obj: the objective. theta: the centre (dim,). direction: (dim,) or None.
+        span: the half-width of the grid (parameter units along ``direction``). steps: grid points (≥ 2).
+        normalization, bias, seed, generator: of the random direction.
+        chunk_size, progress, strategy: of :func:`evaluate_points`.
+        marks: points to project and mark. kind: the directions' label. meta: extra metadata.
+
+    Returns:
+        :class:`SurfaceResult` with ``.loss`` of shape (steps,).
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda x: (x ** 2).sum(), torch.zeros(2, dtype=torch.float64))
+        >>> surface_1d(obj, obj.initial_point(), torch.tensor([0.0, 2.0], dtype=torch.float64), span=1.0,
+        ...            steps=3, progress=False).loss.tolist()
+        [4.0, 0.0, 4.0]
     """
     _check_grid(span, steps)
     theta = obj.check_theta(theta).detach().clone()
@@ -354,6 +310,24 @@ def surface_2d(obj: Objective, theta: torch.Tensor, d1: torch.Tensor | None = No
     drawn (:func:`random_directions`, the second orthogonal to the first). ``trajectory``:
     optional points (T, dim) projected onto the plane (least squares) and evaluated.
     ``marks``: optional ``[{"theta", "kind", "label"}]`` points (e.g. stalls) projected likewise.
+
+    Args:
+        obj: the objective. theta: the centre (dim,). d1, d2: (dim,) each, or both None.
+        span: the grid's half-width (parameter units along each direction). steps: points per axis.
+        normalization, bias, seed, generator: of the random directions.
+        chunk_size, progress, strategy: of :func:`evaluate_points`.
+        trajectory: (T, dim) points to draw, or None. marks: points to mark.
+        kind: the directions' label. meta: extra metadata.
+
+    Returns:
+        :class:`SurfaceResult` with ``.loss`` of shape (steps, steps).
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda x: (x ** 2).sum(), torch.zeros(2, dtype=torch.float64))
+        >>> e = torch.eye(2, dtype=torch.float64)
+        >>> surface_2d(obj, obj.initial_point(), e[0], e[1], span=1.0, steps=3, progress=False).loss.tolist()
+        [[2.0, 1.0, 2.0], [1.0, 0.0, 1.0], [2.0, 1.0, 2.0]]
     """
     _check_grid(span, steps)
     theta = obj.check_theta(theta).detach().clone()
@@ -414,8 +388,15 @@ def _finish(obj: Objective, theta: torch.Tensor, D: torch.Tensor, coords: tuple[
 
 def surface_eigen(obj: Objective, theta: torch.Tensor, span: float = 1.0, steps: int = 21, *,
                   which: str = "both", seed: int = 0, tol: float | None = None, **kwargs: Any) -> SurfaceResult:
-    """:func:`surface_2d` along two unit Hessian eigenvectors (:func:`eigen_directions`);
-    the eigenvalues and residuals go to ``meta``."""
+    """:func:`surface_2d` along two unit Hessian eigenvectors (:func:`eigen_directions`).
+
+    Args:
+        obj, theta, span, steps: as in :func:`surface_2d`. which, seed, tol: of :func:`eigen_directions`.
+        kwargs: further :func:`surface_2d` keywords.
+
+    Returns:
+        :class:`SurfaceResult` (kind ``"eigen"``; the eigenvalues and residuals in ``meta``).
+    """
     eig = eigen_directions(obj, theta, which, seed=seed, tol=tol)
     meta = {"eigenvalues": eig.values.tolist(), "eig_residuals": eig.residuals.tolist(), "which": which,
             **kwargs.pop("meta", {})}
@@ -426,7 +407,16 @@ def surface_pca(obj: Objective, trajectory: Sequence[torch.Tensor] | torch.Tenso
                 margin: float = 1.25, span: float | None = None, **kwargs: Any) -> SurfaceResult:
     """:func:`surface_2d` on the PCA plane of ``trajectory`` (:func:`pca_directions`), centred at
     its last point, with the trajectory drawn on it. ``span`` defaults to ``margin`` × the largest
-    projected coordinate."""
+    projected coordinate.
+
+    Args:
+        obj: the objective. trajectory: T ≥ 3 points (dim,). steps: points per axis.
+        margin: span = margin × the largest projected coordinate (unless ``span`` is given).
+        kwargs: further :func:`surface_2d` keywords.
+
+    Returns:
+        :class:`SurfaceResult` (kind ``"pca"``, the explained variance in ``meta``).
+    """
     plane = pca_directions(trajectory)
     traj = torch.stack(list(trajectory)) if not isinstance(trajectory, torch.Tensor) else trajectory
     if span is None:
@@ -444,7 +434,23 @@ def interpolate(obj: Objective, theta_a: torch.Tensor, theta_b: torch.Tensor, st
                 strategy: str = "auto") -> SurfaceResult:
     """Loss along the line θ_a + t·(θ_b − θ_a), t = linspace(−margin, 1 + margin, steps)
     (Goodfellow et al. 2015). ``.coords[0]`` is t, ``.theta`` is θ_a, ``.directions`` is θ_b − θ_a,
-    ``.span`` = 0.5 + margin (the half-length of the t range)."""
+    ``.span`` = 0.5 + margin (the half-length of the t range).
+
+    Args:
+        obj: the objective. theta_a, theta_b: the end points (dim,), distinct.
+        steps: points on the line. margin: extension beyond each end (units of ‖θ_b − θ_a‖).
+        chunk_size, progress, strategy: of :func:`evaluate_points`.
+
+    Returns:
+        :class:`SurfaceResult` with ``.loss`` of shape (steps,) and ``meta`` holding both end losses.
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda x: (x ** 2).sum(), torch.zeros(2, dtype=torch.float64))
+        >>> a, b = torch.tensor([-1.0, 0.0], dtype=torch.float64), torch.tensor([1.0, 0.0], dtype=torch.float64)
+        >>> interpolate(obj, a, b, steps=3, progress=False).loss.tolist()
+        [1.0, 0.0, 1.0]
+    """
     if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
         raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
     _check_grid(1.0, steps)

@@ -255,8 +255,7 @@ class _NewtonEnd:
 def _classify_state(state: PointState, method: str, opts: ClassifyOptions, newton_end: _NewtonEnd | None = None
                     ) -> CriticalPointReport:
     """Steps 2-6 of the recipe at a point whose spectrum is known; the report is built once, at the end."""
-    obj, theta, g = state.obj, state.theta, state.grad
-    dim, dtype = obj.dim, obj.dtype
+    dim, dtype = state.obj.dim, state.obj.dtype
     notes: list[str] = []
     s_par, scale, evals, res = state.param_scale, state.spectral_scale, state.eigenvalues, state.eig
     roundoff = default_eig_tol(dtype, dim, scale)
