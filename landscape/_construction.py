@@ -28,11 +28,17 @@ def build_model_objective(cls: type, model: nn.Module, batch_loss: Callable, dat
     the model to ``dtype``/``device``, selects the parameters, reads the data once (counts),
     all-reduces the example count when distributed and runs :func:`first_batch_checks`.
 
+    Args:
+        cls: the objective class. model, batch_loss, data, dtype, device, reduction, batch_size,
+            params, distributed: as in ``from_batches``. pairs: the data are ``(inputs, targets)``.
+
     Returns:
         The objective (an instance of ``cls``).
 
     Raises:
         TypeError, ValueError, RuntimeError: naming what is wrong (see ``from_batches``).
+
+    Example: ``Objective.from_batches(...)`` and ``Objective.from_module(...)`` call it.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -99,6 +105,14 @@ def first_batch_checks(obj: Any, custom_count: bool) -> None:
 
     Raises:
         ValueError: naming the problem.
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> X, Y = torch.ones(4, 2, dtype=torch.float64), torch.zeros(4, 1, dtype=torch.float64)
+        >>> ls.Objective.from_module(torch.nn.Linear(2, 1).double(), torch.nn.MSELoss(reduction="sum"), (X, Y))
+        Traceback (most recent call last):
+        ...
+        ValueError: the loss is not a mean over examples: ...
     """
     _, batch, n, _ = next(iter(obj.iter_indexed_batches()))
     params = obj.spec.unflatten(obj.initial_point())
@@ -138,7 +152,12 @@ def first_batch_checks(obj: Any, custom_count: bool) -> None:
 
 def build_function_objective(cls: type, fn: Callable[[torch.Tensor], torch.Tensor], x0: Any, *,
                              dtype: torch.dtype | None, device: torch.device | str | None) -> Any:
-    """What :meth:`landscape.Objective.from_function` does (see there for the arguments).
+    """What :meth:`landscape.Objective.from_function` does.
+
+    Args:
+        cls: the objective class. fn, x0, dtype, device: as in ``from_function``.
+
+    Example: ``Objective.from_function(fn, x0)`` calls it.
 
     Returns:
         The objective (an instance of ``cls``).

@@ -146,7 +146,20 @@ def stochastic_modules(model: nn.Module) -> list[str]:
 class BroadcastGuard(TorchFunctionMode):
     """Refuse an operation that broadcasts a target tensor against another tensor to a shape larger
     than both (``(N, 1)`` outputs minus ``(N,)`` targets gives ``(N, N)``): almost always a shape bug
-    that silently changes the loss."""
+    that silently changes the loss.
+
+    Args:
+        targets: the batch's target tensors (matched by identity).
+
+    Example:
+        >>> import torch
+        >>> y = torch.zeros(4)
+        >>> with BroadcastGuard([y]):
+        ...     torch.ones(4, 1) - y
+        Traceback (most recent call last):
+        ...
+        ValueError: the loss would broadcast a tensor of shape (4, 1) (the model's output) against targets ...
+    """
 
     def __init__(self, targets: list[torch.Tensor]) -> None:
         super().__init__()
@@ -176,16 +189,25 @@ class BroadcastGuard(TorchFunctionMode):
 
 class ReducedLoss(torch.autograd.Function):
     """Sum of a scalar over ranks in the forward pass; its gradient is refused (the gradient of the
-    global loss needs the parameter gradient all-reduced: use loss_and_grad / hvp / operators)."""
+    global loss needs the parameter gradient all-reduced: use loss_and_grad / hvp / operators).
+
+    Used as ``ReducedLoss.apply(local_loss, group)`` by a distributed objective's ``loss_tensor``.
+
+    Example (not run: it needs a process group; tests/test_distributed.py runs one)::
+
+        total = ReducedLoss.apply(obj.local_loss_tensor(theta), group)
+    """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, group: Any) -> torch.Tensor:  # type: ignore[override]
+        """The scalar ``x`` summed over the ranks of ``group``."""
         y = x.detach().clone()
         torch.distributed.all_reduce(y, group=group)
         return y
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
+        """Refused (see the class docstring)."""
         raise RuntimeError("a distributed objective's loss_tensor cannot be differentiated directly; use "
                            "obj.loss_and_grad, obj.hvp or obj.curvature_operator (they all-reduce parameter "
                            "gradients)")

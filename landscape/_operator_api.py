@@ -26,6 +26,8 @@ class OperatorAPI:
     It reads the attributes :class:`landscape.Objective` sets: ``spec``, ``module``, ``distributed``,
     ``rank``, ``dtype``, ``device`` and the private ``_source`` (the data), ``_weights``,
     ``_starts``, ``_counts`` (per batch), ``_fn``, ``_loss_call`` and ``_group``.
+
+    Example: see :meth:`iter_indexed_batches`; tests/test_operators.py checks every method.
     """
 
     _source: Any

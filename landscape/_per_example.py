@@ -26,6 +26,8 @@ class PerExampleGradients:
 
     Attributes:
         mode: ``"vmap"`` or ``"loop"``, decided on first use (None before).
+
+    Example: see :meth:`landscape.Objective.per_example_grads`.
     """
 
     def __init__(self, obj: Any) -> None:
@@ -47,7 +49,14 @@ class PerExampleGradients:
     def chunk_grads(self, params: dict[str, torch.Tensor], batch: Batch, c: int) -> dict[str, torch.Tensor]:
         """Per-example gradients of a chunk of ``c`` examples: vmap over the leading dimension of every
         tensor; where vmap fails on the first chunk (RNN kernels, data-dependent control flow), one
-        warning and from then on an example-by-example loop."""
+        warning and from then on an example-by-example loop.
+
+        Args:
+            params: ``{name: tensor}`` at θ. batch: the chunk. c: its number of examples.
+
+        Returns:
+            ``{name: (c, *shape)}`` gradients.
+        """
         if self.mode == "loop":
             return self._looped_grads(params, batch, c)
         if self.mode == "vmap":
@@ -77,6 +86,9 @@ class PerExampleGradients:
             theta: the point, shape ``(dim,)``.
             chunk_size: examples per chunk (None: one chunk per batch).
             out: an ``(n_local_examples, dim)`` tensor to write the rows into (else fresh tensors).
+
+        Yields:
+            ``(start, G)``.
 
         Raises:
             ValueError: for a bad ``chunk_size`` or a batch whose tensors do not all lead with its examples.

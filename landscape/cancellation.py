@@ -31,6 +31,15 @@ class CancellationStats(JsonResult):
     - ``gsnr_*``: r_j = μ_j² / (s_j² − μ_j²) (inf where the variance is 0 and μ_j ≠ 0)
     - ``sign_agreement_*``: q_j = |mean_i sign g_ij|
     - ``grad_norm`` = ‖μ‖, ``mean_example_grad_norm`` = mean_i ‖g_i‖
+    - ``n`` examples, ``dim`` coordinates; ``per_layer``: the same statistics per parameter tensor
+
+    Example (two per-example gradients at right angles, (−2, 0) and (0, 2): κ = 1/√2, α = 1/2):
+        >>> import torch, landscape as ls
+        >>> X, Y = torch.eye(2, dtype=torch.float64), torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
+        >>> obj = ls.Objective.from_module(torch.nn.Linear(2, 1, bias=False).double(), torch.nn.MSELoss(), (X, Y))
+        >>> s = cancellation_stats(obj, torch.zeros(2, dtype=torch.float64))
+        >>> round(s.kappa, 6), round(s.alpha, 12), s.n, list(s.per_layer)
+        (0.707107, 0.5, 2, ['weight'])
     """
 
     n: int
@@ -114,7 +123,23 @@ def cancellation_stats(obj: "Objective", theta: torch.Tensor, chunk_size: int | 
     values to round-off); other models, or ``fast=False``, the
     per-example (vmap) path: with ``chunk_size`` the per-example gradients are produced and reduced
     ``chunk_size`` rows at a time (memory ``chunk_size × dim``). ``fast=True`` raises when the model
-    is not eligible. The statistics are accumulated in float64.
+    is not eligible. The statistics are accumulated in float64. Distributed objectives sum the
+    shards' sums, so the statistics are global.
+
+    Args:
+        obj: a model objective. theta: the point (dim,).
+        chunk_size: examples per chunk on the per-example path (None: one chunk per batch).
+        fast: None (the layer-product path where eligible), True (required) or False (never).
+
+    Returns:
+        :class:`CancellationStats` with ``per_layer`` statistics.
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> X, Y = torch.eye(2, dtype=torch.float64), torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
+        >>> obj = ls.Objective.from_module(torch.nn.Linear(2, 1, bias=False).double(), torch.nn.MSELoss(), (X, Y))
+        >>> cancellation_stats(obj, torch.ones(2, dtype=torch.float64), fast=False).grad_norm   # g_i = (0, 0), (0, 4)
+        2.0
     """
     slices = obj.spec.slices
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):

@@ -65,6 +65,8 @@ class CriticalPointSearch(JsonResult):
     ``est_distance`` ≈ remaining distance to the exact critical point, last_step·rate/(1 − rate)
     (a geometric extrapolation; 0 when converged quadratically). ``message`` says why it stopped.
     ``method``, ``grad_tol``: the search's settings.
+
+    Example: see :func:`find_critical_point`.
     """
 
     theta: torch.Tensor = field(repr=False)
@@ -295,6 +297,8 @@ class NearestCritical(JsonResult):
     (search cut-off, classifier's grad/eig/global/probe tolerances); ``n_hvp`` spent by the
     search; ``search`` / ``report``: the full records (JSON: dicts, without vectors); ``theta``:
     θ_c (dim,).
+
+    Example: see :func:`nearest_critical`.
     """
 
     kind: str

@@ -141,6 +141,13 @@ def check_pair(i: int, batch: Any) -> None:
 
     Raises:
         TypeError: not a pair of tensors. ValueError: no leading example dimension, or mismatched counts.
+
+    Example:
+        >>> import torch
+        >>> check_pair(0, (torch.ones(3, 2), torch.ones(2)))
+        Traceback (most recent call last):
+        ...
+        ValueError: batch 0: inputs have 3 examples but targets have 2; their first dimensions must match
     """
     if not _is_tensor_pair(batch):
         raise TypeError(f"batch {i} is not an (inputs, targets) pair of tensors (got {type(batch).__name__})")

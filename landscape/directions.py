@@ -154,6 +154,8 @@ class EigenDirections(JsonResult):
     Attributes:
         vectors: (2, dim) unit rows. values: (2,) their eigenvalues. residuals: (2,) ‖Hv − λv‖.
         which: the ends taken (``"both"``, ``"largest"``, ``"smallest"``).
+
+    Example: see :func:`eigen_directions`.
     """
 
     vectors: torch.Tensor
@@ -235,6 +237,8 @@ class PCAPlane(JsonResult):
         directions: (2, dim) orthonormal. center: (dim,) the plane's origin (the last point by default).
         coords: (T, 2) the projected trajectory. explained: (2,) fraction of the variance of the
             centred trajectory along each direction.
+
+    Example: see :func:`pca_directions`.
     """
 
     directions: torch.Tensor

@@ -31,7 +31,10 @@ class NonGGNCurvature(JsonResult):
     λ_min < 0 and G ⪰ 0: all negative curvature, and more, comes from H − G; NaN when λ_min ≥ 0).
     ``ggn_min`` = λ_min(G) (≥ 0 up to round-off for losses convex in the outputs) and ``residual_min`` =
     λ_min(H − G). ``converged``: whether each of the three Lanczos runs met ``tol`` (relative to the
-    operator's spectral scale); ``scale`` = max |Ritz value| of H.
+    operator's spectral scale); ``scale`` = max |Ritz value| of H. ``tol``: the tolerance used;
+    ``n_matvec``: products per operator.
+
+    Example: see :func:`nongg_negative_curvature`.
     """
 
     hessian_min: float

@@ -133,6 +133,13 @@ class PointState:
         eig: the Lanczos :class:`landscape.EigResult` (Lanczos path), else None.
         spectral_scale: Λ = max|λ| (dense), or max(max|computed λ|, the solver's ‖H‖ estimate); NaN
             before a spectrum is known.
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda x: (x ** 2).sum(), torch.ones(3, dtype=torch.float64))
+        >>> st = PointState.first_order(obj, obj.initial_point()).with_lanczos_spectrum((1, 1), seed=0)
+        >>> st.loss, st.grad.tolist(), st.eigenvalues.tolist(), st.param_scale
+        (3.0, [2.0, 2.0, 2.0], [2.0, 2.0], 1.0)
     """
 
     obj: "Objective" = field(repr=False)

@@ -117,6 +117,14 @@ def write_json(path: str | Path, value: Any, *, digits: int | None = None) -> Pa
 
     Returns:
         The path.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> p = write_json(pathlib.Path(tempfile.mkdtemp()) / "r.json", {"x": 1.23456}, digits=3)
+        >>> print(p.read_text(), end="")
+        {
+          "x": 1.23
+        }
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -221,6 +229,13 @@ def read_jsonl(path: str | Path) -> list[Any]:
 
     Returns:
         The parsed lines.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "log.jsonl"
+        >>> _ = p.write_text('{"a": 1}' + chr(10) * 2 + '{"a": 2}' + chr(10) + '{"a": 3', encoding="utf-8")  # torn end
+        >>> read_jsonl(p)
+        [{'a': 1}, {'a': 2}]
     """
     path = Path(path)
     if not path.exists():

@@ -39,6 +39,13 @@ class TraceEstimate(JsonResult):
         stderr: its standard error (inf for one sample).
         n_samples: the number of probes.
         samples: every vᵀMv, in order.
+
+    Example:
+        >>> import torch
+        >>> from landscape.operators import DiagonalOperator
+        >>> t = hessian_trace(DiagonalOperator(torch.tensor([1.0, 2.0], dtype=torch.float64)), n_samples=2)
+        >>> t.estimate, t.stderr, t.samples
+        (3.0, 0.0, [3.0, 3.0])
     """
 
     estimate: float
@@ -120,6 +127,8 @@ class SpectralDensity(JsonResult):
             of each run (padded nodes of an early breakdown have weight 0).
         sigma: the Gaussian broadening width (curvature units).
         dim: the operator's dimension.
+
+    Example: see :func:`spectral_density`.
     """
 
     grid: torch.Tensor
@@ -218,7 +227,10 @@ class BlockExtremes(JsonResult):
     given), ``params`` (parameter names), ``dim``, ``smallest``/``largest`` (float), ``converged``
     (bool, both ends met ``tol`` relative to the block's spectral scale), ``n_hvp``.
     The block of a layer is the curvature of the loss as a function of that layer's parameters alone,
-    the others fixed (PyHessian-style per-layer spectra).
+    the others fixed (PyHessian-style per-layer spectra). ``curvature``: the matrix;
+    ``tol``: the eigensolver's relative tolerance.
+
+    Example: see :func:`per_block_extremes`.
     """
 
     blocks: list[dict]

@@ -396,6 +396,12 @@ def surface_eigen(obj: Objective, theta: torch.Tensor, span: float = 1.0, steps:
 
     Returns:
         :class:`SurfaceResult` (kind ``"eigen"``; the eigenvalues and residuals in ``meta``).
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda x: x[0] ** 2 - x[1] ** 2, torch.zeros(2, dtype=torch.float64))
+        >>> surface_eigen(obj, obj.initial_point(), steps=3, progress=False).meta["eigenvalues"]
+        [2.0, -2.0]
     """
     eig = eigen_directions(obj, theta, which, seed=seed, tol=tol)
     meta = {"eigenvalues": eig.values.tolist(), "eig_residuals": eig.residuals.tolist(), "which": which,
@@ -416,6 +422,14 @@ def surface_pca(obj: Objective, trajectory: Sequence[torch.Tensor] | torch.Tenso
 
     Returns:
         :class:`SurfaceResult` (kind ``"pca"``, the explained variance in ``meta``).
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda x: (x ** 2).sum(), torch.zeros(3, dtype=torch.float64))
+        >>> path = [torch.tensor(p, dtype=torch.float64) for p in ([2.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.5, 0.0], [0.0, 0.0, 0.0])]
+        >>> res = surface_pca(obj, path, steps=3, progress=False)
+        >>> res.kind, res.trajectory.shape
+        ('pca', (4, 2))
     """
     plane = pca_directions(trajectory)
     traj = torch.stack(list(trajectory)) if not isinstance(trajectory, torch.Tensor) else trajectory

@@ -30,7 +30,20 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # ---------------------------------------------------------------------------- the loss at many points
 def loss_or_nan(obj: "Objective"):
-    """``obj.loss`` with an overflow on the probe ladder returned as nan (the probe ignores it)."""
+    """``obj.loss`` with an overflow on the probe ladder returned as nan (the probe ignores it).
+
+    Args:
+        obj: the objective.
+
+    Returns:
+        ``(dim,) -> float``.
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> f = loss_or_nan(ls.Objective.from_function(lambda x: torch.log(x).sum(), torch.ones(1, dtype=torch.float64)))
+        >>> f(torch.tensor([-1.0], dtype=torch.float64))
+        nan
+    """
     def f(p: torch.Tensor) -> float:
         try:
             return obj.loss(p)
@@ -40,7 +53,20 @@ def loss_or_nan(obj: "Objective"):
 
 
 def batch_loss_fn(obj: "Objective", theta: torch.Tensor):
-    """vmap of the differentiable loss over a batch of points, or None when the loss is not vmappable."""
+    """vmap of the differentiable loss over a batch of points, or None when the loss is not vmappable.
+
+    Args:
+        obj: the objective. theta: a point (dim,) to check the batched value against.
+
+    Returns:
+        ``(b, dim) -> (b,)``, or None.
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda x: x[0] ** 2 + x[1] ** 4, torch.zeros(2, dtype=torch.float64))
+        >>> batch_loss_fn(obj, obj.initial_point())(torch.ones(2, 2, dtype=torch.float64)).tolist()
+        [2.0, 2.0]
+    """
     f = torch.func.vmap(obj.loss_tensor)
     try:
         with torch.no_grad():
@@ -53,8 +79,22 @@ def batch_loss_fn(obj: "Objective", theta: torch.Tensor):
 
 
 def value_and_grad_batch(obj: "Objective"):
-    """(k, dim) points -> (losses (k,), gradients (k, dim)): vmapped loss + one backward pass;
-    a point-by-point loop when the loss cannot be vmapped."""
+    """Losses and gradients at many points: vmapped loss + one backward pass; a point-by-point
+    loop when the loss cannot be vmapped.
+
+    Args:
+        obj: the objective.
+
+    Returns:
+        ``(k, dim) points -> (losses (k,), gradients (k, dim))``.
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda x: x[0] ** 2 + x[1] ** 4, torch.zeros(2, dtype=torch.float64))
+        >>> L, G = value_and_grad_batch(obj)(torch.ones(1, 2, dtype=torch.float64))
+        >>> L.tolist(), G.tolist()
+        ([2.0], [[2.0, 4.0]])
+    """
     vf = torch.func.vmap(obj.loss_tensor)
 
     def batched(P: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,6 +151,10 @@ class ProbeSettings:
         abs_threshold: and beyond this change (loss units): the larger of ``probe_abs_threshold``
             and the loss gap to the nearby critical point.
         quad_threshold: and beyond this times t² (the curvature band: unresolved curvature).
+
+    Example:
+        >>> ProbeSettings(t_max=0.1, n_radii=13, rel_threshold=1e3, abs_threshold=0.0).ladder()["t_min"]
+        1e-05
     """
 
     t_max: float
@@ -121,7 +165,16 @@ class ProbeSettings:
 
     @classmethod
     def at(cls, state: PointState, opts: ClassifyOptions, abs_threshold: float, band: float) -> "ProbeSettings":
-        """The settings for ``state`` from the options, the absolute threshold and the curvature band."""
+        """The settings at a point.
+
+        Args:
+            state: the point (its parameter scale s). opts: the options (probe_radius, probe_n_radii,
+                probe_rel_threshold). abs_threshold: the absolute threshold (loss units). band: the
+                curvature band (curvature units).
+
+        Returns:
+            The settings.
+        """
         return cls(t_max=opts.probe_radius * state.param_scale, n_radii=opts.probe_n_radii,
                    rel_threshold=opts.probe_rel_threshold, abs_threshold=abs_threshold, quad_threshold=band)
 
@@ -142,6 +195,8 @@ def merge_probes(pr: ProbeResult, other: ProbeResult, what: str, notes: list[str
 
     Returns:
         A new :class:`landscape.ProbeResult` (directions and evaluations counted together).
+
+    Example: :func:`run_probe` merges the sphere search and the reduced-function probe this way.
     """
     changes: dict[str, Any] = {}
     for which in ("descent", "ascent"):
@@ -179,6 +234,8 @@ def run_probe(state: PointState, opts: ClassifyOptions, settings: ProbeSettings,
 
     Returns:
         :class:`landscape.ProbeResult`, the probes merged.
+
+    Example: :func:`landscape.classify_point` runs it at degenerate points (e.g. x² + y⁴ at 0).
     """
     obj, theta, g = state.obj, state.theta, state.grad
     seed, n_random = opts.seed, opts.probe_random
@@ -289,6 +346,8 @@ def krylov_complement(state: PointState, null_basis: torch.Tensor, D: torch.Tens
 
     Returns:
         ``(V (dim, r) orthonormal, Ritz values (r,))``, or ``(None, None)``.
+
+    Example: Peano's surface on the Lanczos path (tests/test_classify.py) finds its curved descent here.
     """
     obj, theta, g = state.obj, state.theta, state.grad
     D = D[:max_dirs]
@@ -343,6 +402,14 @@ def reduced_loss_fn(obj: "Objective", theta: torch.Tensor, V: torch.Tensor, lam:
 
     Returns:
         ``reduced(P, points=False)``: (k,) values, or with ``points`` (values, (k, dim) points).
+
+    Example:
+        >>> import torch, landscape as ls        # min over y of (y − x²)² + x⁴ is x⁴
+        >>> obj = ls.Objective.from_function(lambda v: (v[1] - v[0] ** 2) ** 2 + v[0] ** 4, torch.zeros(2, dtype=torch.float64))
+        >>> phi = reduced_loss_fn(obj, obj.initial_point(), torch.tensor([[0.0], [1.0]], dtype=torch.float64),
+        ...                       torch.tensor([2.0], dtype=torch.float64))
+        >>> round(float(phi(torch.tensor([[0.5, 0.0]], dtype=torch.float64))[0]), 12)
+        0.0625
     """
     vg = value_and_grad_batch(obj)
     sign = 1.0 if float(lam[0]) > 0 else -1.0
@@ -378,7 +445,21 @@ def gradient_vanishes_nearby(obj: "Objective", theta: torch.Tensor, basis: torch
     """True when the gradient is exactly zero at θ ± t·d for the near-null eigenvectors, seeded random
     combinations of them and random full-space directions d, at every fourth probe radius t. A loss
     that is bit-for-bit constant on the probe but has a non-zero gradient (a tiny c·f + b whose
-    changes are below the offset's resolution) is *not* flat: gradients do not see the offset."""
+    changes are below the offset's resolution) is *not* flat: gradients do not see the offset.
+
+    Args:
+        obj: the objective. theta: the point (dim,). basis: (dim, q) near-null eigenvectors.
+        radii: the probe ladder. seed: seeds the random directions.
+
+    Returns:
+        Whether every sampled gradient is exactly zero.
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> flat = ls.Objective.from_function(lambda x: torch.relu(x.sum() - 1.0) ** 2, torch.zeros(2, dtype=torch.float64))
+        >>> gradient_vanishes_nearby(flat, flat.initial_point(), torch.eye(2, dtype=torch.float64), [1e-3, 1e-2], 0)
+        True
+    """
     D = probe_directions(basis if basis.numel() else None, obj.dim, n_random_in_span=8, n_random_full=8,
                          seed=seed + 7, dtype=obj.dtype, device=obj.device)
     ts = torch.tensor(radii[::4] + [radii[-1]], dtype=obj.dtype, device=obj.device)
@@ -408,6 +489,8 @@ def decide_degenerate(pr: ProbeResult, has_neg: bool, has_pos: bool, evecs: torc
 
     Returns:
         The verdict (kind, escape direction, probe order and radius; the probe itself attached).
+
+    Example: every degenerate verdict of :func:`landscape.classify_point` comes from here.
     """
     if has_neg:
         # NSD with a null space: a maximum unless some direction ascends.

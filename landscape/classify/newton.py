@@ -38,6 +38,8 @@ class NewtonPath:
             sequence; 0 when g(θ_K) = 0).
         n_steps: accepted Newton steps. q: the ratio of the last two step lengths (None: < 2 steps).
         change: ‖H(θ_K) − H(θ)‖₂.
+
+    Example: see :func:`newton_continuation`.
     """
 
     band: float = 0.0
@@ -66,6 +68,14 @@ def newton_step(state: PointState, method: str, cut: float, scale: float) -> tor
 
     Returns:
         The step p, shape ``(dim,)``.
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> from landscape.point import PointState
+        >>> obj = ls.Objective.from_function(lambda x: (x[0] - 1) ** 2 + 0 * x[1], torch.zeros(2, dtype=torch.float64))
+        >>> p = newton_step(PointState.dense(obj, obj.initial_point()), "dense", 1e-12, 2.0)   # x₂ null: not inverted
+        >>> [float(x) + 0.0 for x in p]
+        [1.0, 0.0]
     """
     if method == "dense":
         ev, U = state.hessian_eigh()
@@ -84,6 +94,11 @@ def hessian_change(a, b, method: str) -> float:
 
     Returns:
         The spectral norm of the difference (curvature units).
+
+    Example:
+        >>> import torch
+        >>> hessian_change(torch.eye(2), torch.diag(torch.tensor([1.0, -2.0])), "dense")
+        3.0
     """
     if method == "dense":
         return float(torch.linalg.eigvalsh(b - a).abs().max())
@@ -154,6 +169,14 @@ def newton_continuation(state: PointState, method: str, roundoff: float) -> Newt
 
     Returns:
         :class:`NewtonPath`.
+
+    Example (y² + x³ near its degenerate saddle: the steps contract by q = 1/2):
+        >>> import torch, landscape as ls
+        >>> from landscape.point import PointState
+        >>> obj = ls.Objective.from_function(lambda v: v[1] ** 2 + v[0] ** 3, torch.zeros(2, dtype=torch.float64))
+        >>> path = newton_continuation(PointState.dense(obj, torch.tensor([-1e-5, 0.0], dtype=torch.float64)), "dense", 1e-12)
+        >>> round(path.q, 9), path.contraction_measured
+        (0.5, True)
     """
     g0 = state.grad_norm
     if g0 == 0.0:
@@ -222,6 +245,8 @@ def confirm_in_band(end: PointState, method: str, evals: torch.Tensor, evecs: to
 
     Returns:
         ``(confirmed, disagrees, vanished)`` masks (m,).
+
+    Example: see :func:`landscape.classify_point` (``report.tolerances["n_in_band_*"]``).
     """
     idx = torch.nonzero(in_band).flatten()
     conf, dis, zero = (torch.zeros_like(in_band) for _ in range(3))

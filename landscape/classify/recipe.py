@@ -178,6 +178,12 @@ def classify_with_options(obj: "Objective", theta: torch.Tensor, opts: ClassifyO
 
     Returns:
         :class:`CriticalPointReport`.
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda v: v[0] ** 2 - v[1] ** 4, torch.zeros(2, dtype=torch.float64))
+        >>> classify_with_options(obj, obj.initial_point(), ClassifyOptions(method="lanczos")).kind
+        'non_strict_saddle'
     """
     method = opts.resolved_method(obj.dim)
     return _classify_state(_spectrum_state(obj, theta, method, opts), method, opts)

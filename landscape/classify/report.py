@@ -77,8 +77,12 @@ class CriticalPointReport(JsonResult):
         return self.kind in ("strict_saddle", "non_strict_saddle")
 
     def to_dict(self) -> dict:
-        """The report as JSON types, without the (dim,) vectors (``has_escape_direction`` instead)
-        and without spectra of more than 256 eigenvalues."""
+        """The report as JSON types.
+
+        Returns:
+            A dict without the (dim,) vectors (``has_escape_direction`` instead), the probe as its
+            dict, and ``eigenvalues`` None for spectra of more than 256 eigenvalues.
+        """
         d = super().to_dict()
         d.pop("escape_direction")
         d["has_escape_direction"] = self.escape_direction is not None
@@ -94,6 +98,14 @@ class Verdict:
 
     Each step of :mod:`landscape.classify.recipe` returns a new verdict; the report is built once
     from the last one.
+
+    Attributes:
+        kind, reason, escape_direction, probe_order, probe_radius, probe, gradient_flatness: the
+        report's fields of the same names.
+
+    Example:
+        >>> Verdict("minimum", probe_radius=0.1).kind
+        'minimum'
     """
 
     kind: str

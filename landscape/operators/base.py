@@ -34,6 +34,15 @@ class CurvatureOperator:
     Attributes:
         dim, shape, dtype, device: the operator's space (``shape == (dim, dim)``).
         n_matvec: operator products so far (a ``matmat`` of k columns counts k).
+
+    Example (a new operator implements ``_matvec`` only):
+        >>> import torch
+        >>> class Shift(CurvatureOperator):
+        ...     curvature = "shift"
+        ...     def _matvec(self, v):
+        ...         return torch.roll(v, 1) + torch.roll(v, -1)
+        >>> (Shift(3, torch.float64, "cpu") @ torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)).tolist()
+        [0.0, 1.0, 1.0]
     """
 
     curvature: str = "custom"
@@ -139,6 +148,12 @@ class SumOperator(CurvatureOperator):
     Args:
         a, b: operators of the same ``dim`` (``a`` sets dtype and device).
         sign: +1.0 for the sum, −1.0 for the difference.
+
+    Example:
+        >>> import torch
+        >>> A, B = DiagonalOperator(torch.tensor([1.0, 2.0])), DiagonalOperator(torch.tensor([3.0, 5.0]))
+        >>> ((B - A) @ torch.ones(2)).tolist(), (B - A).curvature
+        ([2.0, 3.0], 'diagonal - diagonal')
     """
 
     def __init__(self, a: CurvatureOperator, b: CurvatureOperator, sign: float = 1.0) -> None:
@@ -159,6 +174,11 @@ class ScaledOperator(CurvatureOperator):
     Args:
         a: the operator.
         c: the factor.
+
+    Example:
+        >>> import torch
+        >>> ((0.5 * DiagonalOperator(torch.tensor([2.0, 4.0]))) @ torch.ones(2)).tolist()
+        [1.0, 2.0]
     """
 
     def __init__(self, a: CurvatureOperator, c: float) -> None:
