@@ -4,9 +4,16 @@ Recipe (THEORY.md §1, §4). Every decision is relative to the spectral scale an
 precision, so the kind of c·f + b equals the kind of f for any c > 0 and any offset b that the
 dtype resolves; every tolerance used is returned in ``report.tolerances``.
 
-1. **Spectrum.** ``method="dense"`` (``"auto"`` up to :data:`AUTO_DENSE_MAX_DIM` parameters):
+Data flow: the point's state (:class:`landscape.point.PointState`: loss, gradient, Hessian operator
+or dense Hessian with its eigh, spectrum, scales) is computed once in step 1 and handed down,
+with the settings (:class:`ClassifyOptions`), through the Newton continuation
+(:mod:`~landscape.classify.newton`), the probes (:mod:`~landscape.classify.degenerate`) and the
+Krylov complement; each step returns a new :class:`~landscape.classify.report.Verdict`, and the
+report is built once at the end.
+
+1. **Spectrum.** ``method="dense"`` (``"auto"`` up to :data:`landscape.defaults.AUTO_DENSE_MAX_DIM` parameters):
    ``eigh`` of the dense Hessian, index and nullity exact. ``"lanczos"``: a few smallest and
-   largest eigenpairs by :func:`extreme_eigs`; the index is then a lower bound
+   largest eigenpairs by :func:`landscape.extreme_eigs`; the index is then a lower bound
    (``index_exact=False``) and the nullity counts only the computed pairs. Spectral scale
    Λ = max|λ|; parameter scale s = max(1, rms(θ)).
 2. **Critical?** ‖g‖ ≤ ``grad_tol``; default ``default_grad_tol(dtype)·Λ·s`` — Frye et al.'s 1e-5
@@ -17,7 +24,7 @@ dtype resolves; every tolerance used is returned in ``report.tolerances``.
    that is critical only approximately (g ≠ 0), the *curvature uncertainty*
    ``3·(‖H(θ_K) − H(θ)‖₂ + remaining)`` along the **Newton continuation** θ = θ_0, θ_1, …, θ_K: full
    Newton steps (every eigen-direction above round-off inverted; halved until ‖g‖ falls), at most
-   :data:`NEWTON_CONTINUATION_STEPS` or until ‖g‖ has fallen 1e3-fold. Near a non-degenerate
+   :data:`landscape.defaults.NEWTON_CONTINUATION_STEPS` or until ‖g‖ has fallen 1e3-fold. Near a non-degenerate
    critical point the steps shrink quadratically; near a degenerate order-k one linearly, by
    q = (k−2)/(k−1), so the distance still to go is q/(1 − q) times the last step ("remaining" is the
    curvature change over the last step times that). An eigenvalue outside the band keeps its sign:
@@ -46,7 +53,7 @@ dtype resolves; every tolerance used is returned in ``report.tolerances``.
    eigen-decomposition, and look for descent of that reduced function — this finds descent that
    exists only along curves (Peano's (y − x²)(y − 2x²)). On the Lanczos path the complement is
    not known: the minimisation runs over a small Krylov subspace built from the curve's gradient
-   residuals (:func:`_krylov_complement`; a subspace bounds the reduced function from above, so
+   residuals (:func:`landscape.classify.degenerate.krylov_complement`; a subspace bounds the reduced function from above, so
    descent found there is real). "minimum" then means "no descent found
    within ``probe_radius``"; a probe that resolves nothing above round-off gives ``inconclusive``.
 5. **Honest uncertainty.** ``kind="inconclusive"`` with ``reason`` when the Lanczos eigenpairs did
