@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 import landscape as ls
-from landscape.lanczos import random_unit
+from landscape.linalg import random_unit
 from landscape.results import JsonResult
 
 TARGETS = {"hvp_over_grad": 2.0, "eigs_n_hvp": 70, "eigs_speedup_vs_pyhessian_same_accuracy": 2.0,
