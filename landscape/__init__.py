@@ -36,6 +36,10 @@ from .surface import (SurfaceResult, eigen_directions, interpolate, pca_directio
 # --- results
 from .results import JsonResult, to_jsonable
 
+# --- stall monitoring: detection, cause, the at-stall analysis (landscape/monitor/)
+from . import monitor
+from .monitor import StallAnalysis, StallDetector, analyse_stall, stall_cause
+
 __all__ = [
     # objectives and operators
     "Objective", "HessianOperator", "NonFiniteError", "ParamSpec", "second_order_safe", "stochastic_modules",
@@ -55,5 +59,7 @@ __all__ = [
     "pca_directions", "interpolate", "render", "surface_figure", "surface_png", "write_surface_html", "write_html",
     # results
     "JsonResult", "to_jsonable",
+    # stall monitoring
+    "monitor", "StallDetector", "stall_cause", "analyse_stall", "StallAnalysis",
 ]
 __version__ = "0.1.0"

@@ -56,6 +56,9 @@ class UpdateRule:
     per_example: ClassVar[bool] = False
     #: True for SynaPrune rules (they support mode="at_stalls" / "always")
     synaprune: ClassVar[bool] = False
+    #: True for escape-phase controls that scale their own phase steps (:meth:`phase_step`): the
+    #: trainer then applies neither decay nor cap (``gd-matched``)
+    own_phase_scaling: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.DEFAULTS))
@@ -88,6 +91,10 @@ class UpdateRule:
 
     def step(self, ctx: StepContext) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def phase_step(self, ctx: StepContext, k: int, limit: float | None) -> torch.Tensor:  # pragma: no cover
+        """Step ``k`` of an escape phase, for rules with :attr:`own_phase_scaling` only."""
+        raise NotImplementedError(f"{self.name!r} does not scale its own phase steps")
 
 
 def positive(name: str, value: Any, *, allow_zero: bool = False, allow_none: bool = False) -> None:

@@ -151,7 +151,7 @@ def report_to_dict(report: Any) -> dict | None:
     return d
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainResult(JsonResult):
     """Outcome of :meth:`Trainer.fit`.
 
