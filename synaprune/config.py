@@ -173,8 +173,8 @@ class TrainerConfig:
         >>> cfg = TrainerConfig(method="synaprune-rms", method_options={"t_wait": 10})
         >>> cfg.lr, cfg.mode, cfg.escape["t_wait"], cfg.escape["max_attempts"]
         (0.01, 'at_stalls', 10, 3)
-        >>> TrainerConfig.from_options(method="adam", seed=3, beta1=0.8).rule_options
-        {'beta1': 0.8}
+        >>> TrainerConfig.from_options(method="adam", seed=3, eps=1e-6).rule_options
+        {'eps': 1e-06}
     """
 
     method: str = "synaprune-rms"
@@ -337,6 +337,10 @@ def runtime_versions() -> dict[str, str]:
 
     Returns:
         ``{python, torch, numpy, landscape, synaprune, platform}`` version strings.
+
+    Example:
+        >>> sorted(runtime_versions())
+        ['landscape', 'numpy', 'platform', 'python', 'synaprune', 'torch']
     """
     return {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__,
             "landscape": getattr(landscape, "__version__", "?"), "synaprune": __version__,

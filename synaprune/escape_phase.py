@@ -49,6 +49,15 @@ class EscapePhase:
         attempt_index: its position in ``event.attempts``.
         event: the stall event the phase belongs to.
         k: phase steps taken so far.
+
+    Example:
+        >>> import torch
+        >>> ev = StallEvent(index=0, step=20, loss=0.25, grad_norm=0.0)
+        >>> a = EscapeAttempt(rule="synaprune-rms", start_step=20, loss_before=0.25, f_thres=0.0025)
+        >>> ph = EscapePhase(theta=torch.zeros(2), loss=0.25, grad=torch.zeros(2), start=20, f_thres=0.0025,
+        ...                  attempt=a, attempt_index=0, event=ev)
+        >>> ph.k, ph.loss - ph.f_thres        # accept once L ≤ 0.2475
+        (0, 0.2475)
     """
 
     theta: torch.Tensor

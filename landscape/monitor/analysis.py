@@ -166,6 +166,8 @@ class PointKind:
         grad_tol: the gradient tolerance requested (:func:`stall_tolerances`; None if the
             gradient could not be computed).
         eig_tol: the eigenvalue tolerance requested (None: the classifier's default).
+
+    Example: see :func:`kind_at_point`.
     """
 
     report: CriticalPointReport | None
@@ -192,6 +194,15 @@ def kind_at_point(obj: Objective, theta: torch.Tensor, *, detector_threshold: fl
 
     Returns:
         A :class:`PointKind`; the tolerances used are in ``report.tolerances``.
+
+    Example:
+        >>> import torch
+        >>> from landscape import Objective
+        >>> obj = Objective.from_function(lambda w: w[0] ** 2 - w[1] ** 2 + w[1] ** 4,
+        ...                               torch.zeros(2, dtype=torch.float64))
+        >>> pk = kind_at_point(obj, torch.tensor([1e-3, 0.0], dtype=torch.float64), detector_threshold=1e-2)
+        >>> pk.report.kind, pk.grad_tol, pk.n_hvp      # ‖g‖ = 2e-3 < 1e-2; dense Hessian: dim = 2 HVPs
+        ('strict_saddle', 0.01, 2)
     """
     s = settings
     gtol = etol = None
@@ -217,6 +228,8 @@ class NearestRecord:
             None when the search failed.
         error: ``"nearest_critical failed: ExceptionType: message"``, or None.
         n_hvp: Hessian-vector products spent (search, plus dim for a dense classification).
+
+    Example: see :func:`nearest_critical_record`.
     """
 
     record: dict[str, Any] | None
@@ -236,6 +249,15 @@ def nearest_critical_record(obj: Objective, theta: torch.Tensor, *, global_min: 
 
     Returns:
         A :class:`NearestRecord`.
+
+    Example:
+        >>> import torch
+        >>> from landscape import Objective
+        >>> obj = Objective.from_function(lambda w: w[0] ** 2 - w[1] ** 2 + w[1] ** 4,
+        ...                               torch.zeros(2, dtype=torch.float64))
+        >>> nr = nearest_critical_record(obj, torch.tensor([1e-3, 1e-3], dtype=torch.float64))
+        >>> nr.record["kind"], nr.record["converged"], round(nr.record["distance"], 6)   # the saddle at 0
+        ('strict_saddle', True, 0.001414)
     """
     try:
         nc = nearest_critical(obj, theta, global_min=global_min, seed=seed)
@@ -270,6 +292,8 @@ class StallAnalysis(JsonResult):
         n_per_example_grads: per-example gradients spent on the statistics.
         classify_time_s: seconds in the classifier and the nearest-critical search.
         cancellation_time_s: seconds in the statistics.
+
+    Example: see :func:`analyse_stall`.
     """
 
     grad_tol: float | None = None

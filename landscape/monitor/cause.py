@@ -147,6 +147,8 @@ class CauseEstimate(JsonResult):
         example_grad_scale: s = mean_i ‖g_i‖, gradient units.
         example_grad_scale_ratio: s / r (None without a reference scale r).
         cause: :func:`stall_cause` of (κ, s/r): ``"cancelling"``, ``"vanishing"`` or None.
+
+    Example: see :func:`estimate_cause`.
     """
 
     kappa: float | None
