@@ -125,7 +125,8 @@ class TrainerConfig:
     Args:
         method: a key of :data:`METHODS` (default ``"synaprune-rms"``).
         lr: step size; None: :data:`DEFAULT_LR` for the method, else :data:`DEFAULT_LR_OTHER`
-            (stored resolved, as a float).
+            (stored resolved, as a float: ``dataclasses.replace(cfg, method=m, lr=None)`` takes
+            m's default).
         batch_size: minibatch size (None: full batch; the trainer gives ``sgd`` min(32, n)).
         seed: seed of all the run's randomness (minibatches, noise, perturbations, tie-breaks).
         stall: the :class:`StallDetector` template (None: default thresholds); the config keeps
