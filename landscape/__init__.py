@@ -54,6 +54,10 @@ from .surface import (SurfaceResult, eigen_directions, interpolate, pca_directio
 # --- results
 from .results import JsonResult, to_jsonable
 
+# --- stall monitoring: detection, cause, the at-stall analysis (landscape/monitor/)
+from . import monitor
+from .monitor import StallAnalysis, StallDetector, analyse_stall, stall_cause
+
 # --- research fixture: reachable as landscape.deep_linear.DeepLinearProblem (kept here for old imports)
 from .deep_linear import DeepLinearProblem  # noqa: F401  (not in __all__)
 
@@ -76,5 +80,7 @@ __all__ = [
     "pca_directions", "interpolate", "surface_figure", "surface_png", "write_surface_html", "write_html",
     # results
     "JsonResult", "to_jsonable",
+    # stall monitoring
+    "StallDetector", "stall_cause", "analyse_stall", "StallAnalysis",
 ]
 __version__ = "0.1.0"
