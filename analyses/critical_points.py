@@ -48,7 +48,10 @@ import numpy as np
 import torch
 
 from landscape import DeepLinearProblem, Objective
-from landscape.results import JsonResult
+from landscape.critical import find_critical_point
+from landscape.results import JsonResult, round_sig
+
+from .outputs import save_npz
 
 D_IN = 16
 HIDDEN = 4
@@ -74,6 +77,8 @@ TRAJECTORY_INIT = 1e-3
 #: trajectory j starts at scale TRAJECTORY_INITS[j % 3] (small: saddle-to-saddle; larger: other routes)
 TRAJECTORY_INITS = (TRAJECTORY_INIT, 0.3, 1.0)
 DEFAULT_OUT = Path("figures") / "critical-points"
+#: significant digits of the floats in critical_points.json and the section's summary (no noise digits)
+JSON_DIGITS = 10
 #: (random starts, GD trajectories, Newton-MR iterations, gradient-norm iterations, trajectory snapshot steps)
 PRESETS: dict[str, tuple[int, int, int, int, tuple[int, ...]]] = {
     "quick": (3, 1, 30, 200, (10, 20, 30, 50)),
@@ -190,13 +195,6 @@ class Candidate(JsonResult):
     match_index_rel: bool
 
 
-def _sig(x: float, digits: int = 10) -> float:
-    """Round to ``digits`` significant digits (tracked outputs carry no noise digits)."""
-    if x == 0 or not math.isfinite(x):
-        return float(x)
-    return float(f"{x:.{digits - 1}e}")
-
-
 def assess(obj: Objective, table: AnalyticTable, theta: torch.Tensor, loss: float, grad_sq: float) -> dict[str, Any]:
     """Index (dense Hessian, both thresholds) and analytic match of a point."""
     ev = torch.linalg.eigvalsh(obj.hessian(theta))
@@ -213,8 +211,6 @@ def assess(obj: Objective, table: AnalyticTable, theta: torch.Tensor, loss: floa
 
 def run_search(obj: Objective, table: AnalyticTable, theta: torch.Tensor, method: str, start: str, *,
                max_iter: int, seed: int) -> Candidate:
-    from landscape.critical import find_critical_point
-
     cs = find_critical_point(obj, theta, method=method, grad_tol=SEARCH_GRAD_TOL, max_iter=max_iter, seed=seed)
     gsq = cs.grad_norm ** 2
     a = assess(obj, table, cs.theta, cs.loss, gsq)
@@ -253,16 +249,6 @@ class CriticalPointsResult(JsonResult):
     cutoffs: list[dict[str, Any]]
     findings: list[str]
     candidates: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _clean(d: Any) -> Any:
-    if isinstance(d, float):
-        return _sig(d)
-    if isinstance(d, dict):
-        return {k: _clean(v) for k, v in d.items()}
-    if isinstance(d, list):
-        return [_clean(v) for v in d]
-    return d
 
 
 def run_experiment(*, quick: bool = False, seed: int = 0, d: int = D_IN, hidden: int = HIDDEN,
@@ -395,36 +381,11 @@ def loss_index_png(cands: list[Candidate], table: AnalyticTable, path: Path,
     return path
 
 
-def round_sig(a: Any, digits: int = 12) -> np.ndarray:
-    """Float arrays rounded to ``digits`` significant digits (LAPACK results can differ in the last
-    bits between calls on identical input, e.g. with memory alignment); other arrays unchanged."""
-    a = np.asanyarray(a)
-    if a.dtype.kind != "f" or a.size == 0:
-        return a
-    flat = [float(f"{x:.{digits - 1}e}") for x in a.astype(np.float64).ravel().tolist()]
-    return np.asarray(flat, dtype=np.float64).reshape(a.shape)
-
-
-def save_npz(path: Path, **arrays: Any) -> Path:
-    """``numpy.savez`` with fixed zip timestamps and floats rounded by :func:`round_sig`, so the
-    same results give the same bytes (numpy's own savez stamps members with the current time)."""
-    import io
-    import zipfile
-
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
-        for name in sorted(arrays):
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, round_sig(arrays[name]), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            zf.writestr(info, buf.getvalue())
-    return path
-
-
 def write_outputs(res: CriticalPointsResult, cands: list[Candidate], table: AnalyticTable, times: dict[str, float],
                   out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     js = out / "critical_points.json"
-    js.write_text(json.dumps(_clean(res.to_dict()), sort_keys=True, indent=1, ensure_ascii=False) + "\n",
+    js.write_text(json.dumps(round_sig(res.to_dict(), JSON_DIGITS), sort_keys=True, indent=1, ensure_ascii=False) + "\n",
                   encoding="utf-8")
     npz = out / "candidates.npz"
     save_npz(npz, loss=np.array([c.loss for c in cands]), grad_sq=np.array([c.grad_sq for c in cands]),
@@ -459,8 +420,8 @@ def study_section(out_dir: Path, *, quick: bool, seed: int = 0, **experiment_opt
             + "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in res.findings) + "</ul>"
             + f'<p><img src="{html.escape(rel)}" width="1100"></p>')
     return {"title": "Critical-point cut-offs (Frye et al. 2021) on a linear autoencoder", "lead": lead,
-            "html": body, "summary": _clean({"cutoffs": res.cutoffs, "setting": res.setting,
-                                             "analytic": res.analytic}),
+            "html": body, "summary": round_sig({"cutoffs": res.cutoffs, "setting": res.setting,
+                                                 "analytic": res.analytic}, JSON_DIGITS),
             "figures": [rel]}
 
 

@@ -29,9 +29,10 @@ from tqdm.auto import tqdm
 import landscape as ls
 from landscape.render import fmt_num, html_table, kind_style, symlog, write_html
 from landscape.results import JsonResult
-from synaprune import StallDetector, load_run
+from synaprune import METHODS, StallDetector, load_run
 from synaprune.events import RunLog
 
+from .cli_common import Heartbeat, UsageError, add_quiet, existing_dir, positive_int, show_bars
 from .problems import Problem, get_problem, list_problems
 
 DENSE_MAX_DIM = 1500
@@ -513,10 +514,11 @@ def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any
 
 # ---------------------------------------------------------------------------- CLI
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from synaprune import METHODS
+    """Add ``landscape spectrum``'s arguments.
 
-    from .cli import add_quiet, existing_dir, positive_int
-
+    Args:
+        p: the subcommand's parser.
+    """
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--problem", choices=list_problems(), help="train on this embedded problem (needs --method), "
                      "then report")
@@ -533,8 +535,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import Heartbeat, UsageError, show_bars
+    """Run ``landscape spectrum``: train on a zoo problem (or take a run directory), then report.
 
+    Args:
+        args: the parsed arguments (:func:`add_arguments`).
+
+    Returns:
+        The exit code, 0.
+
+    Raises:
+        analyses.cli_common.UsageError: ``--method`` with ``--from``, a folder without ``run.json``
+            or without ``meta.problem``, ``--problem`` without ``--method``.
+    """
     if args.from_dir:
         if args.method is not None:
             raise UsageError("--method applies to --problem runs only; a --from run has its own method")
@@ -569,12 +581,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _methods() -> list[str]:
-    from synaprune import METHODS
-
     return list(METHODS)
 
 
 if __name__ == "__main__":
-    from .cli import main
+    from analyses.cli import main
 
     raise SystemExit(main(["spectrum", *sys.argv[1:]]))

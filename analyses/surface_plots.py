@@ -23,11 +23,15 @@ from typing import Any
 
 import torch
 
-from analyses.problems import Problem, get_problem, list_problems
 from landscape import Objective
-from landscape.render import surface_png, write_surface_html
+from landscape.render import fmt_num, surface_png, write_surface_html
+from landscape.results import write_json
 from landscape.surface import (NORMALIZATIONS, SurfaceResult, interpolate, surface_2d, surface_eigen,
                                surface_pca)
+
+from .cli_common import (Heartbeat, UsageError, add_quiet, existing_file, int_at_least, nonnegative_float,
+                         positive_float, positive_int, show_bars)
+from .problems import Problem, get_problem, list_problems
 
 DIRECTIONS = ("random", "eigen", "pca", "line")
 REFERENCE_MS_PER_POINT = 2.0  # loss-landscapes (PyPI) on the engine benchmark's MLP, per the issue
@@ -182,11 +186,6 @@ STUDY_PROBLEM = "deep_linear_h2_zero"
 def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any]:
     """``landscape study``'s surface part: random and Hessian-eigen planes through the deep linear
     H = 2 net's non-strict saddle near W = 0, under ``out_dir/surface/`` (the section contract of analyses.study)."""
-    import html as _html
-
-    from landscape.render import fmt_num
-    from landscape.results import write_json
-
     out_dir = Path(out_dir)
     problem = get_problem(STUDY_PROBLEM)
     steps = 11 if quick else 25
@@ -221,8 +220,11 @@ def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any
 
 # ---------------------------------------------------------------------------- CLI
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .cli import add_quiet, existing_file, int_at_least, nonnegative_float, positive_float, positive_int
+    """Add ``landscape surface``'s arguments.
 
+    Args:
+        p: the subcommand's parser.
+    """
     p.add_argument("--problem", choices=list_problems(), metavar="NAME",
                    help=f"embedded problem: {', '.join(list_problems())}")
     p.add_argument("--directions", choices=DIRECTIONS, default="random",
@@ -250,8 +252,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import Heartbeat, UsageError, show_bars
+    """Run ``landscape surface`` (``--problem``, ``--replot`` or ``--bench``; ``--list`` the zoo).
 
+    Args:
+        args: the parsed arguments (:func:`add_arguments`).
+
+    Returns:
+        The exit code, 0.
+
+    Raises:
+        analyses.cli_common.UsageError: not exactly one of ``--problem``, ``--replot``, ``--bench``.
+    """
     if args.list:
         for name in list_problems():
             print(f"{name}: {get_problem(name).description}")
