@@ -46,13 +46,28 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
+        """Print ``<prog>: error: <message>`` on one line and exit with code 2.
+
+        Args:
+            message: argparse's message (whitespace collapsed).
+        """
         message = " ".join(str(message).split())
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 # ---------------------------------------------------------------------------- argument types
 def int_at_least(lo: int) -> Callable[[str], int]:
-    """argparse type: an integer >= ``lo``."""
+    """argparse type: an integer >= ``lo``.
+
+    Args:
+        lo: the smallest value accepted.
+
+    Returns:
+        The type function (str → int; ``argparse.ArgumentTypeError`` otherwise).
+
+    >>> int_at_least(3)("4")
+    4
+    """
     def parse(text: str) -> int:
         try:
             v = int(text)
@@ -70,7 +85,17 @@ nonnegative_int = int_at_least(0)
 
 
 def positive_float(text: str) -> float:
-    """argparse type: a finite float > 0."""
+    """argparse type: a finite float > 0.
+
+    Args:
+        text: the argument.
+
+    Returns:
+        The value.
+
+    Raises:
+        argparse.ArgumentTypeError: not a number, or not finite and > 0.
+    """
     try:
         v = float(text)
     except ValueError:
@@ -81,7 +106,17 @@ def positive_float(text: str) -> float:
 
 
 def nonnegative_float(text: str) -> float:
-    """argparse type: a finite float >= 0."""
+    """argparse type: a finite float >= 0.
+
+    Args:
+        text: the argument.
+
+    Returns:
+        The value.
+
+    Raises:
+        argparse.ArgumentTypeError: not a number, or not finite and >= 0.
+    """
     try:
         v = float(text)
     except ValueError:
@@ -92,7 +127,17 @@ def nonnegative_float(text: str) -> float:
 
 
 def existing_dir(text: str) -> Path:
-    """argparse type: a directory that exists."""
+    """argparse type: a directory that exists.
+
+    Args:
+        text: the argument.
+
+    Returns:
+        The path.
+
+    Raises:
+        argparse.ArgumentTypeError: no such directory.
+    """
     p = Path(text)
     if not p.is_dir():
         raise argparse.ArgumentTypeError(f"no such directory: {text}")
@@ -100,7 +145,17 @@ def existing_dir(text: str) -> Path:
 
 
 def existing_file(text: str) -> Path:
-    """argparse type: a file that exists."""
+    """argparse type: a file that exists.
+
+    Args:
+        text: the argument.
+
+    Returns:
+        The path.
+
+    Raises:
+        argparse.ArgumentTypeError: no such file.
+    """
     p = Path(text)
     if not p.is_file():
         raise argparse.ArgumentTypeError(f"no such file: {text}")
@@ -108,6 +163,11 @@ def existing_file(text: str) -> Path:
 
 
 def add_quiet(p: argparse.ArgumentParser) -> None:
+    """Add ``--quiet`` / ``-q``: no progress lines on stderr.
+
+    Args:
+        p: the subcommand's parser.
+    """
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr")
 
 
@@ -165,16 +225,35 @@ class Heartbeat:
             pass
 
     def say(self, text: str) -> None:
+        """Print ``[name] text`` on stderr now (unless quiet).
+
+        Args:
+            text: the line.
+        """
         if not self.quiet:
             print(f"[{self.name}] {text}", file=sys.stderr, flush=True)
 
     def note(self, detail: str) -> None:
+        """Say what happens inside the current step (shown in the periodic lines).
+
+        Args:
+            detail: a short note.
+        """
         self._send("N", detail)
 
     def step(self, what: str) -> "_Step":
+        """A step: a line when it starts and ends, periodic lines while it runs.
+
+        Args:
+            what: the step's name.
+
+        Returns:
+            A context manager; its ``seconds`` holds the step's wall time after it ends.
+        """
         return _Step(self, what)
 
     def close(self) -> None:
+        """Stop the printer process (also on deletion)."""
         if self._proc is not None:
             try:
                 self._proc.stdin.close()  # type: ignore[union-attr]
@@ -209,7 +288,14 @@ class _Step:
 def show_bars(quiet: bool) -> bool:
     """The ``progress`` argument for tqdm-based inner loops: always False. Bars redraw at
     timing-dependent moments inside the computing process (see :class:`Heartbeat`), so the
-    commands report progress through the heartbeat only."""
+    commands report progress through the heartbeat only.
+
+    Args:
+        quiet: the command's ``--quiet`` (ignored).
+
+    Returns:
+        False.
+    """
     return False
 
 

@@ -102,7 +102,18 @@ def _anchor(i: int, title: str) -> str:
 
 def write_report(sections: list[dict[str, Any]], out: Path, *, quick: bool, seed: int) -> Path:
     """``report.html``: the answer and its figure first, then one part per section, then where
-    every number comes from. No timings (they are in the untracked ``run_info.json``)."""
+    every number comes from. No timings (they are in the untracked ``run_info.json``).
+
+    Args:
+        sections: the sections in report order (a failed one holds ``error``), each with its
+            ``provider``.
+        out: the output folder.
+        quick: the run was ``--quick``.
+        seed: the base seed.
+
+    Returns:
+        The path of ``report.html``.
+    """
     ok = [s for s in sections if "error" not in s]
     parts = []
     if ok:

@@ -22,14 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     Args:
         parser: the subcommand's parser.
     """
-    parser.add_argument("--quick", action="store_true", help="fewer repeats, capped baseline, two accuracy targets")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, capped baseline, two accuracy targets (~1 min on 2 cores)")
     parser.add_argument("--json", metavar="FILE", default=None, help="write the results as JSON (untracked: it holds timings)")
     parser.add_argument("--dtype", default="float32", help="problem dtype: float32 (default) or float64")
     parser.add_argument("--threads", default=None, help="torch threads (default: all CPU cores)")
     parser.add_argument("--tol", default="1e-4", help="relative residual of the headline numbers (default 1e-4)")
     parser.add_argument("--no-peers", action="store_true", help="skip PyHessian, curvlinops, hessian-eigenthings")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile of the HVP (slow to compile)")
-    parser.add_argument("--scaling", action="store_true", help="also measure MLPs from 1e5 to 1e7 parameters")
+    parser.add_argument("--scaling", action="store_true", help="also measure MLPs from 1e5 to 1e7 parameters (~10–15 min on 2 cores)")
     parser.add_argument("--figures", metavar="DIR", default="runs/bench",
                         help="folder for the accuracy/scaling plots; they hold timings, so the default runs/bench is untracked")
 

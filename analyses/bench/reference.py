@@ -36,6 +36,11 @@ class PowerResult(JsonResult):
     top_k_time_s: float = 0.0
 
     def to_dict(self) -> dict:
+        """The result without its vectors.
+
+        Returns:
+            The JSON-able fields, without the vectors.
+        """
         d = super().to_dict()
         d.pop("vectors")
         return d

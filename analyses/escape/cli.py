@@ -79,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the local process pool)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs already in OUT/escape.jsonl (default: start afresh)")
-    parser.add_argument("--quick", action="store_true", help="the smoke run, about 1 minute on 2 cores (default: off)")
+    parser.add_argument("--quick", action="store_true", help="the smoke run, ~1–1.5 min on 2 cores (default: off)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress lines on stderr (default: a line every few seconds)")
     parser.add_argument("--out", default="figures/escape", help="output directory")

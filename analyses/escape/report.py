@@ -46,14 +46,38 @@ KIND_COLOURS = {"strict_saddle": "#d62728", "non_strict_saddle": "#9467bd", "min
 
 
 def method_colour(method: str) -> str:
+    """A method variant's colour in every figure (controls in greys).
+
+    Args:
+        method: a variant label.
+
+    Returns:
+        A hex colour (black for an unknown label).
+    """
     return METHOD_COLOURS.get(method, "#000000")
 
 
 def method_dash(method: str) -> str:
+    """A method's line style: dashed for the controls other than GD.
+
+    Args:
+        method: a variant label.
+
+    Returns:
+        ``"--"`` or ``"-"``.
+    """
     return "--" if method in CONTROLS and method != BASELINE else "-"
 
 
 def kind_colour(kind: str) -> str:
+    """A stall kind's colour in the stall map.
+
+    Args:
+        kind: a critical-point kind.
+
+    Returns:
+        A hex colour (pink for an unknown kind).
+    """
     return KIND_COLOURS.get(kind, "#e377c2")
 
 
@@ -87,7 +111,15 @@ TABLE_COLUMNS = [
 
 
 def summary_markdown(rows: Sequence[SummaryRow], records: Sequence[dict[str, Any]] | None = None) -> str:
-    """One Markdown table per problem (plus a line on failed and stall-free runs)."""
+    """One Markdown table per problem (plus a line on failed and stall-free runs).
+
+    Args:
+        rows: :func:`~analyses.escape.summary.summarize`'s rows.
+        records: the runs' records (for the line on failed and stall-free runs), or None.
+
+    Returns:
+        The Markdown text (:data:`TABLE_COLUMNS`).
+    """
     lines = []
     for problem in sorted({r.problem for r in rows}):
         lines += [f"## {problem}", "", "| " + " | ".join(h for h, _ in TABLE_COLUMNS) + " |",
@@ -106,6 +138,14 @@ def summary_markdown(rows: Sequence[SummaryRow], records: Sequence[dict[str, Any
 
 
 def summary_html(rows: Sequence[SummaryRow]) -> str:
+    """One HTML table per problem (:data:`TABLE_COLUMNS`).
+
+    Args:
+        rows: :func:`~analyses.escape.summary.summarize`'s rows.
+
+    Returns:
+        The HTML.
+    """
     parts = []
     for problem in sorted({r.problem for r in rows}):
         head = "".join(f"<th>{_html.escape(h)}</th>" for h, _ in TABLE_COLUMNS)
@@ -128,7 +168,16 @@ def _mpl():
 
 def survival_png(units: Sequence[dict[str, Any]], problem: str, path: Path) -> Path:
     """Kaplan–Meier curves of one problem: a panel per (kind, cause) cell, a curve per method
-    (share of stalls still held against steps since the stall; ticks = censored stalls)."""
+    (share of stalls still held against steps since the stall; ticks = censored stalls).
+
+    Args:
+        units: :func:`~analyses.escape.summary.stall_units`.
+        problem: the problem drawn.
+        path: the PNG to write (folders created).
+
+    Returns:
+        ``path``.
+    """
     plt = _mpl()
     us = [u for u in units if u["problem"] == problem]
     cells = sorted({(u["kind"], u["cause"]) for u in us})
@@ -219,7 +268,15 @@ def stall_map_png(records: Sequence[dict[str, Any]], path: Path) -> Path:
     kind, marker = outcome (escaped / held past the horizon / censored). Log axes; κ below 1e-8 and
     scales below 1e-12 are drawn at those floors (a stall whose per-example gradients are all 0
     has κ undefined: drawn at both floors and counted in the panel). Grey lines: the trainer's cause
-    boundaries (cancelling: κ ≤ κ_max and κ ≤ ratio; vanishing: ratio ≤ ratio_max and ratio < κ)."""
+    boundaries (cancelling: κ ≤ κ_max and κ ≤ ratio; vanishing: ratio ≤ ratio_max and ratio < κ).
+
+    Args:
+        records: the runs' records.
+        path: the PNG to write (folders created).
+
+    Returns:
+        ``path``.
+    """
     plt = _mpl()
     kind_style = lambda k: (kind_colour(k), None)  # noqa: E731
     pts = _map_points(records)
@@ -289,7 +346,14 @@ def stall_map_png(records: Sequence[dict[str, Any]], path: Path) -> Path:
 
 
 def stall_map_figure(records: Sequence[dict[str, Any]]) -> Any:
-    """Plotly version of :func:`stall_map_png` (one panel per problem; hover: run, kind, cause, outcome)."""
+    """Plotly version of :func:`stall_map_png` (one panel per problem; hover: run, kind, cause, outcome).
+
+    Args:
+        records: the runs' records.
+
+    Returns:
+        A ``plotly.graph_objects.Figure``.
+    """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -324,7 +388,15 @@ def stall_map_figure(records: Sequence[dict[str, Any]]) -> Any:
 
 
 def survival_figure(units: Sequence[dict[str, Any]], problem: str) -> Any:
-    """Plotly Kaplan–Meier curves of one problem (a panel per (kind, cause) cell)."""
+    """Plotly Kaplan–Meier curves of one problem (a panel per (kind, cause) cell).
+
+    Args:
+        units: :func:`~analyses.escape.summary.stall_units`.
+        problem: the problem drawn.
+
+    Returns:
+        A ``plotly.graph_objects.Figure``.
+    """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -353,7 +425,16 @@ def survival_figure(units: Sequence[dict[str, Any]], problem: str) -> Any:
 
 
 def lead_html(rows: Sequence[SummaryRow], records: Sequence[dict[str, Any]] | None = None) -> str:
-    """The answer first: a matrix of the main cells (cause × kind, one problem each) × methods."""
+    """The answer first: a matrix of the main cells (cause × kind, one problem each) × methods.
+
+    Args:
+        rows: :func:`~analyses.escape.summary.summarize`'s rows.
+        records: the runs' records (for the certificate agreement line), or None.
+
+    Returns:
+        The HTML of the report's lead: the matrix, where the rules fail, runs without stalls, the
+        classifier's agreement with the certificates and the widest interval.
+    """
     h = headline(rows)
     if not h["cells"]:
         return "<p>No run met its problem's certified stall: nothing to compare.</p>"

@@ -98,6 +98,11 @@ class EscapeBenchmark(JsonResult):
     out_dir: str = ""
 
     def to_dict(self) -> dict:
+        """The study's summary for ``escape_summary.json``.
+
+        Returns:
+            The content: no records, timings, paths or worker count (nothing that depends on the machine).
+        """
         d = super().to_dict()
         # the summary file is tracked: no timings, no paths, nothing that depends on --workers
         for k in ("records", "wall_time_s", "out_dir", "workers"):
@@ -114,10 +119,12 @@ class EscapeBenchmark(JsonResult):
 
     @property
     def html(self) -> str | None:
+        """The report page (absolute path), None when no report was drawn."""
         return self._path("escape_report.html")
 
     @property
     def summary_md(self) -> str | None:
+        """The Markdown summary (absolute path), None when no report was drawn."""
         return self._path("escape_summary.md")
 
 

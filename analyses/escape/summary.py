@@ -57,7 +57,15 @@ def stall_units(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The statistical units: for every run that did not fail, its first stall of each (kind,
     cause), flattened with the run's ``problem``, ``method``, ``seed`` and ``later_in_cell`` (how
     many further stalls of that run fell in the same cell and were dropped). ``cause`` None →
-    ``"unknown"``. Survival fields: ``duration`` = ``observed_steps`` and ``event`` = escaped."""
+    ``"unknown"``. Survival fields: ``duration`` = ``observed_steps`` and ``event`` = escaped.
+
+    Args:
+        records: the runs' records.
+
+    Returns:
+        One dict per unit: the event's fields with ``kind``, ``cause``, ``problem``, ``method``,
+        ``seed``, ``later_in_cell``, ``duration`` (steps) and ``event`` (escaped).
+    """
     units = []
     for r in records:
         if r.get("status") == "error":
@@ -127,7 +135,15 @@ def _med(xs: Sequence[Any]) -> float | None:
 def summarize(records: Sequence[dict[str, Any]]) -> list[SummaryRow]:
     """Rows per (problem, kind, cause, method), sorted by problem, kind, cause, then the method
     order of :data:`VARIANTS`. Never pooled across problems. Runs without any stall form the kind
-    :data:`NO_STALL` (cause ``"-"``, ``n_stalls`` 0). Runs that raised contribute nothing."""
+    :data:`NO_STALL` (cause ``"-"``, ``n_stalls`` 0). Runs that raised contribute nothing.
+
+    Args:
+        records: the runs' records.
+
+    Returns:
+        :class:`SummaryRow` per cell, comparisons against GD and the matched control filled in
+        (floats rounded to 6 significant digits).
+    """
     runs = {(r["problem"], r["method"], r["seed"]): r for r in records}
     cells: dict[tuple[str, str, str, str], list[dict]] = {}
     for u in stall_units(records):
@@ -208,7 +224,16 @@ def _direction(low: float | None, high: float | None, more: str, less: str, same
 
 
 def verdict(r: SummaryRow, gd: SummaryRow | None) -> str:
-    """One phrase: does this method escape more often / sooner than GD in its cell."""
+    """One phrase: does this method escape more often / sooner than GD in its cell.
+
+    Args:
+        r: the method's row.
+        gd: GD's row in the same cell (None: GD has none).
+
+    Returns:
+        The verdict: rate (Newcombe interval excludes 0 or not), timing (log-rank, Holm p < ALPHA)
+        and the comparison with the step-length-matched control.
+    """
     if gd is None:
         return "no GD runs in this cell"
     if r.n_known == 0 or gd.n_known == 0:
@@ -229,7 +254,14 @@ def verdict(r: SummaryRow, gd: SummaryRow | None) -> str:
 
 
 def findings(rows: Sequence[SummaryRow]) -> list[dict[str, Any]]:
-    """Per (problem, kind, cause) cell and non-GD method: the verdict and its numbers."""
+    """Per (problem, kind, cause) cell and non-GD method: the verdict and its numbers.
+
+    Args:
+        rows: :func:`summarize`'s rows.
+
+    Returns:
+        One dict per (cell, method): the verdict, rates, the differences and costs.
+    """
     out = []
     cells: dict[tuple[str, str, str], dict[str, SummaryRow]] = {}
     for r in rows:
@@ -252,7 +284,15 @@ def findings(rows: Sequence[SummaryRow]) -> list[dict[str, Any]]:
 
 def main_cells(rows: Sequence[SummaryRow]) -> dict[tuple[str, str, str], dict[str, SummaryRow]]:
     """The study's main cells: for each problem, the (kind, cause) its reference point certifies
-    (``hints["study"]``), mapped to its rows by method. Problems not in the registry are skipped."""
+    (``hints["study"]``), mapped to its rows by method. Problems not in the registry are skipped.
+
+    Args:
+        rows: :func:`summarize`'s rows.
+
+    Returns:
+        (problem, kind, cause) → {method: row}; when the classifier named the certified stall
+        otherwise, the problem's largest cell of the certified cause.
+    """
     out: dict[tuple[str, str, str], dict[str, SummaryRow]] = {}
     for problem in sorted({r.problem for r in rows}):
         if problem not in PROBLEMS:
@@ -294,7 +334,15 @@ def _mark(r: SummaryRow, gd: SummaryRow | None) -> str:
 
 def headline(rows: Sequence[SummaryRow]) -> dict[str, Any]:
     """Numbers behind the lead: per main cell and method the rate, KM median, cost ratio to GD and
-    marks; the widest 95 % half-widths (Wilson of each rate, Newcombe of each difference to GD)."""
+    marks; the widest 95 % half-widths (Wilson of each rate, Newcombe of each difference to GD).
+
+    Args:
+        rows: :func:`summarize`'s rows.
+
+    Returns:
+        ``cells`` (one dict per main cell and method), ``max_half_width``, ``half_width_target``,
+        ``n_wider_than_target`` and ``min_stalls_per_main_cell``.
+    """
     cells = main_cells(rows)
     out, widths = [], []
     for (problem, kind, cause), ms in cells.items():
@@ -316,7 +364,14 @@ def headline(rows: Sequence[SummaryRow]) -> dict[str, Any]:
 
 def classifier_agreement(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
     """Per problem: stalls at the certified critical point (``at_certified_point``) and how many of
-    them the numerical classifier (``nearest_critical["kind"]``) named with the certified kind."""
+    them the numerical classifier (``nearest_critical["kind"]``) named with the certified kind.
+
+    Args:
+        records: the runs' records.
+
+    Returns:
+        problem → ``{"n_certified", "n_agree"}``, problems sorted.
+    """
     out: dict[str, dict[str, int]] = {}
     for r in records:
         for ev in r.get("events") or []:

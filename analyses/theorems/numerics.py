@@ -16,6 +16,14 @@ def loss_grads(Ws: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> tuple[np.n
 
     ∂L/∂W_k = A_kᵀ G B_kᵀ with G = (X Pᵀ − Y)ᵀX, A_k = W_{H+1}⋯W_{k+1}, B_k = W_{k−1}⋯W_1; the
     loss is computed from the residual (no cancellation near the minimum).
+
+    Args:
+        Ws: the layers of R stacked networks, W_1 first, each (R, d_k, d_{k−1}).
+        X: inputs (m, d_x).
+        Y: targets (m, d_y).
+
+    Returns:
+        ``(loss (R,), [∂L/∂W_k (R, d_k, d_{k−1})])``.
     """
     n = len(Ws)
     prefix: list[np.ndarray | None] = [None] * (n + 1)
@@ -47,7 +55,17 @@ def lbfgs(prob: DeepLinearProblem, x0: np.ndarray, *, grad_tol: float = 1e-8, ma
     """L-BFGS (two-loop recursion, Armijo backtracking) on the deep linear loss from flat ``x0``.
 
     Stops at ‖g‖ ≤ ``grad_tol`` ("converged"), when the line search cannot decrease the loss any
-    more or five steps in a row gain less than round-off, or after ``max_iter`` iterations. Returns (x, loss, ‖g‖, iterations, status).
+    more or five steps in a row gain less than round-off, or after ``max_iter`` iterations.
+
+    Args:
+        prob: the deep linear problem.
+        x0: the start, flat (dim,).
+        grad_tol: the gradient-norm target.
+        max_iter: iterations at most.
+        memory: stored curvature pairs.
+
+    Returns:
+        ``(x, loss, ‖g‖, iterations, status)``.
     """
     X, Y = prob.X.numpy(), prob.Y.numpy()
 
@@ -103,13 +121,30 @@ def lbfgs(prob: DeepLinearProblem, x0: np.ndarray, *, grad_tol: float = 1e-8, ma
 
 
 def random_init(prob: DeepLinearProblem, seed: int, scale: float = 1.0) -> np.ndarray:
-    """LeCun-style initialisation, flat: W_k ~ N(0, scale²/d_{k−1})."""
+    """LeCun-style initialisation, flat: W_k ~ N(0, scale²/d_{k−1}).
+
+    Args:
+        prob: the deep linear problem (its layer shapes).
+        seed: the NumPy generator's seed.
+        scale: the weights' scale.
+
+    Returns:
+        The flat point (dim,), float64.
+    """
     rng = np.random.default_rng(int(seed))
     return np.concatenate([scale * rng.standard_normal(a * b) / math.sqrt(b) for a, b in prob.shapes])
 
 
 def escape_problem(H: int, seed: int) -> DeepLinearProblem:
-    """d_x = 3, d_y = 2, hidden widths 2, whitened X, Y scaled so that σ_1(XᵀY) = 1."""
+    """d_x = 3, d_y = 2, hidden widths 2, whitened X, Y scaled so that σ_1(XᵀY) = 1.
+
+    Args:
+        H: the number of hidden layers.
+        seed: the data's seed.
+
+    Returns:
+        The problem (16 examples).
+    """
     base = DeepLinearProblem.random(3, 2, [2] * H, 16, seed, whiten=True)
     lam1 = float(base.sigma_eigs()[0][0])
     return DeepLinearProblem(base.X, base.Y / math.sqrt(lam1), [2] * H)
@@ -123,6 +158,18 @@ def escape_times(prob: DeepLinearProblem, eps: list[float], n_dirs: int, seed: i
     Explicit Euler (gradient descent) with per-run steps η = min(ρ‖θ‖/‖g‖, c_lip/L̂), L̂ a
     secant estimate of the local Lipschitz constant of the gradient (decaying maximum); T = Σ η.
     Escape: L(0) − L(t) ≥ λ_1/4. Returns T (n_dirs, len(eps)), NaN where not escaped.
+
+    Args:
+        prob: the deep linear problem (:func:`escape_problem`).
+        eps: the perturbation sizes ε.
+        n_dirs: random directions.
+        seed: the directions' seed.
+        rho: the largest relative change of θ per step.
+        c_lip: the step's bound relative to 1 / L̂.
+        max_steps: Euler steps at most.
+
+    Returns:
+        T (n_dirs, len(eps)) in gradient-flow time units, NaN where not escaped.
     """
     rng = np.random.default_rng(int(seed))
     A = [rng.standard_normal((n_dirs, b, a)) for b, a in prob.shapes]
@@ -159,7 +206,19 @@ def escape_times(prob: DeepLinearProblem, eps: list[float], n_dirs: int, seed: i
 
 def fit_escape(eps: np.ndarray, T: np.ndarray) -> dict[str, float]:
     """Least-squares fits of the median escape time: log model T = a + b ln(1/ε) and power model
-    ln T = c + k ln ε; R² of each (the power model's R² computed on T, not ln T, for comparability)."""
+    ln T = c + k ln ε; R² of each (the power model's R² computed on T, not ln T, for comparability).
+
+    Args:
+        eps: the perturbation sizes (k,).
+        T: the median escape times (k,) (NaN: not escaped, left out).
+
+    Returns:
+        ``n`` (points used), and with n ≥ 3: ``log_intercept``, ``log_slope``, ``log_r2``,
+        ``log_rms_lnT``, ``pow_exponent``, ``pow_prefactor``, ``pow_r2``, ``pow_rms_lnT``.
+
+    >>> e = np.logspace(-3, -1, 5); round(fit_escape(e, 2.0 * e ** -1.0)["pow_exponent"], 6)
+    -1.0
+    """
     ok = np.isfinite(T)
     x, y = eps[ok], T[ok]
     if x.size < 3:

@@ -32,12 +32,30 @@ PROBE_DECIMALS = 3
 
 def roundoff_floor(prob: DeepLinearProblem) -> float:
     """The configuration's round-off floor ``ROUNDOFF_ULPS``·ε·max(1, tr YᵀY) (loss units; also
-    used for gradient norms, whose round-off has the same scale on these O(1)-conditioned data)."""
+    used for gradient norms, whose round-off has the same scale on these O(1)-conditioned data).
+
+    Args:
+        prob: the deep linear problem.
+
+    Returns:
+        The floor, in loss units.
+    """
     return ROUNDOFF_ULPS * float(np.finfo(np.float64).eps) * max(1.0, float(prob.trYY))
 
 
 def at_floor(x: float, floor: float) -> float:
-    """``x``, or 0.0 when |x| ≤ ``floor`` (a quantity that is zero up to round-off)."""
+    """``x``, or 0.0 when |x| ≤ ``floor`` (a quantity that is zero up to round-off).
+
+    Args:
+        x: a quantity that is zero in exact arithmetic.
+        floor: its round-off floor.
+
+    Returns:
+        ``x`` as a float, or 0.0.
+
+    >>> at_floor(1e-15, 1e-12), at_floor(2e-12, 1e-12)
+    (0.0, 2e-12)
+    """
     return 0.0 if abs(x) <= floor else float(x)
 
 
@@ -46,18 +64,47 @@ def _probe(order: float | None) -> float | None:
 
 
 def fmt_bound(x: float, floor: float, spec: str = ".1e") -> str:
-    """``x`` formatted with ``spec``, or ``≤ floor`` (2 significant digits) when it is 0 at the floor."""
+    """``x`` formatted with ``spec``, or ``≤ floor`` (2 significant digits) when it is 0 at the floor.
+
+    Args:
+        x: the value (0.0: at the floor).
+        floor: the round-off floor.
+        spec: the format of a non-zero value.
+
+    Returns:
+        The text.
+
+    >>> fmt_bound(0.0, 4.4e-12), fmt_bound(3.21e-7, 4.4e-12)
+    ('≤ 4.4e-12', '3.2e-07')
+    """
     return f"≤ {floor:.1e}" if x == 0.0 else format(x, spec)
 
 
 def max_bound(rows: list[dict[str, Any]], key: str, spec: str = ".1e") -> str:
-    """The largest ``row[key]`` over configurations, or "≤ (largest round-off floor)" when every one is 0."""
+    """The largest ``row[key]`` over configurations, or "≤ (largest round-off floor)" when every one is 0.
+
+    Args:
+        rows: one dict per configuration, with ``key`` and ``roundoff_floor``.
+        key: the quantity.
+        spec: the format of a non-zero value.
+
+    Returns:
+        The text.
+    """
     m = max(r[key] for r in rows)
     return fmt_bound(m, max(r["roundoff_floor"] for r in rows), spec) + (" (round-off floor)" if m == 0.0 else "")
 
 
 def fmt_lambda_min(r: dict[str, Any], spec: str) -> str:
-    """λ_min, or "0 (within eig_tol …)" when it is within the classifier's (nonzero) zero tolerance."""
+    """λ_min, or "0 (within eig_tol …)" when it is within the classifier's (nonzero) zero tolerance.
+
+    Args:
+        r: a row with ``lambda_min`` and ``eig_tol``.
+        spec: the format of a non-zero λ_min.
+
+    Returns:
+        The text.
+    """
     if r["lambda_min"] != 0.0:
         return format(r["lambda_min"], spec)
     return f"0 (within eig_tol {r['eig_tol']:.1e})" if r["eig_tol"] > 0 else "0"
@@ -71,7 +118,16 @@ def _kind_counts(kinds: list[str]) -> dict[str, int]:
 
 
 def statement1(prob: DeepLinearProblem, name: str, obj) -> dict[str, Any]:
-    """A point with Hessian eigenvalues of both signs, and chords violating convexity and concavity."""
+    """A point with Hessian eigenvalues of both signs, and chords violating convexity and concavity.
+
+    Args:
+        prob: the deep linear problem.
+        name: the configuration's name.
+        obj: its :class:`~landscape.Objective`.
+
+    Returns:
+        The saddle's λ_min and λ_max, both chords' values and margins (> 0 violates), ``pass``.
+    """
     cps = prob.enumerate_critical_points()
     sad = next(cp for cp in cps if cp.kind == "strict_saddle")
     ev = torch.linalg.eigvalsh(dense_hessian(obj, sad.theta))
@@ -98,7 +154,22 @@ def statement1(prob: DeepLinearProblem, name: str, obj) -> dict[str, Any]:
 
 def statement2(prob: DeepLinearProblem, name: str, obj, *, n_init: int, max_iter: int, grad_tol: float,
                n_classify: int, seed: int) -> dict[str, Any]:
-    """Random initialisations run to convergence (L-BFGS); gaps to L*; classification of the ends."""
+    """Random initialisations run to convergence (L-BFGS); gaps to L*; classification of the ends.
+
+    Args:
+        prob: the deep linear problem.
+        name: the configuration's name.
+        obj: its :class:`~landscape.Objective`.
+        n_init: random initialisations.
+        max_iter: L-BFGS iterations at most.
+        grad_tol: L-BFGS's gradient-norm target.
+        n_classify: converged runs classified besides every run above L*.
+        seed: the initialisations' base seed.
+
+    Returns:
+        The gaps to L* (0 within the round-off floor), the runs above L* and every classified
+        run's kind; ``pass`` unless a run above L* ends at a minimum.
+    """
     Lstar = prob.global_min()
     thetas, iters, gns, status = [], [], [], []
     for i in range(n_init):
@@ -134,7 +205,18 @@ def statement2(prob: DeepLinearProblem, name: str, obj, *, n_init: int, max_iter
 
 
 def statement3(prob: DeepLinearProblem, name: str, obj, seed: int) -> dict[str, Any]:
-    """Every enumerated analytic critical point classified and compared with the formulas."""
+    """Every enumerated analytic critical point classified and compared with the formulas.
+
+    Args:
+        prob: the deep linear problem.
+        name: the configuration's name.
+        obj: its :class:`~landscape.Objective`.
+        seed: the gauge's and the classifier's seed.
+
+    Returns:
+        One row per critical point (loss, kind, index, nullity against the formulas) and the
+        counts; ``pass`` when every prediction holds and every non-global point is a saddle.
+    """
     Lstar = prob.global_min()
     floor = roundoff_floor(prob)
     rows, grad_ok = [], []
@@ -171,6 +253,19 @@ def statement3(prob: DeepLinearProblem, name: str, obj, seed: int) -> dict[str, 
 
 
 def contrast_point(prob: DeepLinearProblem, name: str, obj, S: tuple[int, ...], seed: int) -> dict[str, Any]:
+    """Statement 4's contrast: the classifier's verdict at the analytic critical point ``S``.
+
+    Args:
+        prob: the deep linear problem.
+        name: the configuration's name.
+        obj: its :class:`~landscape.Objective`.
+        S: the index set (() is W = 0).
+        seed: the classifier's seed.
+
+    Returns:
+        Kind (and the predicted one), λ_min (0 within eig_tol), λ_max, index, nullity, the probe's
+        order and radius, the expected order (H + 1 for H ≥ 2).
+    """
     cp = prob.critical_point(S)
     rep = classify_point(obj, cp.theta, global_min=prob.global_min(), seed=seed)
     return {"config": name, "H": prob.H, "S": list(S), "kind": rep.kind, "kind_pred": cp.kind,
