@@ -104,7 +104,7 @@ class EscapeBenchmark(JsonResult):
             The content: no records, timings, paths or worker count (nothing that depends on the machine).
         """
         d = super().to_dict()
-        # the summary file is tracked: no timings, no paths, nothing that depends on --workers
+        # nothing that depends on the machine: no timings, no paths, no --workers
         for k in ("records", "wall_time_s", "out_dir", "workers"):
             d.pop(k, None)
         return d
