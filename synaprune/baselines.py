@@ -358,7 +358,7 @@ class NCD(UpdateRule):
 class SFN(UpdateRule):
     """``sfn``: saddle-free Newton (Dauphin et al. 2014) in a Krylov subspace.
 
-    Lanczos (:func:`landscape.lanczos`, full reorthogonalisation) from ∇L builds a
+    Lanczos (:func:`landscape.linalg.lanczos`, full reorthogonalisation) from ∇L builds a
     ``krylov_dim``-dimensional subspace containing ∇L; with its Ritz pairs (λ_k, v_k),
     Δθ(δ) = −Σ_k ⟨v_k, g⟩ v_k / (|λ_k| + δ·max|λ|) and θ ← θ + lr·Δθ(δ) for the damping δ in
     ``dampings`` (relative to the spectral scale; default 1e-4 … 1) that gives the lowest loss
