@@ -27,6 +27,7 @@ import torch
 
 from landscape import cancellation_stats, extreme_eigs, spectral_density
 from landscape.critical import nearest_critical
+from landscape.monitor import KAPPA_MAX, RATIO_MAX, stall_cause
 from landscape.render import symlog
 from landscape.results import round_sig
 from synaprune import StallDetector
@@ -44,10 +45,6 @@ from .problems.digits import hidden_activations
 
 #: significant digits of the floats in digits.json (a tracked output: no noise digits)
 JSON_DIGITS = 8
-#: a stall is "cancelling" when the mean per-example gradient norm keeps at least this share of
-#: its value at the start of the run while κ is small; "vanishing" when it has fallen below it
-CAUSE_SCALE_RATIO = 0.1
-KAPPA_CANCEL = 0.1
 #: the network "outputs the mean image" when its outputs' mean squared deviation from the mean
 #: image is below this share of the data's own (the loss of the constant mean image)
 MEAN_IMAGE_SHARE = 0.01
@@ -82,30 +79,26 @@ def network_facts(problem: Problem, theta: torch.Tensor) -> dict[str, Any]:
             "outputs_mean_image": float(((out - xbar) ** 2).sum(1).mean()) / data_dev <= MEAN_IMAGE_SHARE}
 
 
-# TODO(lead): use landscape.monitor.stall_cause
-def stall_cause(kappa: float, scale: float, ref_scale: float) -> dict[str, Any]:
-    """Cancelling vs vanishing (THEORY.md §5): κ small with mean‖g_i‖ still ≥ CAUSE_SCALE_RATIO of
-    its start-of-run value → cancelling; mean‖g_i‖ fallen below that → vanishing.
+def stall_cause_record(kappa: float, scale: float, ref_scale: float) -> dict[str, Any]:
+    """The plateau's cause by the one rule, :func:`landscape.monitor.stall_cause` (the Trainer's and
+    the monitor's), with the run's starting point — the model's seeded default initialisation — as
+    the reference per-example gradient scale.
 
     Args:
         kappa: the cancellation κ = ‖mean g_i‖ / mean ‖g_i‖ at the stall.
         scale: mean ‖g_i‖ at the stall.
-        ref_scale: mean ‖g_i‖ at the start of the run.
+        ref_scale: mean ‖g_i‖ at the start of the run (the reference scale r).
 
     Returns:
         ``cause`` ("vanishing", "cancelling" or None), ``kappa``, ``example_grad_scale``,
-        ``example_grad_scale_ratio`` (scale / ref_scale, nan when ref_scale is 0) and the
-        ``cause_thresholds``.
+        ``example_grad_scale_ratio`` (scale / r, None when r is 0) and ``cause_thresholds``
+        (``kappa_max``, ``ratio_max`` and the reference, as on the Trainer's stall events).
     """
-    ratio = scale / ref_scale if ref_scale > 0 else math.nan
-    if ratio < CAUSE_SCALE_RATIO:
-        cause = "vanishing"
-    elif kappa <= KAPPA_CANCEL:
-        cause = "cancelling"
-    else:
-        cause = None
-    return {"cause": cause, "kappa": kappa, "example_grad_scale": scale, "example_grad_scale_ratio": ratio,
-            "cause_thresholds": {"scale_ratio": CAUSE_SCALE_RATIO, "kappa": KAPPA_CANCEL}}
+    ratio = scale / ref_scale if ref_scale > 0 else None
+    return {"cause": stall_cause(kappa, ratio), "kappa": kappa, "example_grad_scale": scale,
+            "example_grad_scale_ratio": ratio,
+            "cause_thresholds": {"kappa_max": KAPPA_MAX, "ratio_max": RATIO_MAX,
+                                 "reference": {"source": "initial", "value": ref_scale}}}
 
 
 def _stall_detector() -> StallDetector:
@@ -158,7 +151,7 @@ def analyse_plateau(problem: Problem, *, seed: int = 0, steps: int = 3000, nmr_i
                           "censored": (not ev.escaped) and ev.step + (ev.escape_horizon or 0) > res.n_steps,
                           "start_grad_norm": float(res.grad_norms[0]),
                           "start_example_grad_scale": ref.mean_example_grad_norm}
-    st.update(stall_cause(canc.kappa, canc.mean_example_grad_norm, ref.mean_example_grad_norm))
+    st.update(stall_cause_record(canc.kappa, canc.mean_example_grad_norm, ref.mean_example_grad_norm))
     st["facts"] = network_facts(problem, ev.theta)
     eig = extreme_eigs(obj, ev.theta, k=5, which="both", seed=seed)
     st["lambda_smallest"] = [float(v) for v in eig.values[:5]]

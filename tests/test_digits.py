@@ -101,11 +101,17 @@ def test_network_facts_on_points_with_known_answers():
     assert not f0["outputs_mean_image"]
 
 
-def test_stall_cause_rule():
-    assert digits_plateau.stall_cause(0.02, 0.15, 0.17)["cause"] == "cancelling"
-    assert digits_plateau.stall_cause(0.02, 0.001, 0.17)["cause"] == "vanishing"
-    assert digits_plateau.stall_cause(0.5, 0.15, 0.17)["cause"] is None
-    assert digits_plateau.stall_cause(0.02, 0.15, 0.17)["example_grad_scale_ratio"] == pytest.approx(0.15 / 0.17)
+def test_stall_cause_is_the_monitor_rule_against_the_start_of_the_run():
+    """The digits part uses the one rule of landscape.monitor: the cause is the factor that
+    contributes more orders of magnitude to the small mean gradient (κ vs mean‖g_i‖/r)."""
+    rec = digits_plateau.stall_cause_record
+    assert rec(0.02, 0.15, 0.17)["cause"] == "cancelling"            # κ 0.02 ≤ ratio 0.88
+    assert rec(0.02, 0.001, 0.17)["cause"] == "vanishing"            # ratio 0.006 < κ 0.02
+    assert rec(0.5, 0.15, 0.17)["cause"] is None                     # neither an order of magnitude small
+    # the case the two old rules disagreed on: κ = 0.01 and ratio 0.05 -> cancelling (κ is smaller)
+    assert rec(0.01, 0.05, 1.0)["cause"] == "cancelling"
+    assert rec(0.02, 0.15, 0.17)["example_grad_scale_ratio"] == pytest.approx(0.15 / 0.17)
+    assert rec(0.02, 0.15, 0.0)["example_grad_scale_ratio"] is None
 
 
 def test_study_section_contract_on_a_short_run(tmp_path, monkeypatch):
