@@ -349,8 +349,8 @@ def run_sweep(jobs: Sequence[Job], run_fn: Callable[[Job], dict[str, Any]], out_
                                          f"worker processes died {n_restarts + 1} times (the last {how}; "
                                          f"{restarts} pool restarts allowed)")
                         n_restarts += 1
-                        say(f"{desc}: a worker process died ({how}); {_runs(len(batch))} not yet saved go to a "
-                            f"fresh pool (restart {n_restarts} of at most {restarts})")
+                        say(f"{desc}: a worker process died ({how}); rerunning the {_runs(len(batch))} not yet "
+                            f"saved on a fresh pool (restart {n_restarts} of at most {restarts})")
         except KeyboardInterrupt:
             if own_pool is not None:
                 _terminate_pool(own_pool)
