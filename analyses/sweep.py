@@ -44,6 +44,7 @@ run again, and the file ends the same, byte for byte:
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -114,8 +115,6 @@ def _die_with_parent(parent_pid: int) -> None:
     """
     if sys.platform.startswith("linux"):
         try:
-            import ctypes
-
             pr_set_pdeathsig = 1  # <linux/prctl.h>
             ctypes.CDLL(None, use_errno=True).prctl(
                 pr_set_pdeathsig, ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0), ctypes.c_ulong(0),
