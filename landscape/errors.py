@@ -22,3 +22,17 @@ class NonFiniteError(FloatingPointError):
         ...
         landscape.errors.NonFiniteError: loss is nan on the function
     """
+
+
+class ConvergenceWarning(RuntimeWarning):
+    """An iterative result did not reach its tolerance: an eigenpair whose residual exceeds ``tol``,
+    a Hutchinson trace without a significant digit, a density whose smoothing is finer than its
+    quadrature resolves. One warning per call, naming what and its residual; the result itself is
+    returned unchanged. Silence it with the function's ``warn=False`` or the standard filters
+    (``warnings.filterwarnings("ignore", category=ls.ConvergenceWarning)``).
+
+    Example:
+        >>> from landscape.errors import ConvergenceWarning
+        >>> issubclass(ConvergenceWarning, RuntimeWarning)
+        True
+    """
