@@ -240,7 +240,7 @@ def _diagnose(exc: Exception, obj: Any, batch: Any, model: _WatchedModel, calls:
 
 
 def _bits(v: torch.Tensor) -> bytes:
-    return v.detach().reshape(-1).cpu().numpy().tobytes()
+    return bytes(v.detach().reshape(-1).cpu().contiguous().view(torch.uint8).tolist())
 
 
 def _check_fixed_function(first: torch.Tensor, second: torch.Tensor, seen: list[str], where: str) -> None:
