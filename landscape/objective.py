@@ -29,7 +29,7 @@ from ._operator_api import OperatorAPI
 from ._per_example import PerExampleGradients
 from .data import Batch, BatchSource
 from .defaults import DEFAULT_HESSIAN_MAX_DIM
-from .errors import NonFiniteError
+from .errors import NonFiniteError, NonFiniteInputError
 from .operators import CurvatureOperator, HessianOperator, make_operator
 from .params import ParamSpec, select_parameters
 
@@ -361,7 +361,8 @@ class Objective(OperatorAPI):
 
         Raises:
             TypeError: not a tensor, or the wrong dtype. ValueError: not of shape ``(dim,)``.
-            NonFiniteError: ``theta`` holds NaN or inf (named with the first such parameter).
+            NonFiniteInputError: ``theta`` holds NaN or inf (named with the first such parameter); a
+                :class:`NonFiniteError` and a ``ValueError``.
 
         Example:
             >>> import torch, landscape as ls
@@ -369,7 +370,7 @@ class Objective(OperatorAPI):
             >>> obj.loss(torch.tensor([0.0, float("nan")], dtype=torch.float64))
             Traceback (most recent call last):
             ...
-            landscape.errors.NonFiniteError: theta is non-finite: nan at flat index 1, in parameter 'x'...
+            landscape.errors.NonFiniteInputError: theta is non-finite: nan at flat index 1, in parameter 'x'...
         """
         if not isinstance(theta, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(theta).__name__}")
@@ -383,7 +384,7 @@ class Objective(OperatorAPI):
             origin = (" (the model's own weights: obj.initial_point() holds them)"
                       if name == "theta" and self.module is not None and torch.equal(
                           theta.isfinite().cpu(), self._theta0.isfinite().cpu()) else "")
-            raise NonFiniteError(f"{name} is non-finite: {float(theta[i])} at flat index {i}, in parameter "
+            raise NonFiniteInputError(f"{name} is non-finite: {float(theta[i])} at flat index {i}, in parameter "
                                  f"{self.spec.locate(i)!r}{origin}; the loss cannot be evaluated there")
         return theta.to(self.device)
 
