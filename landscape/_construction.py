@@ -174,8 +174,8 @@ def warn_half(dtype: torch.dtype) -> None:
 
 
 class _WatchedModel(FunctionalModel):
-    """A :class:`FunctionalModel` that remembers the arguments of the call in progress (so an error
-    raised inside the model can be described)."""
+    """A :class:`FunctionalModel` that remembers the arguments of a call in progress (``entered`` is
+    None between calls), so an error raised inside the model can be described."""
 
     def __init__(self, module: nn.Module, params: dict[str, torch.Tensor], record: list) -> None:
         super().__init__(module, params, record=record)
@@ -183,7 +183,9 @@ class _WatchedModel(FunctionalModel):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self.entered = (args, kwargs)
-        return super().__call__(*args, **kwargs)
+        out = super().__call__(*args, **kwargs)
+        self.entered = None
+        return out
 
 
 def _desc(t: Any) -> str:
@@ -204,7 +206,7 @@ def _raised(exc: BaseException) -> str:
 def _diagnose(exc: Exception, obj: Any, batch: Any, model: _WatchedModel, calls: list, where: str) -> Exception:
     """A one-line error naming the batch and the cause of an exception raised by the first evaluation."""
     raised = _raised(exc)
-    if model.entered is not None and len(calls) == 0:  # raised inside the model
+    if model.entered is not None:  # raised inside the model
         ins = [t for t in tree_flatten(model.entered)[0] if isinstance(t, torch.Tensor)]
         ints = [t for t in ins if not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)]
         text = str(exc).lower()
