@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 
 import numpy as np
 import pytest
@@ -338,3 +339,28 @@ def test_report_page_is_written(runs, tmp_path):
     assert "Stalls of the training run" in text and text.count("class=\"plotly-graph-div\"") >= 2
     assert list(tmp_path.glob("plotly-*.min.js"))
     assert "strict_saddle" in text and "vanishing" in text and "cancelling" in text
+
+
+def test_an_unconverged_scheduled_sharpness_warns_once_naming_the_step_and_residual():
+    h = torch.linspace(0.01, 1.0, 200, dtype=torch.float64)            # dense spectrum: 3 Lanczos steps cannot resolve it
+    model, X, Y = _quadratic(h)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    mon = ls.StallMonitor(model, nn.MSELoss(), (X, Y), optimizer=opt, progress=False, sharpness_every=1,
+                          sharpness_max_iter=3, sharpness_tol=1e-8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(4):
+            opt.zero_grad()
+            nn.functional.mse_loss(model(X), Y).backward()
+            opt.step()
+            mon.step()
+    conv = [c for c in caught if issubclass(c.category, ls.ConvergenceWarning)]
+    assert len(conv) == 1 and len(mon.sharpness) == 4
+    msg = str(conv[0].message)
+    assert "step 1" in msg and "did not converge" in msg and "max_iter=3" in msg and "worst residual" in msg
+    assert all(not r["converged"] and r["n_hvp"] <= 3 + 2 for r in mon.sharpness)
+    assert all(r["lambda_max"] < 1.0 for r in mon.sharpness)          # a Ritz value lies inside the spectrum
+    # with the default budget the same measurement converges to the exact λ_max = max h
+    row = ls.StallMonitor(model, nn.MSELoss(), (X, Y), optimizer=opt, progress=False, sharpness_every=0,
+                          sharpness_tol=1e-8).measure_sharpness()
+    assert row["converged"] and row["lambda_max"] == pytest.approx(1.0, rel=1e-7)

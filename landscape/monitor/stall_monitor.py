@@ -66,12 +66,13 @@ import torch
 from torch import nn
 
 from ..eigs import extreme_eigs
-from ..errors import NonFiniteError
+from ..eigs import unconverged_message
+from ..errors import ConvergenceWarning, NonFiniteError
 from .analysis import AnalysisSettings
 from .cause import ReferenceScale, reference_grad_scale
 from .detector import StallDetector
 from .guard import preserved_state
-from .records import EventLog, describe_stall, progress_line, stall_record
+from .records import EventLog, describe_stall, progress_line, stall_record, unconverged_parts
 from .report import write_report
 from .schedule import Budget, LoopClock, trend_test
 from .sharpness import Preconditioned, batch_sharpness, preconditioner, stability_rule
@@ -111,6 +112,11 @@ class StallMonitor:
         sharpness_every: a sharpness row every N steps (None: budgeted; 0: never).
         sharpness_min: also λ_min in each row.
         sharpness_tol: relative residual of the scheduled eigensolves (default 1e-2).
+        sharpness_max_iter: Lanczos steps (≈ Hessian-vector products) each scheduled eigensolve may
+            take (None: the eigensolver's default). A row that did not converge within it has
+            ``converged`` False; the first such row raises one :class:`landscape.ConvergenceWarning`
+            naming the step and the residual. Each stall whose nearest-critical search, λ_min/λ_max or
+            per-layer extremes did not converge raises one warning naming them.
         batch_sharpness: batches kept for the batch sharpness (0: none; needs ``step(batch=)``).
         budget: share of the loop's time for checks + scheduled sharpness (default 0.08).
         settings: :class:`AnalysisSettings` for the at-stall analysis (default: the trainer's defaults).
@@ -144,14 +150,16 @@ class StallMonitor:
                  device: torch.device | str | None = None, reduction: str = "mean", params: Any = None,
                  detector: StallDetector | None = None, z: float = 2.0, noise_factor: float = 5.0,
                  check_every: int | None = None, sharpness_every: int | None = None, sharpness_min: bool = False,
-                 sharpness_tol: float = 1e-2, batch_sharpness: int = 4, budget: float = 0.08,
+                 sharpness_tol: float = 1e-2, sharpness_max_iter: int | None = None, batch_sharpness: int = 4,
+                 budget: float = 0.08,
                  settings: AnalysisSettings | None = None, grad_scale_reference: str | float = "default_init",
                  per_layer: bool = True, escape_rel: float = 1e-2, escape_abs: float = 1e-6,
                  horizon: int | None = None, sinks: Any = (), progress: bool | None = None) -> None:
         t0 = time.perf_counter()
         if loop_loss not in LOOP_LOSS_MODES:
             raise ValueError(f"loop_loss must be one of {LOOP_LOSS_MODES}, got {loop_loss!r}")
-        for name, v in (("check_every", check_every), ("sharpness_every", sharpness_every), ("horizon", horizon)):
+        for name, v in (("check_every", check_every), ("sharpness_every", sharpness_every), ("horizon", horizon),
+                        ("sharpness_max_iter", sharpness_max_iter)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "sharpness_every" else 1)):
                 raise ValueError(f"{name} must be a positive integer or None, got {v!r}")
         for name, v in (("z", z), ("noise_factor", noise_factor), ("sharpness_tol", sharpness_tol),
@@ -166,6 +174,7 @@ class StallMonitor:
         self.loop_loss, self.seed, self.z, self.noise_factor = loop_loss, int(seed), float(z), float(noise_factor)
         self.check_every, self.sharpness_every, self.sharpness_min = check_every, sharpness_every, bool(sharpness_min)
         self.sharpness_tol, self.per_layer, self.horizon = float(sharpness_tol), bool(per_layer), horizon
+        self.sharpness_max_iter = sharpness_max_iter
         self.escape_rel, self.escape_abs = float(escape_rel), float(escape_abs)
         self.settings = settings if settings is not None else AnalysisSettings()
         self.grad_scale_reference = grad_scale_reference
@@ -230,10 +239,10 @@ class StallMonitor:
         tol = 1e-8 if dtypes == {torch.float64} else 1e-3
         return abs(a - b) <= tol * max(abs(a), abs(b)) + 1e-300
 
-    def _warn(self, key: str, message: str) -> None:
+    def _warn(self, key: str, message: str, category: type[Warning] = RuntimeWarning) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            warnings.warn(message, RuntimeWarning, stacklevel=4)
+            warnings.warn(message, category, stacklevel=4)
 
     # ------------------------------------------------------------------ the one line in the loop
     def step(self, loss: Any = None, *, batch: Any = None, grad_norm: float | None = None) -> dict[str, Any] | None:
@@ -464,6 +473,10 @@ class StallMonitor:
                                       "escape_target": loss - max(self.escape_abs, self.escape_rel * abs(loss)),
                                       "reference_detail": ref.detail})
         self.stalls.append(rec)
+        bad = unconverged_parts(rec)
+        if bad:   # one warning per stall, naming each unconverged piece and its residual
+            warnings.warn(f"stall {index} at step {t}: did not converge: {'; '.join(bad)} (the record's "
+                          "fields say so too)", ConvergenceWarning, stacklevel=4)
         self._armed = False
         self._open = {"step": t, "loss": loss, "target": rec["escape_target"],
                       "loop_target": loop_level - max(self.escape_abs, self.escape_rel * abs(loop_level))}
@@ -523,9 +536,14 @@ class StallMonitor:
                     op = Preconditioned(op, p)
             start = self._warm.get(quantity, "auto")
             r = extreme_eigs(op, k=1, which="both" if self.sharpness_min else "largest", tol=self.sharpness_tol,
-                             seed=self.seed, start=start)
+                             seed=self.seed, start=start, max_iter=self.sharpness_max_iter, warn=False)
             self._warm[quantity] = r.vectors[:, -1].detach().clone()
             bs = batch_sharpness(self.obj, theta, list(self._batches), p=p) if self._batches else None
+        if not r.all_converged:
+            self._warn("sharpness", f"the scheduled sharpness at step {step} did not converge (further unconverged "
+                       "rows say so in their 'converged' field only): "
+                       + unconverged_message(r, self.sharpness_max_iter, "λ(" + quantity + ")"),
+                       ConvergenceWarning)
         vals, res = r.values.tolist(), r.residuals.tolist()
         row = {"step": step, "lr": rule.lr, "quantity": quantity, "lambda_max": vals[-1], "residual_max": res[-1],
                "lambda_min": vals[0] if self.sharpness_min else None,
