@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scaling", action="store_true", help="also measure MLPs from 1e5 to 1e7 parameters (~10–15 min on 2 cores)")
     parser.add_argument("--monitor", action="store_true",
                         help="measure only StallMonitor's overhead on a mini-batch Adam loop of the digits CNN "
-                             "(issue 22; ~1–2 min on 2 cores; --quick: one pair, no naive schedule)")
+                             "(issue 22; ~1 min on 2 cores; with --quick one plain/monitored pair and no naive schedule)")
     parser.add_argument("--monitor-steps", default="2000", help="loop steps of --monitor (default 2000)")
     parser.add_argument("--figures", metavar="DIR", default="runs/bench",
                         help="folder for the accuracy/scaling plots; they hold timings, so the default runs/bench is untracked")

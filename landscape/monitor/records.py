@@ -12,6 +12,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,7 +86,8 @@ def spectrum_at(obj: Objective, theta: torch.Tensor, *, per_layer: bool, seed: i
 
 def stall_record(obj: Objective, theta: torch.Tensor, *, index: int, step: int, loss: float, grad_norm: float,
                  detector_threshold: float, settings: AnalysisSettings, reference: ReferenceScale, seed: int,
-                 per_layer: bool, extra: dict[str, Any]) -> dict[str, Any]:
+                 per_layer: bool, extra: dict[str, Any],
+                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The record of one stall: the analysis the trainer runs, then the spectrum at the stall point.
 
     Args:
@@ -101,6 +103,7 @@ def stall_record(obj: Objective, theta: torch.Tensor, *, index: int, step: int, 
         seed: the run's seed (the analysis uses ``seed + index``, as the trainer does).
         per_layer: also per-layer extremes.
         extra: fields added as they are (mode, point, lr, ...).
+        progress: called with a one-line message before each piece of the analysis (or None).
 
     Returns:
         A JSON-able dict with ``index``, ``step``, ``loss``, ``grad_norm``, ``kind``, ``grad_tol``,
@@ -113,7 +116,10 @@ def stall_record(obj: Objective, theta: torch.Tensor, *, index: int, step: int, 
     """
     t0 = time.perf_counter()
     a = analyse_stall(obj, theta, grad_norm=grad_norm, detector_threshold=detector_threshold, settings=settings,
-                      reference=reference, seed=seed + index)
+                      reference=reference, seed=seed + index, progress=progress)
+    if progress is not None:
+        progress(f"λ_min, λ_max{' and per-layer extremes' if per_layer else ''} "
+                 f"({time.perf_counter() - t0:.1f} s so far)")
     spec = spectrum_at(obj, theta, per_layer=per_layer, seed=seed + index)
     error = a.error
     if spec.pop("spectrum_error"):

@@ -482,6 +482,7 @@ class StallMonitor:
             rec = stall_record(self.obj, theta, index=index, step=t, loss=loss, grad_norm=gn,
                                detector_threshold=thr, settings=self.settings, reference=ref, seed=self.seed,
                                per_layer=self.per_layer,
+                               progress=(lambda m: progress_line(f"  stall {index}: {m}", self.progress)),
                                extra={"mode": self.mode, "point": point, "loop_loss": loop_level, "lr": lr,
                                       "escape_target": loss - max(self.escape_abs, self.escape_rel * abs(loss)),
                                       "reference_detail": ref.detail})
