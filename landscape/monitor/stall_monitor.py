@@ -219,6 +219,7 @@ class StallMonitor:
         self.clock = LoopClock()
         self._checks_budget = Budget(self.clock, budget * 3 / 8)
         self._sharp_budget = Budget(self.clock, budget)   # shared: what detection has not used
+        self.budget = float(budget)
         self._owed: int | None = None
         self._flat_since: int | None = None
         self._seconds = {"detection": 0.0, "sharpness": 0.0, "analysis": 0.0, "setup": 0.0}
