@@ -212,27 +212,40 @@ def test_the_monitor_leaves_parameters_gradients_rng_and_flags_bit_identical(tmp
     np.random.seed(5)
     random.seed(5)
     steps = 0
-    for _ in range(60):                                       # 360 steps: the stall comes at ~335
-        for xb, yb in loader:
-            opt.zero_grad()
-            loss = nn.functional.mse_loss(model(xb), yb)
-            loss.backward()
-            opt.step()
-            before = _snapshot(model)
-            if steps % 2:
-                mon.step(loss, batch=(xb, yb))
-            else:
-                with torch.no_grad():          # a loop may call it under no_grad; the mode is restored
-                    before["grad_mode"] = False
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        for _ in range(60):                                       # 360 steps: stalls come at ~200 and ~335
+            for xb, yb in loader:
+                opt.zero_grad()
+                loss = nn.functional.mse_loss(model(xb), yb)
+                loss.backward()
+                opt.step()
+                before = _snapshot(model)
+                if steps % 2:
                     mon.step(loss, batch=(xb, yb))
-                    after = _snapshot(model)
-                _same(before, after)
+                else:
+                    with torch.no_grad():          # a loop may call it under no_grad; the mode is restored
+                        before["grad_mode"] = False
+                        mon.step(loss, batch=(xb, yb))
+                        after = _snapshot(model)
+                    _same(before, after)
+                    steps += 1
+                    continue
+                _same(before, _snapshot(model))
                 steps += 1
-                continue
-            _same(before, _snapshot(model))
-            steps += 1
     assert mon.mode == "stochastic" and len(mon.sharpness) == 360 // 7 and len(mon.checks) == 360 // 5 + 1
     assert mon.stalls, "the regression converges: at least one stall was analysed inside the loop"
+    # one ConvergenceWarning per stall whose record says something did not converge, naming it
+    unconverged = [r for r in mon.stalls if r["nearest_critical"] is None or not r["nearest_critical"]["converged"]
+                   or not r["lambda_converged"] or not all(b["converged"] for b in r["per_layer"])]
+    stall_warnings = [str(w.message) for w in record if issubclass(w.category, ls.ConvergenceWarning)
+                      and str(w.message).startswith("stall ")]
+    assert unconverged, "premise: the dropout net's nearest-critical search stops short (max_iter) at a stall"
+    assert len(stall_warnings) == len(unconverged)
+    for rec, msg in zip(unconverged, stall_warnings):
+        assert msg.startswith(f"stall {rec['index']} at step {rec['step']}: did not converge")
+        if not rec["nearest_critical"]["converged"]:
+            assert f"‖∇L‖ = {rec['nearest_critical']['grad_norm']:.3g}" in msg
     mon.close()
     assert (tmp_path / "events.jsonl").read_text().count("\n") == len(mon.stalls)
 
