@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 import warnings
 
 import numpy as np
@@ -377,3 +378,35 @@ def test_an_unconverged_scheduled_sharpness_warns_once_naming_the_step_and_resid
     row = ls.StallMonitor(model, nn.MSELoss(), (X, Y), optimizer=opt, progress=False, sharpness_every=0,
                           sharpness_tol=1e-8).measure_sharpness()
     assert row["converged"] and row["lambda_max"] == pytest.approx(1.0, rel=1e-7)
+
+
+def test_progress_lines_and_timings_account_for_the_monitors_time(capsys):
+    torch.manual_seed(0)
+    X = torch.randn(64, 2, dtype=torch.float64)
+    Y = X @ torch.tensor([[1.0], [-2.0]], dtype=torch.float64)
+    model = nn.Linear(2, 1).double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.2)
+    t0 = time.perf_counter()
+    mon = ls.StallMonitor(model, nn.MSELoss(), (X, Y), optimizer=opt, sharpness_every=50)
+    for _ in range(200):
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(X), Y)
+        loss.backward()
+        opt.step()
+        mon.step(loss)
+    wall = time.perf_counter() - t0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "[monitor] full detection (the loop's loss and .grad are the full-batch ones)"
+    assert len(mon.stalls) == 1
+    step = mon.stalls[0]["step"]
+    pieces = [line for line in err if line.startswith("[monitor]   stall 0: ")]
+    assert err[1].startswith(f"[monitor] step {step}: stall 0 detected") and len(pieces) == 4
+    assert [p.split(": ", 1)[1].split(" (")[0] for p in pieces][0] == "classifying the stall point"
+    assert err[-1].startswith(f"[monitor] stall 0 at step {step}: minimum")
+    tm = mon.timings
+    assert tm["steps"] == 200 and tm["n_sharpness"] == len(mon.sharpness) == 4 and tm["n_stalls"] == 1
+    assert tm["sharpness_s"] == pytest.approx(sum(r["seconds"] for r in mon.sharpness), rel=1e-9)
+    assert tm["analysis_per_stall_s"] == [mon.stalls[0]["analysis_s"]] and tm["analysis_s"] >= tm["analysis_per_stall_s"][0]
+    # disjoint intervals: the loop's own time, set-up and the monitor's three shares fit in the wall time
+    assert tm["setup_s"] + tm["loop_s"] + tm["detection_s"] + tm["sharpness_s"] + tm["analysis_s"] <= wall
+    assert tm["overhead"] == pytest.approx((tm["detection_s"] + tm["sharpness_s"]) / tm["loop_s"])
