@@ -1,0 +1,94 @@
+"""The escape study's report: its sentences are built from the records' numbers (a changed record
+changes the sentence), and the page and figures use only characters the fonts Debian's Chromium has
+(DejaVu) can draw."""
+import unicodedata
+import warnings
+from pathlib import Path
+
+import pytest
+
+from analyses.escape.analysis import analyse, cell_analysis
+from analyses.escape.report import build_report, failures, lead, rule_sentence
+
+FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+#: characters that rendered as empty boxes in Debian's Chromium (issue 23) and the emoji planes
+FORBIDDEN = {"\u23e9", "\u23ea"}
+
+
+def _rec(cell, inst, method, steps, *, horizon=300, theory=100.0, cost_per_step=64.0, diverged=False, part="main"):
+    reached = steps is not None and not diverged
+    n_run = steps if reached else (7 if diverged else horizon)
+    curve = [[t, cost_per_step * (t + 1), 1.0 - 0.6 * t / max(1, n_run)] for t in (0, n_run // 2, n_run)]
+    return {"part": part, "cell": cell, "instance": inst, "setting": "-", "method": method,
+            "status": "nonfinite" if diverged else "ok", "reached_target": reached,
+            "steps_to_target": steps if reached else None, "horizon": horizon, "theory_steps": theory,
+            "cost_to_target": cost_per_step * (steps + 1) if reached else None,
+            "own_cost_to_target": cost_per_step * (steps + 1) if reached else None, "steps_run": n_run,
+            "cost_run": cost_per_step * (n_run + 1), "n_examples": 64, "final_loss": 0.4, "kappa_start": 1e-3,
+            "first_stall": {"step": 20, "escaped": True, "censored": False, "escaped_by": "rule", "escape_steps": 5,
+                            "reverted_steps": 50 if method == "devarg" else 0},
+            "instance_info": {"stall_value": 1.0, "next_value": 0.0, "global_value": 0.0,
+                              "certificate": {"kind": "strict_saddle", "cause": "cancelling", "closed_form_ok": True}},
+            "curve": curve, "kind": "strict_saddle", "cause": "cancelling"}
+
+
+def _records(rms_factor=0.5):
+    recs = []
+    for i in range(10):
+        g = 100 + 10 * i
+        recs.append(_rec("cancelling_strict", i, "gd", g))
+        recs.append(_rec("cancelling_strict", i, "rms", int(round(g * rms_factor)), cost_per_step=128.0))
+        recs.append(_rec("cancelling_strict", i, "len-rms", int(round(g * rms_factor)) + 1, cost_per_step=128.0))
+        recs.append(_rec("cancelling_strict", i, "devarg", None, diverged=i < 3))
+    return recs
+
+
+def test_sentences_are_built_from_the_numbers():
+    recs = _records(0.5)
+    ca = cell_analysis(recs, "cancelling_strict")
+    s = rule_sentence(ca, "rms")
+    assert s.startswith("rms reaches the target 2× faster than GD [")
+    assert "than its length-matched control" in s and "GD's cost" in s and "reached 10/10" in s
+    # rms's cost: half the steps at twice the cost per step → ~1× GD's cost
+    assert "at 1× GD's cost" in s
+    fails = failures(ca)
+    assert any(f.startswith("devarg diverged in 3 of 10") for f in fails)
+    assert any("devarg missed the target within the horizon in 10" in f for f in fails)
+    # change the records: rms now takes 4× GD's steps — the sentence follows
+    s2 = rule_sentence(cell_analysis(_records(4.0), "cancelling_strict"), "rms")
+    assert s2.startswith("rms reaches the target 4× slower than GD [") and s2 != s
+    # one record changed: an instance where rms diverges shows up in the counts and the failures
+    recs[1] = _rec("cancelling_strict", 0, "rms", None, diverged=True)
+    ca3 = cell_analysis(recs, "cancelling_strict")
+    assert "reached 9/10, diverged 1" in rule_sentence(ca3, "rms")
+    assert any(f.startswith("rms diverged in 1 of 10") for f in failures(ca3))
+    p = lead(analyse(recs))[0]
+    assert p["title"].startswith("cancelling × strict saddle (10 instances)") and p["sentences"]
+
+
+def _undrawable(text: str, cmap: set[int] | None) -> set[str]:
+    bad = {c for c in text if c in FORBIDDEN or ord(c) > 0xFFFF or unicodedata.category(c) == "So"
+           and c not in "°©"}
+    if cmap is not None:
+        bad |= {c for c in text if ord(c) >= 0x80 and ord(c) not in cmap and not c.isspace()}
+    return bad
+
+
+def test_report_uses_only_glyphs_the_fonts_have(tmp_path):
+    cmap = None
+    if FONT.exists():
+        ttlib = pytest.importorskip("fontTools.ttLib")
+        cmap = set(ttlib.TTFont(str(FONT)).getBestCmap())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outs = build_report(tmp_path, _records(0.5))
+    assert not [w for w in caught if "Glyph" in str(w.message) and "missing" in str(w.message)]
+    assert outs[0] == "answer.png" and "escape_report.html" in outs
+    for name in ("escape_report.html", "escape_summary.md"):
+        text = (tmp_path / name).read_text(encoding="utf-8")
+        body = text.split("<body>", 1)[-1] if name.endswith("html") else text
+        assert not _undrawable(body, cmap), (name, sorted(_undrawable(body, cmap)))
+    # rebuilt from the same records, byte for byte
+    before = {n: (tmp_path / n).read_bytes() for n in outs}
+    build_report(tmp_path, _records(0.5))
+    assert {n: (tmp_path / n).read_bytes() for n in outs} == before
