@@ -146,6 +146,82 @@ def method_summary(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def censoring(groups: dict[tuple, dict[str, dict]]) -> dict[str, int]:
+    """How many runs of a cell have no time to the target: stopped at the horizon (censored: their
+    time is only known to exceed it) or diverged (they never reach it; counted at the horizon too).
+
+    Args:
+        groups: :func:`group_runs` of one cell.
+
+    Returns:
+        ``{"runs", "censored", "diverged"}``.
+
+    >>> censoring({("c", 0, "-"): {"gd": {"reached_target": True}, "rms": {"reached_target": False,
+    ...                                                                  "status": "nonfinite"}}})
+    {'runs': 2, 'censored': 0, 'diverged': 1}
+    """
+    runs = [r for g in groups.values() for r in g.values()]
+    missed = [r for r in runs if not r.get("reached_target")]
+    div = sum(r.get("status") == "nonfinite" for r in missed)
+    return {"runs": len(runs), "censored": len(missed) - div, "diverged": div}
+
+
+def _beats(c: dict[str, Any] | None, alpha: float = FAMILY_ALPHA) -> bool:
+    """a is faster than b: the ratio's 95 % interval lies below 1 and the Holm-adjusted p < alpha."""
+    return bool(c and c.get("ratio_high") is not None and c["ratio_high"] < 1.0
+                and c.get("p_holm") is not None and c["p_holm"] < alpha)
+
+
+#: the fewest paired instances with a 95 % signed-rank interval (n = 6: 1/64 ≤ 0.025)
+MIN_PAIRS = 6
+
+
+def verdict(ca: dict[str, Any]) -> dict[str, Any]:
+    """The cell's answer to the seed's question — does a SynaPrune rule reach the target sooner than
+    GD, with step length and cost controlled? — from its paired comparisons.
+
+    A rule *beats* a method when its steps ratio's 95 % interval lies below 1 and its Wilcoxon p,
+    Holm-adjusted within its family (the cell's methods against GD; the cell's rules against their own
+    length-matched controls), is below :data:`FAMILY_ALPHA`. The answer is ``"yes"`` when some rule
+    beats both GD and its own whole-phase length-matched control, ``"length"`` when rules beat GD but
+    none beats its control (the gain is the step length), ``"no"`` when none beats GD, and
+    ``"undetermined"`` with fewer than :data:`MIN_PAIRS` paired instances.
+
+    Args:
+        ca: :func:`cell_analysis` of a main cell (its ``vs_gd`` and ``vs_control``).
+
+    Returns:
+        ``answer``, ``rule`` (the rule the sentence is about: the best that beats both, else the fastest
+        against GD), ``control`` (its control), ``n`` (paired instances), ``beats_gd`` and
+        ``beats_control`` (the rules that do).
+
+    >>> c = lambda r, lo, hi, p: {"ratio": r, "ratio_low": lo, "ratio_high": hi, "p_holm": p, "n": 8}
+    >>> ca = {"n_instances": 8, "vs_gd": {"rms": {"steps": c(0.4, 0.3, 0.5, 0.01)}},
+    ...       "vs_control": {"rms": {"control": "len-rms", "steps": c(1.0, 0.9, 1.1, 0.9)}}}
+    >>> verdict(ca)["answer"]
+    'length'
+    """
+    vs_gd, vs_c = ca.get("vs_gd") or {}, ca.get("vs_control") or {}
+    rules = [r for r in CONTROL_OF if r in vs_gd]
+    n = min((vs_gd[r]["steps"].get("n") or 0 for r in rules), default=0)
+    beats_gd = [r for r in rules if _beats(vs_gd[r]["steps"])]
+    beats_c = [r for r in rules if r in vs_c and _beats(vs_c[r]["steps"])]
+    both = [r for r in beats_gd if r in beats_c]
+
+    def ratio(c: dict[str, Any]) -> float:
+        return c["ratio"] if c.get("ratio") is not None else math.inf
+
+    if not rules or n < MIN_PAIRS:
+        answer, rule = "undetermined", (rules[0] if rules else None)
+    elif both:
+        answer, rule = "yes", min(both, key=lambda r: ratio(vs_c[r]["steps"]))
+    else:
+        answer = "length" if beats_gd else "no"
+        rule = min(beats_gd or rules, key=lambda r: ratio(vs_gd[r]["steps"]))
+    return {"answer": answer, "rule": rule, "control": CONTROL_OF.get(rule) if rule else None, "n": n,
+            "beats_gd": beats_gd, "beats_control": beats_c}
+
+
 def cell_analysis(records: Sequence[dict[str, Any]], cell: str, part: str = "main") -> dict[str, Any]:
     """Everything about one cell: per-method summaries, every method against GD (steps and cost,
     Holm over the cell's methods), every rule against its length-matched control and its no-revert
@@ -158,8 +234,9 @@ def cell_analysis(records: Sequence[dict[str, Any]], cell: str, part: str = "mai
 
     Returns:
         ``methods`` {label: summary}, ``vs_gd`` {label: {"steps", "cost"}}, ``vs_control``
-        {rule: {"control", "steps", "cost"}}, ``vs_revert`` {rule: comparison of the no-revert
-        variant against the rule}, ``n_instances``.
+        {rule: {"control", "steps", "cost"}} (Holm over the cell's rules), ``vs_revert`` {rule:
+        comparison of the no-revert variant against the rule}, ``censoring`` (:func:`censoring`),
+        ``verdict`` (:func:`verdict`), ``n_instances``.
     """
     groups = {k: v for k, v in group_runs(records, part).items() if k[0] == cell}
     labels = [m for m in METHODS if any(m in g for g in groups.values())]
@@ -174,6 +251,11 @@ def cell_analysis(records: Sequence[dict[str, Any]], cell: str, part: str = "mai
     out["vs_gd"] = vs
     out["vs_control"] = {r: {"control": c, "steps": compare(groups, r, c), "cost": compare(groups, r, c, "cost")}
                          for r, c in CONTROL_OF.items() if r in labels and c in labels}
+    # the rule-vs-own-control comparisons are a second family (Holm within the cell)
+    for r, p in zip(out["vs_control"], holm([v["steps"]["p"] for v in out["vs_control"].values()])):
+        out["vs_control"][r]["steps"]["p_holm"] = p
+    out["censoring"] = censoring(groups)
+    out["verdict"] = verdict(out)
     out["vs_revert"] = {r: compare(groups, v, r) for r, v in NO_REVERT.items() if r in labels and v in labels}
     return out
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from ..problems.escape_instances import CELLS
 from ..sweep import SweepFailed, SweepInterrupted
-from .design import METHODS, N_INSTANCES, PARTS, plan
+from .design import METHODS, N_INSTANCES, PARTS, QUICK, plan
 from .analysis import analyse as analyse_records
+from .budget import budget_line, estimate, read_timings
 from .report import build_report, lead
 from .section import run_benchmark
 from .tuning import run_tuning
@@ -74,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated methods of the main and control parts (default: all); known: "
                              f"{','.join(METHODS)}")
     parser.add_argument("--instances", type=_positive_int("--instances"), default=None,
-                        help=f"instances per main cell (default: {N_INSTANCES}; with --quick: 2)")
+                        help=f"instances per main cell (default: {N_INSTANCES}; with --quick: {QUICK['instances']})")
     parser.add_argument("--workers", type=_positive_int("--workers"), default=None,
                         help="worker processes (default: the number of cores)")
     parser.add_argument("--scheduler", type=_scheduler, default=None,
@@ -89,6 +90,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true",
                         help="no progress lines on stderr (default: a line every few seconds)")
     parser.add_argument("--out", default="figures/escape", help="output directory")
+    parser.add_argument("--budget", metavar="DIRS", default=None,
+                        help="price the full design (CPU time and minutes on --workers cores, default 2) from the "
+                             "runs measured in these comma-separated study folders' escape.timings.jsonl, and run "
+                             "nothing (default: print the price after every run, from that run)")
     parser.add_argument("--report", metavar="DIR", default=None,
                         help="rebuild every table and figure from DIR/escape.jsonl(.gz) and run nothing "
                              "(default: run the study)")
@@ -101,9 +106,11 @@ def output_dirs(args: argparse.Namespace) -> list[tuple[str, str]]:
         args: the parsed arguments.
 
     Returns:
-        ``[("--report", DIR)]`` when rebuilding a report (an existing folder; checked by :func:`run`
-        otherwise), else ``[("--out", OUT)]``.
+        ``[]`` for ``--budget`` (writes nothing), ``[("--report", DIR)]`` when rebuilding a report (an
+        existing folder; checked by :func:`run` otherwise), else ``[("--out", OUT)]``.
     """
+    if args.budget is not None:
+        return []
     if args.report is not None:
         return [("--report", args.report)] if Path(args.report).is_dir() else []
     return [("--out", args.out)]
@@ -124,6 +131,12 @@ def run(args: argparse.Namespace) -> int:
         The exit code: 0, 2 for a bad argument (one line on stderr), 1 when the sweep's workers kept
         dying (one line: how many runs are saved; ``--resume`` continues), 130 when interrupted.
     """
+    if args.budget is not None:
+        timings = read_timings(_csv(args.budget) or [])
+        if not timings:
+            return _fail(f"--budget {args.budget}: no escape.timings.jsonl with measured runs there")
+        print(budget_line(estimate(timings, plan(), workers=args.workers or 2)))
+        return 0
     if args.report is not None:
         d = Path(args.report)
         if not d.is_dir():
@@ -169,4 +182,8 @@ def run(args: argparse.Namespace) -> int:
         for p in lead(analyse_records(run.records)):
             print(f"{p['title']}: " + " ".join(p["sentences"]))
         print(f"{len(run.records)} runs ({run.n_reused} reused) in {run.wall_time_s:.1f} s -> {out}")
+        timings = read_timings([out])
+        if timings:
+            print(budget_line(estimate(timings, plan(), workers=2),
+                              "the full design, priced from this folder's runs (CPU time; under load too)"))
     return 0

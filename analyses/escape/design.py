@@ -129,7 +129,7 @@ KAPPA_LEVELS, KAPPA_REPLICATES = (0.0, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0), 6
 KAPPA_METHODS = ("gd", "rms", "len-rms", "devarg", "len-devarg", "rms@always", "len-rms@always")
 
 #: the smoke run (``--quick``)
-QUICK = {"instances": 2, "control_instances": 1, "methods": ("gd", "rms", "len-rms", "adam"),
+QUICK = {"instances": 6, "control_instances": 1, "methods": ("gd", "rms", "len-rms", "adam"),
          "sweep_init": 2, "sweep_lr": 2, "sweep_replicates": 1, "kappa_levels": (0.0, 3.0, 30.0), "kappa_replicates": 1,
          "kappa_methods": ("gd", "rms", "len-rms")}
 
@@ -145,7 +145,7 @@ def horizon_for(theory_steps: float | None, order: int | None, default: int) -> 
     Returns:
         ⌈:data:`HORIZON_MULT`[N] × theory⌉, at least :data:`MIN_HORIZON`; ``default`` without theory.
 
-    >>> horizon_for(40.0, 2, 600), horizon_for(200.2, 3, 600), horizon_for(None, None, 600)
+    >>> horizon_for(40.0, 2, 600), horizon_for(200.25, 3, 600), horizon_for(None, None, 600)
     (120, 2003, 600)
     """
     if theory_steps is None:

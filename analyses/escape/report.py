@@ -17,7 +17,7 @@ from typing import Any
 
 from landscape.render import write_html
 
-from .analysis import analyse
+from .analysis import analyse, verdict
 from .design import BASELINE, CONTROL_OF, HORIZON_MULT, METHODS, NO_REVERT, TUNED_LR
 from .figures import TITLES, draw_all, loss_cost_figure
 from .records import load_records
@@ -66,6 +66,8 @@ def speed_phrase(c: dict[str, Any] | None, other: str) -> str:
     if not c or c.get("ratio") is None:
         return f"not comparable with {other} (no paired runs)"
     r, lo, hi = c["ratio"], c.get("ratio_low"), c.get("ratio_high")
+    if 0.9 < r < 1.1 or (lo is not None and 0.9 < lo <= hi < 1.1):
+        return _near_one_phrase(r, lo, hi, other)
     if abs(math.log(r)) < 0.005:
         text = f"as fast as {other}"
         ci = "" if lo is None else f" [{num(1 / hi)}, {num(1 / lo)}]"
@@ -77,6 +79,88 @@ def speed_phrase(c: dict[str, Any] | None, other: str) -> str:
         ci = "" if lo is None else f" [{num(lo)}, {num(hi)}]"
     none = "" if lo is None or not (lo <= 1 <= hi) or text.startswith("as fast") else " (no detectable difference)"
     return text + ci + none
+
+
+def _near_one_phrase(r: float, lo: float | None, hi: float | None, other: str) -> str:
+    """A ratio near 1, with three significant digits (so 1.04 is not printed "1× slower")."""
+    if abs(math.log(r)) < 0.005:
+        text = f"as fast as {other}"
+    elif r < 1:
+        text = f"{num(1 / r, 3)}× faster than {other}"
+    else:
+        text = f"{num(r, 3)}× slower than {other}"
+    if lo is None:
+        return text
+    if r < 1 or text.startswith("as fast"):
+        ci = f" [{num(1 / hi, 3)}, {num(1 / lo, 3)}]"
+    else:
+        ci = f" [{num(lo, 3)}, {num(hi, 3)}]"
+    none = " (no detectable difference)" if lo <= 1 <= hi and not text.startswith("as fast") else ""
+    return text + ci + none
+
+
+def answer_sentence(ca: dict[str, Any]) -> str:
+    """The cell's answer in words (:func:`analyses.escape.analysis.verdict`), with its numbers: the rule
+    against GD, against its own whole-phase length-matched control, and its cost.
+
+    Args:
+        ca: :func:`analyses.escape.analysis.cell_analysis` of a main cell.
+
+    Returns:
+        One sentence starting "Yes", "No" or "Undetermined".
+
+    >>> c = lambda r, lo, hi, p: {"ratio": r, "ratio_low": lo, "ratio_high": hi, "p_holm": p, "n": 8}
+    >>> ca = {"n_instances": 8, "vs_gd": {"rms": {"steps": c(0.4, 0.3, 0.5, 0.01), "cost": c(0.5, 0.4, 0.6, 0)},
+    ...                                  "len-rms": {"steps": c(0.38, 0.3, 0.5, 0.01)}},
+    ...       "vs_control": {"rms": {"control": "len-rms", "steps": c(1.0, 0.9, 1.1, 0.9)}}}
+    >>> answer_sentence(ca)[:90]
+    'No, not by its aggregation: rms reaches the target 2.5× faster than GD [2, 3.3], but GD wi'
+    """
+    v = ca.get("verdict") or verdict(ca)
+    rule, ctrl = v.get("rule"), v.get("control")
+    vs_gd, vs_c = ca.get("vs_gd") or {}, ca.get("vs_control") or {}
+    if rule is None:
+        return "Undetermined: no SynaPrune rule with a length-matched control ran in this cell."
+    g = vs_gd[rule]
+    c = (vs_c.get(rule) or {}).get("steps")
+    p_g, p_c = g["steps"].get("p_holm"), (c or {}).get("p_holm")
+    if v["answer"] == "undetermined":
+        return (f"Undetermined: {v['n']} paired instance(s), too few for a 95 % interval (at least 6 are needed); "
+                f"so far {rule} is {speed_phrase(g['steps'], 'GD')} and {speed_phrase(c, 'its length-matched control')}.")
+    if v["answer"] == "yes":
+        return (f"Yes: {rule} reaches the target {speed_phrase(g['steps'], 'GD')} and "
+                f"{speed_phrase(c, f'GD with the same step lengths ({ctrl})')}, at {cost_phrase(g.get('cost'), 'GD')} "
+                f"(Holm-adjusted Wilcoxon p {num(p_g)} against GD, {num(p_c)} against the control).")
+    if v["answer"] == "length":
+        cg = (vs_gd.get(ctrl) or {}).get("steps")
+        return (f"No, not by its aggregation: {rule} reaches the target {speed_phrase(g['steps'], 'GD')}, but GD with "
+                f"the same step lengths ({ctrl}) is {speed_phrase(cg, 'GD')}, and against it {rule} is "
+                f"{speed_phrase(c, ctrl)} (Holm-adjusted p {num(p_c)}): the gain is the step length "
+                f"({rule} at {cost_phrase(g.get('cost'), 'GD')}).")
+    return (f"No: no SynaPrune rule reaches the target faster than GD; the best, {rule}, is "
+            f"{speed_phrase(g['steps'], 'GD')} (Holm-adjusted p {num(p_g)}), and "
+            f"{speed_phrase(c, 'its length-matched control')}.")
+
+
+def censoring_sentence(ca: dict[str, Any]) -> str | None:
+    """How censoring was handled in the cell (None when every run reached the target).
+
+    Args:
+        ca: the cell's analysis (``censoring``).
+
+    Returns:
+        The sentence.
+
+    >>> censoring_sentence({"censoring": {"runs": 10, "censored": 2, "diverged": 1}})[:40]
+    'Censoring: 2 of 10 runs stopped at the h'
+    """
+    cz = ca.get("censoring") or {}
+    if not cz.get("censored") and not cz.get("diverged"):
+        return None
+    return (f"Censoring: {cz['censored']} of {cz['runs']} runs stopped at the horizon before the target and "
+            f"{cz['diverged']} diverged; each counts its horizon as its time, a lower bound, so a ratio against it "
+            "understates the difference (conservative), and a Cox hazard ratio stratified by instance is given "
+            "wherever a pair has such a run.")
 
 
 def cost_phrase(c: dict[str, Any] | None, other: str) -> str:
@@ -168,7 +252,10 @@ def cell_paragraph(cell: str, ca: dict[str, Any], theory: dict[str, Any] | None)
     Returns:
         ``title``, ``sentences`` (the rules'), ``failures``, ``best`` (the fastest method against GD), ``theory``.
     """
-    sents = [s for s in (rule_sentence(ca, r) for r in LEAD_RULES) if s]
+    sents = [answer_sentence(ca)] + [s for s in (rule_sentence(ca, r) for r in LEAD_RULES) if s]
+    cz = censoring_sentence(ca)
+    if cz:
+        sents.append(cz)
     best = None
     vs = ca.get("vs_gd") or {}
     ranked = sorted((c["steps"]["ratio"], m) for m, c in vs.items() if c["steps"].get("ratio") is not None)
@@ -348,9 +435,12 @@ def _design_html() -> str:
         "controls len-… take at every step the matched rule's step length (after the phase's decay 0.95^k and cap) "
         f"along GD's direction. Tuned once per cell on separate tuning instances: {_html.escape(tuned)}.</p>"
         "<p><b>Statistics.</b> Paired by instance: the Hodges–Lehmann estimate of log(steps_a/steps_b) with its exact "
-        "signed-rank 95 % interval (a run that missed the target counts its horizon: conservative), Wilcoxon p with "
-        "Holm over the methods of a cell, a Cox model stratified by instance where any run of the pair missed the "
-        "target. Cost: example-gradient units as the Trainer counts them (a full-batch gradient every step for "
+        "signed-rank 95 % interval (a run that missed the target or diverged is censored: it counts its horizon, a "
+        "lower bound of its time, which shrinks the difference — conservative), the Wilcoxon signed-rank p with "
+        "Holm's adjustment in two families per cell (every method against GD; every rule against its own "
+        "length-matched control; the intervals are unadjusted 95 %), a Cox model stratified by instance where any "
+        "run of the pair missed the target. The answer's 'beats' needs both the interval below 1 and the "
+        "Holm-adjusted p below 0.05. Cost: example-gradient units as the Trainer counts them (a full-batch gradient every step for "
         "monitoring; 'own cost' leaves it out for SGD and the always-on rules).</p>")
 
 
