@@ -68,10 +68,18 @@ def test_failing_run_is_recorded_not_raised():
     assert rec["status"] == "error" and rec["error"]
 
 
-def test_records_identical_across_workers_and_report_rebuilds(tmp_path):
+def test_records_identical_across_workers_order_and_report_rebuilds(tmp_path):
+    from analyses.escape.runner import run_study
+
     a, outs = run_benchmark(tmp_path / "a", workers=1, **SMALL)
     b, _ = run_benchmark(tmp_path / "b", workers=2, figures=False, **SMALL)
     assert (tmp_path / "a" / "escape.jsonl").read_bytes() == (tmp_path / "b" / "escape.jsonl").read_bytes()
+    # the jobs in reverse order on 2 workers: the same records (the file follows the job order)
+    small = {k: v for k, v in SMALL.items() if k != "progress"}
+    rev = list(reversed(plan(small.pop("parts"), **small)))
+    run_study(tmp_path / "r", workers=2, progress=False, jobs=rev)
+    lines = lambda d: sorted((tmp_path / d / "escape.jsonl").read_text().splitlines())  # noqa: E731
+    assert lines("r") == lines("a")
     assert len(a.records) == 6 and all(r["status"] == "ok" and r["version"] == RECORD_VERSION for r in a.records)
     gd = next(r for r in a.records if r["method"] == "gd")
     # GD from the start of a strict saddle reaches the target near the theory, within the horizon

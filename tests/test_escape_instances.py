@@ -128,3 +128,25 @@ def test_relu_controls_are_the_zoo_minima_on_fresh_inputs():
     assert a["info"]["target"] == pytest.approx(0.5 * a["info"]["stall_value"])
     d = relu_instance("vanishing_spurious", 0)
     assert d["info"]["start_loss"] == pytest.approx(d["info"]["stall_value"], rel=1e-12)  # dead: flat
+
+
+@pytest.mark.parametrize("cell", ["cancelling_nonstrict", "cancelling_spurious"])
+def test_every_method_starts_from_the_same_point_on_the_same_data(cell):
+    """Pairing: whatever the method, a job of an instance gets the same start, data, target and horizon
+    (only the tuned methods' step size differs), and the plan gives every instance every method."""
+    from analyses.escape.design import METHODS, plan
+    from analyses.escape.job import _setup
+
+    setups = {m: _setup({"part": "main", "cell": cell, "instance": 1, "setting": "-", "method": m, "overrides": {}})
+              for m in ("gd", "rms", "len-rms@always", "adam", "sgd-m/8", "pgd")}
+    ref = setups["gd"]
+    for m, s in setups.items():
+        assert torch.equal(s["start"], ref["start"]), m
+        assert all(torch.equal(a, b) for a, b in zip(s["data"], ref["data"]))
+        for k in ("target", "horizon", "stall_value", "seed"):
+            assert s["info"][k] == ref["info"][k], (m, k)
+        assert (s["lr"] == ref["lr"]) == (METHODS[m].lr == "gd"), m
+    units = {}
+    for j in plan(["main", "control"], instances=3):
+        units.setdefault((j["cell"], j["instance"]), []).append(j["method"])
+    assert all(sorted(v) == sorted(METHODS) for v in units.values()) and len(units) == 4 * 3 + 4 * 6

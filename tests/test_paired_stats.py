@@ -83,3 +83,69 @@ def test_paired_comparison_of_records_with_restricted_times():
     assert c["low"] == pytest.approx(hl.low) and c["hazard"] is not None        # censoring → a hazard ratio too
     cost = compare(g, "rms", "gd", "cost")
     assert cost["ratio"] == pytest.approx(1.0)     # half the steps at twice the cost per step
+
+
+# ---------------------------------------------------------------------------- independent references
+def _signed_rank_null(n):
+    """P(T+ = t) for n non-zero differences, by enumerating the 2^n sign patterns."""
+    counts = {}
+    for signs in itertools.product((0, 1), repeat=n):
+        t = sum(r for r, s in zip(range(1, n + 1), signs) if s)
+        counts[t] = counts.get(t, 0) + 1
+    return {t: c / 2 ** n for t, c in counts.items()}
+
+
+def _t_plus(d):
+    """T+ by ranking |d| directly (no ties in these data)."""
+    order = sorted(range(len(d)), key=lambda i: abs(d[i]))
+    return sum(rank + 1 for rank, i in enumerate(order) if d[i] > 0)
+
+
+def _two_sided_p(d):
+    null, t = _signed_rank_null(len(d)), _t_plus(d)
+    lower = sum(p for k, p in null.items() if k <= t)
+    upper = sum(p for k, p in null.items() if k >= t)
+    return min(1.0, 2 * min(lower, upper))
+
+
+def test_wilcoxon_p_and_interval_against_enumeration():
+    """The p-value equals the exact two-sided signed-rank p by enumeration of the sign patterns, and the
+    interval is the test's inversion: shifts just inside it are not rejected at 5 %, just outside are."""
+    d = [0.31, -0.12, 1.07, 0.74, 0.93, 1.58, 0.05, 0.52, -0.41, 0.66]
+    r = hodges_lehmann(d)
+    assert r.p_value == pytest.approx(_two_sided_p(d), rel=1e-12)
+    null = _signed_rank_null(len(d))
+
+    def rejected(theta):
+        t = _t_plus([x - theta for x in d])
+        lower = sum(p for k, p in null.items() if k <= t)
+        upper = sum(p for k, p in null.items() if k >= t)
+        return min(lower, upper) <= 0.025
+
+    h = 1e-9
+    assert not rejected(r.low + h) and rejected(r.low - h)
+    assert not rejected(r.high - h) and rejected(r.high + h)
+    assert r.low < r.estimate < r.high
+
+
+def test_holm_against_hand_values():
+    from analyses.stats import holm
+
+    # sorted 0.005·4 = 0.02, 0.01·3 = 0.03, 0.03·2 = 0.06, 0.04·1 = 0.04 → monotone: 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # an undefined test does not count in the family; capped at 1
+    out = holm([0.2, None, 0.6])
+    assert out[1] is None and out[0] == pytest.approx(0.4) and out[2] == pytest.approx(0.6)
+    assert holm([0.7, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_stratified_hazard_ratio_with_censoring_hand_value():
+    # 2 runs per stratum; only strata whose first time is an event inform the conditional likelihood:
+    # a first in 6, b first in 2, and 2 strata where the first run is censored (no information) → HR = 3
+    strata = list(range(10))
+    ta = [1, 2, 3, 4, 5, 6, 30, 40, 5, 6]
+    ea = [True] * 8 + [False, False]
+    tb = [10, 11, 12, 13, 14, 15, 16, 17, 50, 60]
+    eb = [True] * 10
+    hr = stratified_hazard_ratio(strata, ta, ea, tb, eb)
+    assert hr.hr == pytest.approx(3.0, rel=1e-3) and hr.n_events == 18

@@ -184,18 +184,20 @@ def verdict(ca: dict[str, Any]) -> dict[str, Any]:
     Holm-adjusted within its family (the cell's methods against GD; the cell's rules against their own
     length-matched controls), is below :data:`FAMILY_ALPHA`. The answer is ``"yes"`` when some rule
     beats both GD and its own whole-phase length-matched control, ``"length"`` when rules beat GD but
-    none beats its control (the gain is the step length), ``"no"`` when none beats GD, and
-    ``"undetermined"`` with fewer than :data:`MIN_PAIRS` paired instances.
+    none beats its control (the gain is the step length), ``"no"`` when none is detectably faster than
+    GD, and ``"undetermined"`` with fewer than :data:`MIN_PAIRS` paired instances or when the design
+    cannot detect anything (``powerless``: k·2^(1−n) ≥ α, the smallest exact signed-rank p of n pairs
+    after Holm over the k comparisons with GD).
 
     Args:
         ca: :func:`cell_analysis` of a main cell (its ``vs_gd`` and ``vs_control``).
 
     Returns:
         ``answer``, ``rule`` (the rule the sentence is about: the best that beats both, else the fastest
-        against GD), ``control`` (its control), ``n`` (paired instances), ``beats_gd`` and
-        ``beats_control`` (the rules that do).
+        against GD), ``control`` (its control), ``n`` (paired instances), ``family`` (k), ``powerless``,
+        ``beats_gd`` and ``beats_control`` (the rules that do).
 
-    >>> c = lambda r, lo, hi, p: {"ratio": r, "ratio_low": lo, "ratio_high": hi, "p_holm": p, "n": 8}
+    >>> c = lambda r, lo, hi, p: {"ratio": r, "ratio_low": lo, "ratio_high": hi, "p": p, "p_holm": p, "n": 8}
     >>> ca = {"n_instances": 8, "vs_gd": {"rms": {"steps": c(0.4, 0.3, 0.5, 0.01)}},
     ...       "vs_control": {"rms": {"control": "len-rms", "steps": c(1.0, 0.9, 1.1, 0.9)}}}
     >>> verdict(ca)["answer"]
@@ -211,15 +213,19 @@ def verdict(ca: dict[str, Any]) -> dict[str, Any]:
     def ratio(c: dict[str, Any]) -> float:
         return c["ratio"] if c.get("ratio") is not None else math.inf
 
-    if not rules or n < MIN_PAIRS:
-        answer, rule = "undetermined", (rules[0] if rules else None)
+    k = max(1, sum(c["steps"].get("p") is not None for c in vs_gd.values()))
+    # the exact two-sided signed-rank test's smallest p is 2/2^n; Holm multiplies it by the family size
+    powerless = k * 2.0 ** (1 - n) >= FAMILY_ALPHA
+    if not rules or n < MIN_PAIRS or powerless:
+        answer = "undetermined"
+        rule = min(rules, key=lambda r: ratio(vs_gd[r]["steps"])) if rules else None
     elif both:
         answer, rule = "yes", min(both, key=lambda r: ratio(vs_c[r]["steps"]))
     else:
         answer = "length" if beats_gd else "no"
         rule = min(beats_gd or rules, key=lambda r: ratio(vs_gd[r]["steps"]))
     return {"answer": answer, "rule": rule, "control": CONTROL_OF.get(rule) if rule else None, "n": n,
-            "beats_gd": beats_gd, "beats_control": beats_c}
+            "family": k, "powerless": bool(rules) and powerless, "beats_gd": beats_gd, "beats_control": beats_c}
 
 
 def cell_analysis(records: Sequence[dict[str, Any]], cell: str, part: str = "main") -> dict[str, Any]:

@@ -129,7 +129,7 @@ KAPPA_LEVELS, KAPPA_REPLICATES = (0.0, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0), 6
 KAPPA_METHODS = ("gd", "rms", "len-rms", "devarg", "len-devarg", "rms@always", "len-rms@always")
 
 #: the smoke run (``--quick``)
-QUICK = {"instances": 6, "control_instances": 1, "methods": ("gd", "rms", "len-rms", "adam"),
+QUICK = {"instances": 8, "control_instances": 1, "methods": ("gd", "rms", "len-rms", "adam"),
          "sweep_init": 2, "sweep_lr": 2, "sweep_replicates": 1, "kappa_levels": (0.0, 3.0, 30.0), "kappa_replicates": 1,
          "kappa_methods": ("gd", "rms", "len-rms")}
 
