@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from analyses.escape.analysis import analyse, cell_analysis
-from analyses.escape.report import build_report, failures, lead, rule_sentence
+from analyses.escape.report import answer_sentence, build_report, censoring_sentence, failures, lead, rule_sentence
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 #: characters that rendered as empty boxes in Debian's Chromium (issue 23) and the emoji planes
@@ -64,6 +64,43 @@ def test_sentences_are_built_from_the_numbers():
     assert any(f.startswith("rms diverged in 1 of 10") for f in failures(ca3))
     p = lead(analyse(recs))[0]
     assert p["title"].startswith("cancelling × strict saddle (10 instances)") and p["sentences"]
+
+
+def _verdict_records(rms_factor, ctrl_factor, n=12, missed=0):
+    """gd takes 100 + 10i steps on instance i; rms rms_factor × that, len-rms ctrl_factor × that (with a
+    small instance-dependent jitter so no two differences tie); the first ``missed`` rms runs stop at the
+    horizon."""
+    recs = []
+    for i in range(n):
+        g = 100 + 10 * i
+        recs.append(_rec("cancelling_strict", i, "gd", g))
+        recs.append(_rec("cancelling_strict", i, "rms", None if i < missed else int(round(g * rms_factor)) + i % 3))
+        recs.append(_rec("cancelling_strict", i, "len-rms", int(round(g * ctrl_factor)) + (i * 7) % 5))
+    return recs
+
+
+def test_the_answer_sentence_follows_the_records():
+    # rms and its length control both ~2× faster than GD: the gain is the step length
+    ca = cell_analysis(_verdict_records(0.5, 0.5), "cancelling_strict")
+    assert ca["verdict"]["answer"] == "length"
+    s = answer_sentence(ca)
+    assert s.startswith("No, not by its aggregation: rms reaches the target 2") and "len-rms" in s
+    # rms 3× faster than GD and 1.5× faster than its control: yes, with the numbers
+    ca = cell_analysis(_verdict_records(1 / 3, 0.5), "cancelling_strict")
+    s = answer_sentence(ca)
+    assert ca["verdict"]["answer"] == "yes" and s.startswith("Yes: rms reaches the target 2.9× faster than GD [")
+    assert "1.5× faster than GD with the same step lengths (len-rms)" in s and "Holm-adjusted" in s
+    # rms slower than GD: no
+    ca = cell_analysis(_verdict_records(1.5, 1.5), "cancelling_strict")
+    assert ca["verdict"]["answer"] == "no" and answer_sentence(ca).startswith("No: no SynaPrune rule")
+    # six pairs and Holm over two comparisons: 2·2/2^6 = 0.0625 — nothing can be detected, said so
+    ca = cell_analysis(_verdict_records(1 / 3, 0.5, n=6), "cancelling_strict")
+    assert ca["verdict"]["answer"] == "undetermined" and "no p-value can fall below 0.05" in answer_sentence(ca)
+    # censored runs are counted and said
+    ca = cell_analysis(_verdict_records(1 / 3, 0.5, missed=2), "cancelling_strict")
+    assert ca["censoring"] == {"runs": 36, "censored": 2, "diverged": 0}
+    assert censoring_sentence(ca).startswith("Censoring: 2 of 36 runs stopped at the horizon")
+    assert ca["vs_gd"]["rms"]["steps"]["hazard"] is not None
 
 
 def _undrawable(text: str, cmap: set[int] | None) -> set[str]:
