@@ -18,9 +18,10 @@ one estimate.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -341,8 +342,6 @@ def stratified_hazard_ratio(strata: Sequence[Any], times_a: Sequence[float], eve
     Returns:
         :class:`HazardRatio`.
     """
-    import warnings
-
     n_ev = int(sum(bool(e) for e in events_a) + sum(bool(e) for e in events_b))
     empty = HazardRatio(hr=None, low=None, high=None, p_value=None, n_strata=len(list(strata)), n_events=n_ev)
     if n_ev == 0 or len(times_a) < 2:

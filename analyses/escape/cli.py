@@ -11,7 +11,7 @@ from ..sweep import SweepFailed, SweepInterrupted
 from .design import METHODS, N_INSTANCES, PARTS, QUICK, plan
 from .analysis import analyse as analyse_records
 from .budget import budget_line, estimate, read_timings
-from .report import build_report, lead
+from .report import build_report, kappa_sentences, lead, sweep_sentences
 from .section import run_benchmark
 from .tuning import run_tuning
 
@@ -179,8 +179,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     if not args.quiet:
-        for p in lead(analyse_records(run.records)):
+        an = analyse_records(run.records)
+        for p in lead(an):
             print(f"{p['title']}: " + " ".join(p["sentences"]))
+        for sent in kappa_sentences(an) + sweep_sentences(an):
+            print(sent)
         print(f"{len(run.records)} runs ({run.n_reused} reused) in {run.wall_time_s:.1f} s -> {out}")
         timings = read_timings([out])
         if timings:
