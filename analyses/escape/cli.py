@@ -83,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the local process pool)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs already in OUT/escape.jsonl (default: start afresh)")
-    parser.add_argument("--quick", action="store_true", help="the smoke run, ~1 min on 2 cores (default: off)")
+    parser.add_argument("--quick", action="store_true", help="the smoke run, ~1–3 min on 2 cores (default: off)")
     parser.add_argument("--tune", action="store_true",
                         help="choose the step sizes of adam, rmsprop, sign-gd and normalized-gd on the tuning "
                              "instances (writes OUT/tuning.json; default: off)")
