@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 import traceback
+import warnings
 from typing import Any
 
 import torch
@@ -145,9 +146,12 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         info, spec = s["info"], s["spec"]
         curve: list[tuple[int, float, float]] = []
         tr = _trainer(s, job)
-        res = tr.fit(int(info["horizon"]), theta0=s["start"].clone(),
-                     callback=lambda t, st: curve.append((t, st["cost_example_grads"], st["loss"])),
-                     stop_below=info.get("target"))
+        with warnings.catch_warnings():
+            # a run that diverges is data (status "nonfinite"), not a warning on the sweep's terminal
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = tr.fit(int(info["horizon"]), theta0=s["start"].clone(),
+                         callback=lambda t, st: curve.append((t, st["cost_example_grads"], st["loss"])),
+                         stop_below=info.get("target"))
         n, steps, cost = s["n"], res.n_steps, float(res.cost_example_grads)
         reached = res.status == "target_reached"
         own = cost if spec.full_batch_step else cost - n * (steps + 1)

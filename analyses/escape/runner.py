@@ -41,18 +41,18 @@ class StudyRun:
     wall_time_s: float = 0.0
 
 
-def _keep_current(path: Path, say: Any) -> int:
-    """Drop stored records made by another version of the design (they are rerun); returns the
-    number kept."""
+def _keep_current(path: Path, say: Any) -> set[tuple]:
+    """Drop stored records made by another version of the design (they are rerun); returns the keys
+    of those kept."""
     if not path.exists():
-        return 0
+        return set()
     recs = read_records(path)
     kept = [r for r in recs if r.get("version") == RECORD_VERSION and r.get("status") != "error"]
     if len(kept) != len(recs):
         say(f"escape: {len(recs) - len(kept)} stored run(s) in {path} come from another version of the design "
             f"or failed; rerunning them")
         path.write_text("".join(dumps(r) + "\n" for r in kept), encoding="utf-8")
-    return len(kept)
+    return {tuple(r.get(k) for k in KEY_FIELDS) for r in kept}
 
 
 def run_study(out_dir: str | os.PathLike, *, parts: Sequence[str] | None = None, quick: bool = False,
@@ -88,12 +88,12 @@ def run_study(out_dir: str | os.PathLike, *, parts: Sequence[str] | None = None,
     out.mkdir(parents=True, exist_ok=True)
     path = out / "escape.jsonl"
     gz = out / "escape.jsonl.gz"
-    n_reused = 0
+    stored: set[tuple] = set()
     if resume:
         if not path.exists() and gz.exists():
             path.write_bytes(gzip.decompress(gz.read_bytes()))
             say(f"escape: continuing the records in {gz} (delete it to rerun every run)")
-        n_reused = _keep_current(path, say)
+        stored = _keep_current(path, say)
     t0 = time.perf_counter()
     all_records = run_sweep(jobs, run_job, path, key_fields=KEY_FIELDS, workers=workers or os.cpu_count() or 1,
                             resume=resume, desc="escape", progress=progress, scheduler=scheduler, executor=executor,
@@ -101,5 +101,5 @@ def run_study(out_dir: str | os.PathLike, *, parts: Sequence[str] | None = None,
     wanted = {job_key(j, KEY_FIELDS) for j in jobs}
     records = [r for r in all_records if tuple(r.get(k) for k in KEY_FIELDS) in wanted]
     write_gzip_copy(path)
-    return StudyRun(records=records, path=str(path), n_reused=min(n_reused, len(records)),
+    return StudyRun(records=records, path=str(path), n_reused=len(stored & wanted),
                     wall_time_s=time.perf_counter() - t0)

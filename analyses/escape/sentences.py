@@ -27,11 +27,13 @@ def num(x: float | None, digits: int = 2) -> str:
     Returns:
         The text.
 
-    >>> num(1.234), num(12.34), num(None), num(0.0123)
-    ('1.2', '12', '–', '0.012')
+    >>> num(1.234), num(12.34), num(None), num(0.0123), num(1234.5)
+    ('1.2', '12', '–', '0.012', '1234')
     """
     if x is None:
         return "–"
+    if 100 <= abs(x) < 1e7:
+        return f"{x:.0f}"
     return f"{x:.{digits}g}"
 
 
@@ -128,7 +130,7 @@ def answer_sentence(ca: dict[str, Any]) -> str:
         cg = (vs_gd.get(ctrl) or {}).get("steps")
         return (f"No, not by its aggregation: {rule} reaches the target {speed_phrase(g['steps'], 'GD')}, but GD with "
                 f"the same step lengths ({ctrl}) is {speed_phrase(cg, 'GD')}, and against it {rule} is "
-                f"{speed_phrase(c, ctrl)} (Holm-adjusted p {num(p_c)}): the gain is the step length "
+                f"{speed_phrase(c, ctrl)}, Holm-adjusted p {num(p_c)}: the gain is the step length "
                 f"({rule} at {cost_phrase(g.get('cost'), 'GD')}).")
     return (f"No: no SynaPrune rule is detectably faster than GD here; the best, {rule}, is "
             f"{speed_phrase(g['steps'], 'GD')}, Holm-adjusted p {num(p_g)}, and "
