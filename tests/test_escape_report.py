@@ -1,6 +1,7 @@
 """The escape study's report: its sentences are built from the records' numbers (a changed record
 changes the sentence), and the page and figures use only characters the fonts Debian's Chromium has
 (DejaVu) can draw."""
+import math
 import unicodedata
 import warnings
 from pathlib import Path
@@ -129,3 +130,26 @@ def test_report_uses_only_glyphs_the_fonts_have(tmp_path):
     before = {n: (tmp_path / n).read_bytes() for n in outs}
     build_report(tmp_path, _records(0.5))
     assert {n: (tmp_path / n).read_bytes() for n in outs} == before
+
+
+def test_kappa_fit_leaves_out_pairs_without_a_time():
+    """Two diverged runs are not a ratio of 1: only pairs where both reached the target are fitted, the
+    others are counted and said."""
+    from analyses.escape.analysis import kappa_regression
+    from analyses.escape.sentences import kappa_sentences
+
+    recs = []
+    for r in range(3):
+        for j, (noise, kappa) in enumerate(((0, 0.3), (3, 0.03), (30, 0.003))):
+            for m, steps in (("rms@always", 40 * 2 ** j + r), ("len-rms@always", 10 + r)):
+                rec = _rec("cancelling_strict", 0, m, None if noise == 30 else steps, part="kappa",
+                           diverged=noise == 30)
+                rec.update(setting=f"noise{noise}_r{r}", kappa_start=kappa)
+                recs.append(rec)
+    k = kappa_regression(recs)["cancelling_strict"]["comparisons"]["rms@always vs len-rms@always"]
+    assert k["missed"] == {"a_only": 0, "b_only": 0, "both": 3} and len(k["points"]) == 6
+    # the ratio doubles per decade of 1/κ over the fitted levels (log 2 per decade, up to the +r jitter)
+    assert abs(k["fit"]["slope"] - math.log(2)) < 0.05
+    s = kappa_sentences({"kappa": {"cancelling_strict": {"levels": {"noise0": 0.3, "noise30": 0.003},
+                                                          "comparisons": {"x": k}}}})[0]
+    assert "loses ground" in s and "3 where both missed" in s

@@ -320,7 +320,10 @@ def kappa_regression(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The seed's hypothesis at one saddle per cell: the paired log-ratio of each rule's steps against
     its length-matched control (and against GD) regressed on log10(1/κ) at the start, κ varied by label
     noise orthogonal to the inputs. A slope < 0 for "rule vs control" with its interval below 0 would
-    mean the advantage left after matching grows as the per-example gradients cancel more.
+    mean the advantage left after matching grows as the per-example gradients cancel more. Only pairs
+    where both runs reached the target are fitted (a restricted time is no time: two diverged runs would
+    give a ratio of 1); the others are counted in ``missed`` (``a_only``: the rule missed and its
+    comparison reached the target; ``b_only``; ``both``).
 
     Args:
         records: the study's records.
@@ -328,7 +331,7 @@ def kappa_regression(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     Returns:
         {cell: {"levels" (noise level → κ at the start), "comparisons" {name: {"fit" (OLS),
         "slope_boot" (a seeded bootstrap interval over the starts), "points" [[log10(1/κ), log ratio], …],
-        "n_starts"}}}}.
+        "n_starts", "missed", "x_range" (the fitted log10(1/κ))}}}}.
     """
     out: dict[str, Any] = {}
     pairs = [(r, CONTROL_OF[r]) for r in ("rms", "devarg", "rms@always")] + [(r, BASELINE) for r in ("rms", "devarg")]
@@ -340,7 +343,13 @@ def kappa_regression(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         for a, b in pairs:
             if a not in g or b not in g or not g[a].get("kappa_start"):
                 continue
-            y = math.log(restricted(g[a])[0]) - math.log(restricted(g[b])[0])
+            ra, rb = bool(g[a].get("reached_target")), bool(g[b].get("reached_target"))
+            missed = d.setdefault("_missed", {}).setdefault(f"{a} vs {b}", {"a_only": 0, "b_only": 0, "both": 0})
+            if not (ra and rb):
+                # a time restricted at the horizon is no time: two diverged runs would give a ratio of 1
+                missed["both" if not (ra or rb) else "a_only" if not ra else "b_only"] += 1
+                continue
+            y = math.log(g[a]["steps_to_target"]) - math.log(g[b]["steps_to_target"])
             x = math.log10(1.0 / g[a]["kappa_start"])
             d["_pts"].setdefault(f"{a} vs {b}", {}).setdefault(setting.rsplit("_r", 1)[1], []).append([x, y])
 
@@ -349,14 +358,18 @@ def kappa_regression(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return ols_fit([p[0] for p in flat], [p[1] for p in flat]).slope
 
     for cell, d in out.items():
+        missed_all = d.pop("_missed", {})
         for name, by_rep in d.pop("_pts").items():
             pts = [p for k in sorted(by_rep) for p in by_rep[k]]
             if len(pts) < 3:
                 continue
             lo, hi = bootstrap_ci([by_rep[k] for k in sorted(by_rep)], slope, n_boot=1000, seed=23)
             a, b = name.split(" vs ")
-            d["comparisons"][name] = {"a": a, "b": b, "fit": ols_fit([p[0] for p in pts], [p[1] for p in pts]).to_dict(),
-                                      "slope_boot": [lo, hi], "points": pts, "n_starts": len(by_rep)}
+            missed = missed_all.get(name, {"a_only": 0, "b_only": 0, "both": 0})
+            xs = [p[0] for p in pts]
+            d["comparisons"][name] = {"a": a, "b": b, "fit": ols_fit(xs, [p[1] for p in pts]).to_dict(),
+                                      "slope_boot": [lo, hi], "points": pts, "n_starts": len(by_rep),
+                                      "missed": missed, "x_range": [min(xs), max(xs)]}
     return out
 
 

@@ -302,13 +302,22 @@ def kappa_sentences(an: dict[str, Any]) -> list[str]:
             trend = ("no detectable trend" if lo is None or lo <= 0 <= hi else
                      "the rule gains on its control as cancellation grows" if hi < 0 else
                      "the rule loses ground to its control as cancellation grows")
-            parts.append(f"{d['a']} / {d['b']} ×{num(math.exp(f['slope']), 3)} per decade of 1/κ "
+            ms = d.get("missed") or {}
+            left = ""
+            if any(ms.values()):
+                left = (f"; left out: {ms.get('a_only', 0)} start(s) where {d['a']} missed the target (diverged or "
+                        f"censored) and {d['b']} reached it, {ms.get('b_only', 0)} the reverse, "
+                        f"{ms.get('both', 0)} where both missed")
+            xr = d.get("x_range")
+            span = "" if not xr else f" over κ {num(10 ** -xr[0])}–{num(10 ** -xr[1])}"
+            parts.append(f"{d['a']} / {d['b']} ×{num(math.exp(f['slope']), 3)} per decade of 1/κ{span} "
                          f"[{num(math.exp(lo), 3) if lo is not None else '–'}, "
-                         f"{num(math.exp(hi), 3) if hi is not None else '–'}] ({trend})")
+                         f"{num(math.exp(hi), 3) if hi is not None else '–'}] ({trend}{left})")
         if parts and lv:
             out.append(f"κ at one {TITLES[cell].replace(' x ', ' × ')} (κ from {num(lv[-1])} down to {num(lv[0])}, "
                        f"label noise orthogonal to the inputs, {max(d['n_starts'] for d in comps.values())} start(s) "
-                       f"per level), the ratio of a rule's steps to its length-matched control's changes by "
+                       f"per level; fitted where both runs reached the target), the ratio of a rule's steps to its "
+                       f"length-matched control's changes by "
                        + "; ".join(parts) + ".")
     return out
 
