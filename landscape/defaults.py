@@ -45,9 +45,19 @@ SEARCH_STARTS, SEARCH_ITERS = 8, 40
 #: the curvature-uncertainty band is this multiple of the Hessian's change along the Newton continuation
 CURVATURE_BAND_FACTOR = 3.0
 #: at most this many Newton steps in the continuation towards the nearby critical point (it stops
-#: earlier once ‖g‖ has fallen 1e3-fold: 5 steps at order 3 (q = 1/2), 6 at order 4, 2-3 at a
-#: non-degenerate point)
+#: earlier once ‖g‖ has fallen 1e3-fold and the contraction is measured: 5 steps at order 3 (q = 1/2),
+#: 6 at order 4, 2-3 at a non-degenerate point; a step that first removes the non-degenerate part adds
+#: one or two)
 NEWTON_CONTINUATION_STEPS = 12
+#: issue 21 (a): the continuation's contraction q is measured only when the last step ratio is at most
+#: this multiple of the one before (one regime: linear, ratios equal, or quadratic, ratios shrinking)
+REGIME_RATIO_SLACK = 1.25
+#: issue 21 (b): in a continuation step, directions curved more than this multiple of the step
+#: direction's curvature ‖H p̂‖ are "stiff"; the rest of the step ("soft") must reduce the gradient's soft part
+STIFF_FACTOR = 100.0
+#: issue 21 (c): a continuation step must bring its gradient measure to at most this fraction of its
+#: value (a change at round-off is no step)
+SUFFICIENT_DECREASE = 0.9
 #: Lanczos steps of the ‖H(b) − H(a)‖₂ estimate on the Lanczos path
 CURVATURE_CHANGE_STEPS = 20
 #: Krylov dimension of the gradient-flatness estimate on the Lanczos path

@@ -215,7 +215,8 @@ def merge_probes(pr: ProbeResult, other: ProbeResult, what: str, notes: list[str
 
 
 def run_probe(state: PointState, opts: ClassifyOptions, settings: ProbeSettings, method: str, evals: torch.Tensor,
-              evecs: torch.Tensor, zero: torch.Tensor, want: str, notes: list[str]) -> ProbeResult:
+              evecs: torch.Tensor, zero: torch.Tensor, want: str, notes: list[str], *, zero_tol: float = 0.0
+              ) -> ProbeResult:
     """The higher-order probe around a degenerate critical point.
 
     Lines along the near-null eigenvectors (``evecs[:, zero]``) and ``opts.probe_random`` seeded
@@ -231,6 +232,8 @@ def run_probe(state: PointState, opts: ClassifyOptions, settings: ProbeSettings,
         evals, evecs: the eigenpairs at θ ((m,), (dim, m)). zero: the near-null mask (m,).
         want: the question: ``"descent"`` (minimum or saddle?) or ``"ascent"`` (maximum or saddle?).
         notes: receives what each further probe found.
+        zero_tol: the zero-eigenvalue tolerance (eig_tol): on the Lanczos path a Ritz value of the
+            Krylov complement within it is near-null and never joins the definite subspace.
 
     Returns:
         :class:`landscape.ProbeResult`, the probes merged.
@@ -289,7 +292,10 @@ def run_probe(state: PointState, opts: ClassifyOptions, settings: ProbeSettings,
             return pr
         V, lam = evecs[:, comp], evals[comp]
     else:
-        V, lam = krylov_complement(state, null_basis, D, t_max, want, settings.quad_threshold)
+        # Issue 21 (e): the classifier's zero tolerance as well as the curvature band (0 where the
+        # continuation never moved the null direction): a Ritz pair on the round-off remainder of a
+        # null direction must not enter the "definite" subspace.
+        V, lam = krylov_complement(state, null_basis, D, t_max, want, max(settings.quad_threshold, zero_tol))
         if V is None:
             return pr
     pr3 = _reduced_probe(state, V, lam, D, null_basis, HB, kw)
@@ -334,9 +340,13 @@ def krylov_complement(state: PointState, null_basis: torch.Tensor, D: torch.Tens
     departure from its quadratic model at θ + u (u = t·d, d near-null), so w lies in the Krylov
     space of (H, r). Builds r_d = P(∇L(θ + t_d d) − g − t_d H d) for up to ``max_dirs`` rows of
     ``D`` (P removes the near-null basis), the span of [r_d, H r_d, H² r_d], and its Rayleigh–Ritz
-    pairs with curvature of the sign the question needs (positive for descent) beyond ``band``.
-    Minimising over a subspace bounds the reduced function from above, so descent found there is
-    real. Costs ≈ 3·max_dirs HVPs (on the state's one Hessian operator) and a batch of gradients.
+    pairs with curvature of the sign the question needs (positive for descent) beyond ``band`` —
+    the classifier passes the larger of the curvature band and its zero tolerance eig_tol (issue 21:
+    with the band alone, 0 at a point whose continuation never moved the null direction, a Ritz pair
+    on the round-off remainder of the null direction, λ ≈ 4e-14·Λ, entered the "definite" subspace,
+    and minimising over it moved along the null direction with 1/λ steps: first-order "descent" at a
+    quartic minimum). Minimising over a subspace bounds the reduced function from above, so descent
+    found there is real. Costs ≈ 3·max_dirs HVPs (on the state's one Hessian operator) and a batch of gradients.
 
     Args:
         state: the point θ (its gradient and Hessian operator).

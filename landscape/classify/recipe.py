@@ -23,11 +23,16 @@ report is built once at the end.
    ``10·ε·dim·Λ`` (Lanczos path: also the eigensolver's residual tolerance × Λ) and, at a point
    that is critical only approximately (g ≠ 0), the *curvature uncertainty*
    ``3·(‖H(θ_K) − H(θ)‖₂ + remaining)`` along the **Newton continuation** θ = θ_0, θ_1, …, θ_K: full
-   Newton steps (every eigen-direction above round-off inverted; halved until ‖g‖ falls), at most
-   :data:`landscape.defaults.NEWTON_CONTINUATION_STEPS` or until ‖g‖ has fallen 1e3-fold. Near a non-degenerate
-   critical point the steps shrink quadratically; near a degenerate order-k one linearly, by
-   q = (k−2)/(k−1), so the distance still to go is q/(1 − q) times the last step ("remaining" is the
-   curvature change over the last step times that). An eigenvalue outside the band keeps its sign:
+   Newton steps (every eigen-direction above round-off inverted; halved until the gradient falls by
+   10 %) whose weakly curved part must stay where the quadratic model holds — its gradient component
+   must fall, judged after relaxing the strongly curved directions; otherwise the step is their part
+   alone (:func:`landscape.classify.newton.continuation_step`) — at most
+   :data:`landscape.defaults.NEWTON_CONTINUATION_STEPS`, or until ‖g‖ has fallen 1e3-fold and the
+   contraction is measured. Near a non-degenerate critical point the steps shrink quadratically; near
+   a degenerate order-k one linearly, by q = (k−2)/(k−1), so the distance still to go is q/(1 − q)
+   times the last step ("remaining" is the curvature change over the last step times that), q
+   measured over steps of one regime only (:func:`landscape.classify.newton.regime_contraction`;
+   without it, "remaining" is 10 × the change over the whole path). An eigenvalue outside the band keeps its sign:
    no tolerance erases curvature (at an exact critical point the band is pure round-off). An
    eigenvalue beyond round-off but *inside* the band is judged at θ_K by Rayleigh–Ritz values of
    H(θ_K) on the in-band eigenvectors (by interlacing they can prove negative curvature) against
@@ -39,8 +44,8 @@ report is built once at the end.
    is negative, so a minimum or non-strict-saddle verdict is redone at θ_K when the contraction was
    measured — the report then describes θ_K, ``tolerances["classified_at_newton_end"]`` — and
    becomes ``inconclusive`` otherwise), or it stays *unresolved* (a negative one then turns a "minimum" into
-   ``inconclusive``, a positive one a "maximum"). Without a measured contraction (one step, or
-   q ≥ 0.9) "vanished" needs |μ| ≤ 3‖H(θ_K) − H(θ)‖·‖g(θ_K)‖/‖g(θ)‖ (the distance to a non-degenerate
+   ``inconclusive``, a positive one a "maximum"). Without a measured contraction (one step, steps
+   of different regimes, or q ≥ 0.9) "vanished" needs |μ| ≤ 3‖H(θ_K) − H(θ)‖·‖g(θ_K)‖/‖g(θ)‖ (the distance to a non-degenerate
    point ∝ ‖g‖). Counting confirmed in-band eigenvalues with those below −eig_tol is a lower-bound
    heuristic (the blocks couple by up to band/3). Counts and the continuation's steps, q and
    gradient ratio are in ``tolerances`` (``n_in_band*``, ``newton_*``).
@@ -348,7 +353,7 @@ def _tolerances(state: PointState, opts: ClassifyOptions, cur: _Curvature, gtol:
             "n_in_band": int(cur.in_band.sum()), "n_in_band_confirmed": int(cur.confirmed.sum()),
             "n_in_band_disagree": int(cur.disagrees.sum()), "n_in_band_vanished": int(cur.vanished.sum()),
             "in_band_zero_tol": cur.zero_tol, "newton_steps": path.n_steps, "newton_q": path.q,
-            "newton_g_ratio": path.g_ratio,
+            "newton_g_ratio": path.g_ratio, "newton_relax_steps": path.n_relax,
             "spectral_scale": state.spectral_scale, "param_scale": state.param_scale,
             "probe_rel_threshold": opts.probe_rel_threshold, "probe_abs_threshold": settings.abs_threshold,
             "probe_quad_threshold": path.band, "probe_radius_max": opts.probe_radius * state.param_scale,
@@ -385,7 +390,7 @@ def _second_order(state: PointState, method: str, opts: ClassifyOptions, cur: _C
         return Verdict("inconclusive", reason="degenerate Hessian and probe=False: second-order information cannot decide")
     # The question the probe answers: descent (PSD Hessian: minimum or saddle?) or ascent (NSD: maximum?).
     want = "ascent" if (has_neg and not has_pos) else "descent"
-    pr = run_probe(state, opts, settings, method, evals, evecs, cur.zero, want, notes)
+    pr = run_probe(state, opts, settings, method, evals, evecs, cur.zero, want, notes, zero_tol=etol)
     flat = (pr.max_abs_change == 0.0 and state.grad_norm == 0.0
             and gradient_vanishes_nearby(state.obj, state.theta, evecs[:, cur.zero], pr.radii, opts.seed))
     return decide_degenerate(pr, has_neg, has_pos, evecs, state.grad, notes, flat=flat)
