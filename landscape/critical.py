@@ -295,8 +295,10 @@ class NearestCritical(JsonResult):
     from the search; ``probe_radius``, ``probe_order``, ``degenerate``, ``n_zero``,
     ``lambda_min``, ``lambda_max`` from the classification; ``tolerances``: every tolerance used
     (search cut-off, classifier's grad/eig/global/probe tolerances); ``n_hvp`` spent by the
-    search; ``search`` / ``report``: the full records (JSON: dicts, without vectors); ``theta``:
-    θ_c (dim,).
+    search; ``null_space``: the report's account of a verdict at a degenerate point (how many
+    eigenvalues in the zero band, which directions were probed, the radius and the resolution;
+    :class:`landscape.classify.CriticalPointReport`); ``search`` / ``report``: the full records
+    (JSON: dicts, without vectors); ``theta``: θ_c (dim,).
 
     Example: see :func:`nearest_critical`.
     """
@@ -318,6 +320,7 @@ class NearestCritical(JsonResult):
     lambda_max: float | None = None
     reason: str | None = None
     n_hvp: int = 0
+    null_space: dict | None = None
     search: CriticalPointSearch | None = field(default=None, repr=False)
     report: CriticalPointReport | None = field(default=None, repr=False)
     theta: torch.Tensor | None = field(default=None, repr=False)
@@ -373,4 +376,4 @@ def nearest_critical(obj: Objective, theta: torch.Tensor, *, global_min: float |
         converged=cs.converged, gradient_flat=cs.gradient_flat, probe_radius=rep.probe_radius,
         degenerate=rep.degenerate, tolerances=tol, loss_gap=float(obj.loss(theta0)) - cs.loss,
         probe_order=rep.probe_order, n_zero=rep.n_zero, lambda_min=rep.lambda_min, lambda_max=rep.lambda_max,
-        reason=reason, n_hvp=cs.n_hvp, search=cs, report=rep, theta=cs.theta)
+        reason=reason, n_hvp=cs.n_hvp, null_space=rep.null_space, search=cs, report=rep, theta=cs.theta)

@@ -66,6 +66,15 @@ FLATNESS_KRYLOV_STEPS = 100
 KRYLOV_DIRS = 16
 #: Newton steps of the reduced-function (Lyapunov-Schmidt) probe's inner minimisation
 REDUCED_NEWTON_STEPS = 12
+#: the layer-product probe follows this many top singular pairs of the end-to-end gradient
+LAYER_PRODUCT_PAIRS = 2
+#: sweeps of the layer-product probe's minimisation of its direction's curvature over the hidden vectors,
+#: done when the hidden widths add up to at most LAYER_PRODUCT_MAX_HIDDEN (each sweep costs that many HVPs)
+LAYER_PRODUCT_SWEEPS = 3
+LAYER_PRODUCT_MAX_HIDDEN = 64
+#: a verdict with more than this share of the computed eigenvalues in the zero band says so (note and
+#: ``report.null_space``)
+MOSTLY_NULL_SHARE = 0.5
 
 # ---------------------------------------------------------------------------- higher-order probe
 #: a probe change counts beyond this multiple of eps·|f| (the loss's round-off)

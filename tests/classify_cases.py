@@ -259,8 +259,8 @@ def probe_threshold_at_max_radius(rep, loss_scale: float) -> float:
                tol["probe_abs_threshold"], tol["probe_quad_threshold"] * t * t)
 
 
-#: the kind a probe that resolves nothing reports across each boundary: "no descent found within the
-#: radius above the probe's threshold" is a minimum (THEORY.md §1), "no ascent found" a maximum
+#: the kind a probe that resolves nothing used to report across each boundary ("no descent found within
+#: the radius above the probe's threshold": minimum; "no ascent found": maximum); counted apart by the sweep
 _UNRESOLVED_KIND = {"non_strict_saddle": "minimum", "minimum": "minimum", "strict_saddle": "maximum",
                     "maximum": "maximum"}
 
@@ -280,9 +280,10 @@ def verdict(case: Case, rep) -> str:
 
     - ``right``;
     - ``inconclusive_resolution``: inconclusive, and the case is beyond the probe's resolution;
-    - ``definite_resolution``: beyond the probe's resolution, the kind the probe reports when it
-      resolves nothing (a saddle whose descent is below the threshold: ``minimum``, THEORY.md §1's
-      "no descent found within radius r");
+    - ``definite_resolution``: beyond the probe's resolution, the kind a probe that resolves
+      nothing used to report (a saddle whose descent is below the threshold: ``minimum``, "no descent
+      found within radius r"). Under the strict reading of "never confidently wrong" this is a wrong
+      definite kind: the tests no longer accept it (the sweep counts it apart);
     - ``inconclusive``: inconclusive, not explained by the resolution;
     - ``wrong_index``: a strict saddle with the wrong index (dense: exact; Lanczos: a lower bound
       above the truth);

@@ -81,14 +81,15 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..defaults import (CURVATURE_BAND_FACTOR, DEFAULT_REL_THRESHOLD, FLATNESS_KRYLOV_STEPS, LANCZOS_K,
-                        PROBE_N_RADII, PROBE_RADIUS, PROBE_RANDOM, SINGLE_THREAD_MAX_DIM)
+                        MOSTLY_NULL_SHARE, PROBE_N_RADII, PROBE_RADIUS, PROBE_RANDOM, SINGLE_THREAD_MAX_DIM)
 from ..linalg import lanczos
 from ..point import PointState
 from ..probe import higher_order_probe
 from ..tolerances import default_eig_tol, default_global_tol, default_grad_tol
 from .degenerate import (ProbeSettings, batch_loss_fn, decide_degenerate, gradient_vanishes_nearby, loss_or_nan,
-                         run_probe, signed_escape)
-from .newton import NewtonPath, confirm_in_band, newton_continuation
+                         merge_probes, run_probe, signed_escape, unresolved_directions)
+from .layers import layer_product_probe
+from .newton import NewtonPath, confirm_in_band, direction_band, newton_continuation
 from .options import ClassifyOptions
 from .report import CriticalPointReport, Verdict
 
@@ -242,7 +243,15 @@ def _curvature(state: PointState, method: str, opts: ClassifyOptions, roundoff: 
     evals, evecs = state.eigenvalues, state.eigenvectors
     path = NewtonPath()
     if critical and state.grad_norm > 0 and opts.eig_tol is None:
-        path = newton_continuation(state, method, roundoff)
+        # The continuation inverts every direction above the dtype's round-off band, on both paths: the
+        # Lanczos eigensolver's tolerance bounds the accuracy of the computed eigenvalues, not which
+        # directions a Newton step (MINRES) can invert. With the solver's band as the cut-off a
+        # near-null direction carrying the gradient (x⁴ + y⁴ − 1.9x²y² + z² + z³ at (2e-5, 0, 0):
+        # λ_x = 4.8e-9 < 2e-8) was never moved, the curvature band and the loss gap stayed 0, and the
+        # probe read the cubic term −4x·t³ of the expansion about this point (not about the critical
+        # point) as descent: non_strict_saddle for a minimum.
+        cut = default_eig_tol(state.obj.dtype, state.dim, state.spectral_scale)
+        path = newton_continuation(state, method, cut)
     etol = max(roundoff, path.band) if opts.eig_tol is None else float(opts.eig_tol)
     # Eigenvalues beyond round-off but inside the curvature band: their sign at the nearby exact
     # critical point is checked at the end of the Newton continuation, never silently erased.
@@ -302,7 +311,14 @@ def _classify_state(state: PointState, method: str, opts: ClassifyOptions, newto
         if index == ks and lam_max > etol:
             notes.append(f"all {ks} smallest computed eigenvalues are negative: index >= {ks}")
     # Resolution of the probe: round-off of the loss, or the loss gap to the nearby critical point.
-    settings = ProbeSettings.at(state, opts, max(float(opts.probe_abs_threshold), path.gap), path.band)
+    # The probe removes ½t²dᵀHd along near-null directions, a curvature known only to the round-off band:
+    # second-order changes within max(curvature band, round-off band)·t² decide nothing. (With the band
+    # alone, 0 at an exact critical point, and a loss of exactly 0 — (xy − 1)² at (1, 1) — the threshold
+    # was 0 and the removed −½t²·2.5e-32 read as order-2 descent: non_strict_saddle for a minimum.)
+    # (dᵀHd comes from exact products with H, so its uncertainty is the dtype's round-off band, not the
+    # Lanczos eigensolver's tolerance.)
+    settings = ProbeSettings.at(state, opts, max(float(opts.probe_abs_threshold), path.gap),
+                                max(path.band, default_eig_tol(dtype, dim, scale)))
     tolerances = _tolerances(state, opts, cur, gtol, settings)
     gap_to_global = global_tol = None
     if opts.global_min is not None:
@@ -323,6 +339,7 @@ def _classify_state(state: PointState, method: str, opts: ClassifyOptions, newto
                 and path.contraction_measured and newton_end is None):
             return _classify_at_newton_end(state, method, opts, path, notes)
         verdict = _unresolved_band(state, verdict, cur, settings, notes)
+        verdict = _strict_or_not(state, verdict, cur, method)
         if verdict.kind == "inconclusive" and verdict.reason is None:
             verdict = dataclasses.replace(verdict, reason=notes[-1] if notes else "undecided")
         if verdict.kind == "inconclusive" and verdict.reason not in notes:
@@ -330,6 +347,7 @@ def _classify_state(state: PointState, method: str, opts: ClassifyOptions, newto
         if opts.global_min is not None:
             verdict = _global_minimum(verdict, index, gap_to_global, global_tol, notes)
 
+    null_space = _null_space(state, cur, verdict, res is not None, opts, notes) if critical else None
     if newton_end is not None:
         notes = newton_end.notes + notes
         tolerances["classified_at_newton_end"] = True
@@ -341,7 +359,7 @@ def _classify_state(state: PointState, method: str, opts: ClassifyOptions, newto
         global_min=float(opts.global_min) if opts.global_min is not None else None, global_tol=global_tol,
         gap_to_global=gap_to_global, probe_order=verdict.probe_order, probe_radius=verdict.probe_radius,
         gradient_flatness=verdict.gradient_flatness, reason=verdict.reason, curvature_band=path.band,
-        tolerances=tolerances, notes=notes, eigenvalues=evals.detach().cpu(),
+        tolerances=tolerances, null_space=null_space, notes=notes, eigenvalues=evals.detach().cpu(),
         escape_direction=verdict.escape_direction, probe=verdict.probe)
 
 
@@ -356,7 +374,7 @@ def _tolerances(state: PointState, opts: ClassifyOptions, cur: _Curvature, gtol:
             "newton_g_ratio": path.g_ratio, "newton_relax_steps": path.n_relax,
             "spectral_scale": state.spectral_scale, "param_scale": state.param_scale,
             "probe_rel_threshold": opts.probe_rel_threshold, "probe_abs_threshold": settings.abs_threshold,
-            "probe_quad_threshold": path.band, "probe_radius_max": opts.probe_radius * state.param_scale,
+            "probe_quad_threshold": settings.quad_threshold, "probe_radius_max": opts.probe_radius * state.param_scale,
             "grad_tol_given": opts.grad_tol is not None, "eig_tol_given": opts.eig_tol is not None}
 
 
@@ -391,9 +409,19 @@ def _second_order(state: PointState, method: str, opts: ClassifyOptions, cur: _C
     # The question the probe answers: descent (PSD Hessian: minimum or saddle?) or ascent (NSD: maximum?).
     want = "ascent" if (has_neg and not has_pos) else "descent"
     pr = run_probe(state, opts, settings, method, evals, evecs, cur.zero, want, notes, zero_tol=etol)
+    if want == "descent" and not pr.descent:
+        # Descent through the product of a deep net's layers (order L), which lines in the near-null
+        # eigenspace miss: the layer-product probe, with the curvature band along each of its directions.
+        floor = default_eig_tol(state.obj.dtype, state.dim, state.spectral_scale)
+        lp = layer_product_probe(
+            state, settings, lambda D: direction_band(state, cur.path, method, D).clamp_min(floor), notes)
+        if lp is not None:
+            pr = merge_probes(pr, lp, "layer-product probe (order-L descent through the Linear layers' product)",
+                              notes, only="descent")
     flat = (pr.max_abs_change == 0.0 and state.grad_norm == 0.0
             and gradient_vanishes_nearby(state.obj, state.theta, evecs[:, cur.zero], pr.radii, opts.seed))
-    return decide_degenerate(pr, has_neg, has_pos, evecs, state.grad, notes, flat=flat)
+    unresolved = 0 if flat else unresolved_directions(state.obj, state.theta, pr, opts.seed)
+    return decide_degenerate(pr, has_neg, has_pos, evecs, state.grad, notes, flat=flat, unresolved=unresolved)
 
 
 def _classify_at_newton_end(state: PointState, method: str, opts: ClassifyOptions, path: NewtonPath,
@@ -452,6 +480,64 @@ def _unresolved_band(state: PointState, verdict: Verdict, cur: _Curvature, setti
             f"band ±{band:.3g} and its sign is not confirmed at the nearby critical point: maximum or "
             "saddle is unresolved"))
     return verdict
+
+
+def _null_space(state: PointState, cur: _Curvature, verdict: Verdict, lanczos_path: bool, opts: ClassifyOptions,
+                notes: list[str]) -> dict | None:
+    """``report.null_space`` at a degenerate point; a note when most of the computed spectrum is in the zero band."""
+    n_zero, m = cur.n_zero, int(state.eigenvalues.numel())
+    if n_zero == 0:
+        return None
+    pr = verdict.probe
+    probed = ({name: {"directions": int(p["n_directions"]), "signed": int(p.get("n_signed", 2 * p["n_directions"])),
+                      "unresolved": int(p["n_unresolved"])} for name, p in pr.parts.items()} if pr is not None else {})
+    ks = opts.lanczos_pairs(state.dim)[0] if lanczos_path else m
+    share = n_zero / m
+    mostly = share > MOSTLY_NULL_SHARE or (lanczos_path and int((cur.zero[:ks]).sum()) == ks)
+    radius = pr.max_radius if pr is not None else None
+    resolution = pr.threshold_at_max if pr is not None else None
+    out = {"n_zero": n_zero, "n_eigenvalues": m, "dim": state.dim, "lower_bound": lanczos_path, "share": share,
+           "mostly_null": bool(mostly), "eig_tol": cur.etol, "probed": probed, "radius": radius, "resolution": resolution}
+    if mostly:
+        where = (f"{'at least ' if lanczos_path else ''}{n_zero} of {m if not lanczos_path else state.dim} eigenvalues "
+                 f"{'(all computed smallest pairs) ' if lanczos_path else ''}lie in the zero band |λ| ≤ {cur.etol:.3g}")
+        what = ", ".join(f"{v['directions']} {k.replace('_', ' ')}" for k, v in probed.items()) or "no probe"
+        n_unres = sum(v["unresolved"] for v in probed.values())
+        notes.append(f"verdict '{verdict.kind}' reached with most of the spectrum in the zero band: {where}; probed "
+                     f"directions: {what} ({n_unres} signed unresolved)"
+                     + (f", within radius {radius:.3g} (resolution {resolution:.3g} there)" if radius is not None else ""))
+    return out
+
+
+def _strict_or_not(state: PointState, verdict: Verdict, cur: _Curvature, method: str) -> Verdict:
+    """A non-strict saddle needs H(θ*) positive semi-definite: not one negative curvature left unresolved.
+
+    The probe proved descent (not a minimum); "non-strict" also claims no negative eigenvalue at the
+    critical point. It is withheld (``inconclusive``: strict or non-strict saddle unresolved) when an
+    eigenvalue negative beyond round-off lies inside the curvature band unresolved at the
+    continuation's end, or when the escape direction's own curvature dᵀH(θ)d is negative beyond its
+    band (:func:`landscape.classify.newton.direction_band`): negative curvature at θ* along it.
+    """
+    if verdict.kind != "non_strict_saddle":
+        return verdict
+    evals, band = state.eigenvalues, cur.path.band
+    unresolved_neg = cur.unresolved & (evals < 0)
+    what = None
+    if bool(unresolved_neg.any()):
+        what = (f"λ = {float(evals[unresolved_neg][0]):.3g} is negative beyond round-off but inside the curvature band "
+                f"±{band:.3g} and its sign at the nearby critical point is not resolved")
+    elif verdict.escape_direction is not None and cur.path.end is not None:
+        d = verdict.escape_direction.unsqueeze(0).to(state.theta)
+        curv = float(d[0] @ (state.hessian @ d[0] if method == "dense" else state.hessian_operator.matvec(d[0])))
+        bd = max(float(direction_band(state, cur.path, method, d)[0]), cur.roundoff)
+        if curv < -bd:
+            what = (f"the curvature along the escape direction, {curv:.3g}, is negative beyond its band ±{bd:.3g}: "
+                    "negative curvature at the nearby critical point")
+    if what is None:
+        return verdict
+    return dataclasses.replace(verdict, kind="inconclusive", reason=(
+        f"a saddle: the loss falls at order ≈ {_fmt(verdict.probe_order)} (radius {verdict.probe_radius:.3g}); but {what}: "
+        "strict or non-strict saddle is unresolved"))
 
 
 def _global_minimum(verdict: Verdict, index: int, gap: float, global_tol: float, notes: list[str]) -> Verdict:
