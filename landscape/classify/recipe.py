@@ -86,12 +86,13 @@ from ..linalg import lanczos
 from ..point import PointState
 from ..probe import higher_order_probe
 from ..tolerances import default_eig_tol, default_global_tol, default_grad_tol
-from .degenerate import (ProbeSettings, batch_loss_fn, decide_degenerate, gradient_vanishes_nearby, loss_or_nan,
-                         merge_probes, run_probe, signed_escape, unresolved_directions)
+from .degenerate import (ProbeSettings, batch_loss_fn, gradient_vanishes_nearby, loss_or_nan, merge_probes, run_probe,
+                         signed_escape)
 from .layers import layer_product_probe
 from .newton import NewtonPath, confirm_in_band, direction_band, newton_continuation
 from .options import ClassifyOptions
 from .report import CriticalPointReport, Verdict
+from .verdict import decide_degenerate, unresolved_directions
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..objective import Objective
