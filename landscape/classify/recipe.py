@@ -82,6 +82,7 @@ import torch
 
 from ..defaults import (CURVATURE_BAND_FACTOR, DEFAULT_REL_THRESHOLD, FLATNESS_KRYLOV_STEPS, LANCZOS_K,
                         MOSTLY_NULL_SHARE, PROBE_N_RADII, PROBE_RADIUS, PROBE_RANDOM, SINGLE_THREAD_MAX_DIM)
+from ..budget import BudgetExhausted, hvp_budget
 from ..linalg import lanczos
 from ..point import PointState
 from ..probe import higher_order_probe
@@ -132,6 +133,7 @@ def classify_point(
     probe_search: bool = True,
     lanczos_k: tuple[int, int] = LANCZOS_K,
     probe_reduced: bool = True,
+    max_hvp: int | None = None,
 ) -> CriticalPointReport:
     """Classify ``theta`` for ``obj`` (the recipe and the defaults are in the module docstring).
 
@@ -161,6 +163,9 @@ def classify_point(
             subspace for a descending mixture (:func:`landscape.probe.sphere_search`).
         lanczos_k: (smallest, largest) eigenpairs computed on the Lanczos path.
         probe_reduced: then run the reduced-function (Lyapunov–Schmidt) probe.
+        max_hvp: the most Hessian-vector products to spend (a dense Hessian counts ``dim``;
+            :mod:`landscape.budget`); when the next step would pass it the classification stops
+            and reports ``inconclusive`` with the reason. None: no limit (``report.n_hvp`` counts).
 
     Returns:
         :class:`CriticalPointReport` (every tolerance used in ``report.tolerances``).
@@ -179,7 +184,7 @@ def classify_point(
                            seed=seed, global_tol=global_tol, probe_radius=probe_radius, probe_n_radii=probe_n_radii,
                            probe_random=probe_random, probe_rel_threshold=probe_rel_threshold,
                            probe_abs_threshold=probe_abs_threshold, probe_search=probe_search, lanczos_k=lanczos_k,
-                           probe_reduced=probe_reduced)
+                           probe_reduced=probe_reduced, max_hvp=max_hvp)
     with _threads_for(obj.dim):
         return classify_with_options(obj, theta, opts)
 
@@ -200,7 +205,28 @@ def classify_with_options(obj: "Objective", theta: torch.Tensor, opts: ClassifyO
         'non_strict_saddle'
     """
     method = opts.resolved_method(obj.dim)
-    return _classify_state(_spectrum_state(obj, theta, method, opts), method, opts)
+    with hvp_budget(opts.max_hvp) as budget:
+        try:
+            rep = _classify_state(_spectrum_state(obj, theta, method, opts), method, opts)
+        except BudgetExhausted as exc:
+            rep = _out_of_budget(obj, theta, method, opts, exc)
+    return dataclasses.replace(rep, n_hvp=budget.used)
+
+
+def _out_of_budget(obj: "Objective", theta: torch.Tensor, method: str, opts: ClassifyOptions,
+                   exc: BudgetExhausted) -> CriticalPointReport:
+    """The report of a classification stopped by its HVP budget: ``inconclusive``, the reason naming
+    the budget and the step refused; loss and gradient at θ (no products), nothing of the spectrum."""
+    state = PointState.first_order(obj, theta)
+    reason = (f"{exc}: stopped before it; the kind is not decided (raise max_hvp, or classify on the "
+              f"{'Lanczos' if method == 'dense' else 'dense'} path where that is cheaper)")
+    nan = float("nan")
+    return CriticalPointReport(
+        kind="inconclusive", loss=state.loss, grad_norm=state.grad_norm, lambda_min=nan, lambda_max=nan, index=0,
+        n_zero=0, index_exact=False, degenerate=False, method=method, dim=obj.dim,
+        grad_tol=nan if opts.grad_tol is None else float(opts.grad_tol),
+        eig_tol=nan if opts.eig_tol is None else float(opts.eig_tol), reason=reason,
+        tolerances={"max_hvp": opts.max_hvp}, notes=[reason])
 
 
 def _spectrum_state(obj: "Objective", theta: torch.Tensor, method: str, opts: ClassifyOptions) -> PointState:

@@ -36,6 +36,9 @@ class CriticalPointReport(JsonResult):
     probe: directions and how many stayed unresolved), ``radius`` (the largest probe radius) and
     ``resolution`` (the probe's largest threshold there, loss units); None at a non-degenerate
     point. A verdict with ``mostly_null`` also says so in ``notes``.
+    ``n_hvp``: the Hessian-vector products the classification spent (a dense Hessian counts
+    ``dim``; :mod:`landscape.budget`); with ``max_hvp`` given it is at most that, and a
+    classification that ran out is ``inconclusive`` with the reason.
     ``notes``: what the recipe did and saw, in order.
 
     Example:
@@ -69,6 +72,7 @@ class CriticalPointReport(JsonResult):
     curvature_band: float = 0.0
     tolerances: dict = field(default_factory=dict)
     null_space: dict | None = None
+    n_hvp: int = 0
     notes: list[str] = field(default_factory=list)
     eigenvalues: torch.Tensor | None = field(default=None, repr=False)
     escape_direction: torch.Tensor | None = field(default=None, repr=False)
