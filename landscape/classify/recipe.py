@@ -528,10 +528,13 @@ def _null_space(state: PointState, cur: _Curvature, verdict: Verdict, lanczos_pa
     if mostly:
         where = (f"{'at least ' if lanczos_path else ''}{n_zero} of {m if not lanczos_path else state.dim} eigenvalues "
                  f"{'(all computed smallest pairs) ' if lanczos_path else ''}lie in the zero band |λ| ≤ {cur.etol:.3g}")
-        what = ", ".join(f"{v['directions']} {k.replace('_', ' ')}" for k, v in probed.items()) or "no probe"
-        n_unres = sum(v["unresolved"] for v in probed.values())
-        notes.append(f"verdict '{verdict.kind}' reached with most of the spectrum in the zero band: {where}; probed "
-                     f"directions: {what} ({n_unres} signed unresolved)"
+        if probed:
+            what = ", ".join(f"{v['directions']} {k.replace('_', ' ')}" for k, v in probed.items())
+            n_unres = sum(v["unresolved"] for v in probed.values())
+            what = f"probed directions: {what} ({n_unres} signed unresolved)"
+        else:
+            what = "no direction probed (the kind rests on the eigenvalues outside the band)"
+        notes.append(f"verdict '{verdict.kind}' reached with most of the spectrum in the zero band: {where}; {what}"
                      + (f", within radius {radius:.3g} (resolution {resolution:.3g} there)" if radius is not None else ""))
     return out
 
