@@ -559,7 +559,13 @@ def _strict_or_not(state: PointState, verdict: Verdict, cur: _Curvature, method:
     elif verdict.escape_direction is not None and cur.path.end is not None:
         d = verdict.escape_direction.unsqueeze(0).to(state.theta)
         curv = float(d[0] @ (state.hessian @ d[0] if method == "dense" else state.hessian_operator.matvec(d[0])))
-        bd = max(float(direction_band(state, cur.path, method, d)[0]), cur.roundoff)
+        # The direction's band extrapolates the change the continuation saw along d; a distance left
+        # along a direction the continuation could not travel (a quartic's soft direction whose gradient
+        # is below round-off) changes dᵀHd too, and is bounded only by θ_K's own uncertainty — the
+        # tolerance the in-band eigenvalues were judged with (confirm_in_band). Without it a non-strict
+        # saddle 1e-7 from its critical point read dᵀHd = −5.9e-11 (band 1.3e-11, θ_K's uncertainty
+        # 1.3e-5) as negative curvature there.
+        bd = max(float(direction_band(state, cur.path, method, d)[0]), cur.roundoff, cur.path.end_uncertainty)
         if curv < -bd:
             what = (f"the curvature along the escape direction, {curv:.3g}, is negative beyond its band ±{bd:.3g}: "
                     "negative curvature at the nearby critical point")
