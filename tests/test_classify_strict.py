@@ -149,3 +149,16 @@ def test_the_zero_band_share_is_reported_with_the_verdict():
     one = ls.classify_point(ls.Objective.from_function(g, torch.zeros(4, dtype=F64)), torch.zeros(4, dtype=F64))
     assert one.kind == "minimum" and not one.null_space["mostly_null"]
     assert not any("most of the spectrum" in n for n in one.notes)
+
+
+def test_a_soft_distance_the_continuation_cannot_travel_does_not_make_a_saddle_strict():
+    # −a·z0⁴ + couplings + p·z1² (c = 116), 1e-7 from the critical point along z0: the gradient along z0
+    # (∝ z0³) is below round-off, so the continuation cannot travel it and dᵀHd = −12ca·z0² = −5.9e-11
+    # stays at θ_K; H(θ*) is PSD (truth: non-strict saddle). The strict-or-not check used to read it as
+    # negative curvature at θ* (inconclusive): it is now judged with θ_K's own uncertainty (1.3e-5).
+    seed = 0 * 1_000_003 + 3 * 100_003 + 14  # scripts/classify_sweep.py --seed 0, quartic_neg case 14
+    case = make_case("quartic_neg", RandomDraw(seed))
+    assert case.kind == "non_strict_saddle" and case.dim == 2
+    theta = case.point(True, seed=seed)
+    rep = ls.classify_point(ls.Objective.from_function(case.fn, theta), theta, method="dense")
+    assert verdict(case, rep) == "right", (rep.kind, rep.reason)
