@@ -132,9 +132,12 @@ def test_nearest_critical_at_a_gradient_flat_point_is_inconclusive():
 
 def test_a_point_at_the_global_value_is_a_global_minimum_whatever_the_probe_resolves():
     # A GD stall of relu_teacher (a realizable two-unit ReLU teacher under MSE: L* = 0; seed 4,
-    # step 977). Its refined point has loss 1.7e-32 and ‖g‖ 8e-17 (round-off: no Newton step lowers
-    # it), and the reduced-function probe resolves the last 1e-32 of the loss along a degenerate
-    # direction as "order-2 descent". Nothing lies below L*, so the loss gap bounds any descent.
+    # step 977). Its refined point has loss ~1e-32 and ‖g‖ ~1e-16 (round-off: no Newton step lowers
+    # it). Whether the reduced-function probe resolves the last 1e-32 of the loss along a degenerate
+    # direction as descent depends on the machine's rounding (where this test was written it did,
+    # refined loss 1.7e-32; on another machine it did not, 2.4e-32): either way nothing lies below
+    # L*, so the kind is global_minimum — the only thing asserted here. The note for a resolved
+    # descent is checked on an analytic case below.
     from analyses.problems import get_problem
 
     theta = torch.tensor([float.fromhex(h) for h in (
@@ -147,6 +150,19 @@ def test_a_point_at_the_global_value_is_a_global_minimum_whatever_the_probe_reso
     nc = ls.nearest_critical(obj, theta, global_min=0.0, seed=4)
     assert nc.converged and nc.loss < 1e-30
     assert nc.kind == "global_minimum"
-    assert any("any descent is bounded by that gap" in n for n in nc.report.notes)
-    # without the global value the local tests alone cannot call it a minimum
     assert ls.classify_point(obj, nc.theta, seed=4).kind != "minimum"
+
+
+def test_descent_below_global_tol_at_the_global_value_is_a_global_minimum_with_a_note():
+    # x² − 1e-10·y⁴ at 0 with global_min = 0: the probe resolves order-4 descent along y, far above
+    # round-off (at radius t the loss is exactly −1e-10·t⁴: no cancellation) but below global_tol
+    # (1e-10·0.1⁴ = 1e-14 within the probe's largest radius, against 10·√ε·Λ·s² ≈ 3e-7). The local
+    # tests say non_strict_saddle; at the global value that descent is bounded by the gap: a
+    # global minimum, and the note says why.
+    obj = _fn_obj(lambda v: v[0] ** 2 - 1e-10 * v[1] ** 4)
+    z = torch.zeros(2, dtype=torch.float64)
+    local = ls.classify_point(obj, z)
+    assert local.kind == "non_strict_saddle" and local.probe_order == pytest.approx(4.0, abs=0.05)
+    rep = ls.classify_point(obj, z, global_min=0.0)
+    assert rep.kind == "global_minimum"
+    assert any("any descent is bounded by that gap" in n for n in rep.notes)
