@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .cli_common import HelpFormatter, Parser, UsageError, reexec_deterministic
+from .cli_common import HelpFormatter, Parser, UsageError, check_output_dir, reexec_deterministic
 
 #: every subcommand, once: name -> (module with add_arguments/run, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -67,6 +67,23 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def output_dirs(module: object, args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The ``(option, folder)`` pairs a command will write in: its module's ``output_dirs(args)``
+    when it has one, else ``--out`` when given.
+
+    Args:
+        module: the subcommand's module. args: its parsed arguments.
+
+    Returns:
+        The pairs, checked by :func:`~analyses.cli_common.check_output_dir` before the command runs.
+    """
+    own = getattr(module, "output_dirs", None)
+    if own is not None:
+        return list(own(args))
+    out = getattr(args, "out", None)
+    return [("--out", out)] if out else []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``landscape ARGV``. Started from the command line (``argv`` None), it re-executes itself
     once under :data:`~analyses.cli_common.DETERMINISTIC_ENV` (fixed hash seed, single-threaded
@@ -76,7 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments (without the program name); None: ``sys.argv[1:]``.
 
     Returns:
-        The exit code: the subcommand's, 0 for ``--help``, 2 for a bad argument (one line on stderr).
+        The exit code: the subcommand's, 0 for ``--help``, 2 for a bad argument or an output folder
+        that cannot be written (one line on stderr, before any work), 130 on Ctrl-C (one line; a
+        sweep says how many runs are saved).
     """
     if argv is None:
         try:
@@ -95,10 +114,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return int(importlib.import_module(SUBCOMMANDS[args.command][0]).run(args) or 0)
+        module = importlib.import_module(SUBCOMMANDS[args.command][0])
+        for option, folder in output_dirs(module, args):
+            check_output_dir(folder, option)
+        return int(module.run(args) or 0)
     except UsageError as e:
         print(f"landscape {args.command}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        detail = " ".join(str(e).split())
+        print(f"\nlandscape {args.command}: {detail or 'interrupted'}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import importlib.metadata
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -162,6 +163,44 @@ def existing_file(text: str) -> Path:
     p = Path(text)
     if not p.is_file():
         raise argparse.ArgumentTypeError(f"no such file: {text}")
+    return p
+
+
+def check_output_dir(path: str | Path, option: str) -> Path:
+    """Check, before any work, that ``path`` is a folder this process can write in, or can create:
+    a file is created and removed in it (or in its nearest existing ancestor, which is then left as
+    it was). Every command's output folders pass through it (:func:`analyses.cli.main`).
+
+    Args:
+        path: the output folder. option: the option that named it (``"--out"``), for the message.
+
+    Returns:
+        The path.
+
+    Raises:
+        UsageError: one line naming the folder and why it cannot be written.
+
+    >>> try:
+    ...     check_output_dir("/proc/no-such-folder", "--out")
+    ... except UsageError as e:
+    ...     print(str(e)[:71])
+    --out /proc/no-such-folder: cannot be written (creating a file in /proc
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{option} {p}: exists and is not a folder")
+    probe = p
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"{option} {p}: cannot be created, {probe} is not a folder")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".landscape-write-check-", dir=probe)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as e:
+        raise UsageError(f"{option} {p}: cannot be written (creating a file in {probe} failed: {e.strerror or e}); "
+                         f"choose a writable folder with {option}") from None
     return p
 
 

@@ -42,6 +42,7 @@ from .outputs import save_npz
 from .problems import Problem, get_problem
 from .problems import digits as digits_problem
 from .problems.digits import hidden_activations
+from .sweep import SweepFailed, SweepInterrupted
 
 #: significant digits of the floats in digits.json (a tracked output: no noise digits)
 JSON_DIGITS = 8
@@ -501,12 +502,20 @@ def run(args: argparse.Namespace) -> int:
         args: the parsed arguments (:func:`add_arguments`).
 
     Returns:
-        The exit code, 0.
+        The exit code: 0; 1 when the comparison's workers kept dying (one line: how many runs are
+        saved; rerunning continues them); 130 when interrupted.
     """
     hb = Heartbeat("digits", quiet=args.quiet)
     try:
         with hb.step("the digits plateau and the method comparison" + (" (quick)" if args.quick else "")):
             part = run_part(Path(args.out), quick=args.quick, seed=args.seed, workers=args.workers)
+    except SweepFailed as exc:
+        print(f"landscape digits: error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        return 1
+    except SweepInterrupted as exc:
+        print(f"\nlandscape digits: interrupted; {exc.n_saved} of {exc.n_total} runs are saved in {exc.path}; "
+              "run the same command again to continue", file=sys.stderr, flush=True)
+        return 130
     finally:
         hb.close()
     print(part["answer"])

@@ -475,6 +475,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_quiet(p)
 
 
+def output_dirs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The folder ``landscape spectrum`` writes in (checked before any work by :func:`analyses.cli.main`).
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        ``[("--out", folder)]``: ``--out``, else LOG_DIR with ``--from``, else
+        ``figures/spectrum/<problem>_<method>``.
+    """
+    if args.out:
+        return [("--out", args.out)]
+    if args.from_dir:
+        return [("--from", str(args.from_dir))]
+    return [("--out", f"figures/spectrum/{args.problem}_{args.method}")]
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``landscape spectrum``: train on a zoo problem (or take a run directory), then report.
 

@@ -319,6 +319,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_quiet(p)
 
 
+def output_dirs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The folder ``landscape surface`` writes in (checked before any work by :func:`analyses.cli.main`).
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        ``[("--out", folder)]`` (with ``--replot`` and the default ``--out``, the .npz file's folder);
+        nothing for ``--list`` and ``--bench``, which write no file.
+    """
+    if args.list or args.bench:
+        return []
+    if args.replot and args.out == "figures/surface":
+        return [("--replot", str(Path(args.replot).parent))]
+    return [("--out", args.out)]
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``landscape surface`` (``--problem``, ``--replot`` or ``--bench``; ``--list`` the zoo).
 

@@ -25,7 +25,7 @@ Example:
 # --- objectives and the operators they give
 from . import distributed
 from ._functional import second_order_safe, stochastic_modules
-from .errors import NonFiniteError
+from .errors import ConvergenceWarning, NonFiniteError
 from .gauss_newton import NonGGNCurvature, nongg_negative_curvature
 from .objective import Objective
 from .operators import CurvatureOperator, EmpiricalFisherOperator, GGNOperator, HessianOperator, make_operator
@@ -63,7 +63,7 @@ from .deep_linear import DeepLinearProblem  # noqa: F401  (not in __all__)
 
 __all__ = [
     # objectives and operators
-    "Objective", "NonFiniteError", "ParamSpec", "second_order_safe", "stochastic_modules",
+    "Objective", "NonFiniteError", "ConvergenceWarning", "ParamSpec", "second_order_safe", "stochastic_modules",
     "CurvatureOperator", "HessianOperator", "GGNOperator", "EmpiricalFisherOperator", "make_operator",
     "nongg_negative_curvature", "NonGGNCurvature",
     # spectra

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -13,9 +14,13 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten
 
-from ._functional import BroadcastGuard, FunctionalModel, second_order_safe, stochastic_modules
+from ._functional import BroadcastGuard, FunctionalModel, RandomOpRecorder, second_order_safe, stochastic_modules
 from .data import BatchSource, check_pair, slice_batch, tensor_leaves
+from .errors import NonFiniteError
 from .params import ParamSpec, select_parameters
+
+#: half-precision dtypes: accepted with one warning saying what they cannot certify
+HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def build_model_objective(cls: type, model: nn.Module, batch_loss: Callable, data: Any, *, dtype: torch.dtype | None,
@@ -58,14 +63,12 @@ def build_model_objective(cls: type, model: nn.Module, batch_loss: Callable, dat
                          if params is None else f"params={params!r} selects no parameter")
     offenders = stochastic_modules(model)
     if offenders:
-        raise ValueError(
-            f"model is in train mode with stochastic or batch-dependent modules: {', '.join(offenders)}; "
-            "its loss is random or depends on the batch, so curvature is ill-defined. "
-            "Call model.eval() (or set their dropout to 0) before building the objective.")
+        raise ValueError(stochastic_refusal(model, offenders))
     first = dict(named)[names[0]]
     dtype = dtype or first.dtype
     if not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating type, got {dtype}")
+    warn_half(dtype)
     device = torch.device(device) if device is not None else first.device
 
     module = copy.deepcopy(model).to(device=device, dtype=dtype)
@@ -94,9 +97,202 @@ def build_model_objective(cls: type, model: nn.Module, batch_loss: Callable, dat
     return obj
 
 
+def stochastic_refusal(model: nn.Module, offenders: list[str]) -> str:
+    """The one-line refusal of a model with random or batch-dependent modules, and its fix per kind.
+
+    Args:
+        model: the user's model. offenders: :func:`landscape.stochastic_modules` of it.
+
+    Returns:
+        The message: which modules are random in train mode (Dropout, RReLU, attention/RNN dropout),
+        which depend on the batch in train mode (BatchNorm) or in every mode (BatchNorm without
+        running statistics), and what fixes each.
+
+    Example:
+        >>> from torch import nn
+        >>> m = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+        >>> msg = stochastic_refusal(m, ["1 (BatchNorm1d)"])
+        >>> "1 (BatchNorm1d)" in msg, "running statistics" in msg, "dropout" in msg
+        (True, True, False)
+    """
+    bad = set(offenders)
+    random_, batch, nostats = [], [], []
+    dropout = rrelu = False
+    for name, m in model.named_modules():
+        label = f"{name or '<model>'} ({type(m).__name__})"
+        if label not in bad:
+            continue
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            (batch if m.track_running_stats else nostats).append(label)
+        else:
+            random_.append(label)
+            rrelu = rrelu or isinstance(m, nn.RReLU)
+            dropout = dropout or not isinstance(m, nn.RReLU)
+    what = " and ".join(x for x in ("random" if random_ else "", "depend on the batch" if batch or nostats else "") if x)
+    parts = ([f"random in train mode: {', '.join(random_)}"] if random_ else []) + (
+        [f"normalised by the batch in train mode: {', '.join(batch)}"] if batch else []) + (
+        [f"normalised by the batch in every mode (track_running_stats=False): {', '.join(nostats)}"] if nostats else [])
+    fixes = []
+    if random_ or batch:
+        effects = [x for x, on in (("Dropout then passes its input through", dropout),
+                                   ("RReLU uses its mean slope", rrelu),
+                                   ("BatchNorm uses its running statistics", bool(batch))) if on]
+        fixes.append(f"call model.eval() before building the objective ({', '.join(effects)})")
+    if dropout:
+        fixes.append("or set those dropout probabilities to 0")
+    if nostats:
+        fixes.append("rebuild the BatchNorm layers without running statistics with track_running_stats=True "
+                     "(and fitted statistics) or replace them (GroupNorm, LayerNorm)")
+    return (f"model has modules that make its loss {what}: {'; '.join(parts)}; the objective must be one fixed "
+            f"function of the parameters, so curvature is ill-defined. Fix: {'; '.join(fixes)}.")
+
+
+def warn_half(dtype: torch.dtype) -> None:
+    """One ``RuntimeWarning`` for a half-precision objective: what it cannot certify.
+
+    Args:
+        dtype: the objective's dtype (nothing happens unless float16 or bfloat16).
+
+    Example:
+        >>> import warnings, torch
+        >>> with warnings.catch_warnings(record=True) as w:
+        ...     warnings.simplefilter("always")
+        ...     warn_half(torch.float16)
+        >>> "cannot be certified" in str(w[0].message)
+        True
+    """
+    if dtype not in HALF_DTYPES:
+        return
+    eps = torch.finfo(dtype).eps
+    warnings.warn(
+        f"dtype={dtype} (machine epsilon {eps:.1e}): losses, gradients and curvature products carry relative "
+        f"round-off of ~{eps:.0e}, so eigenpairs cannot be certified below a residual of ~{eps:.0e}·‖H‖ (the "
+        "default tol 1e-4 is out of reach: extreme_eigs reports such pairs unconverged), curvature below that "
+        "level cannot be told from zero in classify_point, and traces and densities carry that error. For "
+        "certified results pass dtype=torch.float32 or torch.float64 (the objective evaluates a copy of the "
+        "model; yours stays in half precision).", RuntimeWarning, stacklevel=4)
+
+
+class _WatchedModel(FunctionalModel):
+    """A :class:`FunctionalModel` that remembers the arguments of a call in progress (``entered`` is
+    None between calls), so an error raised inside the model can be described."""
+
+    def __init__(self, module: nn.Module, params: dict[str, torch.Tensor], record: list) -> None:
+        super().__init__(module, params, record=record)
+        self.entered: tuple | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.entered = (args, kwargs)
+        out = super().__call__(*args, **kwargs)
+        self.entered = None
+        return out
+
+
+def _desc(t: Any) -> str:
+    if isinstance(t, torch.Tensor):
+        return f"{str(t.dtype).replace('torch.', '')} {tuple(t.shape)}"
+    if isinstance(t, dict):
+        return f"{type(t).__name__} with keys {list(t)[:6]}"
+    if isinstance(t, (tuple, list)):
+        return f"{type(t).__name__} of {len(t)}: " + ", ".join(_desc(x) for x in list(t)[:4])
+    return type(t).__name__
+
+
+def _raised(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200] if lines else ''}"
+
+
+def _diagnose(exc: Exception, obj: Any, batch: Any, model: _WatchedModel, calls: list, where: str) -> Exception:
+    """A one-line error naming the batch and the cause of an exception raised by the first evaluation."""
+    raised = _raised(exc)
+    if model.entered is not None:  # raised inside the model
+        ins = [t for t in tree_flatten(model.entered)[0] if isinstance(t, torch.Tensor)]
+        ints = [t for t in ins if not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)]
+        text = str(exc).lower()
+        if ints and any(k in text for k in ("dtype", "type", "long", "int")):
+            return TypeError(
+                f"{where}: the model got an integer input ({', '.join(_desc(t) for t in ints)}) but computes in "
+                f"{obj.dtype} ({raised}); convert that input to floating point in your data (e.g. x.float()): the "
+                "objective passes integer tensors as they are (token ids, class labels), floating ones in its dtype")
+        return RuntimeError(f"{where}: the model raised {raised} on inputs {', '.join(_desc(t) for t in ins) or '()'}")
+    if not calls:
+        return RuntimeError(f"{where}: batch_loss raised {raised} before calling the model")
+    out = calls[-1][2]
+    if not isinstance(out, torch.Tensor):
+        pick = (f"out[{next(iter(out))!r}]" if isinstance(out, dict) and len(out) else "out[0]")
+        return TypeError(
+            f"{where}: the model returns a {_desc(out)}, not a tensor, and the loss raised {raised}; pick the "
+            f"output the loss takes: from_module(model, lambda out, y: criterion({pick}, y), data), or "
+            f"from_batches(model, lambda m, b: criterion(m(b[0]){pick[3:]}, b[1]), data)")
+    fed = {id(t) for a, k, _ in calls for t in tree_flatten((a, k))[0] if isinstance(t, torch.Tensor)}
+    targets = [t for t in tensor_leaves(batch) if id(t) not in fed]
+    hint = ""
+    text = str(exc).lower()
+    for t in targets:
+        if "target" not in text or out.ndim < 2:
+            break
+        if t.is_floating_point() and t.ndim == out.ndim - 1:
+            hint = "; class-index targets (CrossEntropyLoss, NLLLoss) must be integers: pass targets.long()"
+        elif not t.is_floating_point() and t.ndim == out.ndim and t.shape[-1] == 1:
+            hint = (f"; class-index targets must have shape {tuple(t.shape[:-1])}, not {tuple(t.shape)}: "
+                    "pass targets.reshape(-1)" if t.ndim == 2 else "; pass targets.squeeze(-1)")
+    return ValueError(f"{where}: the loss raised {raised} (model output {_desc(out)}; "
+                      f"targets {', '.join(_desc(t) for t in targets) or 'none'}){hint}")
+
+
+def _bits(v: torch.Tensor) -> bytes:
+    return bytes(v.detach().reshape(-1).cpu().contiguous().view(torch.uint8).tolist())
+
+
+def _check_fixed_function(first: torch.Tensor, second: torch.Tensor, seen: list[str], where: str) -> None:
+    """Two evaluations at one θ must agree bit for bit (module docstring of :mod:`landscape._functional`)."""
+    if _bits(first) == _bits(second):
+        return
+    a, b = float(first), float(second)
+    if seen:
+        ops = ", ".join(sorted(set(seen)))
+        raise ValueError(
+            f"the loss is random: two evaluations at the same parameters on {where} gave {a:.6g} and {b:.6g}, and "
+            f"random operations ran in the model or the loss ({ops}); the objective must be one fixed function of "
+            "the parameters. Call model.eval() before building it and pass training=self.training to functional "
+            "calls (F.dropout defaults to training=True), or remove the randomness")
+    rel = abs(a - b) / max(abs(a), abs(b), torch.finfo(torch.float64).tiny)
+    eps = torch.finfo(first.dtype).eps
+    if math.isfinite(rel) and rel <= 1e3 * eps:
+        warnings.warn(f"the loss is not bit-reproducible: two evaluations at the same parameters on {where} differ "
+                      f"by {rel:.1e} relative (non-deterministic kernels, e.g. atomics on a GPU); every value carries "
+                      "that noise. torch.use_deterministic_algorithms(True) removes it", RuntimeWarning, stacklevel=5)
+        return
+    raise ValueError(
+        f"the loss is not a fixed function of the parameters: two evaluations at the same parameters on {where} "
+        f"gave {a!r} and {b!r} and no torch random operation ran (random numbers from another library, e.g. "
+        "numpy or random, or state that forward updates?); make the model's forward and the loss deterministic")
+
+
+def _fixed_weight_error(obj: Any) -> str | None:
+    """The first non-finite model weight that is not part of θ (NaN/inf parameter, NaN buffer), or None."""
+    names = set(obj.spec.names)
+    for name, p in obj.module.named_parameters():
+        if name not in names and p.is_floating_point() and not bool(torch.isfinite(p).all()):
+            return (f"the model's parameter {name!r} (not part of theta: params= leaves it fixed) holds "
+                    f"{'nan' if bool(p.isnan().any()) else 'inf'}, so the loss is non-finite at every theta; "
+                    "fix the model's weights or include it in params=")
+    for name, t in obj.module.named_buffers():
+        if t.is_floating_point() and bool(t.isnan().any()):
+            return (f"the model's buffer {name!r} holds nan, so the loss is non-finite at every theta; "
+                    "fix the model (e.g. reload its state_dict)")
+    return None
+
+
 def first_batch_checks(obj: Any, custom_count: bool) -> None:
-    """On the first batch: the loss is a scalar, does not broadcast targets against outputs, and
-    (when the examples are the batches' leading dimension) is a mean over the batch.
+    """On the first batch, with at most one evaluation more than the loss itself: the model and the
+    loss run (an error names the batch and the cause: integer inputs, a tuple or dict output, class
+    targets of the wrong type or shape); the loss is a scalar; it is one fixed function of θ (two
+    evaluations agree bit for bit: a random op such as ``F.dropout`` in train mode is named); it does
+    not broadcast targets against outputs; a non-finite fixed weight is named; and (when the
+    examples are the batches' leading dimension) it is a mean over the batch (checked on two
+    examples, to a relative 1e-4 or 64·eps for half precision).
 
     Args:
         obj: the objective just built.
@@ -104,7 +300,7 @@ def first_batch_checks(obj: Any, custom_count: bool) -> None:
             check does not apply).
 
     Raises:
-        ValueError: naming the problem.
+        ValueError, TypeError, RuntimeError, NonFiniteError: one line naming the problem and the fix.
 
     Example:
         >>> import torch, landscape as ls
@@ -114,26 +310,34 @@ def first_batch_checks(obj: Any, custom_count: bool) -> None:
         ...
         ValueError: the loss is not a mean over examples: ...
     """
-    _, batch, n, _ = next(iter(obj.iter_indexed_batches()))
+    j, batch, n, _ = next(iter(obj.iter_indexed_batches()))
+    where = obj.batch_location(j)
     params = obj.spec.unflatten(obj.initial_point())
     calls: list = []
-    model = FunctionalModel(obj.module, params, record=calls)
+    probe = _WatchedModel(obj.module, params, calls)
+    recorder = RandomOpRecorder()
     with torch.no_grad(), second_order_safe():
-        # Targets: floating tensors of the batch that the model was not called with.
-        probe_calls: list = []
-        probe = FunctionalModel(obj.module, params, record=probe_calls)
-        value = obj.call_batch_loss(probe, batch)
-        fed = {id(t) for a, k, _ in probe_calls for t in tree_flatten((a, k))[0] if isinstance(t, torch.Tensor)}
-        targets = [t for t in tensor_leaves(batch) if t.is_floating_point() and id(t) not in fed]
-        if not probe_calls:
+        try:
+            with recorder:
+                value = obj.call_batch_loss(probe, batch)
+        except Exception as exc:  # noqa: BLE001 - described with the batch, chained to the original
+            raise _diagnose(exc, obj, batch, probe, calls, where) from exc
+        if not calls:
             raise ValueError("batch_loss never called the model: it must evaluate model(...) on the batch")
-        if targets:
-            with BroadcastGuard(targets):
-                obj.call_batch_loss(model, batch)
-    if not isinstance(value, torch.Tensor) or value.numel() != 1:
-        raise ValueError(f"batch_loss must return a scalar tensor (the batch's mean loss), got "
-                         f"{type(value).__name__}{'' if not isinstance(value, torch.Tensor) else tuple(value.shape)}"
-                         " (for Hugging Face outputs return out.loss)")
+        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+            raise ValueError(f"batch_loss must return a scalar tensor (the batch's mean loss), got "
+                             f"{type(value).__name__}{'' if not isinstance(value, torch.Tensor) else tuple(value.shape)}"
+                             " (for Hugging Face outputs return out.loss)")
+        # Targets: the batch's tensors (floating or integer) that the model was not called with.
+        fed = {id(t) for a, k, _ in calls for t in tree_flatten((a, k))[0] if isinstance(t, torch.Tensor)}
+        targets = [t for t in tensor_leaves(batch) if id(t) not in fed]
+        with BroadcastGuard(targets):
+            again = obj.call_batch_loss(FunctionalModel(obj.module, params), batch)
+    _check_fixed_function(value, again, recorder.seen, where)
+    if not bool(torch.isfinite(value).all()):
+        err = _fixed_weight_error(obj)
+        if err is not None:
+            raise NonFiniteError(err)
     leading_ok = all(t.ndim > 0 and t.shape[0] == n for t in tensor_leaves(batch))
     # A custom batch_size counts something other than the leading rows (tokens, say): then the
     # batch loss is a mean over those units and the two-row check does not apply.
@@ -142,8 +346,9 @@ def first_batch_checks(obj: Any, custom_count: bool) -> None:
             pair = float(obj.batch_loss_at(params, slice_batch(batch, 0, 2)))
             single = 0.5 * (float(obj.batch_loss_at(params, slice_batch(batch, 0, 1)))
                             + float(obj.batch_loss_at(params, slice_batch(batch, 1, 2))))
+        rel = max(1e-4, 64 * torch.finfo(obj.dtype).eps)
         if (math.isfinite(pair) and math.isfinite(single)
-                and abs(pair - single) > 1e-4 * max(abs(pair), abs(single), 1e-30)):
+                and abs(pair - single) > rel * max(abs(pair), abs(single), 1e-30)):
             raise ValueError(
                 f"the loss is not a mean over examples: on two examples it gives {pair:.6g}, the mean of the "
                 f"two single-example losses is {single:.6g}. Pass a mean-reduced criterion (e.g. nn.MSELoss()) "
@@ -173,6 +378,7 @@ def build_function_objective(cls: type, fn: Callable[[torch.Tensor], torch.Tenso
     dtype = dtype or x0.dtype
     if not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating type, got {dtype}")
+    warn_half(dtype)
     device = torch.device(device) if device is not None else x0.device
     x0 = x0.detach().to(device=device, dtype=dtype)
     probe = fn(x0)

@@ -5,7 +5,10 @@
   optionally recording or replaying its outputs (the generalised Gauss-Newton splits a loss into
   model and loss-of-output this way);
 - :func:`stochastic_modules`: the submodules that make a loss random or batch-dependent;
-- :class:`BroadcastGuard`: refuses a loss that broadcasts targets against outputs;
+- :class:`RandomOpRecorder`: which random torch functions a call ran (the construction-time
+  determinism check names them);
+- :class:`BroadcastGuard`: refuses a loss that broadcasts targets (floating or integer, also after a
+  dtype cast such as ``t.to(o.dtype)``) against outputs;
 - :class:`ReducedLoss`: the global loss of a distributed objective (forward only).
 
 Private to :mod:`landscape` (the objective and the operators use it); the user-facing names are
@@ -25,6 +28,16 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+
+#: torch functions that draw random numbers: a loss that calls one is not a fixed function of θ
+RANDOM_OPS = frozenset({
+    "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout", "rrelu", "rrelu_",
+    "rand", "randn", "randint", "rand_like", "randn_like", "randint_like", "randperm", "bernoulli", "bernoulli_",
+    "normal", "normal_", "uniform_", "multinomial", "poisson", "exponential_", "geometric_", "cauchy_",
+    "log_normal_", "random_", "gumbel_softmax"})
+#: conversions that keep a tensor's values and shape: a target converted this way is still a target
+_CONVERSIONS = frozenset({"to", "type", "type_as", "float", "double", "half", "bfloat16", "long", "int", "short",
+                          "byte", "char", "bool", "clone", "detach", "contiguous"})
 
 
 # ---------------------------------------------------------------------------- evaluation context
@@ -110,9 +123,11 @@ class FunctionalModel:
 def stochastic_modules(model: nn.Module) -> list[str]:
     """Submodules whose output is random or depends on the other examples of the batch.
 
-    In their current mode: Dropout with p > 0 in training, MultiheadAttention and stacked RNNs with
-    dropout > 0 in training, BatchNorm in training or without running statistics. The objective
-    refuses a model that has any (its loss would not be a fixed function of the parameters).
+    In their current mode: Dropout with p > 0 in training, RReLU in training (random slopes),
+    MultiheadAttention and stacked RNNs with dropout > 0 in training, BatchNorm in training or
+    without running statistics. The objective refuses a model that has any (its loss would not be a
+    fixed function of the parameters). Randomness a module list cannot see (``F.dropout`` called in
+    ``forward``, ``torch.rand``) is caught at construction by evaluating the first batch twice.
 
     Args:
         model: any ``nn.Module``.
@@ -132,6 +147,8 @@ def stochastic_modules(model: nn.Module) -> list[str]:
         bad = False
         if isinstance(m, _DROPOUT):
             bad = m.training and float(m.p) > 0
+        elif isinstance(m, nn.RReLU):
+            bad = m.training
         elif isinstance(m, nn.MultiheadAttention):
             bad = m.training and float(m.dropout) > 0
         elif isinstance(m, nn.RNNBase):  # dropout between stacked recurrent layers
@@ -143,19 +160,46 @@ def stochastic_modules(model: nn.Module) -> list[str]:
     return out
 
 
+class RandomOpRecorder(TorchFunctionMode):
+    """Inside the block, record the names of the random torch functions called (:data:`RANDOM_OPS`).
+
+    Attributes:
+        seen: the names, in call order (repeats kept).
+
+    Example:
+        >>> import torch
+        >>> with RandomOpRecorder() as rec:
+        ...     _ = torch.nn.functional.dropout(torch.ones(3), 0.5) + torch.ones(3)
+        >>> rec.seen
+        ['dropout']
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in RANDOM_OPS:
+            self.seen.append(name)
+        return func(*args, **(kwargs or {}))
+
+
 class BroadcastGuard(TorchFunctionMode):
     """Refuse an operation that broadcasts a target tensor against another tensor to a shape larger
     than both (``(N, 1)`` outputs minus ``(N,)`` targets gives ``(N, N)``): almost always a shape bug
-    that silently changes the loss.
+    that silently changes the loss. Integer targets are watched too, and a target stays watched
+    through value-preserving conversions (``t.to(o.dtype)``, ``t.float()``) and through operations
+    whose only tensor is the target (``t / 255``); a reshape makes a new, unwatched tensor.
 
     Args:
         targets: the batch's target tensors (matched by identity).
 
     Example:
         >>> import torch
-        >>> y = torch.zeros(4)
+        >>> y = torch.zeros(4, dtype=torch.int64)
         >>> with BroadcastGuard([y]):
-        ...     torch.ones(4, 1) - y
+        ...     torch.ones(4, 1) - y.to(torch.float32)
         Traceback (most recent call last):
         ...
         ValueError: the loss would broadcast a tensor of shape (4, 1) (the model's output) against targets ...
@@ -163,11 +207,22 @@ class BroadcastGuard(TorchFunctionMode):
 
     def __init__(self, targets: list[torch.Tensor]) -> None:
         super().__init__()
-        self.ids = {id(t): t for t in targets}
+        self.ids = {id(t): t for t in targets}  # the tensors are held, so their ids are not reused
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         tensors = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
+        name = getattr(func, "__name__", str(func))
+        if name not in _CONVERSIONS:
+            self._check(tensors, name)
+        out = func(*args, **kwargs)
+        first = tensors[0] if tensors else None
+        if (first is not None and id(first) in self.ids and isinstance(out, torch.Tensor) and out is not first
+                and out.shape == first.shape and (name in _CONVERSIONS or len(tensors) == 1)):
+            self.ids[id(out)] = out
+        return out
+
+    def _check(self, tensors: list[torch.Tensor], name: str) -> None:
         for t in tensors:
             if id(t) not in self.ids:
                 continue
@@ -179,12 +234,10 @@ class BroadcastGuard(TorchFunctionMode):
                 except RuntimeError:
                     continue
                 if math.prod(b) > max(a.numel(), t.numel()):
-                    name = getattr(func, "__name__", str(func))
                     raise ValueError(
                         f"the loss would broadcast a tensor of shape {tuple(a.shape)} (the model's output) against "
                         f"targets of shape {tuple(t.shape)} to {tuple(b)} (in {name}); make the shapes equal, e.g. "
                         f"targets.reshape{tuple(a.shape)}")
-        return func(*args, **kwargs)
 
 
 class ReducedLoss(torch.autograd.Function):

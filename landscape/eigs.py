@@ -19,12 +19,14 @@ the operator through :func:`landscape.operators.make_operator`.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
 
 from .defaults import BASIS_BUDGET_ELEMS, BASIS_EXTRA, LANCZOS_MAX_ITER, LOOSE_TOL
+from .errors import ConvergenceWarning
 from .linalg import BLOCK, combine, dot64, norm64, random_unit, sub_comb
 from .operators import CURVATURES, as_operator, check_curvature, is_operator
 from .results import JsonResult
@@ -236,6 +238,7 @@ def extreme_eigs(
     verify_steps: int | None = None,
     explicit_residuals: bool | None = None,
     start: str | torch.Tensor = "auto",
+    warn: bool = True,
 ) -> EigResult:
     """Extreme eigenpairs of a curvature operator by thick-restart Lanczos.
 
@@ -298,6 +301,9 @@ def extreme_eigs(
             al. 2018: on the bench MLP 26 instead of 28 steps for the top-5 at 2.2e-2); otherwise
             the seeded random unit vector, which ``"random"`` always takes. A tensor (dim,) is
             used as given (normalised).
+        warn: when a returned pair has not converged, emit one :class:`landscape.ConvergenceWarning`
+            (a ``RuntimeWarning``) naming how many pairs, the worst residual relative to ‖H‖ and the
+            tol; ``False`` (or the ``warnings`` filters) silences it. The result is the same either way.
 
     Returns:
         :class:`EigResult`: values ascending, unit vectors (dim, m), residuals, convergence.
@@ -327,7 +333,37 @@ def extreme_eigs(
     op = as_operator(source, theta, curvature=curvature, operator=operator)
     n0 = op.n_matvec
     run = _lanczos_phases(op, req, seed, dim, dtype, device)
-    return _result(op, req, run, n0, dtype, device, explicit_residuals, curvature)
+    res = _result(op, req, run, n0, dtype, device, explicit_residuals, curvature)
+    if warn and not res.all_converged:
+        warnings.warn(unconverged_message(res, req.max_iter), ConvergenceWarning, stacklevel=2)
+    return res
+
+
+def unconverged_message(res: EigResult, max_iter: int | None = None, what: str = "extreme_eigs") -> str:
+    """The one-line warning for a result with unconverged pairs: how many, the worst relative residual
+    ‖Hv − λv‖/‖H‖ against the tol, and what to change.
+
+    Args:
+        res: the result. max_iter: the step budget it ran under. what: the caller's name.
+
+    Returns:
+        The message.
+
+    Example:
+        >>> import torch
+        >>> from landscape.operators import DiagonalOperator
+        >>> r = extreme_eigs(DiagonalOperator(torch.linspace(0, 1, 200, dtype=torch.float64)), k=3,
+        ...                  which="largest", max_iter=5, warn=False)
+        >>> unconverged_message(r, 5)[:55]
+        'extreme_eigs: 3 of 3 eigenpairs did not converge within'
+    """
+    bad = ~res.converged
+    rel = res.residuals.to(torch.float64) / max(res.scale, torch.finfo(torch.float64).tiny)
+    worst = int(torch.argmax(torch.where(bad, rel, torch.zeros_like(rel))))
+    budget = f"max_iter={max_iter}" if max_iter is not None else "the step budget"
+    return (f"{what}: {int(bad.sum())} of {bad.numel()} eigenpairs did not converge within {res.n_iter} Lanczos "
+            f"steps ({budget}): worst residual {float(rel[worst]):.2e}·‖H‖ (λ = {float(res.values[worst]):.6g}) "
+            f"vs tol {res.tol:.1e}; raise max_iter, loosen tol, or read result.converged")
 
 
 class _Run(NamedTuple):

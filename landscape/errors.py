@@ -22,3 +22,33 @@ class NonFiniteError(FloatingPointError):
         ...
         landscape.errors.NonFiniteError: loss is nan on the function
     """
+
+
+class NonFiniteInputError(NonFiniteError, ValueError):
+    """A vector handed in (θ, a direction, a product's vector) holds NaN or inf: a non-finite value
+    (:class:`NonFiniteError`) and a bad argument (``ValueError``) at once, named with the parameter
+    and flat index, never blamed on a batch.
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda x: (x ** 2).sum(), torch.zeros(2, dtype=torch.float64))
+        >>> try:
+        ...     obj.grad(torch.tensor([float("inf"), 0.0], dtype=torch.float64))
+        ... except ValueError as e:
+        ...     print(type(e).__name__, isinstance(e, ls.NonFiniteError))
+        NonFiniteInputError True
+    """
+
+
+class ConvergenceWarning(RuntimeWarning):
+    """An iterative result did not reach its tolerance: an eigenpair whose residual exceeds ``tol``,
+    a Hutchinson trace without a significant digit, a density whose smoothing is finer than its
+    quadrature resolves. One warning per call, naming what and its residual; the result itself is
+    returned unchanged. Silence it with the function's ``warn=False`` or the standard filters
+    (``warnings.filterwarnings("ignore", category=ls.ConvergenceWarning)``).
+
+    Example:
+        >>> from landscape.errors import ConvergenceWarning
+        >>> issubclass(ConvergenceWarning, RuntimeWarning)
+        True
+    """

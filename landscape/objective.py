@@ -29,7 +29,7 @@ from ._operator_api import OperatorAPI
 from ._per_example import PerExampleGradients
 from .data import Batch, BatchSource
 from .defaults import DEFAULT_HESSIAN_MAX_DIM
-from .errors import NonFiniteError
+from .errors import NonFiniteError, NonFiniteInputError
 from .operators import CurvatureOperator, HessianOperator, make_operator
 from .params import ParamSpec, select_parameters
 
@@ -361,6 +361,16 @@ class Objective(OperatorAPI):
 
         Raises:
             TypeError: not a tensor, or the wrong dtype. ValueError: not of shape ``(dim,)``.
+            NonFiniteInputError: ``theta`` holds NaN or inf (named with the first such parameter); a
+                :class:`NonFiniteError` and a ``ValueError``.
+
+        Example:
+            >>> import torch, landscape as ls
+            >>> obj = ls.Objective.from_function(lambda x: (x ** 2).sum(), torch.zeros(2, dtype=torch.float64))
+            >>> obj.loss(torch.tensor([0.0, float("nan")], dtype=torch.float64))
+            Traceback (most recent call last):
+            ...
+            landscape.errors.NonFiniteInputError: theta is non-finite: nan at flat index 1, in parameter 'x'...
         """
         if not isinstance(theta, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(theta).__name__}")
@@ -369,6 +379,13 @@ class Objective(OperatorAPI):
         if theta.dtype != self.dtype:
             raise TypeError(f"{name} has dtype {theta.dtype} but the objective uses {self.dtype}; "
                             f"convert with {name}.to({self.dtype})")
+        if not bool(torch.isfinite(theta).all()):  # one reduction; named here, not blamed on a batch
+            i = int((~torch.isfinite(theta)).nonzero()[0, 0])
+            origin = (" (the model's own weights: obj.initial_point() holds them)"
+                      if name == "theta" and self.module is not None and torch.equal(
+                          theta.isfinite().cpu(), self._theta0.isfinite().cpu()) else "")
+            raise NonFiniteInputError(f"{name} is non-finite: {float(theta[i])} at flat index {i}, in parameter "
+                                 f"{self.spec.locate(i)!r}{origin}; the loss cannot be evaluated there")
         return theta.to(self.device)
 
     # ------------------------------------------------------------------ values and curvature

@@ -63,6 +63,22 @@ def _validate(args: argparse.Namespace) -> tuple[dict[str, Any], str | None]:
     return {"tol": tol, "threads": threads or os.cpu_count() or 1, "dtype": _DTYPES[args.dtype]}, None
 
 
+def output_dirs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The folders ``landscape bench`` writes in (checked before any work by :func:`analyses.cli.main`).
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        ``--figures`` and the folder of ``--json`` (when given and existing; :func:`run` names a
+        missing one).
+    """
+    out = [("--figures", args.figures)] if args.figures else []
+    if args.json and os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        out.append(("--json", os.path.dirname(os.path.abspath(args.json))))
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``landscape bench``: print the table, write ``--json`` when asked.
 

@@ -6,7 +6,7 @@ import re
 import sys
 from pathlib import Path
 
-from ..sweep import SweepInterrupted
+from ..sweep import SweepFailed, SweepInterrupted
 from .protocol import DEFAULT_SEEDS, MAIN_METHODS, QUICK_METHODS, QUICK_PROBLEMS, QUICK_SEEDS, VARIANTS, plan
 from .report import build_report, summary_markdown
 from .section import run_benchmark
@@ -88,6 +88,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: run the study)")
 
 
+def output_dirs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The folders ``landscape escape`` writes in (checked before any work by :func:`analyses.cli.main`).
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        ``[("--report", DIR)]`` when rebuilding a report (an existing folder; checked by :func:`run`
+        otherwise), else ``[("--out", OUT)]``.
+    """
+    if args.report is not None:
+        return [("--report", args.report)] if Path(args.report).is_dir() else []
+    return [("--out", args.out)]
+
+
 def _fail(msg: str) -> int:
     print(f"landscape escape: error: {msg}", file=sys.stderr)
     return 2
@@ -100,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
         args: the parsed arguments (:func:`add_arguments`).
 
     Returns:
-        The exit code: 0, 2 for a bad argument (one line on stderr), 130 when interrupted.
+        The exit code: 0, 2 for a bad argument (one line on stderr), 1 when the sweep's workers kept
+        dying (one line: how many runs are saved; ``--resume`` continues), 130 when interrupted.
     """
     if args.report is not None:
         d = Path(args.report)
@@ -134,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nlandscape escape: interrupted; {exc.n_saved} of {exc.n_total} runs are saved in {exc.path}; "
               f"run the same command with --resume to continue", file=sys.stderr, flush=True)
         return 130
+    except SweepFailed as exc:
+        print(f"landscape escape: error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        return 1
     except ValueError as exc:
         return _fail(str(exc))
     if not args.quiet:
