@@ -150,7 +150,12 @@ def test_a_point_at_the_global_value_is_a_global_minimum_whatever_the_probe_reso
     nc = ls.nearest_critical(obj, theta, global_min=0.0, seed=4)
     assert nc.converged and nc.loss < 1e-30
     assert nc.kind == "global_minimum"
-    assert ls.classify_point(obj, nc.theta, seed=4).kind != "minimum"
+    # Without the global value the local tests see no negative eigenvalue beyond the curvature band;
+    # whether they then call it a minimum or a non-strict saddle turns on the last ulp of θ (measured:
+    # this point, loss 1.7e-32, non_strict_saddle at order 2; the same point moved by ±2 ulp per
+    # coordinate, loss 8e-32 to 6e-31, minimum at order 4 in 7 of 7), so only that is asserted.
+    local = ls.classify_point(obj, nc.theta, seed=4)
+    assert local.kind in ("minimum", "non_strict_saddle", "inconclusive") and local.index == 0
 
 
 def test_descent_below_global_tol_at_the_global_value_is_a_global_minimum_with_a_note():
