@@ -354,7 +354,7 @@ HASH_SEED = "0"
 #:   matmul, eigh, solve) on its SSE2 branch. It is the one branch MKL takes on Intel *and* AMD CPUs:
 #:   on this project's AMD EPYC every ISA branch (``AVX2``, ``AVX512``, ``SSE4_2``, ...) falls back to
 #:   ``AUTO`` (the machine's own ISA; measured with ``mkl_serv_cbwr_get``), and ``STRICT`` exists only
-#:   for the AVX2/AVX-512 branches. Its cost on the main job is in the README.
+#:   for the AVX2/AVX-512 branches. The pins' cost (~6 % CPU, measured) is in the README.
 #: - ``ATEN_CPU_CAPABILITY=avx2``: ATen's own kernels (reductions, element-wise math through Sleef)
 #:   from their AVX2 build, also on AVX-512 machines (``torch.backends.cpu.get_cpu_capability()``
 #:   then reads ``AVX2``).
