@@ -66,6 +66,15 @@ def test_quick_run_via_cli(tmp_path):
     for r in rep["statement3"]:                                  # analytic critical points
         assert upper(r["max_grad_norm"]) < 1e-10 and upper(r["max_loss_err"]) < 1e-10
         assert r["n_kind_ok"] == r["n_points"] and r["n_non_global_saddles"] == r["n_non_global"]
+        for pt in r["points"]:
+            # the zero band is a bound against the round-off band (measured within 1.2x of it, written
+            # within 10x), 0.0 only for an exactly zero Hessian; λ_min inside it is that bound (its
+            # sign unresolved), outside it a number beyond the band
+            assert is_bound(pt["eig_tol"]) or pt["eig_tol"] == pt["lambda_min"] == 0.0
+            if is_bound(pt["lambda_min"]):
+                assert pt["lambda_min"] == pt["eig_tol"]
+            elif pt["eig_tol"] != 0.0:
+                assert abs(pt["lambda_min"]) > upper(pt["eig_tol"])
     esc = rep["statement4"]["escape"]
     assert esc["1"]["better_model"] == "log"
     for H in (2, 3):
