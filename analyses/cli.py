@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .cli_common import DETERMINISTIC_ENV, HASH_SEED, HelpFormatter, Parser, UsageError, check_output_dir
+from .cli_common import HelpFormatter, Parser, UsageError, check_output_dir, reexec_deterministic
 
 #: every subcommand, once: name -> (module with add_arguments/run, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -87,7 +87,7 @@ def output_dirs(module: object, args: argparse.Namespace) -> list[tuple[str, str
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``landscape ARGV``. Started from the command line (``argv`` None), it re-executes itself
     once under :data:`~analyses.cli_common.DETERMINISTIC_ENV` (fixed hash seed, single-threaded
-    BLAS) so that reruns write the same bytes.
+    BLAS, pinned numerical code paths) so that reruns write the same bytes.
 
     Args:
         argv: the arguments (without the program name); None: ``sys.argv[1:]``.
@@ -97,11 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         that cannot be written (one line on stderr, before any work), 130 on Ctrl-C (one line; a
         sweep says how many runs are saved).
     """
-    if argv is None and os.environ.get("LANDSCAPE_NO_REEXEC") != "1":
-        want = {"PYTHONHASHSEED": HASH_SEED} if sys.argv[1:2] == ["bench"] else DETERMINISTIC_ENV
-        if any(os.environ.get(k) != v for k, v in want.items()):
-            env = dict(os.environ, LANDSCAPE_NO_REEXEC="1", **want)
-            os.execve(sys.executable, [sys.executable, "-m", "analyses.cli", *sys.argv[1:]], env)
+    if argv is None:
+        try:
+            reexec_deterministic(sys.argv[1:])
+        except UsageError as e:
+            print(f"landscape: error: {e}", file=sys.stderr)
+            return 2
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("MPLBACKEND", "Agg")
     parser = build_parser(argv)

@@ -8,17 +8,19 @@
 - ``--help`` shows every default (:class:`HelpFormatter`);
 - long work reports progress on stderr, also without a terminal (:class:`Heartbeat`: a line every
   few seconds), and ``--quiet`` silences it (:func:`add_quiet`);
-- every command runs under :data:`DETERMINISTIC_ENV`, so reruns write the same bytes.
+- every command runs under :data:`DETERMINISTIC_ENV` (fixed hash seed, single-threaded BLAS, pinned
+  numerical code paths), so reruns — also on another machine of the kind — write the same bytes.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -343,9 +345,134 @@ def show_bars(quiet: bool) -> bool:
 #: the allocation sequence, hence array alignment and the last bits of BLAS results; a fixed
 #: seed makes reruns byte-identical (measured: three seeds, three different theorems.md)
 HASH_SEED = "0"
+#: The numerical code paths every command (but ``landscape bench``) runs on, so that machines of one
+#: kind — x86-64 with AVX2 and FMA, whether they also have AVX-512, and Intel or AMD — run the same
+#: kernels and the outputs do not depend on which machine wrote them (issue 21 item 5). Each variable
+#: is read by its library when it loads, hence set by the re-exec (:func:`reexec_deterministic`):
+#:
+#: - ``MKL_CBWR=COMPATIBLE``: MKL's conditional numerical reproducibility (torch's BLAS and LAPACK:
+#:   matmul, eigh, solve) on its SSE2 branch. It is the one branch MKL takes on Intel *and* AMD CPUs:
+#:   on this project's AMD EPYC every ISA branch (``AVX2``, ``AVX512``, ``SSE4_2``, ...) falls back to
+#:   ``AUTO`` (the machine's own ISA; measured with ``mkl_serv_cbwr_get``), and ``STRICT`` exists only
+#:   for the AVX2/AVX-512 branches. The pins' cost (~6 % CPU, measured) is in the README.
+#: - ``ATEN_CPU_CAPABILITY=avx2``: ATen's own kernels (reductions, element-wise math through Sleef)
+#:   from their AVX2 build, also on AVX-512 machines (``torch.backends.cpu.get_cpu_capability()``
+#:   then reads ``AVX2``).
+#: - ``OPENBLAS_CORETYPE=Haswell``: the OpenBLAS inside numpy and scipy (built with DYNAMIC_ARCH)
+#:   uses its Haswell (AVX2 + FMA) kernels, as on an AMD Zen, rather than SkylakeX's (threadpoolctl
+#:   reports the core type).
+#: - ``ONEDNN_MAX_CPU_ISA=AVX2``: oneDNN (torch's float32 convolutions; none in the study today) at
+#:   most AVX2.
+#: - ``NPY_DISABLE_CPU_FEATURES=X86_V4,AVX512_ICL,AVX512_SPR``: numpy's own SIMD loops (exp, log,
+#:   tanh, ... differ in their last bits between its AVX-512 and AVX2 versions, measured) stop at
+#:   AVX2. The names are numpy ≥ 2.4's; with an older numpy this pin is left out (its names differ
+#:   and a wrong name prints a warning in every process).
+#:
+#: The AVX2 pins are set only on a CPU with AVX2 and FMA (``/proc/cpuinfo``): ATen and OpenBLAS
+#: would run those kernels on any CPU told to. Where they are not set, or on another BLAS, glibc or
+#: torch version, the outputs still agree up to round-off, and every round-off-level number is
+#: written as a bound against its floor (:mod:`analyses.roundoff`).
+PINNED_NUMERICS: dict[str, str] = {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "avx2",
+                                   "OPENBLAS_CORETYPE": "Haswell", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+#: numpy's dispatch targets above AVX2 (numpy >= 2.4 names; see :func:`_numpy_groups`)
+NUMPY_ABOVE_AVX2 = "X86_V4,AVX512_ICL,AVX512_SPR"
+_NEEDS_AVX2 = ("ATEN_CPU_CAPABILITY", "OPENBLAS_CORETYPE", "ONEDNN_MAX_CPU_ISA", "NPY_DISABLE_CPU_FEATURES")
 #: single-threaded BLAS/OpenMP for the analyses (their problems are small): multithreaded OpenBLAS
 #: and MKL split work by load, so on a busy machine the last bits of results changed from run to
 #: run (measured: 3 different theorems.md and 4 different spectrum_report.json in 4 concurrent
-#: runs; identical once pinned). `landscape bench` keeps its own thread settings.
-DETERMINISTIC_ENV = {"PYTHONHASHSEED": HASH_SEED, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                     "OPENBLAS_NUM_THREADS": "1", "MKL_DYNAMIC": "FALSE", "OMP_DYNAMIC": "FALSE"}
+#: runs; identical once pinned). `landscape bench` keeps its own thread settings (it measures speed).
+DETERMINISTIC_ENV: dict[str, str] = {"PYTHONHASHSEED": HASH_SEED, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                                     "OPENBLAS_NUM_THREADS": "1", "MKL_DYNAMIC": "FALSE", "OMP_DYNAMIC": "FALSE",
+                                     **PINNED_NUMERICS, "NPY_DISABLE_CPU_FEATURES": NUMPY_ABOVE_AVX2}
+#: ``LANDSCAPE_NUMERICS=alt``: a second numerical configuration, for tests only. Every library then
+#: runs other kernels than under :data:`PINNED_NUMERICS` (MKL's own ISA branch, ATen's scalar
+#: build, OpenBLAS's SSE3 kernels, two threads), as another machine would: the tracked outputs must
+#: still be byte-identical (``tests/test_study.py`` reruns the quick study this way) and the
+#: classification tests must still pass (CI runs them under it: ``python3 -m analyses.cli_common``
+#: prints it as ``NAME=VALUE`` words for ``env``). Read what a process runs
+#: on with :func:`analyses.study.numerics_in_effect` (written to ``run_info.json``).
+ALT_NUMERICS: dict[str, str] = {"MKL_CBWR": "AUTO", "ATEN_CPU_CAPABILITY": "default", "OPENBLAS_CORETYPE": "Prescott",
+                                "ONEDNN_MAX_CPU_ISA": "SSE41", "NPY_DISABLE_CPU_FEATURES": "X86_V3," + NUMPY_ABOVE_AVX2,
+                                "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
+NUMERICS_VAR = "LANDSCAPE_NUMERICS"
+
+
+def _cpu_has_avx2() -> bool:
+    """True on an x86-64 CPU whose ``/proc/cpuinfo`` flags include ``avx2`` and ``fma``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return {"avx2", "fma"} <= flags
+    except OSError:
+        pass
+    return False
+
+
+def _numpy_groups() -> bool:
+    """True when the installed numpy names its dispatch targets ``X86_V3``/``X86_V4`` (numpy >= 2.4),
+    read from its metadata (importing numpy here would slow every command's start)."""
+    try:
+        major, minor = (int(x) for x in importlib.metadata.version("numpy").split(".")[:2])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return False
+    return (major, minor) >= (2, 4)
+
+
+def deterministic_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The variables every command (but ``landscape bench``) runs under: :data:`DETERMINISTIC_ENV`,
+    without the AVX2 pins on a CPU that lacks AVX2; with ``LANDSCAPE_NUMERICS=alt`` in ``environ``,
+    :data:`ALT_NUMERICS` over it (the second configuration, for tests).
+
+    Args:
+        environ: the environment to read ``LANDSCAPE_NUMERICS`` from (default ``os.environ``).
+
+    Returns:
+        Variable → value.
+
+    Raises:
+        UsageError: ``LANDSCAPE_NUMERICS`` is neither unset, ``pinned`` nor ``alt``.
+
+    >>> deterministic_env({"LANDSCAPE_NUMERICS": "alt"})["MKL_CBWR"]
+    'AUTO'
+    """
+    environ = os.environ if environ is None else environ
+    mode = environ.get(NUMERICS_VAR, "pinned") or "pinned"
+    if mode not in ("pinned", "alt"):
+        raise UsageError(f"{NUMERICS_VAR}={mode!r}: expected 'pinned' (the default) or 'alt' (tests only)")
+    env = dict(DETERMINISTIC_ENV)
+    if mode == "alt":
+        env.update(ALT_NUMERICS)
+    if not _cpu_has_avx2():
+        for k in _NEEDS_AVX2:
+            env.pop(k, None)
+    if not _numpy_groups():
+        env.pop("NPY_DISABLE_CPU_FEATURES", None)
+    return env
+
+
+def reexec_deterministic(argv: Sequence[str]) -> None:
+    """Re-execute ``python -m analyses.cli ARGV`` under :func:`deterministic_env` (``bench``: only
+    the hash seed) unless the environment already holds it; returns only when it does, or when
+    ``LANDSCAPE_NO_REEXEC=1``. The libraries read these variables when they load, so they cannot be
+    set from inside the running process.
+
+    Args:
+        argv: the command line, without the program name.
+
+    Raises:
+        UsageError: a bad ``LANDSCAPE_NUMERICS``.
+    """
+    if os.environ.get("LANDSCAPE_NO_REEXEC") == "1":
+        return
+    want = {"PYTHONHASHSEED": HASH_SEED} if list(argv[:1]) == ["bench"] else deterministic_env()
+    if any(os.environ.get(k) != v for k, v in want.items()):
+        env = dict(os.environ, LANDSCAPE_NO_REEXEC="1", **want)
+        os.execve(sys.executable, [sys.executable, "-m", "analyses.cli", *argv], env)
+
+
+if __name__ == "__main__":
+    # `env $(python3 -m analyses.cli_common) CMD`: CMD under the second numerical configuration
+    # (LANDSCAPE_NUMERICS=alt too, so that a `landscape` command CMD starts keeps it)
+    print(" ".join(f"{k}={v}" for k, v in {**deterministic_env({NUMERICS_VAR: "alt"}), NUMERICS_VAR: "alt"}.items()))

@@ -29,7 +29,7 @@ candidates with ‖g‖² < c are counted, and those that match an analytic crit
 Outputs: ``critical_points.json`` (``cutoffs``: list of {cutoff, n_candidates, n_match_loss,
 n_match_index, n_match_index_rel, by_method}; the spectrum, the starts, per-candidate records),
 ``candidates.npz`` (the arrays), ``loss_vs_index.png`` (loss against index fraction per cut-off,
-analytic points overlaid); ``timings.jsonl`` (wall times; untracked). Everything but the timings
+analytic points overlaid); ``timings.jsonl`` (wall times, HVP counts; untracked). Everything but the timings
 is deterministic for a given ``--seed``.
 """
 from __future__ import annotations
@@ -50,8 +50,10 @@ import torch
 from landscape import DeepLinearProblem, Objective
 from landscape.critical import find_critical_point
 from landscape.results import JsonResult, round_sig
+from landscape.tolerances import default_eig_tol
 
 from .outputs import save_npz
+from .roundoff import bound, fmt
 
 D_IN = 16
 HIDDEN = 4
@@ -63,10 +65,12 @@ NEG_EIG_ABS = 1e-5
 #: the scale-relative variant: below −NEG_EIG_REL·max|λ(H)|
 NEG_EIG_REL = 1e-5
 LOSS_RTOL = 1e-6
-#: round-off floors of the stored records: ‖g‖² below 1e-24 and relative loss differences below
-#: 1e-12 are round-off (their digits change between runs) and are stored as 0
+#: round-off floors of the stored records (:mod:`analyses.roundoff`): ‖g‖² below 1e-24 and relative
+#: loss differences below 1e-12 are round-off (their digits change between runs and machines) and
+#: are written as bounds; eigenvalues against the round-off band 10·ε·dim·Λ within EIG_MULTIPLE
 GRAD_SQ_FLOOR = 1e-24
 RDIFF_FLOOR = 1e-12
+EIG_MULTIPLE = 1e4
 #: searches run past every cut-off, to ‖g‖ ≤ this (or their iteration budget)
 SEARCH_GRAD_TOL = 1e-13
 METHODS = ("newton-mr", "gradient-norm")
@@ -77,8 +81,10 @@ TRAJECTORY_INIT = 1e-3
 #: trajectory j starts at scale TRAJECTORY_INITS[j % 3] (small: saddle-to-saddle; larger: other routes)
 TRAJECTORY_INITS = (TRAJECTORY_INIT, 0.3, 1.0)
 DEFAULT_OUT = Path("figures") / "critical-points"
-#: significant digits of the floats in critical_points.json and the section's summary (no noise digits)
-JSON_DIGITS = 10
+#: significant digits of the floats in critical_points.json and the section's summary (no noise
+#: digits): an end point of a search that stops at its iteration budget moved by ~1e-9 relative
+#: between two numerical configurations, and its λ_max with it (15.97906877 / 15.97906879)
+JSON_DIGITS = 6
 #: (random starts, GD trajectories, Newton-MR iterations, gradient-norm iterations, trajectory snapshot steps)
 PRESETS: dict[str, tuple[int, int, int, int, tuple[int, ...]]] = {
     "quick": (3, 1, 30, 200, (10, 20, 30, 50)),
@@ -235,7 +241,7 @@ def trajectory_starts(obj: Objective, hidden: int, d: int, seed: int, steps: tup
 # ---------------------------------------------------------------------------- candidates
 @dataclass
 class Candidate(JsonResult):
-    """One search's end point. ``grad_sq`` = ‖g‖² (0 below :data:`GRAD_SQ_FLOOR`); ``n_neg_abs`` / ``n_neg_rel``: Hessian
+    """One search's end point. ``grad_sq`` = ‖g‖² (a bound below :data:`GRAD_SQ_FLOOR` when written); ``n_neg_abs`` / ``n_neg_rel``: Hessian
     eigenvalues below −1e-5 / −1e-5·max|λ|; ``nearest``: the nearest analytic class, ``loss_rdiff``
     its relative loss difference, ``analytic_index`` its index."""
 
@@ -301,17 +307,37 @@ def run_search(obj: Objective, table: AnalyticTable, theta: torch.Tensor, method
         seed: the search's seed.
 
     Returns:
-        :class:`Candidate` (‖g‖² below :data:`GRAD_SQ_FLOOR` and loss differences below
-        :data:`RDIFF_FLOOR` recorded as 0).
+        :class:`Candidate` (written with its round-off-level numbers as bounds: :func:`written_candidate`).
     """
     cs = find_critical_point(obj, theta, method=method, grad_tol=SEARCH_GRAD_TOL, max_iter=max_iter, seed=seed)
     gsq = cs.grad_norm ** 2
     a = assess(obj, table, cs.theta, cs.loss, gsq)
-    if a["loss_rdiff"] < RDIFF_FLOOR:
-        a["loss_rdiff"] = 0.0
-    return Candidate(start=start, method=method, loss=cs.loss, grad_sq=gsq if gsq >= GRAD_SQ_FLOOR else 0.0,
-                     converged=cs.converged,
+    return Candidate(start=start, method=method, loss=cs.loss, grad_sq=gsq, converged=cs.converged,
                      gradient_flat=cs.gradient_flat, n_iter=cs.n_iter, n_hvp=cs.n_hvp, **a)
+
+
+def written_candidate(c: Candidate, dim: int) -> dict[str, Any]:
+    """A candidate as ``critical_points.json`` holds it: ‖g‖² against :data:`GRAD_SQ_FLOOR`, the
+    relative loss difference against :data:`RDIFF_FLOOR`, λ_min and λ_max against the round-off
+    band 10·ε·dim·Λ (:data:`EIG_MULTIPLE`), as bounds where within them (:mod:`analyses.roundoff`);
+    the count of Hessian-vector products (a cost that moves with round-off) goes to the untracked
+    timings instead.
+
+    Args:
+        c: the candidate.
+        dim: the number of parameters.
+
+    Returns:
+        The candidate's dict.
+    """
+    d = c.to_dict()
+    d.pop("n_hvp")
+    band = default_eig_tol(torch.float64, dim, max(abs(c.lambda_min), abs(c.lambda_max)))
+    d["grad_sq"] = bound(c.grad_sq, GRAD_SQ_FLOOR)
+    d["loss_rdiff"] = bound(c.loss_rdiff, RDIFF_FLOOR)
+    if band > 0:
+        d["lambda_min"], d["lambda_max"] = bound(c.lambda_min, band, EIG_MULTIPLE), bound(c.lambda_max, band, EIG_MULTIPLE)
+    return d
 
 
 def cutoff_table(cands: list[Candidate], cutoffs: tuple[float | None, ...] = CUTOFFS) -> list[dict[str, Any]]:
@@ -354,7 +380,7 @@ class CriticalPointsResult(JsonResult):
 
 def run_experiment(*, quick: bool = False, seed: int = 0, d: int = D_IN, hidden: int = HIDDEN,
                    presets: tuple[int, int, int, int, tuple[int, ...]] | None = None, progress: bool = False
-                   ) -> tuple[CriticalPointsResult, list[Candidate], AnalyticTable, dict[str, float]]:
+                   ) -> tuple[CriticalPointsResult, list[Candidate], AnalyticTable, dict[str, Any]]:
     """Run the protocol (module docstring); returns the result, the candidates, the analytic table
     and wall times (s).
 
@@ -368,9 +394,10 @@ def run_experiment(*, quick: bool = False, seed: int = 0, d: int = D_IN, hidden:
         progress: print every search's outcome on stderr.
 
     Returns:
-        ``(result, candidates, analytic table, wall times (s))``.
+        ``(result, candidates, analytic table, wall times (s) and each search's count of Hessian-vector
+        products under "n_hvp")``.
     """
-    times: dict[str, float] = {}
+    times: dict[str, Any] = {}
     t0 = time.perf_counter()
     n_rand, n_traj, it_nmr, it_gn, traj_steps = presets or PRESETS["quick" if quick else "default"]
     lam = spectrum(d)
@@ -412,7 +439,9 @@ def run_experiment(*, quick: bool = False, seed: int = 0, d: int = D_IN, hidden:
                 "min_relative_gap": float(np.min(np.diff(v) / v[1:])),
                 "index_max": int(table.index.max())}
     res = CriticalPointsResult(quick=quick, seed=seed, setting=setting, analytic=analytic, cutoffs=rows,
-                               findings=findings(rows, cands, table), candidates=[c.to_dict() for c in cands])
+                               findings=findings(rows, cands, table),
+                               candidates=[written_candidate(c, dl.dim) for c in cands])
+    times["n_hvp"] = [c.n_hvp for c in cands]
     times["total"] = time.perf_counter() - t0
     return res, cands, table, times
 
@@ -462,7 +491,7 @@ def findings(rows: list[dict[str, Any]], cands: list[Candidate], table: Analytic
     if differ:
         out.append(f"The index threshold matters: {len(differ)} value-matched candidate(s) get the analytic index "
                    f"with one threshold but not the other (absolute −1e-5 vs −1e-5·max|λ|): "
-                   + "; ".join(f"‖g‖² {c.grad_sq:.1e}: {c.n_neg_abs} vs {c.n_neg_rel} negative, analytic "
+                   + "; ".join(f"‖g‖² {fmt(bound(c.grad_sq, GRAD_SQ_FLOOR), '.1e')}: {c.n_neg_abs} vs {c.n_neg_rel} negative, analytic "
                                f"{c.analytic_index}" for c in differ[:3]) + ".")
     return out
 
@@ -514,7 +543,7 @@ def loss_index_png(cands: list[Candidate], table: AnalyticTable, path: Path,
     return path
 
 
-def write_outputs(res: CriticalPointsResult, cands: list[Candidate], table: AnalyticTable, times: dict[str, float],
+def write_outputs(res: CriticalPointsResult, cands: list[Candidate], table: AnalyticTable, times: dict[str, Any],
                   out: Path) -> dict[str, Path]:
     """Write ``critical_points.json``, ``candidates.npz``, ``loss_vs_index.png`` and the untracked ``timings.jsonl``.
 
@@ -538,7 +567,8 @@ def write_outputs(res: CriticalPointsResult, cands: list[Candidate], table: Anal
              n_neg_rel=np.array([c.n_neg_rel for c in cands]),
              method=np.array([c.method for c in cands]), analytic_loss=table.loss, analytic_index=table.index)
     png = loss_index_png(cands, table, out / "loss_vs_index.png")
-    (out / "timings.jsonl").write_text(json.dumps({k: round(v, 2) for k, v in times.items()}, sort_keys=True) + "\n")
+    (out / "timings.jsonl").write_text(json.dumps({k: (round(v, 2) if isinstance(v, float) else v)
+                                                   for k, v in times.items()}, sort_keys=True) + "\n")
     return {"json": js, "npz": npz, "png": png}
 
 

@@ -26,17 +26,32 @@ from tqdm.auto import tqdm
 
 import landscape as ls
 from landscape.render import fmt_num, html_table, write_html
-from landscape.results import JsonResult
+from landscape.results import JsonResult, write_json
+from landscape.tolerances import default_eig_tol
 from synaprune import METHODS, StallDetector, load_run
 from synaprune.events import RunLog
 
 from .cli_common import Heartbeat, UsageError, add_quiet, existing_dir, positive_int, show_bars
 from .problems import Problem, get_problem, list_problems
+from .roundoff import bound, fmt, is_bound
 from .spectrum_figures import loss_figure, stall_figure, stall_png
 
 DENSE_MAX_DIM = 1500
 #: significant digits of the floats in spectrum_report.json (a tracked output: no noise digits)
 JSON_DIGITS = 8
+#: Eigenvalue-like numbers of a stall (Lanczos and dense eigenvalues, Ritz values, eigen-residuals,
+#: per-layer extremes, the H − G split) are written against the stall's round-off band 10·ε·dim·Λ
+#: (Λ = max|λ|, :func:`landscape.tolerances.default_eig_tol`) within this multiple, as bounds
+#: (:mod:`analyses.roundoff`): their last bits moved by up to 1e-14 (Λ ≈ 8, dim 32) between two
+#: numerical configurations, so they are written to an absolute resolution 1e4-fold coarser than that
+EIG_MULTIPLE = 1e4
+#: SLQ quadrature weights are written to this absolute resolution (a share of the spectrum's mass):
+#: where Ritz values nearly coincide their weights moved by up to 4e-9 between two configurations
+WEIGHT_FLOOR = 1e-5
+#: a final loss's gap to the global minimum is written against 1000·ε·max(1, |L*|) within this multiple
+GAP_MULTIPLE = 100.0
+_EIG_LISTS = ("eig_values", "eig_residuals", "dense_eigs", "ritz_nodes")
+_NONGG_EIGS = ("hessian_min", "ggn_along", "residual_along", "ggn_min", "residual_min")
 
 
 @dataclass
@@ -192,6 +207,67 @@ def analyse_stall(obj: ls.Objective, theta: torch.Tensor, event: dict[str, Any],
     )
 
 
+def eig_floor(st: StallSpectrum, dim: int, dtype: torch.dtype = torch.float64) -> float:
+    """A stall's round-off band 10·ε·dim·Λ (Λ = max(|λ_min|, |λ_max|)), the floor of its eigenvalue-like numbers.
+
+    Args:
+        st: the stall's spectrum.
+        dim: the number of parameters.
+        dtype: the objective's dtype (ε its machine epsilon).
+
+    Returns:
+        The band (curvature units; 0 for an exactly zero Hessian).
+    """
+    return default_eig_tol(dtype, dim, max(abs(st.lambda_min), abs(st.lambda_max)))
+
+
+def written_stall(st: StallSpectrum, dim: int, dtype: torch.dtype = torch.float64) -> dict[str, Any]:
+    """A stall as ``spectrum_report.json`` holds it: eigenvalue-like numbers against the round-off
+    band (:data:`EIG_MULTIPLE`), quadrature weights against :data:`WEIGHT_FLOOR`, as bounds where
+    within them (:mod:`analyses.roundoff`).
+
+    Args:
+        st: the stall's spectrum.
+        dim: the number of parameters.
+        dtype: the objective's dtype.
+
+    Returns:
+        The stall's dict.
+    """
+    d = st.to_dict()
+    floor = eig_floor(st, dim, dtype)
+    if floor <= 0:  # an exactly zero Hessian: nothing is round-off
+        return d
+
+    def eig(x: Any) -> Any:
+        return bound(x, floor, EIG_MULTIPLE)
+
+    d["lambda_min"], d["lambda_max"] = eig(st.lambda_min), eig(st.lambda_max)
+    for key in _EIG_LISTS:
+        if d.get(key) is not None:
+            d[key] = [eig(v) for v in d[key]]
+    d["ritz_weights"] = [bound(w, WEIGHT_FLOOR) for w in d["ritz_weights"]]
+    d["layer_extremes"] = {k: [eig(v) for v in lo_hi] for k, lo_hi in d["layer_extremes"].items()}
+    if d.get("nongg") and "error" not in d["nongg"]:
+        d["nongg"] = {k: (eig(v) if k in _NONGG_EIGS and isinstance(v, float) else v) for k, v in d["nongg"].items()}
+    return d
+
+
+def written_report(rep: SpectrumReport, dtype: torch.dtype = torch.float64) -> dict[str, Any]:
+    """The report as ``spectrum_report.json`` holds it (every stall by :func:`written_stall`).
+
+    Args:
+        rep: the report.
+        dtype: the objective's dtype.
+
+    Returns:
+        The report's dict.
+    """
+    d = rep.to_dict()
+    d["stalls"] = [written_stall(st, rep.dim, dtype) for st in rep.stalls]
+    return d
+
+
 def _tol_text(st: StallSpectrum) -> str:
     if not st.tolerances:
         return "–"
@@ -302,12 +378,17 @@ def report_run(log_dir: str | Path, out_dir: str | Path | None = None, *, obj: l
         sections.append(("", f'<p><img src="{st.png}" width="900"></p>'))
     write_html(out / "spectrum_report.html", sections, title=heading, intro_html=intro)
     rep.html, rep.json = "spectrum_report.html", "spectrum_report.json"
-    rep.save_json(out / rep.json, digits=JSON_DIGITS)
+    write_json(out / rep.json, written_report(rep, obj.dtype), digits=JSON_DIGITS)
     return rep
 
 
 # ---------------------------------------------------------------------------- the study's section
 STUDY_PROBLEM = "autoencoder"
+
+
+def _loss_floor(global_min: float) -> float:
+    """The round-off floor of a loss near ``global_min``: 1000·ε·max(1, |L*|) (float64)."""
+    return 1000.0 * float(torch.finfo(torch.float64).eps) * max(1.0, abs(global_min))
 STUDY_METHODS = ("gd", "synaprune-rms")
 
 
@@ -338,13 +419,15 @@ def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any
         rep = report_run(d / "run", d, k=3 if quick else 5, slq_runs=4 if quick else 8,
                          slq_steps=30 if quick else 60, seed=seed, progress=False)
         gap = None if problem.global_min is None else result.final_loss - problem.global_min
-        runs[method] = {"final_loss": result.final_loss, "global_min": problem.global_min, "gap": gap,
+        written = [written_stall(st, rep.dim) for st in rep.stalls]
+        runs[method] = {"final_loss": result.final_loss, "global_min": problem.global_min,
+                        "gap": None if gap is None else bound(gap, _loss_floor(problem.global_min), GAP_MULTIPLE),
                         "n_steps": result.n_steps, "n_stalls": len(rep.stalls), "note": rep.note,
                         "json": f"{rel}/spectrum_report.json", "html": f"{rel}/spectrum_report.html",
-                        "stalls": [{"step": st.step, "kind": st.kind, "loss": st.loss, "lambda_min": st.lambda_min,
-                                    "lambda_max": st.lambda_max, "index": st.morse_index, "nullity": st.n_zero,
+                        "stalls": [{"step": st.step, "kind": st.kind, "loss": st.loss, "lambda_min": w["lambda_min"],
+                                    "lambda_max": w["lambda_max"], "index": st.morse_index, "nullity": st.n_zero,
                                     "kappa": st.kappa, "tolerances": st.tolerances, "png": f"{rel}/{st.png}"}
-                                   for st in rep.stalls]}
+                                   for st, w in zip(rep.stalls, written)]}
         figures += [f"{rel}/{st.png}" for st in rep.stalls]
         for st in rep.stalls:
             rows.append({"method": method, "step": st.step, "kind": str(st.kind), "loss": st.loss,
@@ -353,7 +436,7 @@ def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any
     kinds = {m: [st["kind"] for st in r["stalls"]] for m, r in runs.items()}
     lead = (f"<p>On the {STUDY_PROBLEM} problem ({steps} steps, seed {seed}) "
             + "; ".join(f"{html.escape(m)} stalled {len(k)} time(s) ({html.escape(', '.join(map(str, k))) or 'none'}) and "
-                        f"ended {fmt_num(runs[m]['gap'])} above the PCA optimum" for m, k in kinds.items())
+                        f"ended {fmt(runs[m]['gap']) if is_bound(runs[m]['gap']) else fmt_num(runs[m]['gap'])} above the PCA optimum" for m, k in kinds.items())
             + ". Each stall's Hessian spectrum is shown with its exact eigenvalues where the model is small.</p>")
     body = [html_table(rows, [("method", "method"), ("step", "step"), ("kind", "kind"), ("loss", "loss",
                                                                                          lambda v: fmt_num(v, 6)),

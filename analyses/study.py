@@ -22,6 +22,7 @@ links the single ``plotly-<version>.min.js`` in ``out`` (offline).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import html
 import importlib
 import inspect
@@ -39,10 +40,20 @@ from typing import Any
 import numpy
 import torch
 
+try:  # scikit-learn's dependency; only run_info.json reads it
+    import threadpoolctl
+except ImportError:  # pragma: no cover
+    threadpoolctl = None
+try:  # numpy's SIMD dispatch targets and the CPU features in use (a table numpy >= 2 keeps here)
+    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    _NPY_DISPATCH: tuple[list[str], dict[str, bool]] | None = (list(__cpu_dispatch__), dict(__cpu_features__))
+except ImportError:  # pragma: no cover
+    _NPY_DISPATCH = None
+
 from landscape.render import PAGE_CSS, html_table, shared_assets
 from landscape.results import to_jsonable, write_json
 
-from .cli_common import DETERMINISTIC_ENV, Heartbeat, add_quiet, positive_int
+from .cli_common import ALT_NUMERICS, DETERMINISTIC_ENV, NUMERICS_VAR, Heartbeat, add_quiet, deterministic_env, positive_int
 
 #: the study's parts in report order (the first one answers the study's question): provider name
 #: -> the module whose ``study_section`` runs it. The provider names are the parts' ids — written
@@ -58,8 +69,58 @@ SECTIONS: dict[str, str] = {
     "analyses.surface_plots": "analyses.surface_plots",
 }
 SECTION_KEYS = ("title", "lead", "html", "summary", "figures")
+#: Parts whose computation amplifies round-off by design, so that no rounding of their outputs can
+#: make them machine-independent: the escape sweep (runs that leave saddles) and the digits part
+#: (full-batch GD across a saddle plateau; measured: one configuration change moves the stall's ‖g‖,
+#: κ and eigenvalues by ~5e-7 relative, and the nearest critical point's distance with them). Their
+#: reruns are byte-identical under the pinned numerics (:data:`~analyses.cli_common.DETERMINISTIC_ENV`)
+#: only, so ``LANDSCAPE_NUMERICS=alt`` (the tests' second configuration) leaves them pinned and
+#: changes the numerics of the other parts, whose outputs must not move. The escape records and the
+#: digits comparison's runs are shipped and continued, so a rerun recomputes only the plateau.
+PINNED_ONLY = ("analyses.escape_report", "analyses.digits")
 #: significant digits of the floats in study.json
 JSON_DIGITS = 8
+
+
+#: MKL's CNR branch codes (mkl_cbwr.h)
+_CBWR_NAMES = {0: "OFF", 1: "OFF", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 6: "SSSE3", 7: "SSE4_1", 8: "SSE4_2",
+               9: "AVX", 10: "AVX2", 11: "AVX512_MIC", 12: "AVX512", 13: "AVX512_MIC_E1", 14: "AVX512_E1"}
+
+
+def numerics_in_effect() -> dict[str, Any]:
+    """What this process's numerical libraries actually run on (written to ``run_info.json``; the
+    tests check that the pins of :data:`~analyses.cli_common.DETERMINISTIC_ENV` take effect).
+
+    Returns:
+        ``mkl_cbwr``: MKL's CNR branch (``"COMPATIBLE"``, ``"AUTO"``, ...; ``"OFF"`` when CNR is
+        off; None when MKL's service symbol ``mkl_serv_cbwr_get`` is not in torch's library),
+        ``aten_cpu_capability`` (e.g. ``"AVX2"``), ``numpy_simd`` (numpy's SIMD dispatch targets
+        in use, e.g. ``["X86_V3"]``; None where numpy does not say), ``openblas_coretypes`` (one per loaded OpenBLAS,
+        sorted, from threadpoolctl), ``torch_threads``, ``blas_threads`` (threadpoolctl's
+        ``prefix:threads``) and ``env`` (the variables the re-exec sets, as set here).
+
+    >>> numerics_in_effect()["aten_cpu_capability"] in ("DEFAULT", "AVX2", "AVX512", "NO AVX")
+    True
+    """
+    import scipy.linalg  # noqa: F401  (loads scipy's own OpenBLAS, which threadpoolctl then reports)
+
+    branch = None
+    try:
+        lib = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
+        get = lib.mkl_serv_cbwr_get
+        get.restype, get.argtypes = ctypes.c_int, [ctypes.c_int]
+        code = get(1)  # MKL_CBWR_BRANCH
+        branch = _CBWR_NAMES.get(code, str(code))
+    except (OSError, AttributeError):
+        pass
+    info = threadpoolctl.threadpool_info() if threadpoolctl is not None else []
+    simd = None if _NPY_DISPATCH is None else [t for t in _NPY_DISPATCH[0] if _NPY_DISPATCH[1].get(t)]
+    return {"mkl_cbwr": branch, "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(), "numpy_simd": simd,
+            "openblas_coretypes": sorted({str(i.get("architecture")) for i in info
+                                          if i.get("internal_api") == "openblas"}),
+            "torch_threads": torch.get_num_threads(),
+            "blas_threads": sorted({f"{i.get('prefix')}:{i.get('num_threads')}" for i in info}),
+            "env": {k: os.environ.get(k) for k in sorted({*DETERMINISTIC_ENV, *ALT_NUMERICS, NUMERICS_VAR})}}
 
 
 # ---------------------------------------------------------------------------- assembling
@@ -173,7 +234,11 @@ def _run_isolated(spec: str, out: Path, *, quick: bool, seed: int, workers: int 
     state whatever ran before it (a worker pool's timing-dependent allocations in this process
     would otherwise shift array alignment and the last bits of later BLAS results)."""
     root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ, MPLBACKEND="Agg", **DETERMINISTIC_ENV,
+    base = dict(os.environ)
+    if spec in PINNED_ONLY:  # back to the pins, whatever the second configuration set
+        base = {k: v for k, v in base.items() if k not in ALT_NUMERICS}
+        base[NUMERICS_VAR] = "pinned"
+    env = dict(base, MPLBACKEND="Agg", **deterministic_env(base),
                PYTHONPATH=os.pathsep.join([root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     with tempfile.TemporaryDirectory(prefix="study-section-") as td:
         res = Path(td) / "section.json"
@@ -231,7 +296,7 @@ def run_study(out: str | Path = "figures", *, quick: bool = False, seed: int = 0
     write_json(out / "run_info.json", {"timings_s": timings, "errors": errors, "torch": torch.__version__,
                                        "numpy": numpy.__version__, "python": platform.python_version(),
                                        "threads": torch.get_num_threads(), "host": platform.node(),
-                                       "platform": platform.platform()})
+                                       "platform": platform.platform(), "numerics": numerics_in_effect()})
     study["_report_path"] = str(report)
     study["_timings_s"] = timings
     return study

@@ -13,14 +13,17 @@ _DIR: list[Path] = []
 
 def quick_study(rerun: bool = False) -> Path:
     """The output folder of `landscape study --quick` (run once; ``rerun=True`` runs it again
-    into the same folder). Each run is a fresh process, as a user's rerun is."""
+    into the same folder under the second numerical configuration, ``LANDSCAPE_NUMERICS=alt``:
+    other BLAS/LAPACK branches, vector widths and thread counts, as another machine would run).
+    Each run is a fresh process, as a user's rerun is."""
     if not _DIR:
         d = Path(tempfile.mkdtemp(prefix="study-quick-")) / "figures"
         atexit.register(shutil.rmtree, d.parent, True)
         _DIR.append(d)
     elif not rerun:
         return _DIR[0]
-    env = dict(os.environ, PYTHONPATH=str(REPO), MPLBACKEND="Agg")
+    env = dict(os.environ, PYTHONPATH=str(REPO), MPLBACKEND="Agg", LANDSCAPE_NUMERICS="alt" if rerun else "pinned")
+    env.pop("LANDSCAPE_NO_REEXEC", None)
     res = subprocess.run([sys.executable, "-m", "analyses.cli", "study", "--quick", "--out", str(_DIR[0]),
                           "--workers", "2", "--quiet"], cwd=REPO, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -8,7 +8,12 @@ matplotlib.use("Agg")
 os.environ.setdefault("MPLBACKEND", "Agg")
 # pytest-xdist runs N test processes: share the cores among them rather than oversubscribe
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
+if os.environ.get("LANDSCAPE_NUMERICS") == "alt":
+    # CI's second run under the second numerical configuration (analyses.cli_common.ALT_NUMERICS):
+    # its thread count is part of what differs from the first run
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 2))
+else:
+    torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 
 
 @pytest.fixture

@@ -153,4 +153,19 @@ def test_a_point_at_the_global_value_is_a_global_minimum_whatever_the_probe_reso
     assert nc.kind == "global_minimum"
     # without the global value: a minimum or, where the probe cannot resolve a direction, inconclusive;
     # never a saddle (the loss is a mean of squares: nothing lies below 0)
-    assert ls.classify_point(obj, nc.theta, seed=4).kind in ("minimum", "inconclusive")
+    local = ls.classify_point(obj, nc.theta, seed=4)
+    assert local.kind in ("minimum", "inconclusive") and local.index == 0
+
+def test_descent_below_global_tol_at_the_global_value_is_a_global_minimum_with_a_note():
+    # x² − 1e-10·y⁴ at 0 with global_min = 0: the probe resolves order-4 descent along y, far above
+    # round-off (at radius t the loss is exactly −1e-10·t⁴: no cancellation) but below global_tol
+    # (1e-10·0.1⁴ = 1e-14 within the probe's largest radius, against 10·√ε·Λ·s² ≈ 3e-7). The local
+    # tests say non_strict_saddle; at the global value that descent is bounded by the gap: a
+    # global minimum, and the note says why.
+    obj = _fn_obj(lambda v: v[0] ** 2 - 1e-10 * v[1] ** 4)
+    z = torch.zeros(2, dtype=torch.float64)
+    local = ls.classify_point(obj, z)
+    assert local.kind == "non_strict_saddle" and local.probe_order == pytest.approx(4.0, abs=0.05)
+    rep = ls.classify_point(obj, z, global_min=0.0)
+    assert rep.kind == "global_minimum"
+    assert any("any descent is bounded by that gap" in n for n in rep.notes)

@@ -26,7 +26,8 @@ LAZY_OK = {"matplotlib", "plotly", "sklearn", "scipy", "lifelines", "pandas", "d
            "curvlinops", "hessian_eigenthings", "torch"}
 FIRST_PARTY = {"analyses", "landscape", "synaprune"}
 #: the bottom layer: imports nothing of analyses outside itself (problems: outside its package)
-BOTTOM = ("analyses.problems", "analyses.stats", "analyses.sweep", "analyses.outputs", "analyses.cli_common")
+BOTTOM = ("analyses.problems", "analyses.stats", "analyses.sweep", "analyses.outputs", "analyses.cli_common",
+          "analyses.roundoff")
 
 
 def _module_name(path: Path) -> str:

@@ -82,14 +82,27 @@ def test_one_shared_plotly_js_for_the_whole_study():
         assert (page.parent / src).resolve() == js[0].resolve()
 
 
-def test_rerun_gives_byte_identical_tracked_outputs(tmp_path):
-    """Run the quick study a second time into the same folder: every output git would track is
-    byte-identical (timings and host information live in untracked files)."""
+def test_rerun_under_another_numerical_configuration_gives_byte_identical_tracked_outputs(tmp_path):
+    """Run the quick study a second time into the same folder, under the second numerical
+    configuration (LANDSCAPE_NUMERICS=alt: MKL's own branch instead of COMPATIBLE, ATen's scalar
+    kernels instead of AVX2, OpenBLAS's and numpy's SSE kernels, two threads): every output git
+    would track is byte-identical, so no round-off reaches them (round-off-level numbers are written
+    as bounds, analyses.roundoff). The parts that amplify round-off by design (study.PINNED_ONLY:
+    the escape sweep, the digits plateau) rerun under the pins, so this checks their determinism.
+    Timings and host information live in untracked files."""
     out = quick_study()
     before = {p: hashlib.sha256((out / p).read_bytes()).hexdigest() for p in tracked_outputs(out)}
     assert any(p.endswith(".png") for p in before) and "report.html" in before and "study.json" in before
+    pinned = json.loads((out / "run_info.json").read_text())["numerics"]
     quick_study(rerun=True)
+    alt = json.loads((out / "run_info.json").read_text())["numerics"]
     after = {p: hashlib.sha256((out / p).read_bytes()).hexdigest() for p in tracked_outputs(out)}
     assert after.keys() == before.keys()
     changed = sorted(p for p in before if before[p] != after[p])
-    assert not changed, f"rerun changed tracked outputs: {changed}"
+    assert not changed, f"rerun under the second numerical configuration changed tracked outputs: {changed}"
+    # the pins took effect in the re-executed command, and the second configuration differs in each
+    assert (pinned["mkl_cbwr"], alt["mkl_cbwr"]) in (("COMPATIBLE", "AUTO"), (None, None))
+    assert pinned["torch_threads"] == 1 and alt["torch_threads"] == 2
+    if pinned["env"].get("ATEN_CPU_CAPABILITY"):  # an x86-64 CPU with AVX2 (cli_common.deterministic_env)
+        assert (pinned["aten_cpu_capability"], alt["aten_cpu_capability"]) == ("AVX2", "DEFAULT")
+        assert pinned["openblas_coretypes"] in ([], ["Haswell"]) and "Haswell" not in alt["openblas_coretypes"]

@@ -21,12 +21,17 @@ Escape times are in gradient-flow time units: T = Σ_k η_k with adaptive explic
 data scaled so that σ_1(XᵀY) = 1 (hence λ_1(Σ) = 1). Escape = the first time L(0) − L(t) ≥ λ_1/4,
 half of the first drop L(0) − L({u_1}) = λ_1/2.
 
-Round-off: quantities that are zero in exact arithmetic and measured at round-off level — gaps
-L_final − L*, ‖g‖ and |L − formula| at the analytic critical points — are reported as 0 when
+Round-off (the convention of :mod:`analyses.roundoff`): quantities that are zero in exact
+arithmetic and measured at round-off level — gaps L_final − L*, ‖g‖ and |L − formula| at the
+analytic critical points — are written as the bound ``{"at_most": B}`` ("≤ B" in the text) when
 within the configuration's round-off floor ``roundoff_floor`` = 1000·ε·max(1, tr YᵀY) (ε the
-float64 machine epsilon; L* = ½(tr YᵀY − Σλ) alone carries an error of order ε·tr YᵀY), and an
-eigenvalue λ_min within the classifier's zero tolerance ``eig_tol`` is reported as 0; the report
-then says "≤ floor". Their last bits are not reproducible across BLAS builds or CPUs, so no noise
+float64 machine epsilon; L* = ½(tr YᵀY − Σλ) alone carries an error of order ε·tr YᵀY); the
+classifier's zero band ``eig_tol`` as a bound against 1000× its round-off band 10·ε·dim·Λ, and an
+eigenvalue λ_min within it as that bound; at the L-BFGS end points of statement 2, ‖g‖ against 10×
+the optimiser's target and ``eig_tol`` against 1e-3·Λ (it follows the point's last-bit distance to
+the minimum manifold). The stop reasons that all mean "as converged as float64 allows" are counted
+together, the probe order has one decimal, and L-BFGS's iteration counts go to the untracked
+``timings.json``. Their last bits are not reproducible across BLAS builds or CPUs, so no noise
 digits reach the tracked outputs.
 
 Outputs in ``--out`` (default ``figures/theorems``): ``theorems.json``, ``theorems.md``,

@@ -9,10 +9,13 @@ from typing import Any
 import numpy as np
 
 from landscape.render import write_html
-from landscape.results import JsonResult
+from landscape.results import JsonResult, round_sig
 
-from .statements import ROUNDOFF_ULPS, fmt_lambda_min, fmt_bound
+from ..roundoff import upper
+from .statements import EIG_TOL_MULTIPLE, ITERATE_EIG_TOL_SHARE, LBFGS_GRAD_MULTIPLE, ROUNDOFF_ULPS, fmt_bound, fmt_lambda_min
 
+#: significant digits of the floats in theorems.json, and of the numbers the figures draw
+JSON_DIGITS = 8
 #: gap histograms: left edge (log10, below every round-off floor ≥ 1000 ε ≈ 2e-13) and bin width (decades)
 GAP_HIST_LO, GAP_HIST_BIN = -14.0, 0.25
 #: one colour per depth H (matplotlib names, and the same as hex for plotly)
@@ -55,12 +58,14 @@ class TheoremReport(JsonResult):
 
 
 def _escape_time_figures(out: Path, escape_raw: dict[int, Any], plt: Any, go: Any) -> Any:
-    """``escape_time.png`` (written) and its plotly figure (returned): escape time against ε per depth."""
+    """``escape_time.png`` (written) and its plotly figure (returned): escape time against ε per depth.
+    The numbers drawn are the ones theorems.json holds (``JSON_DIGITS``): digits below them, which
+    differ between machines, would move anti-aliased pixels."""
     fig, ax = plt.subplots(figsize=(6, 4.5))
     pfig1 = go.Figure()
     for H, d in escape_raw.items():
-        eps = np.asarray(d["eps"])
-        T = np.asarray(d["T"], dtype=float)
+        eps = np.asarray(round_sig(np.asarray(d["eps"], dtype=float).tolist(), JSON_DIGITS))
+        T = np.asarray(round_sig(np.asarray(d["T"], dtype=float).tolist(), JSON_DIGITS), dtype=float)
         med = np.nanmedian(T, axis=0)
         for row in T:
             ax.loglog(eps, row, ".", color=COLORS[H], alpha=0.35)
@@ -70,14 +75,14 @@ def _escape_time_figures(out: Path, escape_raw: dict[int, Any], plt: Any, go: An
         for j, row in enumerate(T):
             pfig1.add_trace(go.Scatter(x=eps, y=row, mode="markers", name=f"H = {H} dir {j}", showlegend=False,
                                        marker={"color": PCOLORS[H], "opacity": 0.4, "size": 5}))
-        fit = d["fit"]
+        fit = round_sig(d["fit"], JSON_DIGITS)
         if H >= 2 and "pow_prefactor" in fit:
             ref = fit["pow_prefactor"] * eps ** (-(H - 1.0))
             ax.loglog(eps, ref, "-", color=COLORS[H], lw=5, alpha=0.25, zorder=0, label=f"slope −{H - 1} (theory)")
             pfig1.add_trace(go.Scatter(x=eps, y=ref, mode="lines", name=f"ε^-{H - 1} (theory slope)",
                                        line={"color": PCOLORS[H], "dash": "dash"}))
         if H == 1 and "log_intercept" in fit:
-            ref = fit["log_intercept"] + np.log(1 / eps) / d.get("sigma1", 1.0)
+            ref = fit["log_intercept"] + np.log(1 / eps) / round_sig(d.get("sigma1", 1.0), JSON_DIGITS)
             ax.loglog(eps, ref, "-", color=COLORS[H], lw=5, alpha=0.25, zorder=0, label="a + ln(1/ε)/σ₁ (theory)")
             pfig1.add_trace(go.Scatter(x=eps, y=ref, mode="lines", name="a + ln(1/ε)/σ₁ (theory)",
                                        line={"color": PCOLORS[H], "dash": "dash"}))
@@ -102,8 +107,8 @@ def _gap_figures(out: Path, report: TheoremReport, plt: Any, go: Any, make_subpl
     pfig2 = make_subplots(rows=2, cols=(n + 1) // 2,
                           subplot_titles=[f"{r['config']} ({r['n_at_global']}/{r['n_init']} at L*)" for r in s2])
     # One fixed range and fixed bin edges (a quarter decade) for every panel. Gaps within the round-off
-    # floor are 0 in the report: they are drawn at the floor, so round-off never moves a bar.
-    logs = [np.log10(np.maximum(np.abs(np.asarray(r["gaps"], dtype=float)), r["roundoff_floor"])) for r in s2]
+    # floor are bounds in the report: they are drawn at the floor, so round-off never moves a bar.
+    logs = [np.log10(np.maximum([upper(g) for g in r["gaps"]], r["roundoff_floor"])) for r in s2]
     lo_all = GAP_HIST_LO
     hi_all = max(0.0, math.ceil(max(float(lg.max()) for lg in logs)) + 1.0)
     edges = np.linspace(lo_all, hi_all, int(round((hi_all - lo_all) / GAP_HIST_BIN)) + 1)
@@ -224,8 +229,11 @@ def markdown(report: TheoremReport) -> str:
              f"configurations: {', '.join(c['name'] + ' ' + str(c['dims']) for c in report.configs)}; "
              f"seed {report.settings.seed}{' (quick run)' if report.settings.quick else ''}.", "",
              f"Round-off: gaps, ‖g‖ and |L − formula| within a configuration's round-off floor "
-             f"{ROUNDOFF_ULPS:.0f}·ε·max(1, tr YᵀY) are reported as \"≤ floor\" (0 in theorems.json), an eigenvalue "
-             "within the classifier's zero tolerance eig_tol as 0.", "",
+             f"{ROUNDOFF_ULPS:.0f}·ε·max(1, tr YᵀY) are reported as \"≤ B\" (B the floor rounded up to one digit; "
+             "{\"at_most\": B} in theorems.json, see analyses.roundoff), an eigenvalue within the classifier's zero "
+             f"band eig_tol as 0; eig_tol itself as a bound: {EIG_TOL_MULTIPLE:.0f}× its round-off band 10·ε·dim·Λ at "
+             f"the analytic critical points, {ITERATE_EIG_TOL_SHARE:g}·Λ at the L-BFGS end points, whose ‖g‖ is "
+             f"bounded by {LBFGS_GRAD_MULTIPLE:.0f}× the optimiser's target.", "",
              "| statement | configurations | evidence | verdict |", "|---|---|---|---|"]
     for key in ("1", "2", "3", "4"):
         d = v[key]
@@ -235,8 +243,8 @@ def markdown(report: TheoremReport) -> str:
               "| config | points | max ‖g‖ | max \\|L − formula\\| | kind ok | index ok | nullity ok | non-global saddles |",
               "|---|---|---|---|---|---|---|---|"]
     for r in report.statement3:
-        lines.append(f"| {r['config']} | {r['n_points']} | {fmt_bound(r['max_grad_norm'], r['roundoff_floor'])} | "
-                     f"{fmt_bound(r['max_loss_err'], r['roundoff_floor'])} | "
+        lines.append(f"| {r['config']} | {r['n_points']} | {fmt_bound(r['max_grad_norm'])} | "
+                     f"{fmt_bound(r['max_loss_err'])} | "
                      f"{r['n_kind_ok']}/{r['n_points']} | {r['n_index_ok']}/{r['n_index_checked']} | "
                      f"{r['n_nullity_ok']}/{r['n_nullity_checked']} | {r['n_non_global_saddles']}/{r['n_non_global']} |")
     lines += ["", "## Statement 4: W = 0 and the rank-deficient point S = {0}", "",
