@@ -251,6 +251,7 @@ def survival_png(records: Sequence[dict[str, Any]], path: Path) -> Path:
                 ax.axvline(mult, color="0.3", ls=":", lw=1.2)
                 ax.text(mult, 0.98, " horizon", fontsize=7, va="top", color="0.3")
             ax.set_xscale("symlog", linthresh=0.1)
+            ax.set_xlim(left=0.0)  # a time is never negative: no empty negative half
             ax.set_ylim(-0.03, 1.03)
             ax.grid(alpha=0.3)
             if i == 0:
