@@ -211,12 +211,12 @@ class SharpnessSchedule:
             return "full" if self.every and step % self.every == 0 else None
         if step < self.window or step % self.stride:
             return None
+        if have_batches and step - self.last["batch"] >= self.window and \
+                self.batch.affords(self.batch.typical_cost_s or 0.0):
+            return "batch"        # first: it is cheap, and a loop that affords full solves often still gets it
         if step - self.last["full"] >= self.window and self.full.affords(
                 self.expected_full_s(check_cost), also_spent_s=detection_s + self.batch.spent_s):
             return "full"
-        if have_batches and step - self.last["batch"] >= self.window and \
-                self.batch.affords(self.batch.typical_cost_s or 0.0):
-            return "batch"
         return None
 
     def charge(self, kind: str, step: int, seconds: float) -> None:
