@@ -486,3 +486,25 @@ def test_default_schedule_gives_full_and_batch_rows_within_its_budget(monkeypatc
     assert all(r["lambda_max"] is None and r["n_batches"] == 2 and math.isfinite(r["batch_sharpness"]) for r in batch)
     assert tm["overhead"] <= mon.budget and tm["sharpness_s"] == pytest.approx(sum(r["seconds"] for r in mon.sharpness))
     assert mon.sharpness_note is None
+
+
+def test_a_full_row_that_straddles_the_threshold_is_refined_once_and_its_verdict_agrees_with_the_truth():
+    h = torch.linspace(0.01, 1.0, 200, dtype=torch.float64)           # λ_max = 1 exactly
+    model, X, Y = _quadratic(h)
+    with torch.no_grad():
+        model.weight.copy_(torch.linspace(-1.0, 1.0, 200, dtype=torch.float64).reshape(1, -1))
+
+    def row_at(lr: float) -> dict:
+        opt = torch.optim.SGD(model.parameters(), lr=lr)
+        return ls.StallMonitor(model, nn.MSELoss(), (X, Y), optimizer=opt, progress=False,
+                               sharpness_every=0).measure_sharpness()
+
+    loose = row_at(2 / 3.0)                                             # threshold 3: far above, no refinement
+    assert not loose["refined"] and loose["vs_threshold"] == "below" and loose["residual_max"] > 1e-4
+    thr = loose["lambda_max"] + loose["residual_max"] / 2               # straddled by λ ± residual
+    row = row_at(2 / thr)
+    assert row["refined"] and row["tol"] == pytest.approx(5e-3) and row["n_hvp"] > loose["n_hvp"]
+    assert row["residual_max"] <= 5e-3 * row["lambda_max"] * 1.01 and abs(row["lambda_max"] - 1.0) <= row["residual_max"]
+    assert row["vs_threshold"] in ("above", "below", "undecided")
+    if row["vs_threshold"] != "undecided":
+        assert row["vs_threshold"] == ("below" if thr > 1.0 else "above")
