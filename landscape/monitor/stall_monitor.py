@@ -57,8 +57,8 @@ bookkeeping, checks, batch rows, earlier solves) plus the solve's expected cost 
 the last ones; the first one estimated at 20 checks) stays within all of it. In stochastic mode
 the per-step work is a float and an append; the parameters are read every ``window``/4 steps.
 The schedule adapts to the loop: a full solve that costs ~100 of the loop's steps runs rarely
-(on the digits CNN of ``landscape bench --monitor``, 2 000 Adam steps afford ~0–1 next to ~10
-batch rows), a cheap one often; :attr:`StallMonitor.sharpness_note` (and the report) says when
+(on the digits CNN of ``landscape bench --monitor`` one costs ~130 loop steps: 2 000 Adam steps
+afford 0–1 of them next to ~3 batch rows), a cheap one often; :attr:`StallMonitor.sharpness_note` (and the report) says when
 the budget allowed none and what ``sharpness_every=N`` would cost.
 ``check_every=N`` / ``sharpness_every=N`` give fixed, deterministic schedules instead.
 Which steps a budgeted schedule picks depends on measured times: for bit-identical records give
