@@ -416,3 +416,101 @@ def test_progress_lines_and_timings_account_for_the_monitors_time(capsys):
     # disjoint intervals: the loop's own time, set-up and the monitor's three shares fit in the wall time
     assert tm["setup_s"] + tm["loop_s"] + tm["detection_s"] + tm["sharpness_s"] + tm["analysis_s"] <= wall
     assert tm["overhead"] == pytest.approx((tm["detection_s"] + tm["sharpness_s"]) / tm["loop_s"])
+
+
+def _tiny_classifier(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(seed)
+    X = torch.randn(96, 5, dtype=torch.float64)
+    y = (X @ torch.randn(5, 3, dtype=torch.float64)).argmax(1)
+    return nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 3)).double(), X, y
+
+
+def test_warm_started_full_sharpness_matches_cold_and_a_dense_reference_within_its_tolerance():
+    model, X, y = _tiny_classifier()
+    crit = nn.CrossEntropyLoss()
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    mon = ls.StallMonitor(model, crit, (X, y), optimizer=opt, progress=False, sharpness_every=0, per_layer=False)
+    tol = mon.sharpness_tol
+    assert tol == 5e-2                                                   # the documented default
+    for step in range(12):
+        idx = torch.arange(step * 8, step * 8 + 32) % 96
+        opt.zero_grad()
+        loss = crit(model(X[idx]), y[idx])
+        loss.backward()
+        opt.step()
+        mon.step(loss, batch=(X[idx], y[idx]))
+        if step in (3, 11):                                              # a cold solve, then a warm one
+            row = mon.measure_sharpness()
+            theta = mon._read()
+            h = mon.obj.hessian(theta)                                   # dense reference: P^{-1/2} H P^{-1/2}
+            p = ls.monitor.sharpness.preconditioner(opt, mon._params, ls.monitor.stability_rule(opt),
+                                                    dtype=torch.float64, device="cpu")
+            s = p.rsqrt()
+            ref = float(torch.linalg.eigvalsh(s[:, None] * h * s[None, :])[-1])
+            cold = ls.StallMonitor(model, crit, (X, y), optimizer=opt, progress=False, sharpness_every=0,
+                                   per_layer=False).measure_sharpness()
+            assert row["kind"] == cold["kind"] == "full" and row["quantity"] == "preconditioned"
+            assert row["start"] == ("auto" if step == 3 else "warm") and cold["start"] == "auto"
+            for r in (row, cold):
+                assert r["converged"] and r["lambda_max"] <= ref * (1 + 1e-10)   # a Ritz value ≤ λ_max
+                assert abs(r["lambda_max"] - ref) <= r["residual_max"] + 1e-9 * ref  # the residual bounds the error
+                assert r["residual_max"] <= tol * abs(r["lambda_max"]) * 1.01 and abs(r["lambda_max"] - ref) <= tol * ref
+                assert r["vs_threshold"] == "below" and r["threshold"] == pytest.approx(38 / 0.05)
+
+
+def test_default_schedule_gives_full_and_batch_rows_within_its_budget(monkeypatch):
+    """The schedule's accounting, load-proof: the monitor's own seconds are this thread's CPU time,
+    and the loop's steps are simulated to take 20 ms each (a real model's step), so the budget
+    (8 % of the loop's time) funds both kinds of rows; the assertion is on mon.timings."""
+    clock = {"loop": 0.0}
+    monkeypatch.setattr(time, "perf_counter", lambda: time.thread_time() + clock["loop"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, X, y = _tiny_classifier(1)
+        crit = nn.CrossEntropyLoss()
+        opt = torch.optim.Adam(model.parameters(), lr=0.05)
+        gen = torch.Generator().manual_seed(0)
+        mon = ls.StallMonitor(model, crit, (X, y), optimizer=opt, progress=False, per_layer=False)
+        for _ in range(400):
+            idx = torch.randint(0, 96, (16,), generator=gen)
+            opt.zero_grad()
+            loss = crit(model(X[idx]), y[idx])
+            loss.backward()
+            opt.step()
+            clock["loop"] += 0.02
+            mon.step(loss, batch=(X[idx], y[idx]))
+    finally:
+        torch.set_num_threads(threads)
+    tm = mon.timings
+    full = [r for r in mon.sharpness if r["kind"] == "full"]
+    batch = [r for r in mon.sharpness if r["kind"] == "batch"]
+    assert mon.mode == "stochastic" and len(full) >= 1 and len(batch) >= 3
+    assert tm["n_sharpness_full"] == len(full) and tm["n_sharpness_batch"] == len(batch)
+    assert min(r["step"] for r in mon.sharpness) == mon.window            # the first row comes early
+    assert all(r["start"] == "warm" for r in full[1:]) and all(r["converged"] for r in full)
+    assert all(r["lambda_max"] is None and r["n_batches"] == 2 and math.isfinite(r["batch_sharpness"]) for r in batch)
+    assert tm["overhead"] <= mon.budget and tm["sharpness_s"] == pytest.approx(sum(r["seconds"] for r in mon.sharpness))
+    assert mon.sharpness_note is None
+
+
+def test_a_full_row_that_straddles_the_threshold_is_refined_once_and_its_verdict_agrees_with_the_truth():
+    h = torch.linspace(0.01, 1.0, 200, dtype=torch.float64)           # λ_max = 1 exactly
+    model, X, Y = _quadratic(h)
+    with torch.no_grad():
+        model.weight.copy_(torch.linspace(-1.0, 1.0, 200, dtype=torch.float64).reshape(1, -1))
+
+    def row_at(lr: float) -> dict:
+        opt = torch.optim.SGD(model.parameters(), lr=lr)
+        return ls.StallMonitor(model, nn.MSELoss(), (X, Y), optimizer=opt, progress=False,
+                               sharpness_every=0).measure_sharpness()
+
+    loose = row_at(2 / 3.0)                                             # threshold 3: far above, no refinement
+    assert not loose["refined"] and loose["vs_threshold"] == "below" and loose["residual_max"] > 1e-4
+    thr = loose["lambda_max"] + loose["residual_max"] / 2               # straddled by λ ± residual
+    row = row_at(2 / thr)
+    assert row["refined"] and row["tol"] == pytest.approx(5e-3) and row["n_hvp"] > loose["n_hvp"]
+    assert row["residual_max"] <= 5e-3 * row["lambda_max"] * 1.01 and abs(row["lambda_max"] - 1.0) <= row["residual_max"]
+    assert row["vs_threshold"] in ("above", "below", "undecided")
+    if row["vs_threshold"] != "undecided":
+        assert row["vs_threshold"] == ("below" if thr > 1.0 else "above")

@@ -86,8 +86,9 @@ def _run(X: torch.Tensor, y: torch.Tensor, make_model: Any, steps: int, *, monit
         out.update(timings=tm, mode=mon.mode,
                    stalls=[{k: r.get(k) for k in ("step", "loss", "kind", "cause", "analysis_s")} |
                            {"nearest": (r.get("nearest_critical") or {}).get("kind")} for r in mon.stalls],
-                   sharpness=[{k: r[k] for k in ("step", "lambda_max", "threshold", "batch_sharpness", "seconds")}
-                              for r in mon.sharpness])
+                   sharpness=[{k: r[k] for k in ("step", "kind", "lambda_max", "residual_max", "n_hvp", "start",
+                                                 "threshold", "vs_threshold", "batch_sharpness", "seconds")}
+                              for r in mon.sharpness], sharpness_note=mon.sharpness_note)
     return out
 
 
@@ -133,7 +134,8 @@ def bench_monitor(steps: int = 2000, *, pairs: int = 2, naive: bool = True, prog
     if naive_run is not None:
         tn = naive_run["timings"]
         out["naive"] = {"wall_s": naive_run["wall_s"], "sharpness_s": tn["sharpness_s"], "n": tn["n_sharpness"],
-                        "ratio_to_loop": (naive_run["wall_s"] - tn["analysis_s"] - tn["setup_s"]) / t_plain}
+                        "ratio_to_loop": (naive_run["wall_s"] - tn["analysis_s"] - tn["setup_s"]) / t_plain,
+                        "rows": naive_run["sharpness"]}
     return out
 
 
@@ -153,15 +155,30 @@ def format_monitor(r: dict[str, Any]) -> str:
         f"{r['steps']} steps, {r['threads']} threads, load {r['loadavg']}",
         f"  loop without the monitor        {r['plain_wall_s']:.2f} s   (runs {', '.join(f'{t:.2f}' for t in r['plain_runs_s'])})",
         f"  monitor: detection {tm['detection_s']:.3f} s ({tm['n_checks']} checks), scheduled sharpness "
-        f"{tm['sharpness_s']:.3f} s ({tm['n_sharpness']} rows), loop's own time {tm['loop_s']:.2f} s",
+        f"{tm['sharpness_s']:.3f} s ({tm['n_sharpness_full']} full-batch λ_max, {tm['n_sharpness_batch']} batch "
+        f"sharpness rows), loop's own time {tm['loop_s']:.2f} s",
         f"  overhead (monitor's accounting) {100 * r['overhead_accounted']:.1f} %   (target <= {100 * r['target']:.0f} %)",
         f"  overhead (wall, from outside)   {100 * r['overhead_external']:.1f} %   (monitored run less analysis and set-up)",
         f"  stalls: {len(m['stalls'])}" + "".join(
             f"\n    step {s['step']}: {s['kind']}, nearest {s['nearest']}, cause {s['cause']}, analysis {s['analysis_s']:.1f} s"
             for s in m["stalls"]),
     ]
+    full = [s for s in m["sharpness"] if s["kind"] == "full"]
+    batch = [s for s in m["sharpness"] if s["kind"] == "batch"]
+    thr = next((s["threshold"] for s in m["sharpness"] if s["threshold"] is not None), None)
+    lines.append(f"  sharpness against the threshold {thr if thr is None else f'{thr:.4g}'}: full-batch λ_max "
+                 + (", ".join(f"{s['lambda_max']:.4g}±{s['residual_max']:.2g} at {s['step']} ({s['n_hvp']} HVPs, "
+                              f"{s['start']}, {s['vs_threshold']})" for s in full) or "none")
+                 + "; batch sharpness " + (", ".join(f"{s['batch_sharpness']:.4g}" for s in batch) or "none"))
+    if m.get("sharpness_note"):
+        lines.append(f"  note: {m['sharpness_note']}")
     if r.get("naive"):
         n = r["naive"]
         lines.append(f"  naive λ_max every 100 steps: {n['n']} solves, {n['sharpness_s']:.2f} s, "
                      f"run {n['ratio_to_loop']:.2f}x the plain loop")
+        lam = [s["lambda_max"] for s in n.get("rows", []) if s["lambda_max"] is not None]
+        if lam:
+            sides = sorted({str(s["vs_threshold"]) for s in n["rows"]})
+            lines.append(f"    λ_max from {min(lam):.4g} to {max(lam):.4g} (first {lam[0]:.4g}, last {lam[-1]:.4g}); "
+                         f"HVPs per solve {', '.join(str(s['n_hvp']) for s in n['rows'])}; vs threshold: {', '.join(sides)}")
     return "\n".join(lines)

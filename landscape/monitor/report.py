@@ -96,18 +96,19 @@ def sharpness_figure(mon: StallMonitor) -> Any:
         return None
     fig = go.Figure()
     for quantity, name in (("hessian", "λ_max(H)"), ("preconditioned", "λ_max(P⁻¹H)")):
-        sel = [r for r in rows if r["quantity"] == quantity]
-        if not sel:
-            continue
-        fig.add_trace(go.Scatter(x=[r["step"] for r in sel], y=[r["lambda_max"] for r in sel], mode="lines+markers",
-                                 name=f"{name} (full batch)",
-                                 error_y={"type": "data", "array": [r["residual_max"] for r in sel], "visible": True}))
-        thr = [r for r in sel if r["threshold"] is not None]
+        every = [r for r in rows if r["quantity"] == quantity]
+        sel = [r for r in every if r.get("kind", "full") == "full"]
+        if sel:
+            fig.add_trace(go.Scatter(x=[r["step"] for r in sel], y=[r["lambda_max"] for r in sel],
+                                     mode="lines+markers", name=f"{name} (full batch)",
+                                     error_y={"type": "data", "array": [r["residual_max"] for r in sel],
+                                              "visible": True}))
+        thr = [r for r in every if r["threshold"] is not None]
         if thr:
             fig.add_trace(go.Scatter(x=[r["step"] for r in thr], y=[r["threshold"] for r in thr], mode="lines",
                                      line={"dash": "dash", "color": "#d62728", "shape": "hv"},
                                      name=f"threshold {thr[-1]['rule']}"))
-        bs = [r for r in sel if r["batch_sharpness"] is not None]
+        bs = [r for r in every if r["batch_sharpness"] is not None]
         if bs:
             fig.add_trace(go.Scatter(x=[r["step"] for r in bs], y=[r["batch_sharpness"] for r in bs], mode="markers",
                                      marker={"symbol": "triangle-up", "size": 8}, name=f"batch sharpness ({quantity})"))
@@ -191,13 +192,14 @@ def write_report(mon: StallMonitor, path: str | Path) -> Path:
              "default initialisation. Events are in events.jsonl next to the run's other outputs.</p>")
     sections: list[tuple[str, Any]] = [("Loss and stalls", loss_figure(mon))]
     sf = sharpness_figure(mon)
-    why = ("sharpness_every=0" if mon.sharpness_every == 0 else
-           "the budgeted schedule never afforded a solve: detection used "
-           f"{100 * t['detection_s'] / t['loop_s']:.1f} % of the loop's time of the {100 * mon.budget:.0f} % budget; "
-           "pass sharpness_every=N (or a larger budget=) for a fixed schedule"
-           if mon.sharpness_every is None and t["loop_s"] > 0 else "no step was due")
-    sections.append(("Sharpness", sf if sf is not None
-                     else f"<p class=\"note\">No sharpness measured ({html.escape(why)}).</p>"))
+    note = mon.sharpness_note
+    why = ("sharpness_every=0" if mon.sharpness_every == 0 else note if note is not None else "no step was due")
+    if sf is None:
+        sections.append(("Sharpness", f"<p class=\"note\">No sharpness measured ({html.escape(why)}).</p>"))
+    else:
+        sections.append(("Sharpness", sf))
+        if note is not None:
+            sections.append(("Sharpness: full batch", f"<p class=\"note\">No full-batch λ_max: {html.escape(note)}.</p>"))
     spf = spectrum_figure(mon)
     sections.append(("Spectrum at each stall", spf if spf is not None else "<p class=\"note\">No stall.</p>"))
     sections.append(("Stalls", html_table(rows, _COLUMNS) if rows else "<p class=\"note\">No stall.</p>"))

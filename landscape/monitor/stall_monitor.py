@@ -42,18 +42,24 @@ one plateau gives one record. ``horizon=N`` also re-arms after N steps (the trai
 settings and seed rule), plus λ_min/λ_max with residuals and per-layer extremes; the cause is
 measured against the model's own default initialisation (``grad_scale_reference="default_init"``).
 
-**Sharpness** on a schedule (:mod:`landscape.monitor.sharpness`): λ_max of the Hessian or, for
-adaptive optimizers, of P⁻¹H, against the optimizer's stability threshold, plus the batch
-sharpness when ``batch=`` is given. Warm-started from the last eigenvector.
+**Sharpness** on a schedule (:mod:`landscape.monitor.sharpness`,
+:mod:`landscape.monitor.sharp_schedule`): ``"full"`` rows, λ_max of the full-batch Hessian or,
+for adaptive optimizers, of P⁻¹H, warm-started from the last top eigenvector at relative
+residual ``sharpness_tol`` (5e-2), with where it lies against the optimizer's stability
+threshold; and, when the loop passes ``batch=``, cheap ``"batch"`` rows, the batch sharpness of
+its last batches.
 
 **Cost.** Checks and sharpness run only while they fit a ``budget`` share of the loop's own
 measured time (default 8 %, leaving room under a 10 % target): checks while their seconds stay
-within 3/8 of it; a sharpness solve while *everything* the monitor did outside stall analyses
-(per-step bookkeeping, checks, earlier solves) plus the solve's expected cost (the median of the
-last ones; the first one estimated at 40 checks) stays within all of it. In stochastic mode the
-per-step work is a float and an append; the parameters are read every ``window``/4 steps. The
-schedule adapts to the loop: a solve that costs hundreds of the loop's steps runs rarely (on the
-digits CNN of ``landscape bench --monitor``, ~0–1 solves in 2 000 Adam steps), a cheap one often.
+within 3/8 of it; batch-sharpness rows within 1/8 of it (the first once ``window`` steps have
+passed); a full solve while *everything* the monitor did outside stall analyses (per-step
+bookkeeping, checks, batch rows, earlier solves) plus the solve's expected cost (the median of
+the last ones; the first one estimated at 20 checks) stays within all of it. In stochastic mode
+the per-step work is a float and an append; the parameters are read every ``window``/4 steps.
+The schedule adapts to the loop: a full solve that costs ~100 of the loop's steps runs rarely
+(on the digits CNN of ``landscape bench --monitor`` one costs ~130 loop steps: 2 000 Adam steps
+afford 0–1 of them next to ~3 batch rows), a cheap one often; :attr:`StallMonitor.sharpness_note` (and the report) says when
+the budget allowed none and what ``sharpness_every=N`` would cost.
 ``check_every=N`` / ``sharpness_every=N`` give fixed, deterministic schedules instead.
 Which steps a budgeted schedule picks depends on measured times: for bit-identical records give
 both. ``mon.timings`` reports the seconds spent.
@@ -71,7 +77,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..eigs import extreme_eigs
 from ..eigs import unconverged_message
 from ..errors import ConvergenceWarning, NonFiniteError
 from .analysis import AnalysisSettings
@@ -81,7 +86,8 @@ from .guard import preserved_state
 from .records import EventLog, describe_stall, progress_line, stall_record, unconverged_parts
 from .report import write_report
 from .schedule import Budget, LoopClock, trend_test
-from .sharpness import Preconditioned, batch_sharpness, preconditioner, stability_rule
+from .sharp_schedule import SharpnessSchedule, measure_batch, measure_full
+from .sharpness import stability_rule
 from .source import monitor_objective, sync_buffers
 
 LOOP_LOSS_MODES = ("auto", "full", "batch")
@@ -117,13 +123,15 @@ class StallMonitor:
         check_every: stochastic checks every N steps exactly (None: budgeted).
         sharpness_every: a sharpness row every N steps (None: budgeted; 0: never).
         sharpness_min: also λ_min in each row.
-        sharpness_tol: relative residual of the scheduled eigensolves (default 1e-2).
+        sharpness_tol: relative residual of the scheduled full-batch eigensolves (default 5e-2: an
+            eigenvalue within 5 % of each λ; refined once, at tol/10, when λ ± residual straddles the threshold).
         sharpness_max_iter: Lanczos steps (≈ Hessian-vector products) each scheduled eigensolve may
             take (None: the eigensolver's default). A row that did not converge within it has
             ``converged`` False; the first such row raises one :class:`landscape.ConvergenceWarning`
             naming the step and the residual. Each stall whose nearest-critical search, λ_min/λ_max or
             per-layer extremes did not converge raises one warning naming them.
-        batch_sharpness: batches kept for the batch sharpness (0: none; needs ``step(batch=)``).
+        batch_sharpness: the last loop batches each batch-sharpness value averages over (default 2; 0:
+            none; needs ``step(batch=)``).
         budget: share of the loop's time for detection + scheduled sharpness (default 0.08; see "Cost").
         settings: :class:`AnalysisSettings` for the at-stall analysis (default: the trainer's defaults).
         grad_scale_reference: ``"default_init"`` (default), ``"model"``, ``"initial"`` or a number.
@@ -156,7 +164,7 @@ class StallMonitor:
                  device: torch.device | str | None = None, reduction: str = "mean", params: Any = None,
                  detector: StallDetector | None = None, z: float = 2.0, noise_factor: float = 5.0,
                  check_every: int | None = None, sharpness_every: int | None = None, sharpness_min: bool = False,
-                 sharpness_tol: float = 1e-2, sharpness_max_iter: int | None = None, batch_sharpness: int = 4,
+                 sharpness_tol: float = 5e-2, sharpness_max_iter: int | None = None, batch_sharpness: int = 2,
                  budget: float = 0.08,
                  settings: AnalysisSettings | None = None, grad_scale_reference: str | float = "default_init",
                  per_layer: bool = True, escape_rel: float = 1e-2, escape_abs: float = 1e-6,
@@ -212,13 +220,14 @@ class StallMonitor:
         self.mode_reason = ""
         self._armed, self._open = True, None
         self._gmax = 0.0
-        self._last_check = self._last_verify = self._last_sharp = -10 ** 9
+        self._last_check = self._last_verify = -10 ** 9
         self._warm: dict[str, torch.Tensor] = {}
         self._reference: ReferenceScale | None = None
         self._warned: set[str] = set()
         self.clock = LoopClock()
         self._checks_budget = Budget(self.clock, budget * 3 / 8)
-        self._sharp_budget = Budget(self.clock, budget)   # shared: what detection has not used
+        self._schedule = SharpnessSchedule(self.clock, budget, sharpness_every, window=self.window,
+                                           stride=self._stride)
         self.budget = float(budget)
         self._owed: int | None = None
         self._flat_since: int | None = None
@@ -510,73 +519,64 @@ class StallMonitor:
 
     # ------------------------------------------------------------------ sharpness
     def _maybe_sharpness(self, step: int, theta: torch.Tensor | None) -> None:
-        every = self.sharpness_every
-        if every == 0:
-            return
-        if every is not None:
-            due = step % every == 0
-        elif step - self._last_sharp < self.window or step % self._stride:
-            due = False
-        else:
-            est = self._sharp_budget.typical_cost_s
-            if est is None:  # the first one: ~10 Hessian-vector products ≈ 40 gradients (measured on a CNN)
-                est = 40 * (self._checks_budget.typical_cost_s or 0.0)
-            due = self._sharp_budget.affords(est, also_spent_s=self._seconds["detection"])
-        if due:
-            self.measure_sharpness(step, theta)
+        kind = self._schedule.due(step, detection_s=self._seconds["detection"],
+                                  check_cost=self._checks_budget.typical_cost_s or 0.0, have_batches=bool(self._batches))
+        if kind is not None:
+            self.measure_sharpness(step, theta, kind=kind)
 
-    def measure_sharpness(self, step: int | None = None, theta: torch.Tensor | None = None) -> dict[str, Any]:
+    def measure_sharpness(self, step: int | None = None, theta: torch.Tensor | None = None, *,
+                          kind: str = "full") -> dict[str, Any]:
         """Measure the sharpness now (what the schedule does), append the row and return it.
 
         Args:
             step: the step to label the row with (default: steps taken so far).
             theta: the point (default: the model's current parameters).
+            kind: ``"full"`` (λ_max of the full-batch H or P⁻¹H, warm-started Lanczos) or ``"batch"``
+                (the batch sharpness of the kept loop batches; needs ``step(batch=)``).
 
         Returns:
-            ``{"step", "lr", "quantity" ("hessian" | "preconditioned"), "lambda_max",
-            "residual_max", "lambda_min", "residual_min", "converged", "n_hvp", "threshold",
-            "rule", "rule_note", "optimizer", "batch_sharpness", "n_batches", "seconds"}``.
+            ``{"step", "kind", "lr", "quantity" ("hessian" | "preconditioned"), "lambda_max",
+            "residual_max", "lambda_min", "residual_min", "converged", "n_hvp", "tol", "start"
+            ("auto" | "warm"), "refined", "threshold", "vs_threshold" ("above" | "below" |
+            "undecided" | None), "rule", "rule_note", "optimizer", "batch_sharpness",
+            "batch_sharpness_se", "n_batches", "seconds"}`` (a batch row's λ fields are None); see
+            :mod:`landscape.monitor.sharp_schedule`.
         """
+        if kind not in ("full", "batch"):
+            raise ValueError(f"kind must be 'full' or 'batch', got {kind!r}")
+        if kind == "batch" and not self._batches:
+            raise ValueError("a batch-sharpness row needs the loop's batches: pass mon.step(loss, batch=...)")
         t0 = time.perf_counter()
         step = self.t if step is None else step
         theta = self._read() if theta is None else theta
-        rule = stability_rule(self.optimizer)
         sync_buffers(self.obj, self.model)
         with preserved_state():
-            op = self.obj.hvp_operator(theta)
-            quantity, p, note = rule.quantity, None, rule.reason
-            if quantity == "preconditioned":
-                p = preconditioner(self.optimizer, self._params, rule, dtype=self.obj.dtype, device=self.obj.device)
-                if p is None:
-                    quantity, note = "hessian", "the optimizer holds no second moments yet: λ_max(H), no threshold"
-                else:
-                    op = Preconditioned(op, p)
-            start = self._warm.get(quantity, "auto")
-            r = extreme_eigs(op, k=1, which="both" if self.sharpness_min else "largest", tol=self.sharpness_tol,
-                             seed=self.seed, start=start, max_iter=self.sharpness_max_iter, warn=False)
-            self._warm[quantity] = r.vectors[:, -1].detach().clone()
-            bs = batch_sharpness(self.obj, theta, list(self._batches), p=p) if self._batches else None
-        if not r.all_converged:
+            if kind == "full":
+                row, r = measure_full(self.obj, theta, self.optimizer, self._params, step=step, warm=self._warm,
+                                      tol=self.sharpness_tol, max_iter=self.sharpness_max_iter,
+                                      want_min=self.sharpness_min, seed=self.seed, batches=list(self._batches))
+            else:
+                row = measure_batch(self.obj, theta, self.optimizer, self._params, step=step,
+                                    batches=list(self._batches))
+        if kind == "full" and not row["converged"]:
             self._warn("sharpness", f"the scheduled sharpness at step {step} did not converge (further unconverged "
                        "rows say so in their 'converged' field only): "
-                       + unconverged_message(r, self.sharpness_max_iter, "λ(" + quantity + ")"),
+                       + unconverged_message(r, self.sharpness_max_iter, "λ(" + row["quantity"] + ")"),
                        ConvergenceWarning)
-        vals, res = r.values.tolist(), r.residuals.tolist()
-        row = {"step": step, "lr": rule.lr, "quantity": quantity, "lambda_max": vals[-1], "residual_max": res[-1],
-               "lambda_min": vals[0] if self.sharpness_min else None,
-               "residual_min": res[0] if self.sharpness_min else None, "converged": bool(r.all_converged),
-               "n_hvp": int(r.n_hvp), "threshold": rule.threshold if quantity == rule.quantity else None,
-               "rule": rule.rule if quantity == rule.quantity else "", "rule_note": note,
-               "optimizer": rule.optimizer, "batch_sharpness": None if bs is None else bs.value,
-               "n_batches": 0 if bs is None else bs.n_batches}
         row["seconds"] = time.perf_counter() - t0
-        self._sharp_budget.charge(row["seconds"])
+        self._schedule.charge(kind, step, row["seconds"])
         self._seconds["sharpness"] += row["seconds"]
-        self._last_sharp = step
         self.sharpness.append(row)
         self.log.sharpness(row)
         self._emit("on_sharpness", row)
         return row
+
+    @property
+    def sharpness_note(self) -> str | None:
+        """Why a budgeted run has no full-batch sharpness row yet, with the cost of ``sharpness_every=N``
+        (None when there is one, or the schedule is fixed). The report prints it."""
+        return self._schedule.note(steps=self.t, loop_s=self.clock.loop_s, detection_s=self._seconds["detection"],
+                                   check_cost=self._checks_budget.typical_cost_s)
 
     # ------------------------------------------------------------------ results
     def _emit(self, method: str, row: dict[str, Any]) -> None:
@@ -592,14 +592,17 @@ class StallMonitor:
         Returns:
             ``{"steps", "loop_s" (the loop's own time), "detection_s" (bookkeeping and checks),
             "sharpness_s", "analysis_s" (stall analyses), "setup_s", "overhead" ((detection +
-            sharpness) / loop), "n_checks", "n_sharpness", "n_stalls", "analysis_per_stall_s"}``.
+            sharpness) / loop), "n_checks", "n_sharpness", "n_sharpness_full", "n_sharpness_batch",
+            "n_stalls", "analysis_per_stall_s"}``.
         """
         s = self._seconds
         loop = self.clock.loop_s
         return {"steps": self.t, "loop_s": loop, "detection_s": s["detection"], "sharpness_s": s["sharpness"],
                 "analysis_s": s["analysis"], "setup_s": s["setup"],
                 "overhead": (s["detection"] + s["sharpness"]) / loop if loop > 0 else None,
-                "n_checks": len(self.checks), "n_sharpness": len(self.sharpness), "n_stalls": len(self.stalls),
+                "n_checks": len(self.checks), "n_sharpness": len(self.sharpness),
+                "n_sharpness_full": sum(r["kind"] == "full" for r in self.sharpness),
+                "n_sharpness_batch": sum(r["kind"] == "batch" for r in self.sharpness), "n_stalls": len(self.stalls),
                 "analysis_per_stall_s": [r.get("analysis_s") for r in self.stalls]}
 
     def report(self, path: str | Path) -> Path:
