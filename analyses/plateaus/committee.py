@@ -58,9 +58,11 @@ def symmetric_order_params(K: int) -> dict[str, float]:
     return {"Q": 1.0 / (2 * K - 1), "C": 1.0 / (2 * K - 1), "R": 1.0 / math.sqrt(K * (2 * K - 1))}
 
 
-def eps_g(W: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """Exact ε_g = ½E(f − y)² for student W (…, K, N) and teacher B (…, M, N); shape (…)."""
-    N = W.shape[-1]
+def eps_g(W: torch.Tensor, B: torch.Tensor, N: int | None = None) -> torch.Tensor:
+    """Exact ε_g = ½E(f − y)² for student W (…, K, N) and teacher B (…, M, N); shape (…).
+
+    ``N``: the input dimension when W and B are given in reduced coordinates (:func:`reduce`)."""
+    N = W.shape[-1] if N is None else N
     Q = W @ W.transpose(-1, -2) / N
     R = W @ B.transpose(-1, -2) / N
     T = B @ B.transpose(-1, -2) / N
@@ -70,6 +72,16 @@ def eps_g(W: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     tt = torch.asin(T / torch.sqrt(t.unsqueeze(-1) * t.unsqueeze(-2))).sum((-1, -2))
     st = torch.asin(R / torch.sqrt(q.unsqueeze(-1) * t.unsqueeze(-2))).sum((-1, -2))
     return (ss + tt - 2 * st) / math.pi
+
+
+def reduce(W: torch.Tensor, B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """W and B in an orthonormal basis of the span of their rows (K + M coordinates): every overlap,
+    hence ε_g (with ``N`` passed), is unchanged. That span is invariant under the gradient of ε_g
+    (∂ε_g/∂w_k is a combination of the w_j and B_n), so critical points found there are critical
+    points of the full ε_g with the same value; the full Hessian adds, for each direction
+    orthogonal to the span, one copy of a K×K block (:func:`spectrum_at` sees them all)."""
+    V, _ = torch.linalg.qr(torch.cat([B, W]).T)
+    return W @ V, B @ V
 
 
 def order_params(W: torch.Tensor, B: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -134,13 +146,13 @@ def build(seed: int = 0, *, K: int = 2, N: int = DEFAULT_N, eta: float = DEFAULT
           init_scale: float = INIT_SCALE, alpha: float | None = None) -> Instance:
     """Student K = ``K`` learning a K-unit teacher by online SGD at step ``eta`` (module docstring).
 
-    ``alpha``: run length in α = steps/N (default: long enough at this η for GD... here plain SGD
-    to leave the plateau, 40/η + 200)."""
+    ``alpha``: run length in α = steps/N (default 40/η + 200: past the plateau's exit at N = 500,
+    measured length·η ≈ 70–90)."""
     B = teacher(K, N, seed)
     W0 = student_init(K, N, seed, init_scale)
 
     def make() -> nn.Module:
-        m = Committee(K, N)
+        m = Committee(K, N).to(torch.float64)
         with torch.no_grad():
             m.hidden.weight.copy_(W0)
         return m
@@ -201,12 +213,10 @@ def simulate(K: int = 2, N: int = DEFAULT_N, etas=(DEFAULT_ETA,), seeds=(0,), *,
     streams = [_Stream(N, s) for s, _ in runs]
     lr = torch.tensor([e for _, e in runs], dtype=torch.float64).view(Rn, 1) / math.sqrt(N)
     every = max(1, N // evals_per_alpha)
-    if CHUNK % every and every % CHUNK:
-        raise ValueError("N/evals_per_alpha must divide or be a multiple of the stream's chunk")
     c_erf, c_gp, isq = 1 / math.sqrt(2 * N), math.sqrt(2 / math.pi), 1 / math.sqrt(N)
     alphas, eps = [0.0], [eps_g(W, B)]
     done_at = None
-    total = int(alpha_max * N)
+    total = int(round(alpha_max * N))
     t0 = time.perf_counter()
     t = 0
     while t < total:

@@ -52,7 +52,7 @@ from .core import Instance, seeded
 CASE = "icl_linear_attention"
 LAMBDAS: tuple[float, ...] = (1.0, 0.5, 0.25)
 CONTEXT = 20
-INIT = 0.02
+INIT = 0.005
 LR = 0.5
 BATCH = 64
 
