@@ -40,7 +40,7 @@ LINEAR_CASE, TANH_CASE = "deep_linear", "digits_tanh"
 LINEAR_S: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5, 0.25)
 LINEAR_HIDDEN: tuple[int, ...] = (3, 3, 3)
 LINEAR_M = 100
-LINEAR_INIT = 0.05
+LINEAR_INIT = 0.1
 LINEAR_LR = 0.05
 TANH_WIDTHS: tuple[int, ...] = (64, 8, 8, 8, 10)
 TANH_INIT_FACTOR = 0.05
@@ -75,7 +75,7 @@ def linear_data(seed: int = 0, s: Sequence[float] = LINEAR_S, m: int = LINEAR_M)
 
 
 def build_linear(seed: int = 0, *, s: Sequence[float] = LINEAR_S, hidden: Sequence[int] = LINEAR_HIDDEN,
-                 m: int = LINEAR_M, init: float = LINEAR_INIT, lr: float = LINEAR_LR, steps: int = 6000) -> Instance:
+                 m: int = LINEAR_M, init: float = LINEAR_INIT, lr: float = LINEAR_LR, steps: int = 4000) -> Instance:
     """Deep linear net from a small initialisation (module docstring, (a))."""
     X, Y, M = linear_data(seed, s, m)
     widths = [len(s), *[int(h) for h in hidden], len(s)]

@@ -149,7 +149,7 @@ def survey_linear(quick: bool = False) -> dict:
     res: dict = {}
     seeds = (0,) if quick else (0, 1, 2)
     for seed in seeds:
-        inst = saddles.build_linear(seed, init=0.1, steps=4000)
+        inst = saddles.build_linear(seed)
         levels = inst.info["plateaus"]
         snaps: dict[int, torch.Tensor] = {}
         tr = train(inst, callback=lambda info: snaps.__setitem__(info.step, flat_params(info.model)) and None)
