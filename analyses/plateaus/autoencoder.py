@@ -47,9 +47,11 @@ def pca_losses(X: torch.Tensor | None = None, r_max: int = 8) -> list[float]:
     return [float((s[r:] ** 2).sum() / tot) for r in range(r_max + 1)]
 
 
-def build(seed: int = 0, *, widths: Sequence[int] = WIDTHS, lr: float = LR, steps: int = 4000) -> Instance:
-    """The autoencoder instance (module docstring)."""
-    X = images()
+def build(seed: int = 0, *, widths: Sequence[int] = WIDTHS, lr: float = LR, steps: int = 4000,
+          dtype: torch.dtype = torch.float64) -> Instance:
+    """The autoencoder instance (module docstring); ``dtype`` float32 for speed (the project's
+    problem is float64)."""
+    X = images().to(dtype)
     widths = [int(w) for w in widths]
 
     def make() -> nn.Module:
@@ -60,7 +62,7 @@ def build(seed: int = 0, *, widths: Sequence[int] = WIDTHS, lr: float = LR, step
                 layers.append(nn.ReLU())
         return nn.Sequential(*layers)
 
-    model = seeded(make, seed)
+    model = seeded(make, seed, dtype)
     mse = nn.MSELoss()
     data = (X, X)
 

@@ -197,6 +197,7 @@ class Simulation:
     W: torch.Tensor
     B: torch.Tensor
     seconds: float
+    cpu_seconds: float = 0.0
 
 
 def simulate(K: int = 2, N: int = DEFAULT_N, etas=(DEFAULT_ETA,), seeds=(0,), *, alpha_max: float = 400.0,
@@ -217,7 +218,7 @@ def simulate(K: int = 2, N: int = DEFAULT_N, etas=(DEFAULT_ETA,), seeds=(0,), *,
     alphas, eps = [0.0], [eps_g(W, B)]
     done_at = None
     total = int(round(alpha_max * N))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     t = 0
     while t < total:
         X = torch.stack([s.chunk() for s in streams], 1)  # (CHUNK, R, N)
@@ -240,7 +241,7 @@ def simulate(K: int = 2, N: int = DEFAULT_N, etas=(DEFAULT_ETA,), seeds=(0,), *,
         if done_at is not None and t / N >= done_at + stop_after:
             break
     return Simulation(K=K, N=N, runs=runs, alpha=torch.tensor(alphas), eps=torch.stack(eps, 1), W=W, B=B,
-                      seconds=time.perf_counter() - t0)
+                      seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0)
 
 
 def plateau_measure(alpha: torch.Tensor, eps: torch.Tensor, K: int, *, smooth: float = 2.0) -> dict[str, float]:

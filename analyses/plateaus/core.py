@@ -118,6 +118,8 @@ class Trace:
     eval_loss: list[float]
     seconds: float
     stopped_early: bool = False
+    #: CPU time of this process over the run (single-threaded: the wall time it would take on an idle core)
+    cpu_seconds: float = 0.0
 
     def first_below(self, level: float) -> int | None:
         """First evaluated step whose exact loss is ≤ ``level`` (None if never)."""
@@ -144,7 +146,7 @@ def train(inst: Instance, steps: int | None = None, *, optimiser: dict[str, Any]
     opt = optimizer or make_optimizer(inst.model.parameters(), settings)
     params = [p for p in inst.model.parameters() if p.requires_grad]
     tr = Trace(steps=0, loss=[], grad_norm=[], eval_steps=[0], eval_loss=[inst.evaluate(inst.model)], seconds=0.0)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for t in range(steps):
         x, y = inst.batch(t)
         opt.zero_grad(set_to_none=True)
@@ -167,6 +169,7 @@ def train(inst: Instance, steps: int | None = None, *, optimiser: dict[str, Any]
             tr.stopped_early = True
             break
     tr.seconds = time.perf_counter() - t0
+    tr.cpu_seconds = time.process_time() - c0
     return tr
 
 

@@ -124,7 +124,7 @@ def build(seed: int = 0, *, lam: Sequence[float] = LAMBDAS, N: int = CONTEXT, he
     H = D if heads is None else int(heads)
 
     def make() -> nn.Module:
-        m = LinearAttention(D, H)
+        m = LinearAttention(D, H).to(torch.float64)
         g = torch.Generator().manual_seed(70_000 + int(seed))
         with torch.no_grad():
             for p in m.parameters():

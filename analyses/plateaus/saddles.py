@@ -83,7 +83,7 @@ def build_linear(seed: int = 0, *, s: Sequence[float] = LINEAR_S, hidden: Sequen
         raise ValueError("need at least one hidden layer")
 
     def make() -> nn.Module:
-        layers = [nn.Linear(a, b, bias=False) for a, b in zip(widths[:-1], widths[1:])]
+        layers = [nn.Linear(a, b, bias=False, dtype=torch.float64) for a, b in zip(widths[:-1], widths[1:])]
         g = torch.Generator().manual_seed(60_000 + int(seed))
         with torch.no_grad():
             for lay in layers:

@@ -124,12 +124,18 @@ def survey_committee(quick: bool = False) -> dict:
                f"mean|g_i|={st['mean_example_grad_norm']:.4f}, |grad eps_g| exact={st['exact_grad_norm']:.2e}")
             res[f"K{K}_stats_{name}"] = st
         res[f"K{K}_nearest"] = {"kind": nc.kind, "index": nc.index, "loss": nc.loss, "distance": nc.distance}
-    # N dependence at eta = 0.5
+    return res
+
+
+def survey_committee_n(quick: bool = False) -> dict:
+    """K = 2, η = 0.5: the plateau's value and length against N."""
+    res: dict = {}
     Ns = (500, 1000) if quick else (500, 1000, 2000)
     seeds = (0, 1) if quick else (0, 1, 2, 3)
     K, eta = 2, 0.5
     star = committee.plateau_eps(K)
-    mu = -res["K2_fixed_point"]["lambda_min_N"]
+    B = committee.teacher(K, 12, 0)
+    mu = -committee.spectrum_at(committee.symmetric_point(B), B)["lambda_min_N"]
     _p(f"K=2, eta={eta}: N dependence (seeds {seeds}); escape rate at the saddle mu = |lambda_min|*N = {mu:.5f}: "
        f"one e-fold of the symmetry-breaking mode per 1/(eta mu) = {1 / (eta * mu):.1f} alpha")
     for n_ in Ns:
@@ -138,7 +144,7 @@ def survey_committee(quick: bool = False) -> dict:
         lens = [m["length"] for m in ms]
         _p(f"  N={n_}: plateau median eps_g {statistics.mean(m['median'] for m in ms):.5f}, lengths (alpha) "
            f"{[round(v, 1) for v in lens]}, mean {statistics.mean(lens):.1f}; {sim.seconds:.1f}s "
-           f"({int(float(sim.alpha[-1]) * n_)} steps x {len(seeds)} replicas)")
+           f"(cpu {sim.cpu_seconds:.1f}s; {int(float(sim.alpha[-1]) * n_)} steps x {len(seeds)} replicas)")
         res[f"N{n_}"] = {"median": [m["median"] for m in ms], "length": lens, "seconds": sim.seconds}
     return res
 
@@ -291,20 +297,58 @@ def survey_autoencoder(quick: bool = False) -> dict:
         for seed in seeds:
             inst = autoencoder.build(seed, widths=(64, h, 8, h, 64), steps=6000)
             tr = train(inst, eval_every=10, stop_below=0.95 * pca[1])
-            plats = find_plateaus(tr.eval_steps, tr.eval_loss, rel_rate=5e-6, min_len=100, window=5)
-            first_plateau = next((p for p in plats if p["median"] < 1.02 * mean_l), None)
-            below_mean = tr.first_below(0.99 * mean_l)
+            below = {f: tr.first_below(f * mean_l) for f in (0.99, 0.97, 0.95, 0.9)}
             t_pca1 = tr.first_below(pca[1])
-            _p(f"h={h} seed {seed}: below 0.99x mean-image at step {below_mean}; flat stretch "
-               f"{(first_plateau['start'], first_plateau['end'], round(first_plateau['median'], 5)) if first_plateau else None}; "
+            on = [v for st, v in zip(tr.eval_steps, tr.eval_loss) if below[0.99] and below[0.99] <= st <= (below[0.97] or st)]
+            rate = (on[0] - on[-1]) / (on[0] * max(1, (below[0.97] or tr.steps) - below[0.99])) if len(on) > 1 else math.nan
+            _p(f"h={h} seed {seed}: first step below f x mean-image loss: {below}; plateau (0.99 -> 0.97) "
+               f"{(below[0.97] or math.nan) - (below[0.99] or math.nan)} steps, relative decrease there {rate:.1e}/step; "
                f"reaches the rank-1 PCA loss {pca[1]:.5f} at step {t_pca1}; {tr.seconds / tr.steps * 1e3:.2f} ms/step")
-            rows.append({"seed": seed, "plateau": first_plateau, "t_pca1": t_pca1, "ms": tr.seconds / tr.steps * 1e3})
+            rows.append({"seed": seed, "below": below, "t_pca1": t_pca1, "ms": tr.seconds / tr.steps * 1e3})
         res[h] = rows
     return res
 
 
-CASES = {"committee": survey_committee, "saddles": lambda q: (survey_linear(q), survey_tanh(q)), "icl": survey_icl,
-         "mnist1d": survey_mnist1d, "autoencoder": survey_autoencoder}
+# ------------------------------------------------------------------------------------------ timing
+def survey_timing(quick: bool = False) -> dict:
+    """Per-step cost of each case's plain loop (and the vectorised committee), single-threaded:
+    wall time and this process's CPU time (on a shared machine the CPU time is the better estimate
+    of an idle core's wall time)."""
+    import os
+
+    _p(f"\n=== per-step cost, 1 thread (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores) ===")
+    res: dict = {}
+    n = 100 if quick else 300
+    builds = {
+        "committee K=2 N=500 (plain loop)": lambda: committee.build(0),
+        "deep linear 5-3-3-3-5": lambda: saddles.build_linear(0),
+        "digits tanh 64-8-8-8-10 float64": lambda: saddles.build_tanh(0),
+        "digits tanh 64-8-8-8-10 float32": lambda: saddles.build_tanh(0, dtype=torch.float32),
+        "ICL GD on population loss": lambda: icl.build(0),
+        "ICL online SGD batch 64": lambda: icl.build(0, online=True),
+        "MNIST-1D MLP (Adam, batch 100, f32)": lambda: mnist1d_case.build(0, arch="mlp"),
+        "MNIST-1D CNN (Adam, batch 100, f32)": lambda: mnist1d_case.build(0, arch="cnn"),
+        "digits AE 64-32-8-32-64 f64": lambda: autoencoder.build(0),
+        "digits AE 64-16-8-16-64 f64": lambda: autoencoder.build(0, widths=(64, 16, 8, 16, 64)),
+        "digits AE 64-32-8-32-64 f32": lambda: autoencoder.build(0, dtype=torch.float32),
+    }
+    for name, b in builds.items():
+        inst = b()
+        tr = train(inst, steps=n, eval_every=10 * n)
+        res[name] = (tr.seconds / n * 1e3, tr.cpu_seconds / n * 1e3)
+        _p(f"  {name:40s}: {tr.seconds / n * 1e3:7.3f} ms/step wall, {tr.cpu_seconds / n * 1e3:7.3f} ms/step CPU")
+    for R in (1, 30):
+        sim = committee.simulate(2, 500, (0.5,), tuple(range(R)), alpha_max=n * 10 / 500)
+        steps = int(round(float(sim.alpha[-1]) * 500))
+        res[f"committee simulate R={R}"] = (sim.seconds / steps * 1e3, sim.cpu_seconds / steps * 1e3)
+        _p(f"  {'committee simulate K=2 N=500, ' + str(R) + ' replicas':40s}: {sim.seconds / steps * 1e3:7.3f} ms/step wall, "
+           f"{sim.cpu_seconds / steps * 1e3:7.3f} ms/step CPU (all replicas together)")
+    return res
+
+
+CASES = {"committee": survey_committee, "committee_n": survey_committee_n, "linear": survey_linear,
+         "tanh": survey_tanh, "icl": survey_icl,
+         "mnist1d": survey_mnist1d, "autoencoder": survey_autoencoder, "timing": survey_timing}
 
 
 def main(argv=None) -> None:
@@ -314,9 +358,9 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     for name in args.case:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         CASES[name](args.quick)
-        _p(f"[{name}: {time.perf_counter() - t0:.0f}s]")
+        _p(f"[{name}: {time.perf_counter() - t0:.0f}s wall, {time.process_time() - c0:.0f}s CPU]")
 
 
 if __name__ == "__main__":
