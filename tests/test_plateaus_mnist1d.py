@@ -3,7 +3,6 @@ models' shapes, and a short MLP run well above chance."""
 import random
 
 import numpy as np
-import torch
 
 from analyses.plateaus import mnist1d_case as mc
 from analyses.plateaus.core import train

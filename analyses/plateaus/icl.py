@@ -39,7 +39,6 @@ evaluated in closed form).
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch

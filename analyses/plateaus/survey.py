@@ -210,7 +210,7 @@ def survey_tanh(quick: bool = False) -> dict:
                f"lambda_min={nc.lambda_min:.2e} lambda_max={nc.lambda_max:.2e} probe_order={nc.probe_order} "
                f"eig_tol={nc.report.eig_tol:.1e} (eigenvalues > eig_tol: {int((ev > nc.report.eig_tol).sum())})")
             cs = ls.cancellation_stats(obj, keep["theta"])
-            cs0 = ls.cancellation_stats(obj, obj.initial_point() * 0 + flat_params(saddles.build_tanh(seed).model))
+            cs0 = ls.cancellation_stats(obj, flat_params(saddles.build_tanh(seed).model))
             _p(f"  per-example gradients: plateau kappa={cs.kappa:.4f} mean|g_i|={cs.mean_example_grad_norm:.3e} "
                f"|g|={cs.grad_norm:.2e}; init kappa={cs0.kappa:.4f} mean|g_i|={cs0.mean_example_grad_norm:.3e}")
             res["nearest"] = {"kind": nc.kind, "index": nc.index, "n_zero": nc.n_zero, "loss": nc.loss}
@@ -230,7 +230,7 @@ def survey_icl(quick: bool = False) -> dict:
         snaps: dict[int, torch.Tensor] = {}
         tr = train(inst, eval_every=10,
                    callback=lambda info: snaps.__setitem__(info.step, flat_params(info.model)) if info.step % 10 == 0 else None)
-        plats = find_plateaus(tr.eval_steps, tr.eval_loss, rel_rate=1e-5, min_len=100, floor=levels[-1] * 0)
+        plats = find_plateaus(tr.eval_steps, tr.eval_loss, rel_rate=1e-5, min_len=100)
         _p(f"seed {seed} (GD on the exact population loss, lr {inst.optimiser['lr']}, init {icl.INIT}): "
            f"{tr.seconds:.1f}s for {tr.steps} steps")
         obj = inst.objective(inst.model)
