@@ -48,7 +48,10 @@ import numpy as np
 import torch
 
 from landscape import DeepLinearProblem, Objective
-from landscape.results import JsonResult
+from landscape.critical import find_critical_point
+from landscape.results import JsonResult, round_sig
+
+from .outputs import save_npz
 
 D_IN = 16
 HIDDEN = 4
@@ -74,6 +77,8 @@ TRAJECTORY_INIT = 1e-3
 #: trajectory j starts at scale TRAJECTORY_INITS[j % 3] (small: saddle-to-saddle; larger: other routes)
 TRAJECTORY_INITS = (TRAJECTORY_INIT, 0.3, 1.0)
 DEFAULT_OUT = Path("figures") / "critical-points"
+#: significant digits of the floats in critical_points.json and the section's summary (no noise digits)
+JSON_DIGITS = 10
 #: (random starts, GD trajectories, Newton-MR iterations, gradient-norm iterations, trajectory snapshot steps)
 PRESETS: dict[str, tuple[int, int, int, int, tuple[int, ...]]] = {
     "quick": (3, 1, 30, 200, (10, 20, 30, 50)),
@@ -82,13 +87,33 @@ PRESETS: dict[str, tuple[int, int, int, int, tuple[int, ...]]] = {
 
 # ---------------------------------------------------------------------------- the problem
 def spectrum(d: int = D_IN, ratio: float = SPECTRUM_RATIO) -> torch.Tensor:
-    """The chosen eigenvalues of XᵀX, descending: ratio^i, i = 0…d−1; shape (d,), float64."""
+    """The chosen eigenvalues of XᵀX, descending: ratio^i, i = 0…d−1; shape (d,), float64.
+
+    Args:
+        d: the dimension.
+        ratio: the geometric ratio of the spectrum.
+
+    Returns:
+        The eigenvalues (d,).
+
+    >>> spectrum(3, 0.5).tolist()
+    [1.0, 0.5, 0.25]
+    """
     return ratio ** torch.arange(d, dtype=torch.float64)
 
 
 def make_data(lam: torch.Tensor, m: int = N_EXAMPLES, seed: int = 0) -> torch.Tensor:
     """Data X (m, d) with XᵀX = Q diag(lam) Qᵀ exactly (Q a seeded random rotation):
-    X = A diag(√lam) Qᵀ with A (m, d) orthonormal columns."""
+    X = A diag(√lam) Qᵀ with A (m, d) orthonormal columns.
+
+    Args:
+        lam: the eigenvalues of XᵀX (d,).
+        m: examples (≥ d).
+        seed: the rotations' seed.
+
+    Returns:
+        X (m, d), float64.
+    """
     d = int(lam.numel())
     if m < d:
         raise ValueError(f"need m >= d examples for a full-rank XᵀX, got m = {m} < d = {d}")
@@ -101,7 +126,15 @@ def make_data(lam: torch.Tensor, m: int = N_EXAMPLES, seed: int = 0) -> torch.Te
 def autoencoder_objective(X: torch.Tensor, hidden: int = HIDDEN) -> Objective:
     """½‖X(W₂W₁)ᵀ − X‖²_F as ``Objective.from_function`` through the d×d moment matrix C = XᵀX:
     ½ tr((P − I) C (P − I)ᵀ). Flat layout as :class:`DeepLinearProblem` (W₁ (h, d) row-major, then
-    W₂ (d, h)); dim = 2·d·h."""
+    W₂ (d, h)); dim = 2·d·h.
+
+    Args:
+        X: the data (m, d).
+        hidden: the bottleneck width h.
+
+    Returns:
+        The objective (float64, loss summed over examples).
+    """
     d = int(X.shape[1])
     C = (X.T @ X).to(torch.float64)
     C = 0.5 * (C + C.T)
@@ -126,14 +159,28 @@ class AnalyticTable:
     dim: int
 
     def match(self, loss: float) -> tuple[int, float]:
-        """Position of the nearest analytic loss and the relative difference |L − L_S|/|L_S|."""
+        """Position of the nearest analytic loss and the relative difference |L − L_S|/|L_S|.
+
+        Args:
+            loss: a candidate's loss.
+
+        Returns:
+            ``(j, |L − L_j| / |L_j|)`` for the nearest analytic critical value L_j.
+        """
         j = int(np.argmin(np.abs(self.loss - loss)))
         return j, abs(loss - float(self.loss[j])) / max(abs(float(self.loss[j])), 1e-300)
 
 
 def analytic_table(dl: DeepLinearProblem) -> AnalyticTable:
     """All index sets of at most p = min(hidden) eigenvectors, their critical values and the
-    predicted Hessian index (H = 1: swaps + (p − s)(d_y − s))."""
+    predicted Hessian index (H = 1: swaps + (p − s)(d_y − s)).
+
+    Args:
+        dl: the linear autoencoder as a deep linear problem (Y = X, one hidden layer).
+
+    Returns:
+        :class:`AnalyticTable` (index sets, losses, indices).
+    """
     sets = dl.index_sets()
     loss = np.array([dl.critical_value(S) for S in sets])
     index = np.array([dl.predicted(S)[1] for S in sets], dtype=np.int64)
@@ -142,7 +189,17 @@ def analytic_table(dl: DeepLinearProblem) -> AnalyticTable:
 
 # ---------------------------------------------------------------------------- starts
 def random_start(dims: tuple[int, int], hidden: int, scale: float, seed: int) -> torch.Tensor:
-    """W₁ ~ N(0, scale²/d), W₂ ~ N(0, scale²/h) flattened; seeded."""
+    """W₁ ~ N(0, scale²/d), W₂ ~ N(0, scale²/h) flattened; seeded.
+
+    Args:
+        dims: (d_in, d_out).
+        hidden: the bottleneck width h.
+        scale: the weights' scale.
+        seed: the generator's seed.
+
+    Returns:
+        θ (2·d·h,), float64.
+    """
     d, _ = dims
     g = torch.Generator().manual_seed(int(seed))
     w1 = torch.randn(hidden * d, generator=g, dtype=torch.float64) * (scale / math.sqrt(d))
@@ -152,7 +209,20 @@ def random_start(dims: tuple[int, int], hidden: int, scale: float, seed: int) ->
 
 def trajectory_starts(obj: Objective, hidden: int, d: int, seed: int, steps: tuple[int, ...] = TRAJECTORY_STEPS,
                       lr: float = TRAJECTORY_LR, init: float = TRAJECTORY_INIT) -> list[tuple[int, torch.Tensor]]:
-    """Points along full-batch GD (step ``lr``) from a random start of scale ``init``, at ``steps``."""
+    """Points along full-batch GD (step ``lr``) from a random start of scale ``init``, at ``steps``.
+
+    Args:
+        obj: the objective.
+        hidden: the bottleneck width h.
+        d: the dimension.
+        seed: the start's seed.
+        steps: the GD steps at which points are taken.
+        lr: the GD step size.
+        init: the start's scale.
+
+    Returns:
+        ``[(step, θ)]``, one per entry of ``steps`` reached.
+    """
     theta = random_start((d, d), hidden, init, seed)
     out = []
     for t in range(max(steps) + 1):
@@ -190,15 +260,21 @@ class Candidate(JsonResult):
     match_index_rel: bool
 
 
-def _sig(x: float, digits: int = 10) -> float:
-    """Round to ``digits`` significant digits (tracked outputs carry no noise digits)."""
-    if x == 0 or not math.isfinite(x):
-        return float(x)
-    return float(f"{x:.{digits - 1}e}")
-
-
 def assess(obj: Objective, table: AnalyticTable, theta: torch.Tensor, loss: float, grad_sq: float) -> dict[str, Any]:
-    """Index (dense Hessian, both thresholds) and analytic match of a point."""
+    """Index (dense Hessian, both thresholds) and analytic match of a point.
+
+    Args:
+        obj: the objective.
+        table: the analytic critical points.
+        theta: the point (dim,).
+        loss: its loss.
+        grad_sq: its ‖g‖².
+
+    Returns:
+        Negative-eigenvalue counts (absolute :data:`NEG_EIG_ABS` and scale-relative
+        :data:`NEG_EIG_REL` thresholds), λ_min, λ_max, the nearest analytic point, its relative loss
+        difference and index, and whether loss / loss + index match.
+    """
     ev = torch.linalg.eigvalsh(obj.hessian(theta))
     scale = float(ev.abs().max())
     n_abs = int((ev < -NEG_EIG_ABS).sum())
@@ -213,8 +289,21 @@ def assess(obj: Objective, table: AnalyticTable, theta: torch.Tensor, loss: floa
 
 def run_search(obj: Objective, table: AnalyticTable, theta: torch.Tensor, method: str, start: str, *,
                max_iter: int, seed: int) -> Candidate:
-    from landscape.critical import find_critical_point
+    """One critical-point search (:func:`landscape.find_critical_point`) from ``theta``, assessed.
 
+    Args:
+        obj: the objective.
+        table: the analytic critical points.
+        theta: the start (dim,).
+        method: ``"newton-mr"`` or ``"gradient-norm"``.
+        start: the start's label.
+        max_iter: iterations at most.
+        seed: the search's seed.
+
+    Returns:
+        :class:`Candidate` (‖g‖² below :data:`GRAD_SQ_FLOOR` and loss differences below
+        :data:`RDIFF_FLOOR` recorded as 0).
+    """
     cs = find_critical_point(obj, theta, method=method, grad_tol=SEARCH_GRAD_TOL, max_iter=max_iter, seed=seed)
     gsq = cs.grad_norm ** 2
     a = assess(obj, table, cs.theta, cs.loss, gsq)
@@ -227,7 +316,15 @@ def run_search(obj: Objective, table: AnalyticTable, theta: torch.Tensor, method
 
 def cutoff_table(cands: list[Candidate], cutoffs: tuple[float | None, ...] = CUTOFFS) -> list[dict[str, Any]]:
     """Per cut-off: candidates accepted (‖g‖² < cutoff; None accepts all) and their matches, in
-    total and by method."""
+    total and by method.
+
+    Args:
+        cands: the candidates.
+        cutoffs: ‖g‖² cut-offs (None: accept all).
+
+    Returns:
+        One row per cut-off: counts in total and ``by_method``.
+    """
     rows = []
     for c in cutoffs:
         acc = [x for x in cands if c is None or x.grad_sq < c]
@@ -255,21 +352,24 @@ class CriticalPointsResult(JsonResult):
     candidates: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _clean(d: Any) -> Any:
-    if isinstance(d, float):
-        return _sig(d)
-    if isinstance(d, dict):
-        return {k: _clean(v) for k, v in d.items()}
-    if isinstance(d, list):
-        return [_clean(v) for v in d]
-    return d
-
-
 def run_experiment(*, quick: bool = False, seed: int = 0, d: int = D_IN, hidden: int = HIDDEN,
                    presets: tuple[int, int, int, int, tuple[int, ...]] | None = None, progress: bool = False
                    ) -> tuple[CriticalPointsResult, list[Candidate], AnalyticTable, dict[str, float]]:
     """Run the protocol (module docstring); returns the result, the candidates, the analytic table
-    and wall times (s)."""
+    and wall times (s).
+
+    Args:
+        quick: the reduced preset.
+        seed: the base seed.
+        d: the autoencoder's dimension.
+        hidden: its bottleneck width.
+        presets: (random starts, trajectories, Newton-MR iterations, gradient-norm iterations,
+            trajectory steps), overriding the preset.
+        progress: print every search's outcome on stderr.
+
+    Returns:
+        ``(result, candidates, analytic table, wall times (s))``.
+    """
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     n_rand, n_traj, it_nmr, it_gn, traj_steps = presets or PRESETS["quick" if quick else "default"]
@@ -322,7 +422,16 @@ def _pct(a: int, b: int) -> str:
 
 
 def findings(rows: list[dict[str, Any]], cands: list[Candidate], table: AnalyticTable) -> list[str]:
-    """Plain-language statements, each with its numbers."""
+    """Plain-language statements, each with its numbers.
+
+    Args:
+        rows: :func:`cutoff_table`.
+        cands: the candidates.
+        table: the analytic critical points.
+
+    Returns:
+        The statements.
+    """
     out = []
     for r in rows:
         name = "no cut-off" if r["cutoff"] is None else f"‖g‖² < {r['cutoff']:g}"
@@ -360,7 +469,17 @@ def findings(rows: list[dict[str, Any]], cands: list[Candidate], table: Analytic
 
 def loss_index_png(cands: list[Candidate], table: AnalyticTable, path: Path,
                    cutoffs: tuple[float | None, ...] = CUTOFFS) -> Path:
-    """Loss against index fraction, one panel per cut-off, analytic points overlaid."""
+    """Loss against index fraction, one panel per cut-off, analytic points overlaid.
+
+    Args:
+        cands: the candidates.
+        table: the analytic critical points.
+        path: the PNG to write.
+        cutoffs: the panels' cut-offs.
+
+    Returns:
+        ``path``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -395,36 +514,23 @@ def loss_index_png(cands: list[Candidate], table: AnalyticTable, path: Path,
     return path
 
 
-def round_sig(a: Any, digits: int = 12) -> np.ndarray:
-    """Float arrays rounded to ``digits`` significant digits (LAPACK results can differ in the last
-    bits between calls on identical input, e.g. with memory alignment); other arrays unchanged."""
-    a = np.asanyarray(a)
-    if a.dtype.kind != "f" or a.size == 0:
-        return a
-    flat = [float(f"{x:.{digits - 1}e}") for x in a.astype(np.float64).ravel().tolist()]
-    return np.asarray(flat, dtype=np.float64).reshape(a.shape)
-
-
-def save_npz(path: Path, **arrays: Any) -> Path:
-    """``numpy.savez`` with fixed zip timestamps and floats rounded by :func:`round_sig`, so the
-    same results give the same bytes (numpy's own savez stamps members with the current time)."""
-    import io
-    import zipfile
-
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
-        for name in sorted(arrays):
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, round_sig(arrays[name]), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            zf.writestr(info, buf.getvalue())
-    return path
-
-
 def write_outputs(res: CriticalPointsResult, cands: list[Candidate], table: AnalyticTable, times: dict[str, float],
                   out: Path) -> dict[str, Path]:
+    """Write ``critical_points.json``, ``candidates.npz``, ``loss_vs_index.png`` and the untracked ``timings.jsonl``.
+
+    Args:
+        res: the result.
+        cands: the candidates.
+        table: the analytic critical points.
+        times: wall times (s).
+        out: the output folder (created).
+
+    Returns:
+        ``{"json", "npz", "png"}`` → paths.
+    """
     out.mkdir(parents=True, exist_ok=True)
     js = out / "critical_points.json"
-    js.write_text(json.dumps(_clean(res.to_dict()), sort_keys=True, indent=1, ensure_ascii=False) + "\n",
+    js.write_text(json.dumps(round_sig(res.to_dict(), JSON_DIGITS), sort_keys=True, indent=1, ensure_ascii=False) + "\n",
                   encoding="utf-8")
     npz = out / "candidates.npz"
     save_npz(npz, loss=np.array([c.loss for c in cands]), grad_sq=np.array([c.grad_sq for c in cands]),
@@ -439,7 +545,17 @@ def write_outputs(res: CriticalPointsResult, cands: list[Candidate], table: Anal
 def study_section(out_dir: Path, *, quick: bool, seed: int = 0, **experiment_options: Any) -> dict[str, Any]:
     """The main report's section (the section contract of analyses.study): runs the experiment into ``out_dir/critical-points``;
     paths in ``html`` / ``figures`` are relative to ``out_dir``. ``experiment_options`` go to
-    :func:`run_experiment` (tests use a smaller autoencoder)."""
+    :func:`run_experiment` (tests use a smaller autoencoder).
+
+    Args:
+        out_dir: the main job's output folder.
+        quick: the reduced preset.
+        seed: the base seed.
+        **experiment_options: options of :func:`run_experiment`.
+
+    Returns:
+        The report's section (``title``, ``lead``, ``html``, ``summary``, ``figures``).
+    """
     out_dir = Path(out_dir)
     sub = out_dir / "critical-points"
     res, cands, table, times = run_experiment(quick=quick, seed=seed, **experiment_options)
@@ -459,19 +575,32 @@ def study_section(out_dir: Path, *, quick: bool, seed: int = 0, **experiment_opt
             + "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in res.findings) + "</ul>"
             + f'<p><img src="{html.escape(rel)}" width="1100"></p>')
     return {"title": "Critical-point cut-offs (Frye et al. 2021) on a linear autoencoder", "lead": lead,
-            "html": body, "summary": _clean({"cutoffs": res.cutoffs, "setting": res.setting,
-                                             "analytic": res.analytic}),
+            "html": body, "summary": round_sig({"cutoffs": res.cutoffs, "setting": res.setting,
+                                                 "analytic": res.analytic}, JSON_DIGITS),
             "figures": [rel]}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help="a reduced run (well under a minute)")
+    """Add ``landscape critical-points``'s arguments.
+
+    Args:
+        p: the subcommand's parser.
+    """
+    p.add_argument("--quick", action="store_true", help="a reduced run (~10 s on 2 cores)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"output directory (default {DEFAULT_OUT})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", action="store_true", help="print every search's outcome")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``landscape critical-points``: print the findings.
+
+    Args:
+        args: the parsed arguments (:func:`add_arguments`).
+
+    Returns:
+        The exit code, 0.
+    """
     res, cands, table, times = run_experiment(quick=args.quick, seed=args.seed, progress=args.progress)
     paths = write_outputs(res, cands, table, times, Path(args.out))
     for s in res.findings:

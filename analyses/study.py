@@ -10,7 +10,9 @@ The report is assembled from *sections*: modules exposing
 that return ``title``, ``lead`` (an HTML paragraph: the answer first), ``html`` (the evidence:
 tables, ``<img>`` with paths relative to ``out_dir``), ``summary`` (JSON-able numbers) and
 ``figures`` (relative paths; the first one is the figure that shows the answer). :data:`SECTIONS`
-lists them in report order. The first section's lead and figure open the report.
+lists them in report order, each under its provider name (its id in ``study.json``, the report and
+``--only``). The first section's lead and figure open the report. A new study part: a module with
+``study_section``, one entry in :data:`SECTIONS`.
 
 Reproducible: tracked outputs (``report.html``, ``study.json``, the PNGs and JSON summaries)
 hold no timings or host information and are byte-identical on a rerun with the same seed;
@@ -34,18 +36,27 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from landscape.render import PAGE_CSS, fmt_num, html_table, shared_assets
-from landscape.results import write_json
+import numpy
+import torch
 
-#: section providers, in report order (the first one answers the study's question)
-SECTIONS: list[str] = [
-    "analyses.escape_report",
-    "analyses.digits",
-    "analyses.critical_points",
-    "analyses.theorems",
-    "analyses.spectrum_report",
-    "analyses.surface_plots",
-]
+from landscape.render import PAGE_CSS, html_table, shared_assets
+from landscape.results import to_jsonable, write_json
+
+from .cli_common import DETERMINISTIC_ENV, Heartbeat, add_quiet, positive_int
+
+#: the study's parts in report order (the first one answers the study's question): provider name
+#: -> the module whose ``study_section`` runs it. The provider names are the parts' ids — written
+#: into study.json and report.html, and (their last component) the short names of ``--only`` — so
+#: they stay as they were when each part was one module (``escape_report``, ``digits``) and the
+#: shipped outputs stay byte-identical.
+SECTIONS: dict[str, str] = {
+    "analyses.escape_report": "analyses.escape.section",
+    "analyses.digits": "analyses.digits_plateau",
+    "analyses.critical_points": "analyses.critical_points",
+    "analyses.theorems": "analyses.theorems.section",
+    "analyses.spectrum_report": "analyses.spectrum_report",
+    "analyses.surface_plots": "analyses.surface_plots",
+}
 SECTION_KEYS = ("title", "lead", "html", "summary", "figures")
 #: significant digits of the floats in study.json
 JSON_DIGITS = 8
@@ -53,12 +64,27 @@ JSON_DIGITS = 8
 
 # ---------------------------------------------------------------------------- assembling
 def _provider(spec: str) -> Any:
-    module, _, attr = spec.partition(":")
+    """The section function of a provider name (:data:`SECTIONS`) or of ``module[:function]``."""
+    module, _, attr = SECTIONS.get(spec, spec).partition(":")
     return getattr(importlib.import_module(module), attr or "study_section")
 
 
 def run_section(spec: str, out: Path, *, quick: bool, seed: int, workers: int | None = None) -> dict[str, Any]:
-    """Call one provider and check its result has the contract's keys."""
+    """Run one part of the study in this process.
+
+    Args:
+        spec: a provider name of :data:`SECTIONS`, or ``module[:function]``.
+        out: the study's output folder.
+        quick: the reduced run.
+        seed: the base seed.
+        workers: worker processes, for parts that take them.
+
+    Returns:
+        The section (``title``, ``lead``, ``html``, ``summary``, ``figures``).
+
+    Raises:
+        ValueError: the section lacks one of the contract's keys.
+    """
     fn = _provider(spec)
     kwargs: dict[str, Any] = {"quick": quick, "seed": seed}
     if workers is not None and "workers" in inspect.signature(fn).parameters:
@@ -76,7 +102,18 @@ def _anchor(i: int, title: str) -> str:
 
 def write_report(sections: list[dict[str, Any]], out: Path, *, quick: bool, seed: int) -> Path:
     """``report.html``: the answer and its figure first, then one part per section, then where
-    every number comes from. No timings (they are in the untracked ``run_info.json``)."""
+    every number comes from. No timings (they are in the untracked ``run_info.json``).
+
+    Args:
+        sections: the sections in report order (a failed one holds ``error``), each with its
+            ``provider``.
+        out: the output folder.
+        quick: the run was ``--quick``.
+        seed: the base seed.
+
+    Returns:
+        The path of ``report.html``.
+    """
     ok = [s for s in sections if "error" not in s]
     parts = []
     if ok:
@@ -117,8 +154,6 @@ def write_report(sections: list[dict[str, Any]], out: Path, *, quick: bool, seed
 
 def _section_main() -> None:
     """Entry point of one section's process: ``SPEC OUT QUICK SEED WORKERS RESULT.json``."""
-    from landscape.results import to_jsonable
-
     spec, out, quick, seed, workers, result = sys.argv[1:7]
     try:
         with shared_assets(Path(out)):
@@ -138,8 +173,6 @@ def _run_isolated(spec: str, out: Path, *, quick: bool, seed: int, workers: int 
     state whatever ran before it (a worker pool's timing-dependent allocations in this process
     would otherwise shift array alignment and the last bits of later BLAS results)."""
     root = str(Path(__file__).resolve().parents[1])
-    from .cli import DETERMINISTIC_ENV
-
     env = dict(os.environ, MPLBACKEND="Agg", **DETERMINISTIC_ENV,
                PYTHONPATH=os.pathsep.join([root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     with tempfile.TemporaryDirectory(prefix="study-section-") as td:
@@ -157,11 +190,20 @@ def _run_isolated(spec: str, out: Path, *, quick: bool, seed: int, workers: int 
 
 def run_study(out: str | Path = "figures", *, quick: bool = False, seed: int = 0, workers: int | None = None,
               quiet: bool = False, sections: list[str] | None = None) -> dict[str, Any]:
-    """Run every section into ``out`` (each in its own process), write ``report.html``,
+    """Run the study: every section into ``out``, each in its own process; then ``report.html``,
     ``study.json`` (tracked) and ``run_info.json`` (timings, versions, errors; untracked).
-    Returns the study.json content."""
-    from .cli import Heartbeat
 
+    Args:
+        out: the output folder (each part writes in its own subfolder).
+        quick: the reduced run.
+        seed: the base seed of every part.
+        workers: worker processes of the parts that take them (default: the cores).
+        quiet: no progress lines on stderr.
+        sections: the parts to run (provider names); default all of :data:`SECTIONS`.
+
+    Returns:
+        The study.json content, plus ``_report_path`` and ``_timings_s``.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     hb = Heartbeat("study", quiet=quiet)
@@ -186,9 +228,6 @@ def run_study(out: str | Path = "figures", *, quick: bool = False, seed: int = 0
              "sections": [{k: s.get(k) for k in ("provider", "title", "summary", "figures", "error") if k in s}
                           for s in done]}
     write_json(out / "study.json", study, digits=JSON_DIGITS)
-    import numpy
-    import torch
-
     write_json(out / "run_info.json", {"timings_s": timings, "errors": errors, "torch": torch.__version__,
                                        "numpy": numpy.__version__, "python": platform.python_version(),
                                        "threads": torch.get_num_threads(), "host": platform.node(),
@@ -215,10 +254,13 @@ def _section_list(text: str) -> list[str]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .cli import add_quiet, positive_int
+    """Add ``landscape study``'s arguments.
 
+    Args:
+        p: the subcommand's parser.
+    """
     p.add_argument("--out", default="figures", help="output directory; each part writes in its own subfolder")
-    p.add_argument("--quick", action="store_true", help="a reduced run (about half a minute on 2 cores)")
+    p.add_argument("--quick", action="store_true", help="a reduced run (~2.5 min on 2 cores)")
     p.add_argument("--seed", type=int, default=0, help="base seed of every part")
     p.add_argument("--only", type=_section_list, default=None, metavar="PART[,PART]",
                    help="run only these parts (short names: " + ", ".join(_short(x) for x in SECTIONS) + "); the "
@@ -229,6 +271,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``landscape study``.
+
+    Args:
+        args: the parsed arguments (:func:`add_arguments`).
+
+    Returns:
+        The exit code: 0, or 1 when a part failed (the others still run).
+    """
     t0 = time.perf_counter()
     study = run_study(args.out, quick=args.quick, seed=args.seed, workers=args.workers, quiet=args.quiet,
                       sections=args.only)
@@ -241,6 +291,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import main
+    from analyses.cli import main
 
     raise SystemExit(main(["study", *sys.argv[1:]]))

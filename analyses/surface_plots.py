@@ -23,11 +23,15 @@ from typing import Any
 
 import torch
 
-from analyses.problems import Problem, get_problem, list_problems
 from landscape import Objective
-from landscape.render import surface_png, write_surface_html
+from landscape.render import fmt_num, surface_png, write_surface_html
+from landscape.results import write_json
 from landscape.surface import (NORMALIZATIONS, SurfaceResult, interpolate, surface_2d, surface_eigen,
                                surface_pca)
+
+from .cli_common import (Heartbeat, UsageError, add_quiet, existing_file, int_at_least, nonnegative_float,
+                         positive_float, positive_int, show_bars)
+from .problems import Problem, get_problem, list_problems
 
 DIRECTIONS = ("random", "eigen", "pca", "line")
 REFERENCE_MS_PER_POINT = 2.0  # loss-landscapes (PyPI) on the engine benchmark's MLP, per the issue
@@ -37,7 +41,18 @@ REFERENCE_MS_PER_POINT = 2.0  # loss-landscapes (PyPI) on the engine benchmark's
 def gradient_descent(obj: Objective, theta0: torch.Tensor, lr: float, n_steps: int, *, record_every: int = 1
                      ) -> tuple[torch.Tensor, list[float]]:
     """Plain gradient descent θ ← θ − lr·∇L(θ). Returns the recorded points (T, dim) (every
-    ``record_every`` steps, first and last always) and their losses."""
+    ``record_every`` steps, first and last always) and their losses.
+
+    Args:
+        obj: the objective.
+        theta0: the start (dim,).
+        lr: the step size.
+        n_steps: steps.
+        record_every: record a point every this many steps.
+
+    Returns:
+        ``(points (T, dim), losses)``.
+    """
     if not (lr > 0) or n_steps < 1:
         raise ValueError(f"need lr > 0 and n_steps >= 1, got lr={lr}, n_steps={n_steps}")
     theta = obj.check_theta(theta0).detach().clone()
@@ -57,7 +72,23 @@ def make_surface(problem: Problem, directions: str = "random", *, steps: int = 2
                  seed: int = 0, eps: float | None = None, normalization: str | None = None,
                  gd_steps: int = 300, lr: float | None = None, progress: bool | None = None) -> SurfaceResult:
     """A surface for ``problem`` around ``problem.init(seed, eps)`` (defaults from ``problem.hints``),
-    with the reference critical point marked by its kind."""
+    with the reference critical point marked by its kind.
+
+    Args:
+        problem: the zoo problem.
+        directions: ``"random"``, ``"eigen"``, ``"pca"`` or ``"line"``.
+        steps: grid points per axis.
+        span: the grid's half-width (default ``hints["span"]``).
+        seed: the start's and the directions' seed.
+        eps: the start's perturbation (default ``hints["eps"]``).
+        normalization: the directions' normalisation (default ``hints["normalization"]``).
+        gd_steps: GD steps of the trajectory (``pca`` / ``line``).
+        lr: the trajectory's step size (default ``hints["lr"]``).
+        progress: a progress bar.
+
+    Returns:
+        :class:`landscape.surface.SurfaceResult`.
+    """
     if directions not in DIRECTIONS:
         raise ValueError(f"directions must be one of {DIRECTIONS}, got {directions!r}")
     hints = problem.hints
@@ -89,12 +120,31 @@ def make_surface(problem: Problem, directions: str = "random", *, steps: int = 2
 
 
 def output_stem(res: SurfaceResult) -> str:
+    """The outputs' file stem: ``surface_<problem>_<directions>``.
+
+    Args:
+        res: the surface.
+
+    Returns:
+        The stem.
+    """
     return f"surface_{res.meta.get('problem', 'custom')}_{res.kind if res.kind != 'interpolation' else 'line'}"
 
 
 def write_outputs(res: SurfaceResult, out: str | Path, stem: str | None = None, *, log: bool = False,
                   write_npz: bool = True) -> dict[str, Path]:
-    """Write ``<stem>.png``, ``<stem>.html`` (and ``<stem>.npz``) into ``out``."""
+    """Write ``<stem>.png``, ``<stem>.html`` (and ``<stem>.npz``) into ``out``.
+
+    Args:
+        res: the surface.
+        out: the output folder (created).
+        stem: the file stem (default :func:`output_stem`).
+        log: log-spaced contour levels.
+        write_npz: also the ``.npz`` (for ``--replot``).
+
+    Returns:
+        ``{"png", "html"(, "npz")}`` → paths.
+    """
     out = Path(out)
     stem = stem or output_stem(res)
     title = f"{res.meta.get('problem', 'loss')} — {res.kind} directions"
@@ -115,7 +165,20 @@ def bench_surface(*, steps: int = 15, n_examples: int = 2000, repeats: int = 3, 
     (``loss_fn(model(X), y)`` under ``no_grad``). Timings interleave and report medians (the machine
     may be shared). ``threads``: torch intra-op threads for the measurement (restored after).
     ``clock="cpu"`` times with the process CPU clock, which a busy machine inflates far less than
-    the wall clock (meaningful with ``threads=1``)."""
+    the wall clock (meaningful with ``threads=1``).
+
+    Args:
+        steps: grid points per axis.
+        n_examples: examples of the MLP.
+        repeats: timed rounds.
+        seed: the problem's seed.
+        strategies: the surface strategies timed.
+        threads: torch threads during the measurement.
+        clock: ``"wall"`` or ``"cpu"``.
+
+    Returns:
+        ms per point per strategy, the forward pass's, their ratios and the reference.
+    """
     if clock not in ("wall", "cpu"):
         raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
     old_threads = torch.get_num_threads()
@@ -181,12 +244,16 @@ STUDY_PROBLEM = "deep_linear_h2_zero"
 
 def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any]:
     """``landscape study``'s surface part: random and Hessian-eigen planes through the deep linear
-    H = 2 net's non-strict saddle near W = 0, under ``out_dir/surface/`` (the section contract of analyses.study)."""
-    import html as _html
+    H = 2 net's non-strict saddle near W = 0, under ``out_dir/surface/`` (the section contract of analyses.study).
 
-    from landscape.render import fmt_num
-    from landscape.results import write_json
+    Args:
+        out_dir: the main job's output folder.
+        quick: a coarser grid.
+        seed: the directions' seed.
 
+    Returns:
+        The report's section (``title``, ``lead``, ``html``, ``summary``, ``figures``).
+    """
     out_dir = Path(out_dir)
     problem = get_problem(STUDY_PROBLEM)
     steps = 11 if quick else 25
@@ -221,8 +288,11 @@ def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any
 
 # ---------------------------------------------------------------------------- CLI
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .cli import add_quiet, existing_file, int_at_least, nonnegative_float, positive_float, positive_int
+    """Add ``landscape surface``'s arguments.
 
+    Args:
+        p: the subcommand's parser.
+    """
     p.add_argument("--problem", choices=list_problems(), metavar="NAME",
                    help=f"embedded problem: {', '.join(list_problems())}")
     p.add_argument("--directions", choices=DIRECTIONS, default="random",
@@ -249,9 +319,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_quiet(p)
 
 
-def run(args: argparse.Namespace) -> int:
-    from .cli import Heartbeat, UsageError, show_bars
+def output_dirs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The folder ``landscape surface`` writes in (checked before any work by :func:`analyses.cli.main`).
 
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        ``[("--out", folder)]`` (with ``--replot`` and the default ``--out``, the .npz file's folder);
+        nothing for ``--list`` and ``--bench``, which write no file.
+    """
+    if args.list or args.bench:
+        return []
+    if args.replot and args.out == "figures/surface":
+        return [("--replot", str(Path(args.replot).parent))]
+    return [("--out", args.out)]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``landscape surface`` (``--problem``, ``--replot`` or ``--bench``; ``--list`` the zoo).
+
+    Args:
+        args: the parsed arguments (:func:`add_arguments`).
+
+    Returns:
+        The exit code, 0.
+
+    Raises:
+        analyses.cli_common.UsageError: not exactly one of ``--problem``, ``--replot``, ``--bench``.
+    """
     if args.list:
         for name in list_problems():
             print(f"{name}: {get_problem(name).description}")

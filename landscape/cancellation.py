@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .defaults import KAPPA_J_THRESHOLD
+from .fast_stats import example_grad_sums
 from .results import JsonResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from .objective import Objective
 
-KAPPA_J_THRESHOLD = 0.1
 
-
-@dataclass
+@dataclass(frozen=True)
 class CancellationStats(JsonResult):
     """Cancellation of per-example gradients, globally or for one parameter tensor.
 
@@ -31,6 +31,15 @@ class CancellationStats(JsonResult):
     - ``gsnr_*``: r_j = μ_j² / (s_j² − μ_j²) (inf where the variance is 0 and μ_j ≠ 0)
     - ``sign_agreement_*``: q_j = |mean_i sign g_ij|
     - ``grad_norm`` = ‖μ‖, ``mean_example_grad_norm`` = mean_i ‖g_i‖
+    - ``n`` examples, ``dim`` coordinates; ``per_layer``: the same statistics per parameter tensor
+
+    Example (two per-example gradients at right angles, (−2, 0) and (0, 2): κ = 1/√2, α = 1/2):
+        >>> import torch, landscape as ls
+        >>> X, Y = torch.eye(2, dtype=torch.float64), torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
+        >>> obj = ls.Objective.from_module(torch.nn.Linear(2, 1, bias=False).double(), torch.nn.MSELoss(), (X, Y))
+        >>> s = cancellation_stats(obj, torch.zeros(2, dtype=torch.float64))
+        >>> round(s.kappa, 6), round(s.alpha, 12), s.n, list(s.per_layer)
+        (0.707107, 0.5, 2, ['weight'])
     """
 
     n: int
@@ -73,7 +82,8 @@ def _nan_stat(x: torch.Tensor, fn: str) -> float:
 
 
 def _stats(n: int, s1: torch.Tensor, s2: torch.Tensor, sabs: torch.Tensor, ssign: torch.Tensor,
-           sum_norm: float, sum_norm2: float) -> CancellationStats:
+           sum_norm: float, sum_norm2: float, per_layer: dict[str, CancellationStats] | None = None
+           ) -> CancellationStats:
     mu = s1 / n
     ms = s2 / n
     a = sabs / n
@@ -99,7 +109,7 @@ def _stats(n: int, s1: torch.Tensor, s2: torch.Tensor, sabs: torch.Tensor, ssign
         kappa_j_mean=_nan_stat(kappa_j, "mean"), kappa_j_median=_nan_stat(kappa_j, "median"),
         frac_kappa_j_below=float((valid_kj < KAPPA_J_THRESHOLD).double().mean()) if valid_kj.numel() else float("nan"),
         gsnr_mean=_nan_stat(gsnr, "mean"), gsnr_median=_nan_stat(gsnr, "median"), gsnr_max=_nan_stat(gsnr, "max"),
-        sign_agreement_mean=float(q.mean()), sign_agreement_median=_median(q),
+        sign_agreement_mean=float(q.mean()), sign_agreement_median=_median(q), per_layer=per_layer or {},
     )
 
 
@@ -113,14 +123,29 @@ def cancellation_stats(obj: "Objective", theta: torch.Tensor, chunk_size: int | 
     values to round-off); other models, or ``fast=False``, the
     per-example (vmap) path: with ``chunk_size`` the per-example gradients are produced and reduced
     ``chunk_size`` rows at a time (memory ``chunk_size × dim``). ``fast=True`` raises when the model
-    is not eligible. The statistics are accumulated in float64.
+    is not eligible. The statistics are accumulated in float64. Distributed objectives sum the
+    shards' sums, so the statistics are global.
+
+    Args:
+        obj: a model objective. theta: the point (dim,).
+        chunk_size: examples per chunk on the per-example path (None: one chunk per batch).
+        fast: None (the layer-product path where eligible), True (required) or False (never).
+
+    Returns:
+        :class:`CancellationStats` with ``per_layer`` statistics.
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> X, Y = torch.eye(2, dtype=torch.float64), torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
+        >>> obj = ls.Objective.from_module(torch.nn.Linear(2, 1, bias=False).double(), torch.nn.MSELoss(), (X, Y))
+        >>> cancellation_stats(obj, torch.ones(2, dtype=torch.float64), fast=False).grad_norm   # g_i = (0, 0), (0, 4)
+        2.0
     """
     slices = obj.spec.slices
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
     sums = None
     if fast is not False:
-        from .fast_stats import example_grad_sums
         fs = example_grad_sums(obj, theta)
         if fs is not None:
             sums = [fs.sum.to(torch.float64), fs.sum_sq.to(torch.float64), fs.sum_abs.to(torch.float64),
@@ -144,10 +169,9 @@ def cancellation_stats(obj: "Objective", theta: torch.Tensor, chunk_size: int | 
         rest = packed[4 * obj.dim + 3:].tolist()
         layer_norm, layer_norm2 = dict(zip(names, rest[:len(names)])), dict(zip(names, rest[len(names):]))
     s1, s2, sabs, ssign = sums  # type: ignore[misc]
-    out = _stats(n, s1, s2, sabs, ssign, norm_sum, norm2_sum)
-    for name, sl in slices.items():
-        out.per_layer[name] = _stats(n, s1[sl], s2[sl], sabs[sl], ssign[sl], layer_norm[name], layer_norm2[name])
-    return out
+    per_layer = {name: _stats(n, s1[sl], s2[sl], sabs[sl], ssign[sl], layer_norm[name], layer_norm2[name])
+                 for name, sl in slices.items()}
+    return _stats(n, s1, s2, sabs, ssign, norm_sum, norm2_sum, per_layer)
 
 
 def _per_example_sums(obj: "Objective", theta: torch.Tensor, chunk_size: int | None):

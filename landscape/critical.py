@@ -17,7 +17,7 @@ Both cap a step at :data:`MAX_STEP`·max(1, ‖θ_start‖) before the line sear
 search finds a *nearby* critical point).
 
 Convergence (default, Frye et al. 2021): ‖g‖² ≤ 1e-10 in float64, i.e. ``grad_tol`` = 1e-5 scaled
-by (ε_dtype/ε_64)^{1/4} for lower precisions (:func:`landscape.classify.default_grad_tol`). This
+by (ε_dtype/ε_64)^{1/4} for lower precisions (:func:`landscape.tolerances.default_grad_tol`). This
 is the literature's absolute cut-off; pass ``grad_tol`` in the loss's units to change it.
 
 Gradient-flatness: the *flatness* φ = ‖g + H p‖/‖g‖ ∈ [0, 1] is the share of g outside range(H)
@@ -34,36 +34,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
-from .lanczos import lanczos, random_unit
-from .objective import NonFiniteError, Objective
+from .classify import CriticalPointReport, classify_point
+from .defaults import (ARMIJO_C, DEFAULT_MAX_ITER, GRADIENT_FLAT_SHARE, MAX_BACKTRACK, MAX_STEP, POLISH_FACTOR,
+                       SCALE_STEPS, STAGNATION, STAGNATION_ITERS)
+from .errors import NonFiniteError
+from .linalg import lanczos, minres_solve, random_unit
+from .objective import Objective
+from .operators import CurvatureOperator
 from .results import JsonResult
+from .tolerances import default_grad_tol
 
 METHODS = ("newton-mr", "gradient-norm")
-#: a stalled search with this share of ‖g‖ outside range(H) is at a gradient-flat point
-GRADIENT_FLAT_SHARE = 0.5
-ARMIJO_C = 1e-4
-MAX_BACKTRACK = 40
-DEFAULT_MAX_ITER = {"newton-mr": 100, "gradient-norm": 2000}
-#: MINRES Krylov dimension cap and its relative residual target
-MINRES_MAX_K = 200
-MINRES_RTOL = 1e-10
-#: stagnation: ‖g‖ decreasing by less than this relative amount per step, STAGNATION_ITERS steps running
-STAGNATION = 1e-10
-STAGNATION_ITERS = 5
-#: Lanczos steps of the ‖H‖ estimate
-SCALE_STEPS = 20
-#: nearest_critical polishes until ‖g‖ ≤ min(grad_tol, POLISH_FACTOR·‖g_start‖)
-POLISH_FACTOR = 1e-6
-#: a step is at most MAX_STEP·max(1, ‖θ_start‖) long (a trust cap: min-norm steps through nearly singular
-#: directions otherwise jump to far-away critical points, e.g. at blown-up gauges of a deep linear net)
-MAX_STEP = 0.5
 
 
-@dataclass
+@dataclass(frozen=True)
 class CriticalPointSearch(JsonResult):
     """Outcome of :func:`find_critical_point`.
 
@@ -77,6 +64,9 @@ class CriticalPointSearch(JsonResult):
     lengths (≈ 0 for quadratic convergence, ≈ (k−2)/(k−1) near a degenerate order-k point);
     ``est_distance`` ≈ remaining distance to the exact critical point, last_step·rate/(1 − rate)
     (a geometric extrapolation; 0 when converged quadratically). ``message`` says why it stopped.
+    ``method``, ``grad_tol``: the search's settings.
+
+    Example: see :func:`find_critical_point`.
     """
 
     theta: torch.Tensor = field(repr=False)
@@ -99,6 +89,7 @@ class CriticalPointSearch(JsonResult):
     est_distance: float | None = None
 
     def to_dict(self) -> dict:
+        """The result as JSON types, without ``theta``."""
         d = super().to_dict()
         d.pop("theta")
         return d
@@ -119,92 +110,21 @@ def _check_inputs(obj: Objective, theta: torch.Tensor, method: str, grad_tol: fl
         max_iter = DEFAULT_MAX_ITER[method]
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
         raise ValueError(f"max_iter must be a non-negative integer, got {max_iter!r}")
-    from .classify import default_grad_tol
     gtol = default_grad_tol(obj.dtype) if grad_tol is None else float(grad_tol)
     return theta, gtol, max_iter
 
 
-def minres_solve(matvec, b: torch.Tensor, *, max_k: int = MINRES_MAX_K, rtol: float = MINRES_RTOL,
-                 scale: float = 0.0, cutoff: float | None = None) -> tuple[torch.Tensor, float, int]:
-    """Minimum-norm least-squares solution x of H x = b for symmetric H (possibly singular).
-
-    MINRES in its Lanczos form: k steps of Lanczos with full re-orthogonalisation from b give
-    H Q_k = Q_{k+1} T̄_k; x = Q_k y with y = argmin ‖T̄_k y − ‖b‖e₁‖, solved by an SVD truncated at
-    1e3·ε·k·max(``scale``, σ_max(T̄)) (the minimum-length choice of MINRES-QLP for singular H;
-    ``scale`` ≈ ‖H‖ from outside the Krylov space of b, which alone can miss the large eigenvalues;
-    ``cutoff``: an absolute singular-value cut-off instead).
-    Stops when the relative residual ‖Hx − b‖/‖b‖ ≤ ``rtol``, when the Krylov space is invariant,
-    or after ``max_k`` steps. Returns (x (dim,), relative residual, number of products).
-    """
-    dim = b.numel()
-    dtype, device = b.dtype, b.device
-    eps = torch.finfo(dtype).eps
-    bn = float(torch.linalg.vector_norm(b))
-    if bn == 0.0:
-        return torch.zeros_like(b), 0.0, 0
-    max_k = max(1, min(int(max_k), dim))
-    Q = torch.empty(max_k + 1, dim, dtype=dtype, device=device)
-    alpha = torch.zeros(max_k, dtype=torch.float64)
-    beta = torch.zeros(max_k, dtype=torch.float64)  # beta[j] couples q_j and q_{j+1}
-    Q[0] = b / bn
-    tscale = 0.0
-    k = 0
-    y = None
-    resid = 1.0
-    for j in range(max_k):
-        w = matvec(Q[j])
-        k = j + 1
-        a = float(torch.dot(w, Q[j]))
-        w = w - a * Q[j]
-        if j > 0:
-            w = w - float(beta[j - 1]) * Q[j - 1]
-        for _ in range(2):  # full re-orthogonalisation (twice is enough)
-            w = w - Q[: j + 1].T @ (Q[: j + 1] @ w)
-        alpha[j] = a
-        bj = float(torch.linalg.vector_norm(w))
-        tscale = max(tscale, abs(a) + bj + (float(beta[j - 1]) if j else 0.0))
-        invariant = bj <= 10 * eps * max(tscale, scale, 1e-300) * math.sqrt(dim)
-        beta[j] = 0.0 if invariant else bj
-        if not invariant:
-            Q[j + 1] = w / bj
-        if invariant or j + 1 == max_k or j < 10 or (j + 1) % 5 == 0:
-            y, resid = _ls_tridiag(alpha[:k], beta[:k], bn, 1e3 * eps * k, scale, cutoff)
-            if invariant or resid <= rtol:
-                break
-    x = Q[:k].T @ y.to(dtype=dtype, device=device)
-    return x, resid, k
-
-
-def _ls_tridiag(alpha: torch.Tensor, beta: torch.Tensor, bn: float, rcond: float, scale: float,
-                cutoff: float | None = None) -> tuple[torch.Tensor, float]:
-    """argmin ‖T̄ y − bn·e₁‖ (min-norm, SVD truncated at rcond·max(scale, σ_max)) and its relative residual."""
-    k = alpha.numel()
-    T = torch.zeros(k + 1, k, dtype=torch.float64)
-    T[torch.arange(k), torch.arange(k)] = alpha
-    T[torch.arange(1, k + 1), torch.arange(k)] = beta
-    if k > 1:
-        T[torch.arange(k - 1), torch.arange(1, k)] = beta[: k - 1]
-    rhs = torch.zeros(k + 1, dtype=torch.float64)
-    rhs[0] = bn
-    U, S, Vh = torch.linalg.svd(T, full_matrices=False)
-    smax = max(float(S.max()) if S.numel() else 0.0, scale)
-    if cutoff is not None:
-        keep = S > cutoff
-    else:
-        keep = S > rcond * smax if smax > 0 else torch.zeros_like(S, dtype=torch.bool)
-    coef = (U[:, keep].T @ rhs) / S[keep]
-    y = Vh[keep].T @ coef
-    r = float(torch.linalg.vector_norm(T @ y - rhs)) / bn
-    return y, r
-
-
 class _Counter:
+    """The search's evaluations: counts gradients and Hessian products, and holds the Hessian
+    operator of the current point (built once per point)."""
+
     def __init__(self, obj: Objective, seed: int) -> None:
         self.obj = obj
         self.n_hvp = 0
         self.n_grad = 0
         self.seed = seed
         self.scale = 0.0
+        self._op: CurvatureOperator | None = None
 
     def update_scale(self, theta: torch.Tensor) -> None:
         """max|λ(H)| estimate: largest |Ritz value| of a short seeded Lanczos run (never shrinks)."""
@@ -218,7 +138,10 @@ class _Counter:
         return self.obj.loss_and_grad(theta)
 
     def operator(self, theta: torch.Tensor):
-        op = self.obj.hvp_operator(theta)
+        """``matvec`` of the Hessian at ``theta`` (counted); the operator is reused while θ stays."""
+        if self._op is None or not torch.equal(self._op.theta, theta):
+            self._op = self.obj.hvp_operator(theta)
+        op = self._op
 
         def mv(v: torch.Tensor) -> torch.Tensor:
             self.n_hvp += 1
@@ -237,6 +160,44 @@ def _newton_direction(cnt: _Counter, theta: torch.Tensor, g: torch.Tensor, cutof
     return p, min(1.0, flat), float(torch.dot(Hp, g))
 
 
+def _search_direction(cnt: _Counter, method: str, theta: torch.Tensor, g: torch.Tensor
+                      ) -> tuple[torch.Tensor, float]:
+    """The step p and the slope of ½‖g‖² along it: −H⁺g (Newton-MR), or −(‖Hg‖²/‖H(Hg)‖²)·Hg."""
+    if method == "newton-mr":
+        p, _, slope = _newton_direction(cnt, theta, g)
+        return p, slope
+    mv = cnt.operator(theta)
+    Hg = mv(g)
+    HHg = mv(Hg)
+    nHg2, nHHg2 = float(torch.dot(Hg, Hg)), float(torch.dot(HHg, HHg))
+    if nHHg2 == 0.0 or nHg2 == 0.0:
+        return torch.zeros_like(g), 0.0
+    return -(nHg2 / nHHg2) * Hg, -(nHg2 / nHHg2) * nHg2
+
+
+def _armijo(cnt: _Counter, theta: torch.Tensor, p: torch.Tensor, slope: float, gn: float, step_cap: float
+            ) -> tuple[torch.Tensor, float, torch.Tensor, float] | None:
+    """Armijo backtracking on ½‖g‖²: ½‖g(θ + αp)‖² ≤ ½‖g‖² + c·α·⟨Hp, g⟩ (slope < 0 for a descent
+    step), from α = min(1, step_cap/‖p‖), halving up to MAX_BACKTRACK times (a non-finite loss only
+    halves). Returns (θ + αp, its loss, gradient, ‖gradient‖), or None when no α is accepted."""
+    pn = float(torch.linalg.vector_norm(p))
+    if not (slope < 0 and pn > 0):
+        return None
+    a = min(1.0, step_cap / pn)
+    for _ in range(MAX_BACKTRACK):
+        cand = theta + a * p
+        try:
+            lc, gc = cnt.loss_and_grad(cand)
+        except NonFiniteError:
+            a *= 0.5
+            continue
+        gcn = float(torch.linalg.vector_norm(gc))
+        if 0.5 * gcn ** 2 <= 0.5 * gn ** 2 + ARMIJO_C * a * slope:
+            return cand, lc, gc, gcn
+        a *= 0.5
+    return None
+
+
 def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "newton-mr",
                         grad_tol: float | None = None, max_iter: int | None = None, seed: int = 0,
                         polish: bool = False) -> CriticalPointSearch:
@@ -248,6 +209,22 @@ def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "n
     ‖H‖ (:data:`SCALE_STEPS` products at the start point; the MINRES truncation is relative to it). ``polish``: keep iterating after convergence until ‖g‖ ≤ 1e-6·‖g_start‖ as
     well (used by :func:`nearest_critical`). A non-finite loss on a trial step only shortens
     the step; a non-finite loss at ``theta`` raises :class:`landscape.NonFiniteError`.
+
+    Args:
+        obj: the objective. theta: the start point (dim,), finite.
+        method: ``"newton-mr"`` or ``"gradient-norm"``.
+        grad_tol: the convergence cut-off on ‖g‖ (default :func:`landscape.tolerances.default_grad_tol`).
+        max_iter: outer iterations. seed: seeds the ‖H‖ estimate. polish: see above.
+
+    Returns:
+        :class:`CriticalPointSearch` (``theta`` the point found).
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda v: (v[0] - 1) ** 2 + v[0] * v[1] ** 2, torch.zeros(2, dtype=torch.float64))
+        >>> res = find_critical_point(obj, torch.tensor([0.9, 0.1], dtype=torch.float64))
+        >>> res.converged, [round(float(x), 8) + 0.0 for x in res.theta]
+        (True, [1.0, 0.0])
     """
     theta, gtol, max_iter = _check_inputs(obj, theta, method, grad_tol, max_iter)
     cnt = _Counter(obj, seed)
@@ -260,7 +237,6 @@ def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "n
     step_cap = MAX_STEP * max(1.0, float(torch.linalg.vector_norm(start)))
     gn = gn0
     steps: list[float] = []
-    flat: float | None = None
     stalled = False
     message = ""
     slow = 0
@@ -272,39 +248,14 @@ def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "n
         if it >= max_iter:
             message = f"max_iter = {max_iter} reached with ‖g‖ = {gn:.3g}"
             break
-        if method == "newton-mr":
-            p, flat, slope = _newton_direction(cnt, theta, g)
-        else:
-            mv = cnt.operator(theta)
-            Hg = mv(g)
-            HHg = mv(Hg)
-            nHg2, nHHg2 = float(torch.dot(Hg, Hg)), float(torch.dot(HHg, HHg))
-            if nHHg2 == 0.0 or nHg2 == 0.0:
-                p, slope = torch.zeros_like(g), 0.0
-            else:
-                p, slope = -(nHg2 / nHHg2) * Hg, -(nHg2 / nHHg2) * nHg2
-        # Armijo backtracking on ½‖g‖²: ½‖g(θ + αp)‖² ≤ ½‖g‖² + c·α·⟨Hp, g⟩ (slope < 0 for a descent step).
-        accepted = False
-        pn = float(torch.linalg.vector_norm(p))
-        if slope < 0 and pn > 0:
-            a = min(1.0, step_cap / pn)
-            for _ in range(MAX_BACKTRACK):
-                cand = theta + a * p
-                try:
-                    lc, gc = cnt.loss_and_grad(cand)
-                except NonFiniteError:
-                    a *= 0.5
-                    continue
-                gcn = float(torch.linalg.vector_norm(gc))
-                if 0.5 * gcn ** 2 <= 0.5 * gn ** 2 + ARMIJO_C * a * slope:
-                    accepted = True
-                    break
-                a *= 0.5
-        if not accepted:
+        p, slope = _search_direction(cnt, method, theta, g)
+        accepted = _armijo(cnt, theta, p, slope, gn, step_cap)
+        if accepted is None:
             stalled = True
             message = (f"no decrease of ½‖g‖² along the {method} step at ‖g‖ = {gn:.3g} "
                        "(line search failed)")
             break
+        cand, lc, gc, gcn = accepted
         step = float(torch.linalg.vector_norm(cand - theta))
         slow = slow + 1 if gcn > (1.0 - STAGNATION) * gn else 0
         theta, loss, g, gn = cand, lc, gc, gcn
@@ -333,7 +284,7 @@ def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "n
         start_grad_norm=gn0, last_step=steps[-1] if steps else None, rate=rate, est_distance=est)
 
 
-@dataclass
+@dataclass(frozen=True)
 class NearestCritical(JsonResult):
     """The critical point nearest a point θ_s (e.g. a stall), found and classified.
 
@@ -344,7 +295,10 @@ class NearestCritical(JsonResult):
     from the search; ``probe_radius``, ``probe_order``, ``degenerate``, ``n_zero``,
     ``lambda_min``, ``lambda_max`` from the classification; ``tolerances``: every tolerance used
     (search cut-off, classifier's grad/eig/global/probe tolerances); ``n_hvp`` spent by the
-    search; ``search`` / ``report``: the full records (JSON: dicts, without vectors).
+    search; ``search`` / ``report``: the full records (JSON: dicts, without vectors); ``theta``:
+    θ_c (dim,).
+
+    Example: see :func:`nearest_critical`.
     """
 
     kind: str
@@ -365,10 +319,11 @@ class NearestCritical(JsonResult):
     reason: str | None = None
     n_hvp: int = 0
     search: CriticalPointSearch | None = field(default=None, repr=False)
-    report: Any = field(default=None, repr=False)
+    report: CriticalPointReport | None = field(default=None, repr=False)
     theta: torch.Tensor | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
+        """The result as JSON types: ``search`` and ``report`` as their dicts, no vectors."""
         d = {k: v for k, v in super().to_dict().items() if k not in ("theta", "search", "report")}
         d["search"] = self.search.to_dict() if self.search is not None else None
         d["report"] = self.report.to_dict() if self.report is not None else None
@@ -384,17 +339,30 @@ def nearest_critical(obj: Objective, theta: torch.Tensor, *, global_min: float |
 
     When the search did not converge the kind is ``"inconclusive"`` (``reason`` says why, e.g. a
     gradient-flat point) and the classification of the end point is still attached in ``report``.
-    """
-    from .classify import classify_point
 
+    Args:
+        obj: the objective. theta: θ_s (dim,). global_min: the known global minimum value, or None.
+        seed: seeds the search's ‖H‖ estimate and the classifier. max_iter, method, grad_tol: of
+            :func:`find_critical_point`.
+
+    Returns:
+        :class:`NearestCritical`.
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda v: v[0] ** 2 - v[1] ** 2 + v[1] ** 4, torch.zeros(2, dtype=torch.float64))
+        >>> nc = nearest_critical(obj, torch.tensor([0.01, 0.02], dtype=torch.float64))
+        >>> nc.kind, nc.index, nc.distance < 0.03
+        ('strict_saddle', 1, True)
+    """
     cs = find_critical_point(obj, theta, method=method, grad_tol=grad_tol, max_iter=max_iter, seed=seed,
                              polish=True)
     # Criticality is the search's verdict (its cut-off); the classifier's own defaults decide the kind.
     rep = classify_point(obj, cs.theta, global_min=global_min, seed=seed,
                          grad_tol=max(cs.grad_tol, cs.grad_norm) if cs.converged else None)
     tol = {"search_grad_tol": cs.grad_tol, "polish_factor": POLISH_FACTOR,
-           "gradient_flat_share": GRADIENT_FLAT_SHARE, **(getattr(rep, "tolerances", None) or {})}
-    kind, reason = rep.kind, getattr(rep, "reason", None)
+           "gradient_flat_share": GRADIENT_FLAT_SHARE, **rep.tolerances}
+    kind, reason = rep.kind, rep.reason
     if not cs.converged:
         kind = "inconclusive"
         reason = ("the search did not converge (" + cs.message + ")"

@@ -39,20 +39,57 @@ def _is_tensor_pair(data: Any) -> bool:
 
 
 def is_single_batch(data: Any) -> bool:
-    """A dict, or a tuple/list whose elements are all tensors: one batch rather than a sequence."""
+    """Whether ``data`` is one batch rather than a sequence of batches.
+
+    Args:
+        data: what the user passed.
+
+    Returns:
+        True for a dict, or a tuple/list whose elements are all tensors.
+
+    Example:
+        >>> import torch
+        >>> is_single_batch((torch.ones(2), torch.ones(2))), is_single_batch([(torch.ones(2), torch.ones(2))])
+        (True, False)
+    """
     if isinstance(data, dict):
         return True
     return isinstance(data, (tuple, list)) and len(data) > 0 and all(isinstance(t, torch.Tensor) for t in data)
 
 
 def tensor_leaves(batch: Batch) -> list[torch.Tensor]:
-    """The tensors of a batch, in pytree order (dicts in insertion order)."""
+    """The tensors of a batch, in pytree order (dicts in insertion order).
+
+    Args:
+        batch: a nested dict / tuple / list.
+
+    Returns:
+        Its tensor leaves.
+
+    Example:
+        >>> import torch
+        >>> len(tensor_leaves({"x": torch.ones(2), "meta": "id", "y": (torch.zeros(2),)}))
+        2
+    """
     return [t for t in tree_flatten(batch)[0] if isinstance(t, torch.Tensor)]
 
 
 def to_device(batch: Batch, dtype: torch.dtype, device: torch.device) -> Batch:
     """A copy of ``batch`` on ``device``: floating tensors in ``dtype``, others keep theirs (labels, ids,
-    masks). Tensors already there in that dtype are returned as they are (no copy)."""
+    masks). Tensors already there in that dtype are returned as they are (no copy).
+
+    Args:
+        batch: the batch. dtype: for floating tensors. device: the target device.
+
+    Returns:
+        The batch with moved (detached) tensors.
+
+    Example:
+        >>> import torch
+        >>> b = to_device((torch.ones(2), torch.tensor([1, 2])), torch.float64, torch.device("cpu"))
+        >>> b[0].dtype, b[1].dtype
+        (torch.float64, torch.int64)
+    """
     def move(t: Any) -> Any:
         if not isinstance(t, torch.Tensor):
             return t
@@ -63,12 +100,29 @@ def to_device(batch: Batch, dtype: torch.dtype, device: torch.device) -> Batch:
 
 
 def slice_batch(batch: Batch, start: int, stop: int) -> Batch:
-    """Examples ``start .. stop - 1`` of a batch: every tensor sliced along its leading dimension."""
+    """Examples ``start .. stop - 1`` of a batch: every tensor sliced along its leading dimension.
+
+    Args:
+        batch: the batch. start, stop: the example range.
+
+    Returns:
+        The sliced batch (views).
+    """
     return tree_map(lambda t: t[start:stop] if isinstance(t, torch.Tensor) else t, batch)
 
 
 def default_batch_size(batch: Batch) -> int:
-    """Examples in a batch: the leading size of its first tensor."""
+    """Examples in a batch: the leading size of its first tensor.
+
+    Args:
+        batch: the batch.
+
+    Returns:
+        The number of examples.
+
+    Raises:
+        TypeError: no tensor in the batch. ValueError: the first tensor is a scalar.
+    """
     leaves = tensor_leaves(batch)
     if not leaves:
         raise TypeError(f"batch of type {type(batch).__name__} holds no tensors")
@@ -80,7 +134,21 @@ def default_batch_size(batch: Batch) -> int:
 
 
 def check_pair(i: int, batch: Any) -> None:
-    """The ``(inputs, targets)`` checks of :meth:`Objective.from_module`."""
+    """The ``(inputs, targets)`` checks of :meth:`Objective.from_module`.
+
+    Args:
+        i: the batch's index (for the message). batch: the batch.
+
+    Raises:
+        TypeError: not a pair of tensors. ValueError: no leading example dimension, or mismatched counts.
+
+    Example:
+        >>> import torch
+        >>> check_pair(0, (torch.ones(3, 2), torch.ones(2)))
+        Traceback (most recent call last):
+        ...
+        ValueError: batch 0: inputs have 3 examples but targets have 2; their first dimensions must match
+    """
     if not _is_tensor_pair(batch):
         raise TypeError(f"batch {i} is not an (inputs, targets) pair of tensors (got {type(batch).__name__})")
     x, y = batch
@@ -97,7 +165,20 @@ class BatchSource:
     """A fixed sequence of batches, read one at a time (see the module docstring).
 
     ``counts[i]`` is the number of examples of the i-th non-empty batch; iteration yields
-    ``(batch, n)`` with the batch as the user holds it (not yet moved to the objective's device).
+    ``(j, batch, n)`` (j the batch index) with the batch as the user holds it (not yet moved to
+    the objective's device).
+
+    Args:
+        data: the user's data (see :meth:`landscape.Objective.from_batches`).
+        batch_size: ``batch -> number of examples`` (default :func:`default_batch_size`).
+        validate: ``(i, batch) -> None`` raising on a bad batch (e.g. :func:`check_pair`).
+        allow_tensor: accept a single tensor as the one batch.
+
+    Example:
+        >>> import torch
+        >>> src = BatchSource([(torch.ones(3, 2), torch.ones(3)), (torch.ones(1, 2), torch.ones(1))])
+        >>> src.counts, [(j, n) for j, _, n in src], src.in_memory
+        ([3, 1], [(0, 3), (1, 1)], True)
     """
 
     def __init__(self, data: Any, *, batch_size: Callable[[Batch], int] | None = None,

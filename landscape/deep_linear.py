@@ -38,19 +38,30 @@ import numpy as np
 import torch
 from torch import nn
 
+from .defaults import MAX_ENUMERATED
 from .objective import Objective
 from .results import JsonResult
-
-MAX_ENUMERATED = 4096
 
 
 def half_sq_error(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of ½‖output − target‖² (with ``reduction="sum"`` the Objective
-    multiplies by the batch size, giving the paper's ½ Σ_i ‖P x_i − y_i‖²)."""
+    multiplies by the batch size, giving the paper's ½ Σ_i ‖P x_i − y_i‖²).
+
+    Args:
+        outputs: (n, d_y). targets: (n, d_y).
+
+    Returns:
+        A scalar tensor.
+
+    Example:
+        >>> import torch
+        >>> half_sq_error(torch.ones(2, 3), torch.zeros(2, 3)).item()
+        1.5
+    """
     return 0.5 * (outputs - targets).pow(2).sum() / outputs.shape[0]
 
 
-@dataclass
+@dataclass(frozen=True)
 class AnalyticCriticalPoint(JsonResult):
     """An analytic critical point of a deep linear network.
 
@@ -63,6 +74,8 @@ class AnalyticCriticalPoint(JsonResult):
     #{(i, j): i ∈ S, j ∉ S, λ_j > λ_i}: the index for H = 1 (with the padding term) and, for
     H ≥ 2, the index observed in every case checked against the dense Hessian (not a proved
     formula, so ``index`` stays None there).
+
+    Example: see :meth:`DeepLinearProblem.critical_point`.
     """
 
     S: tuple[int, ...]
@@ -77,6 +90,7 @@ class AnalyticCriticalPoint(JsonResult):
     weights: list[torch.Tensor] = field(repr=False, default_factory=list)
 
     def to_dict(self) -> dict:
+        """The point as JSON types, without ``theta`` and ``weights``."""
         d = super().to_dict()
         d.pop("theta")
         d.pop("weights")
@@ -89,6 +103,16 @@ class DeepLinearProblem:
     ``X`` (m, d_x), ``Y`` (m, d_y) tensors or arrays (stored as float64 on the CPU);
     ``widths`` = hidden widths [d_1, …, d_H]. Raises ``ValueError`` naming the violated
     assumption when ``check`` is true and the data break Kawaguchi's assumptions.
+
+    Args:
+        X: (m, d_x) inputs. Y: (m, d_y) targets. widths: hidden widths [d_1, …, d_H].
+        check: verify Kawaguchi's assumptions.
+
+    Example:
+        >>> prob = DeepLinearProblem.random(3, 2, [2], 20, seed=0)
+        >>> cp = prob.critical_point((0, 1))                     # the leading set: the global minimum
+        >>> cp.kind, abs(cp.loss - prob.global_min()) < 1e-12, abs(prob.loss_of(cp.theta) - cp.loss) < 1e-9
+        ('global_minimum', True, True)
     """
 
     def __init__(self, X, Y, widths: Sequence[int], *, check: bool = True) -> None:
@@ -178,6 +202,13 @@ class DeepLinearProblem:
         X has i.i.d. N(0, 1/m) entries (so XᵀX ≈ I; exactly I with ``whiten=True``),
         Y = X A + noise·N(0, 1/m) with A (d_x, d_y) i.i.d. N(0, 1). The assumptions hold with
         probability one; they are checked anyway (``ValueError`` if a draw violates them).
+
+        Args:
+            d_x, d_y: input and output widths (d_y ≤ d_x). widths: hidden widths. m: examples (≥ d_x).
+            seed: seeds the draw. noise: the noise scale. whiten: make XᵀX = I exactly.
+
+        Returns:
+            The problem.
         """
         for name, v in (("d_x", d_x), ("d_y", d_y), ("m", m)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -204,7 +235,14 @@ class DeepLinearProblem:
                dtype: torch.dtype = torch.float64) -> nn.Sequential:
         """``nn.Sequential`` of H+1 bias-free ``nn.Linear`` layers (parameter names ``"0.weight"``,
         ``"1.weight"``, …). Weights: seeded N(0, init_scale²) (default 1/√fan_in);
-        ``seed=None`` gives all-zero weights (the critical point W = 0)."""
+        ``seed=None`` gives all-zero weights (the critical point W = 0).
+
+        Args:
+            seed: seeds the weights (None: zeros). init_scale: their standard deviation. dtype: of the module.
+
+        Returns:
+            The module.
+        """
         layers = [nn.Linear(a, b, bias=False) for b, a in self.shapes]
         model = nn.Sequential(*layers).to(dtype)
         with torch.no_grad():
@@ -224,13 +262,26 @@ class DeepLinearProblem:
 
         Flat order = W_1 first, each row-major (as :meth:`flatten`); per-example losses are
         ½‖P x_i − y_i‖². ``initial_point()`` is :meth:`module` ``(seed=seed)``'s weights.
+
+        Args:
+            dtype, device: of the objective. seed: of the initial weights.
+
+        Returns:
+            The objective.
         """
         return Objective.from_module(self.module(seed=seed), half_sq_error, (self.X, self.Y),
                                      dtype=dtype, device=device, reduction="sum")
 
     # ------------------------------------------------------------------ flat <-> weights
     def flatten(self, weights: Sequence[torch.Tensor]) -> torch.Tensor:
-        """[W_1, …, W_{H+1}] -> flat float64 vector (dim,), W_1 first, each row-major."""
+        """[W_1, …, W_{H+1}] -> flat float64 vector, W_1 first, each row-major.
+
+        Args:
+            weights: the H+1 matrices (checked to chain with the problem's shapes).
+
+        Returns:
+            (dim,) float64.
+        """
         weights = list(weights)
         if len(weights) != self.H + 1:
             raise ValueError(f"expected H+1 = {self.H + 1} weight matrices [W_1, ..., W_{self.H + 1}], got {len(weights)}")
@@ -248,7 +299,14 @@ class DeepLinearProblem:
         return torch.cat([w.reshape(-1) for w in ws])
 
     def unflatten(self, theta: torch.Tensor) -> list[torch.Tensor]:
-        """Flat vector (dim,) -> [W_1, …, W_{H+1}] (views when possible)."""
+        """Flat vector -> [W_1, …, W_{H+1}] (views when possible).
+
+        Args:
+            theta: (dim,).
+
+        Returns:
+            The H+1 weight matrices.
+        """
         theta = torch.as_tensor(theta)
         if theta.ndim != 1 or theta.numel() != self.dim:
             raise ValueError(f"theta must be a flat vector of length {self.dim} (dims {self.dims}), "
@@ -257,7 +315,14 @@ class DeepLinearProblem:
         return [part.reshape(shape) for part, shape in zip(parts, self.shapes)]
 
     def product(self, weights_or_theta) -> torch.Tensor:
-        """P = W_{H+1}⋯W_1, shape (d_y, d_x)."""
+        """P = W_{H+1}⋯W_1.
+
+        Args:
+            weights_or_theta: the matrices or the flat vector.
+
+        Returns:
+            (d_y, d_x) float64.
+        """
         ws = self.unflatten(weights_or_theta) if isinstance(weights_or_theta, torch.Tensor) else list(weights_or_theta)
         P = ws[0]
         for w in ws[1:]:
@@ -265,26 +330,55 @@ class DeepLinearProblem:
         return P
 
     def loss_of(self, weights_or_theta) -> float:
-        """L = ½‖X Pᵀ − Y‖_F² evaluated directly in float64 (independent of the Objective)."""
+        """L = ½‖X Pᵀ − Y‖_F² evaluated directly in float64 (independent of the Objective).
+
+        Args:
+            weights_or_theta: the matrices or the flat vector.
+
+        Returns:
+            The loss.
+        """
         P = self.product(weights_or_theta).to(torch.float64)
         return 0.5 * float(((self.X @ P.T - self.Y) ** 2).sum())
 
     def zero_point(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-        """The critical point W = 0, flat (dim,)."""
+        """The critical point W = 0.
+
+        Args:
+            dtype: of the vector.
+
+        Returns:
+            (dim,) zeros.
+        """
         return torch.zeros(self.dim, dtype=dtype)
 
     # ------------------------------------------------------------------ closed forms
     def sigma_eigs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eigenvalues λ (d_y,) of Σ in descending order and eigenvectors U (d_y, d_y), columns u_i."""
+        """Σ's eigenpairs.
+
+        Returns:
+            ``(λ (d_y,) descending, U (d_y, d_y) with columns u_i)``.
+        """
         return self._lam.clone(), self._U.clone()
 
     def critical_value(self, S: Sequence[int]) -> float:
-        """½(tr YᵀY − Σ_{i∈S} λ_i)."""
+        """The critical value ½(tr YᵀY − Σ_{i∈S} λ_i).
+
+        Args:
+            S: an index set (0-based, eigenvalues descending).
+
+        Returns:
+            The loss at every critical point of that set.
+        """
         S = self._check_S(S)
         return 0.5 * (self.trYY - float(self._lam[list(S)].sum())) if S else 0.5 * self.trYY
 
     def global_min(self) -> float:
-        """L* = ½(tr YᵀY − Σ_{i≤r} λ_i), r = min(p, d_y)."""
+        """The global minimum value.
+
+        Returns:
+            L* = ½(tr YᵀY − Σ_{i≤r} λ_i), r = min(p, d_y).
+        """
         return self.critical_value(range(self.r))
 
     def _check_S(self, S: Sequence[int]) -> tuple[int, ...]:
@@ -316,6 +410,12 @@ class DeepLinearProblem:
           has d_x + d_y − 2(d_y − s) zeros). Both checked against the dense Hessian, whitened or not.
         - H ≥ 2, S not leading: strict saddle (Kawaguchi's statement 4 for s = p; the active
           block is a deep width-s net at a non-leading point for s < p); index unknown (None).
+
+        Args:
+            S: the index set.
+
+        Returns:
+            ``(kind, index or None, nullity or None)``.
         """
         S = self._check_S(S)
         s = len(S)
@@ -339,6 +439,12 @@ class DeepLinearProblem:
 
         ``gauge_seed``: apply a random loss-preserving gauge W_k → C_k W_k C_{k−1}⁻¹ with C_k
         random of condition number ``gauge_cond`` (inertia unchanged); ``None``: no gauge.
+
+        Args:
+            S: the index set. gauge_seed: seeds the gauge (None: none). gauge_cond: its condition number.
+
+        Returns:
+            :class:`AnalyticCriticalPoint`.
         """
         S = self._check_S(S)
         s = len(S)
@@ -374,19 +480,40 @@ class DeepLinearProblem:
             theta=self.flatten(ws), weights=ws)
 
     def swaps(self, S: Sequence[int]) -> int:
-        """#{(i, j): i ∈ S, j ∉ S, λ_j > λ_i} (0-based indices, eigenvalues descending)."""
+        """#{(i, j): i ∈ S, j ∉ S, λ_j > λ_i} (0-based indices, eigenvalues descending).
+
+        Args:
+            S: the index set.
+
+        Returns:
+            The count.
+        """
         S = self._check_S(S)
         return sum(1 for i in S for j in range(self.d_y) if j not in S and self._lam[j] > self._lam[i])
 
     def index_sets(self, max_size: int | None = None) -> list[tuple[int, ...]]:
-        """All index sets S ⊆ {0..d_y−1} with |S| ≤ min(r, max_size), by size then lexicographic."""
+        """All index sets S ⊆ {0..d_y−1} with |S| ≤ min(r, max_size), by size then lexicographic.
+
+        Args:
+            max_size: the largest |S| (None: r).
+
+        Returns:
+            The sets, as tuples.
+        """
         top = self.r if max_size is None else min(self.r, int(max_size))
         return [S for s in range(top + 1) for S in itertools.combinations(range(self.d_y), s)]
 
     def enumerate_critical_points(self, *, max_size: int | None = None, gauge_seed: int | None = None,
                                   limit: int = MAX_ENUMERATED) -> list[AnalyticCriticalPoint]:
         """:meth:`critical_point` for every index set (:meth:`index_sets`); refuses more than
-        ``limit`` sets. With ``gauge_seed`` each point gets its own gauge (seed + position)."""
+        ``limit`` sets. With ``gauge_seed`` each point gets its own gauge (seed + position).
+
+        Args:
+            max_size: see :meth:`index_sets`. gauge_seed: see :meth:`critical_point`. limit: the most sets.
+
+        Returns:
+            The points, in :meth:`index_sets` order.
+        """
         sets = self.index_sets(max_size)
         if len(sets) > limit:
             raise ValueError(f"{len(sets)} index sets exceed limit={limit}; lower max_size or raise limit")

@@ -26,13 +26,24 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-import torch
 import torch.distributed as dist
 
 
 def shard_range(n: int, rank: int, world_size: int, sizes: list[int] | None = None) -> range:
-    """Indices of rank ``rank``'s contiguous shard of ``n`` examples: ``sizes`` (one per rank, summing
-    to n) or as even as possible (the first ``n % world_size`` ranks get one more)."""
+    """Indices of one rank's contiguous shard of ``n`` examples.
+
+    Args:
+        n: the number of examples. rank: this rank. world_size: the number of ranks.
+        sizes: one size per rank, summing to n (None: as even as possible, the first
+            ``n % world_size`` ranks get one more).
+
+    Returns:
+        The rank's ``range`` of example indices.
+
+    Example:
+        >>> [shard_range(10, r, 3) for r in range(3)]
+        [range(0, 4), range(4, 7), range(7, 10)]
+    """
     if sizes is None:
         base, extra = divmod(n, world_size)
         sizes = [base + (r < extra) for r in range(world_size)]
@@ -43,7 +54,15 @@ def shard_range(n: int, rank: int, world_size: int, sizes: list[int] | None = No
 
 
 def free_port() -> int:
-    """A free TCP port on localhost (for a local test group)."""
+    """A free TCP port on localhost (for a local test group).
+
+    Returns:
+        The port number.
+
+    Example:
+        >>> 0 < free_port() < 65536
+        True
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -61,7 +80,16 @@ def _worker(rank: int, world_size: int, port: int, backend: str, fn: Callable, a
 
 def spawn_local(fn: Callable[..., Any], world_size: int, *args: Any, backend: str = "gloo") -> None:
     """Run ``fn(rank, world_size, *args)`` in ``world_size`` processes joined in a localhost process
-    group (``torch.multiprocessing.spawn``); ``fn`` must be importable (a module-level function)."""
+    group (``torch.multiprocessing.spawn``); ``fn`` must be importable (a module-level function).
+
+    Args:
+        fn: ``fn(rank, world_size, *args)``. world_size: processes. args: passed on.
+        backend: ``"gloo"`` (CPU) or ``"nccl"`` (GPU).
+
+    Example (not run here: it starts processes)::
+
+        spawn_local(my_module.check_objective, 2)   # tests/test_distributed.py does this
+    """
     import torch.multiprocessing as mp
 
     mp.spawn(_worker, args=(world_size, free_port(), backend, fn, args), nprocs=world_size, join=True)

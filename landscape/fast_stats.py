@@ -48,6 +48,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from torch.func import functional_call
+
+from .errors import NonFiniteError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .objective import Objective
@@ -55,7 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
 _BLOCK_ELEMS = 1 << 22
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExampleGradSums:
     """Streaming sums over n examples of the unscaled per-example gradients g_i (all float64, on the
     objective's device; flat vectors follow the objective's parameter order, shape (dim,)).
@@ -64,6 +67,8 @@ class ExampleGradSums:
     ``sum_pow[p]`` Σ |g_i|^p, ``sum_norm``/``sum_norm_sq`` Σ ‖g_i‖ / Σ ‖g_i‖² (whole vector),
     ``layer_sum_norm``/``layer_sum_norm_sq`` the same per parameter tensor, ``absmax`` max_i |g_ij|
     and ``signed_max`` the signed g_{i*j} at the first maximiser i* (only with ``devarg=True``).
+
+    Example: see :func:`example_grad_sums`.
     """
 
     n: int
@@ -91,7 +96,21 @@ def _conv_ok(m: nn.Module) -> bool:
 def layer_layout(module: nn.Module | None, param_names: tuple[str, ...]) -> dict[str, tuple[str, str]] | None:
     """Map each parameter name to (layer module path, "weight"|"bias"), or None when some trainable
     parameter is not the weight/bias of an ``nn.Linear`` or of an ``nn.Conv1d``/``nn.Conv2d`` with
-    ``groups=1`` and zero padding, or a parameter is shared."""
+    ``groups=1`` and zero padding, or a parameter is shared.
+
+    Args:
+        module: the model (None: not eligible). param_names: the objective's parameters.
+
+    Returns:
+        ``{name: (module path, "weight"|"bias")}``, or None.
+
+    Example:
+        >>> from torch import nn
+        >>> layer_layout(nn.Sequential(nn.Linear(2, 2), nn.Tanh()), ("0.weight", "0.bias"))
+        {'0.weight': ('0', 'weight'), '0.bias': ('0', 'bias')}
+        >>> layer_layout(nn.Sequential(nn.LayerNorm(2)), ("0.weight",)) is None
+        True
+    """
     if module is None:
         return None
     owner: dict[str, tuple[str, str]] = {}
@@ -317,7 +336,6 @@ def _accumulate(batches: Iterator[tuple[Callable[[torch.Tensor], torch.Tensor], 
     sum_norm = sum_norm_sq = 0.0
     lay_norm = torch.zeros(len(names), dtype=torch.float64)
     lay_norm_sq = torch.zeros(len(names), dtype=torch.float64)
-    from .objective import NonFiniteError
 
     start = 0
     for i, (loss_sum, n) in enumerate(batches):
@@ -387,6 +405,21 @@ def example_grad_sums(obj: "Objective", theta: torch.Tensor, *, p_values: tuple[
     ``p_values``: exponents p for Σ|g|^p (finite, > 0); ``devarg``: also the signed per-coordinate
     max-magnitude (exact, not at matmul cost). Agrees with the per-example path to round-off
     (≤ 1e-12 relative in float64).
+
+    Args:
+        obj: the objective. theta: the point (dim,). p_values: exponents p. devarg: the signed max.
+
+    Returns:
+        :class:`ExampleGradSums`, or None (not eligible).
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> X, Y = torch.eye(2, dtype=torch.float64), torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
+        >>> model = torch.nn.Linear(2, 1, bias=False).double()
+        >>> obj = ls.Objective.from_module(model, torch.nn.MSELoss(), (X, Y))
+        >>> s = example_grad_sums(obj, torch.zeros(2, dtype=torch.float64))   # g_1 = (−2, 0), g_2 = (0, 2)
+        >>> s.n, s.sum.tolist(), s.sum_norm
+        (2, [-2.0, 2.0], 4.0)
     """
     p_values = _check_p_values(p_values)
     module = getattr(obj, "module", None)
@@ -404,9 +437,25 @@ def example_grad_sums_for(module: nn.Module, names: tuple[str, ...], shapes: tup
                           chunk_size: int | None = None) -> ExampleGradSums | None:
     """The same sums for a module + mean-reduced ``loss_fn`` on inputs ``X`` (n, ...) and targets
     ``Y`` (the trainer's data access: ``access.module, access.spec.names, access.spec.shapes,
-    access.loss_fn, X, Y``), in chunks of ``chunk_size`` examples; None when ineligible."""
-    from torch.func import functional_call
+    access.loss_fn, X, Y``), in chunks of ``chunk_size`` examples; None when ineligible.
 
+    Args:
+        module: the model. names, shapes: the parameters θ is made of (flat order).
+        loss_fn: mean-reduced ``(outputs, targets) -> scalar``. X: (n, ...) inputs. Y: targets.
+        theta: (dim,). p_values, devarg: see :func:`example_grad_sums`. chunk_size: examples per chunk.
+
+    Returns:
+        :class:`ExampleGradSums`, or None.
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> X, Y = torch.eye(2, dtype=torch.float64), torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
+        >>> model = torch.nn.Linear(2, 1, bias=False).double()
+        >>> s = example_grad_sums_for(model, ("weight",), (torch.Size([1, 2]),), torch.nn.MSELoss(), X, Y,
+        ...                           torch.zeros(2, dtype=torch.float64))
+        >>> s.sum.tolist()
+        [-2.0, 2.0]
+    """
     p_values = _check_p_values(p_values)
     layout = layer_layout(module, tuple(names))
     if layout is None:
@@ -437,7 +486,25 @@ def aggregate_from_sums(sums: ExampleGradSums, rule: str, *, p: float = 2.0, tie
     """The aggregated direction (dim,), float64, per-example scale, of :mod:`synaprune.rules`
     (``gd``: μ; ``rms``: sign(μ_j)·(mean_i |g_ij|^p)^{1/p}, p = inf the max; ``devarg``: the signed
     max-magnitude entry), with the same tie-breaks where μ_j = 0. ``sums`` must hold Σ|g|^p for
-    finite p (``p_values=(p,)``) and the devarg max for devarg, p = inf or tie_break="argmax"."""
+    finite p (``p_values=(p,)``) and the devarg max for devarg, p = inf or tie_break="argmax".
+
+    Args:
+        sums: the streaming sums. rule: ``"gd"``, ``"rms"`` or ``"devarg"``. p: the rms exponent.
+        tie_break: ``"argmax"``, ``"random"`` or anything else for 0, where μ_j = 0.
+        generator: for ``"random"`` ties.
+
+    Returns:
+        (dim,) float64.
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> X, Y = torch.eye(2, dtype=torch.float64), torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
+        >>> model = torch.nn.Linear(2, 1, bias=False).double()
+        >>> s = example_grad_sums_for(model, ("weight",), (torch.Size([1, 2]),), torch.nn.MSELoss(), X, Y,
+        ...                           torch.zeros(2, dtype=torch.float64), p_values=(2.0,))
+        >>> aggregate_from_sums(s, "gd").tolist(), aggregate_from_sums(s, "rms", tie_break="zero").tolist()
+        ([-1.0, 1.0], [-1.4142135623730951, 1.4142135623730951])
+    """
     mu = sums.sum / sums.n
     if rule == "gd":
         return mu
@@ -478,7 +545,23 @@ def fast_aggregate(module: nn.Module, names: tuple[str, ...], shapes: tuple[torc
                    ) -> torch.Tensor | None:
     """:func:`aggregate_from_sums` straight from a module and data (None when ineligible). The
     elementwise devarg max is only computed where the rule needs it: devarg, p = inf, or an exact
-    tie μ_j = 0 under ``tie_break="argmax"`` (then a second pass adds it)."""
+    tie μ_j = 0 under ``tie_break="argmax"`` (then a second pass adds it).
+
+    Args:
+        module, names, shapes, loss_fn, X, Y, theta, chunk_size: see :func:`example_grad_sums_for`.
+        rule, p, tie_break, generator: see :func:`aggregate_from_sums`.
+
+    Returns:
+        (dim,) float64, or None (not eligible).
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> X, Y = torch.eye(2, dtype=torch.float64), torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
+        >>> model = torch.nn.Linear(2, 1, bias=False).double()
+        >>> fast_aggregate(model, ("weight",), (torch.Size([1, 2]),), torch.nn.MSELoss(), X, Y,
+        ...                torch.zeros(2, dtype=torch.float64), "devarg").tolist()
+        [-2.0, 2.0]
+    """
     p = float(p)
     need_max = rule == "devarg" or math.isinf(p)
     pv = () if (rule != "rms" or math.isinf(p)) else (p,)

@@ -30,12 +30,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .defaults import DEFAULT_REL_THRESHOLD
 from .results import JsonResult
 
-DEFAULT_REL_THRESHOLD = 1e3
 
-
-@dataclass
+@dataclass(frozen=True)
 class ProbeResult(JsonResult):
     """Outcome of :func:`higher_order_probe`.
 
@@ -46,7 +45,15 @@ class ProbeResult(JsonResult):
     radius. Same for ascent. ``radii`` (n_radii,) the ladder; ``n_directions`` unsigned
     directions tried; ``n_evals`` loss evaluations; ``max_abs_change`` the largest raw
     |f(θ + t d) − f(θ)| over every finite evaluation (exactly 0.0: the loss is bit-for-bit constant
-    on every probed point — locally flat, not merely below resolution).
+    on every probed point — locally flat, not merely below resolution). ``rel_threshold``: the
+    relative round-off threshold used.
+
+    Example:
+        >>> import torch
+        >>> pr = higher_order_probe(lambda p: float(p[0] ** 3), torch.zeros(1, dtype=torch.float64),
+        ...                         torch.ones(1, 1, dtype=torch.float64))
+        >>> pr.descent and pr.ascent, round(pr.descent_order, 6), pr.max_radius
+        (True, 3.0, 0.1)
     """
 
     descent: bool
@@ -67,9 +74,11 @@ class ProbeResult(JsonResult):
 
     @property
     def max_radius(self) -> float:
+        """The largest radius of the ladder (parameter units)."""
         return max(self.radii)
 
     def to_dict(self) -> dict:
+        """The result as JSON types, without the (dim,) directions."""
         d = super().to_dict()
         d.pop("descent_direction")
         d.pop("ascent_direction")
@@ -88,9 +97,23 @@ def _fit_order(ts: list[float], ds: list[float]) -> float | None:
 def probe_directions(basis: torch.Tensor | None, dim: int, *, n_random_in_span: int = 16,
                      n_random_full: int = 0, max_basis: int = 64, seed: int = 0,
                      dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Unit probe directions, shape (k, dim): up to ``max_basis`` columns of ``basis`` (dim, q),
-    ``n_random_in_span`` seeded Gaussian combinations of all of its columns and ``n_random_full``
-    seeded random unit vectors of the whole space."""
+    """Unit probe directions: basis columns, seeded combinations of them, random full-space directions.
+
+    Args:
+        basis: (dim, q) or None. dim: the space's dimension.
+        n_random_in_span: seeded Gaussian combinations of all of the basis's columns.
+        n_random_full: seeded random unit vectors of the whole space.
+        max_basis: the most basis columns used as they are. seed: seeds the random ones (drawn on the CPU).
+        dtype, device: of the result.
+
+    Returns:
+        (k, dim) unit rows: the basis columns, then the combinations, then the full-space ones.
+
+    Example:
+        >>> import torch
+        >>> tuple(probe_directions(torch.eye(3)[:, :2], 3, n_random_in_span=4, n_random_full=1).shape)
+        (7, 3)
+    """
     gen = torch.Generator().manual_seed(int(seed))
     rows = []
     if basis is not None and basis.numel():
@@ -149,6 +172,26 @@ def higher_order_probe(
     ``quad_threshold`` (loss units per length²): a change also has to exceed
     ``quad_threshold``·t² — curvature below it is unresolved (the classifier's curvature band at
     an approximately critical point), so second-order changes within it decide nothing.
+
+    Args:
+        loss_fn: ``(dim,) -> float`` (NaN for a point where the loss overflows: it decides nothing).
+        theta: the point (dim,). directions: (k, dim) unit directions (both signs are probed).
+        grad: (dim,) gradient whose first-order term is removed, or None.
+        quad: (k,) dᵀHd per direction whose second-order term is removed, or None.
+        loss0: f(θ) if known. t_min, t_max, n_radii: the ladder (parameter units).
+        rel_threshold, abs_threshold, quad_threshold: the change thresholds (see above).
+        batch_loss: ``(b, dim) -> (b,)`` losses at once, or None. chunk: points per batch call.
+
+    Returns:
+        :class:`ProbeResult`.
+
+    Example:
+        >>> import torch
+        >>> f = lambda p: float(p[0] ** 2 - p[1] ** 4)       # x² − y⁴: descent along y at order 4
+        >>> pr = higher_order_probe(f, torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64),
+        ...                         quad=torch.tensor([2.0, 0.0], dtype=torch.float64))
+        >>> pr.descent, round(pr.descent_order, 6), pr.descent_direction.abs().tolist()
+        (True, 4.0, [0.0, 1.0])
     """
     if not (0 < t_min < t_max) or not math.isfinite(t_max):
         raise ValueError(f"need 0 < t_min < t_max < inf, got t_min={t_min}, t_max={t_max}")
@@ -255,8 +298,27 @@ def sphere_search(
     each radius in ``radii``, all rows in one batch.
 
     ``value_and_grad(points)`` maps (k, dim) points to (losses (k,), gradients (k, dim)).
-    ``basis`` (dim, q) orthonormal; ``quad_form`` (q, q) = BᵀHB (None: 0). Returns unit directions
-    (n_starts·len(radii), dim) (the final iterates, to be checked by :func:`higher_order_probe`).
+    ``basis`` (dim, q) orthonormal; ``quad_form`` (q, q) = BᵀHB (None: 0).
+
+    Args:
+        value_and_grad: ``(k, dim) -> (losses (k,), gradients (k, dim))``.
+        theta: the point (dim,). basis: (dim, q). radii: the sphere radii (parameter units).
+        loss0: f(θ). grad: (dim,) or None. quad_form: (q, q) or None.
+        n_starts: seeded starts per radius. n_iter: Riemannian steps. seed: seeds the starts.
+
+    Returns:
+        Unit directions (n_starts·len(radii), dim): the final iterates, to be checked by
+        :func:`higher_order_probe`.
+
+    Example:
+        >>> import torch
+        >>> def vg(P):                                   # f = x⁴ − 3x²y² descends off the axes
+        ...     P = P.detach().requires_grad_(True)
+        ...     L = P[:, 0] ** 4 - 3 * P[:, 0] ** 2 * P[:, 1] ** 2
+        ...     return L.detach(), torch.autograd.grad(L.sum(), P)[0]
+        >>> D = sphere_search(vg, torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64), [0.1], loss0=0.0)
+        >>> tuple(D.shape), bool((D[:, 0] ** 4 - 3 * D[:, 0] ** 2 * D[:, 1] ** 2 < 0).all())
+        ((3, 2), True)
     """
     q = basis.shape[1]
     if q == 0:

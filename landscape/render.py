@@ -33,19 +33,52 @@ _MPL_MARKERS = {"circle": "o", "x": "X", "diamond": "D", "square": "s", "cross":
 
 def symlog(x: Any, c: float) -> Any:
     """Symmetric-log transform sign(x)·log10(1 + |x|/c) (linear below ``c``), for plotly axes,
-    which have no symlog scale; works on floats and arrays."""
+    which have no symlog scale; works on floats and arrays.
+
+    Args:
+        x: a float or an array. c: the linear threshold (> 0).
+
+    Returns:
+        The transform, same shape.
+
+    Example:
+        >>> float(symlog(99.0, 1.0)), float(symlog(-99.0, 1.0))
+        (2.0, -2.0)
+    """
     return np.sign(x) * np.log10(1.0 + np.abs(x) / c)
 
 
 def kind_style(kind: str) -> tuple[str, str]:
-    """(colour, plotly marker symbol) for a critical-point kind."""
+    """The drawing style of a critical-point kind.
+
+    Args:
+        kind: one of :data:`landscape.classify.KINDS` (others get a default).
+
+    Returns:
+        ``(colour, plotly marker symbol)``.
+
+    Example:
+        >>> kind_style("no such kind")
+        ('#ff7f0e', 'circle')
+    """
     return KIND_STYLE.get(kind, _DEFAULT_STYLE)
 
 
 # ---------------------------------------------------------------------------- numbers
 def fmt_num(x: Any, digits: int = 3) -> str:
     """``x`` with ``digits`` significant digits (``"–"`` for None / NaN, ``"0"`` for 0, ints as
-    ints): never fixed decimals, which print 1e-4 as ``0.000``."""
+    ints): never fixed decimals, which print 1e-4 as ``0.000``.
+
+    Args:
+        x: a number, None or anything printable. digits: significant digits.
+
+    Returns:
+        The text.
+
+    Example:
+        >>> fmt_num(0.000123456), fmt_num(None), fmt_num(7), fmt_num(float("inf"))
+        ('0.000123', '–', '7', 'inf')
+    """
     if x is None or isinstance(x, bool):
         return "–" if x is None else str(x)
     if isinstance(x, (int, np.integer)):
@@ -65,7 +98,19 @@ def html_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]
                css_class: str = "data") -> str:
     """An HTML table with readable headers: ``columns`` lists ``(key, header)`` or
     ``(key, header, formatter)`` (default :func:`fmt_num` for numbers, escaped text otherwise);
-    wrapped in a horizontally scrolling box so wide tables never overflow the page."""
+    wrapped in a horizontally scrolling box so wide tables never overflow the page.
+
+    Args:
+        rows: one dict per row. columns: ``(key, header[, formatter])``; a formatter is a callable
+            or a format spec. css_class: the table's class.
+
+    Returns:
+        The HTML text.
+
+    Example:
+        >>> html_table([{"a": 0.5}], [("a", "A")])
+        '<div class="table-wrap"><table class="data"><thead><tr><th>A</th></tr></thead><tbody><tr><td>0.5</td></tr></tbody></table></div>'
+    """
     head = "".join(f"<th>{html.escape(c[1])}</th>" for c in columns)
     body = []
     for r in rows:
@@ -99,7 +144,19 @@ _ASSET_ROOTS: list[Path] = []
 @contextmanager
 def shared_assets(root: str | Path) -> Iterator[Path]:
     """Inside this block every :func:`write_html` page links the one plotly.js in ``root``
-    (e.g. the whole ``landscape study`` output), instead of one copy per page folder."""
+    (e.g. the whole ``landscape study`` output), instead of one copy per page folder.
+
+    Args:
+        root: the folder of the shared plotly.js.
+
+    Yields:
+        ``root`` as a ``Path``.
+
+    Example (not run: it writes files)::
+
+        with shared_assets("out"):
+            write_html("out/a/page.html", fig)   # links out/plotly-<version>.min.js
+    """
     root = Path(root)
     _ASSET_ROOTS.append(root)
     try:
@@ -110,7 +167,18 @@ def shared_assets(root: str | Path) -> Iterator[Path]:
 
 def plotly_js_file(folder: str | Path) -> Path:
     """Write (once) plotly.js into ``folder`` as ``plotly-<version>.min.js``; returns its path.
-    Offline: the library ships the file, nothing is fetched."""
+    Offline: the library ships the file, nothing is fetched.
+
+    Args:
+        folder: where to write it.
+
+    Returns:
+        The file's path.
+
+    Example (not run: it writes a 3.5 MB file)::
+
+        plotly_js_file("out")   # out/plotly-2.x.y.min.js
+    """
     from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
     path = Path(folder) / f"plotly-{get_plotlyjs_version()}.min.js"
@@ -129,7 +197,19 @@ def _slug(text: str) -> str:
 def figure_div(fig: Any, *, include_plotlyjs: bool = False, div_id: str | None = None) -> str:
     """A plotly figure as an HTML ``<div>``; ``include_plotlyjs=True`` inlines plotly.js. Never
     uses a CDN. Without ``div_id`` the id is derived from the figure's content (plotly's own are
-    random UUIDs, which would make every rerun's page differ)."""
+    random UUIDs, which would make every rerun's page differ).
+
+    Args:
+        fig: a plotly figure. include_plotlyjs: inline plotly.js. div_id: the element id.
+
+    Returns:
+        The HTML text.
+
+    Example:
+        >>> import plotly.graph_objects as go
+        >>> 'id="f"' in figure_div(go.Figure(), div_id="f")
+        True
+    """
     if div_id is None:
         div_id = "fig-" + hashlib.sha1(fig.to_json().encode("utf-8")).hexdigest()[:12]
     return fig.to_html(full_html=False, include_plotlyjs=bool(include_plotlyjs), div_id=div_id,
@@ -141,7 +221,21 @@ def write_html(path: str | Path, sections: Sequence[tuple[str, Any]] | Any, *, t
     """Write an offline page: ``sections`` is a plotly figure, or a list of
     ``(heading, figure_or_html_string)``. The page links one shared ``plotly-<version>.min.js``
     written next to it (or in the folder of an enclosing :func:`shared_assets` block); element ids
-    are derived from the page name, so a rerun writes the same bytes."""
+    are derived from the page name, so a rerun writes the same bytes.
+
+    Args:
+        path: the page. sections: a figure or ``[(heading, figure or HTML)]``.
+        title: the page title. intro_html: HTML under the title.
+
+    Returns:
+        The path.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> p = write_html(pathlib.Path(tempfile.mkdtemp()) / "t.html", [("Notes", "<p>no figure</p>")], title="t")
+        >>> "<h2>Notes</h2>" in p.read_text()
+        True
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not isinstance(sections, (list, tuple)):
@@ -215,7 +309,18 @@ def loss_levels(z: np.ndarray, n: int = 15) -> np.ndarray | None:
     """Contour levels for a loss grid ``z`` (NaNs ignored): log-spaced, ``geomspace(min, max)``,
     when the loss is positive and spans a decade or more (linear levels would put a trajectory
     descending into the basin inside one band), else evenly spaced (a saddle's neighbourhood,
-    where the loss changes by a few percent). None when the grid is flat."""
+    where the loss changes by a few percent). None when the grid is flat.
+
+    Args:
+        z: the loss grid. n: the number of levels.
+
+    Returns:
+        (n,) levels, or None.
+
+    Example:
+        >>> loss_levels([[1.0, 100.0]], 3).tolist(), loss_levels([[2.0, 2.0]]) is None
+        ([1.0, 10.0, 100.0], True)
+    """
     finite = np.asarray(z, dtype=np.float64)
     finite = finite[np.isfinite(finite)]
     if finite.size == 0:
@@ -242,7 +347,21 @@ def _level_transform(levels: np.ndarray) -> Any:
 
 def surface_figure(res: "SurfaceResult", *, title: str | None = None, log: bool = False):
     """Interactive plotly figure: 3-D surface and contour side by side (2-D results) or a line
-    (1-D), with the trajectory and marked points (labelled by kind). ``log``: plot log10(loss)."""
+    (1-D), with the trajectory and marked points (labelled by kind). ``log``: plot log10(loss).
+
+    Args:
+        res: the surface. title: the figure title. log: plot log10(loss).
+
+    Returns:
+        A ``plotly.graph_objects.Figure``.
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda x: (x ** 2).sum(), torch.zeros(2, dtype=torch.float64))
+        >>> res = ls.surface_2d(obj, obj.initial_point(), *torch.eye(2, dtype=torch.float64), steps=5, progress=False)
+        >>> len(surface_figure(res).data) >= 2
+        True
+    """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -324,7 +443,18 @@ def surface_figure(res: "SurfaceResult", *, title: str | None = None, log: bool 
 
 def write_surface_html(res: "SurfaceResult", path: str | Path, *, title: str | None = None, log: bool = False,
                        notes: str = "") -> Path:
-    """Offline HTML page with :func:`surface_figure` and a short description."""
+    """Offline HTML page with :func:`surface_figure` and a short description.
+
+    Args:
+        res: the surface. path: the page. title: its title. log: log10(loss). notes: text under the title.
+
+    Returns:
+        The path.
+
+    Example (not run: it writes plotly.js next to the page)::
+
+        write_surface_html(ls.surface_2d(obj, theta), "out/surface.html")
+    """
     title = title or f"loss surface ({res.kind})"
     intro = f"<p>{html.escape(notes)}</p>" if notes else ""
     intro += f"<p>{res.n_points} points, span ±{res.span:g}, centre loss {res.center_loss:.6g}.</p>"
@@ -337,7 +467,19 @@ def write_surface_html(res: "SurfaceResult", path: str | Path, *, title: str | N
 def surface_png(res: "SurfaceResult", path: str | Path, *, title: str | None = None, log: bool = False,
                 levels: int = 15, dpi: int = 110) -> Path:
     """PNG: labelled contour plot and 3-D surface (2-D results) or a line plot (1-D), with the
-    trajectory and marked points."""
+    trajectory and marked points.
+
+    Args:
+        res: the surface. path: the PNG. title: its title. log: log10(loss).
+        levels: contour levels. dpi: resolution.
+
+    Returns:
+        The path.
+
+    Example (not run: matplotlib takes a second)::
+
+        surface_png(ls.surface_2d(obj, theta), "out/surface.png")
+    """
     import matplotlib
     if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo"):
         matplotlib.use("Agg", force=True)

@@ -19,9 +19,23 @@ from typing import Any
 import numpy as np
 import torch
 
+from .defaults import REPR_MAX_ITEMS
+
 
 def to_jsonable(value: Any) -> Any:
-    """Convert ``value`` into plain JSON types (recursively)."""
+    """Convert ``value`` into plain JSON types (recursively).
+
+    Args:
+        value: dataclasses, tensors, arrays, numbers, dicts, lists, paths, dtypes, ...
+
+    Returns:
+        Plain JSON types; non-finite floats become None.
+
+    Example:
+        >>> import torch
+        >>> to_jsonable({"a": torch.tensor([1.0, float("nan")]), "b": (1, 2)})
+        {'a': [1.0, None], 'b': [1, 2]}
+    """
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, torch.Tensor):
@@ -49,8 +63,19 @@ def to_jsonable(value: Any) -> Any:
 
 
 def round_sig(value: Any, digits: int) -> Any:
-    """``value`` (plain JSON types) with every float rounded to ``digits`` significant digits
-    (recursively); ints, bools, strings and ``None`` unchanged."""
+    """THE significant-digit rounding of landscape's written results.
+
+    Args:
+        value: plain JSON types. digits: significant digits.
+
+    Returns:
+        ``value`` with every float rounded to ``digits`` significant digits (recursively); ints,
+        bools, strings and ``None`` unchanged.
+
+    Example:
+        >>> round_sig({"x": 3.14159, "n": [2, 0.000123456]}, 3)
+        {'x': 3.14, 'n': [2, 0.000123]}
+    """
     if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
         return value
     if isinstance(value, float):
@@ -65,8 +90,19 @@ def round_sig(value: Any, digits: int) -> Any:
 
 
 def dumps_stable(value: Any, *, digits: int | None = None, indent: int | None = 2) -> str:
-    """Strict JSON text of ``value`` with sorted keys (and floats rounded to ``digits``
-    significant digits when given): the same input always gives the same bytes."""
+    """Strict JSON text of ``value`` with sorted keys: the same input always gives the same bytes.
+
+    Args:
+        value: anything :func:`to_jsonable` takes. digits: round floats to this many significant
+            digits (None: as they are). indent: JSON indentation.
+
+    Returns:
+        The text, ending in a newline.
+
+    Example:
+        >>> print(dumps_stable({"b": 1.23456, "a": None}, digits=2, indent=None), end="")
+        {"a": null, "b": 1.2}
+    """
     data = to_jsonable(value)
     if digits is not None:
         data = round_sig(data, digits)
@@ -74,15 +110,28 @@ def dumps_stable(value: Any, *, digits: int | None = None, indent: int | None = 
 
 
 def write_json(path: str | Path, value: Any, *, digits: int | None = None) -> Path:
-    """Write :func:`dumps_stable` of ``value`` to ``path`` (parents created); returns the path."""
+    """Write :func:`dumps_stable` of ``value`` to ``path`` (parents created).
+
+    Args:
+        path: the file. value: the content. digits: see :func:`dumps_stable`.
+
+    Returns:
+        The path.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> p = write_json(pathlib.Path(tempfile.mkdtemp()) / "r.json", {"x": 1.23456}, digits=3)
+        >>> print(p.read_text(), end="")
+        {
+          "x": 1.23
+        }
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(dumps_stable(value, digits=digits), encoding="utf-8")
     return path
 
 
-#: lists and tuples longer than this are summarised in reprs
-REPR_MAX_ITEMS = 8
 
 
 def _summary(value: Any) -> str:
@@ -130,7 +179,18 @@ def _compact_repr(self: Any) -> str:
 
 
 class JsonResult:
-    """Mixin for result dataclasses: ``to_dict()``, ``save_json(path)`` and a compact ``repr``."""
+    """Mixin for result dataclasses: ``to_dict()``, ``save_json(path)`` and a compact ``repr``.
+
+    Example:
+        >>> import dataclasses, torch
+        >>> @dataclasses.dataclass(frozen=True)
+        ... class R(JsonResult):
+        ...     x: float
+        ...     v: torch.Tensor
+        >>> r = R(1.5, torch.zeros(100))
+        >>> r.to_dict()["x"], repr(r)
+        (1.5, 'R(x=1.5, v=tensor(shape=(100,), dtype=torch.float32, min=0, max=0))')
+    """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -140,20 +200,43 @@ class JsonResult:
             cls.__repr__ = _compact_repr  # type: ignore[assignment]
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as plain JSON types (:func:`to_jsonable`)."""
         return to_jsonable(self)
 
     def to_json(self, **kwargs: Any) -> str:
+        """``json.dumps(self.to_dict(), **kwargs)``."""
         return json.dumps(self.to_dict(), **kwargs)
 
     def save_json(self, path: str | Path, *, digits: int | None = None) -> Path:
-        """Write ``to_dict()`` as strict JSON with sorted keys; ``digits``: round floats to that
-        many significant digits (for tracked outputs, so reruns give the same bytes)."""
+        """Write ``to_dict()`` as strict JSON with sorted keys.
+
+        Args:
+            path: the file. digits: round floats to that many significant digits (for tracked
+                outputs, so reruns give the same bytes).
+
+        Returns:
+            The path.
+        """
         return write_json(path, self.to_dict(), digits=digits)
 
 
 def read_jsonl(path: str | Path) -> list[Any]:
     """Every complete JSON line of ``path`` (missing file → []; blank lines and a line torn by a
-    kill are skipped, so a file being appended to can always be read)."""
+    kill are skipped, so a file being appended to can always be read).
+
+    Args:
+        path: the file.
+
+    Returns:
+        The parsed lines.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "log.jsonl"
+        >>> _ = p.write_text('{"a": 1}' + chr(10) * 2 + '{"a": 2}' + chr(10) + '{"a": 3', encoding="utf-8")  # torn end
+        >>> read_jsonl(p)
+        [{'a': 1}, {'a': 2}]
+    """
     path = Path(path)
     if not path.exists():
         return []

@@ -28,22 +28,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.func import vmap
 
+from .directions import (BIAS_MODES, NORMALIZATIONS, EigenDirections, PCAPlane, eigen_directions, normalize_direction,
+                         pca_directions, project, random_directions)
+from .evaluate import STRATEGIES, evaluate_points, evaluate_thetas
 from .objective import Objective
-from .results import JsonResult
+from .render import surface_figure, surface_png, write_surface_html
+from .results import JsonResult, to_jsonable
 
-NORMALIZATIONS = ("filter", "layer", "none")
-BIAS_MODES = ("zero", "keep")
-STRATEGIES = ("auto", "vmap", "loop")
-_LOOP_ALWAYS_S = 2e-3  # per-point time above which "auto" loops without trying vmap
-# Grid points evaluated together: rows of activations per chunk (points × examples) kept near
-# this number so that memory stays bounded (≈ 2^16 rows × width floats per activation).
-_ROWS_PER_CHUNK = 1 << 16
+__all__ = ["SurfaceResult", "surface_1d", "surface_2d", "surface_eigen", "surface_pca", "interpolate",
+           "evaluate_points", "evaluate_thetas", "STRATEGIES",
+           # directions (defined in landscape.directions)
+           "NORMALIZATIONS", "BIAS_MODES", "EigenDirections", "PCAPlane", "eigen_directions", "normalize_direction",
+           "pca_directions", "project", "random_directions"]
 
 
 # ---------------------------------------------------------------------------- result
-@dataclass
+@dataclass(frozen=True)
 class SurfaceResult(JsonResult):
     """A loss surface.
 
@@ -55,6 +56,16 @@ class SurfaceResult(JsonResult):
     plane with ``trajectory_loss`` (T,). ``marks``: points to highlight, each
     ``{"label", "kind", "coords": [a, b], "loss", "off_plane"}`` (off_plane = distance of the
     true point from the plane). ``meta``: kind of directions, normalisation, eigenvalues, …
+    ``span``/``steps``: the grid; ``kind``: how the directions were made; ``center_loss`` L(theta);
+    ``seconds``: evaluation time.
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda x: (x ** 2).sum(), torch.zeros(2, dtype=torch.float64))
+        >>> res = surface_1d(obj, obj.initial_point(), torch.tensor([1.0, 0.0], dtype=torch.float64), span=1.0,
+        ...                  steps=3, progress=False)
+        >>> res.loss.tolist(), res.ndim, res.n_points
+        ([1.0, 0.0, 1.0], 1, 3)
     """
 
     loss: np.ndarray
@@ -74,17 +85,21 @@ class SurfaceResult(JsonResult):
 
     @property
     def ndim(self) -> int:
+        """1 for a line, 2 for a plane."""
         return int(np.asarray(self.loss).ndim)
 
     @property
     def n_points(self) -> int:
+        """Grid points evaluated."""
         return int(np.asarray(self.loss).size)
 
     @property
     def ms_per_point(self) -> float:
+        """Evaluation time per grid point (milliseconds)."""
         return 1e3 * self.seconds / max(self.n_points, 1)
 
     def to_dict(self) -> dict:
+        """The result as JSON types, without ``directions`` and ``theta`` (they belong in the .npz)."""
         d = super().to_dict()
         for key in ("directions", "theta"):  # (k, dim) and (dim,) belong in the .npz
             d.pop(key)
@@ -92,7 +107,14 @@ class SurfaceResult(JsonResult):
 
     # -------------------------------------------------------------- npz round trip
     def save_npz(self, path: str | Path) -> Path:
-        """Write every array and the metadata to ``path`` (``.npz``, no pickles)."""
+        """Write every array and the metadata to ``path`` (``.npz``, no pickles).
+
+        Args:
+            path: the file (parents created).
+
+        Returns:
+            The path.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, np.ndarray] = {
@@ -119,7 +141,17 @@ class SurfaceResult(JsonResult):
 
     @classmethod
     def load_npz(cls, path: str | Path) -> "SurfaceResult":
-        """Read a file written by :meth:`save_npz`."""
+        """Read a file written by :meth:`save_npz`.
+
+        Args:
+            path: the file.
+
+        Returns:
+            The result.
+
+        Raises:
+            FileNotFoundError: no file. ValueError: not a surface file.
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no surface file at {path}")
@@ -142,22 +174,37 @@ class SurfaceResult(JsonResult):
 
     def plot(self, path: str | Path, *, title: str | None = None, log: bool = False, **kwargs: Any) -> Path:
         """Write a PNG of this surface (labelled contour + 3-D surface, or a line for 1-D results;
-        trajectory and marked points drawn) to ``path``: :func:`landscape.render.surface_png`."""
-        from .render import surface_png
+        trajectory and marked points drawn) to ``path``: :func:`landscape.render.surface_png`.
 
+        Args:
+            path: the PNG. title: its title. log: log-scaled loss. kwargs: of ``surface_png``.
+
+        Returns:
+            The path.
+        """
         return surface_png(self, path, title=title, log=log, **kwargs)
 
     def to_html(self, path: str | Path, *, title: str | None = None, log: bool = False, notes: str = "") -> Path:
         """Write an interactive offline page (plotly) of this surface to ``path``:
-        :func:`landscape.render.write_surface_html`."""
-        from .render import write_surface_html
+        :func:`landscape.render.write_surface_html`.
 
+        Args:
+            path: the page. title: its title. log: log-scaled loss. notes: text under the figure.
+
+        Returns:
+            The path.
+        """
         return write_surface_html(self, path, title=title, log=log, notes=notes)
 
     def figure(self, *, title: str | None = None, log: bool = False) -> Any:
-        """The interactive plotly figure (:func:`landscape.render.surface_figure`)."""
-        from .render import surface_figure
+        """The interactive plotly figure (:func:`landscape.render.surface_figure`).
 
+        Args:
+            title: its title. log: log-scaled loss.
+
+        Returns:
+            A ``plotly.graph_objects.Figure``.
+        """
         return surface_figure(self, title=title, log=log)
 
 
@@ -166,303 +213,10 @@ def _json_float(x: float) -> float | None:
 
 
 def _jsonable(value: Any) -> Any:
-    from .results import to_jsonable
     return to_jsonable(value)
 
 
-# ---------------------------------------------------------------------------- directions
-def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
-    if generator is not None:
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-        return generator
-    return torch.Generator().manual_seed(0 if seed is None else int(seed))
-
-
-def normalize_direction(obj: Objective, theta: torch.Tensor, d: torch.Tensor, *,
-                        normalization: str = "filter", bias: str = "zero") -> torch.Tensor:
-    """Rescale a direction ``d`` (dim,) relative to ``theta`` (dim,); returns a new vector.
-
-    ``"filter"``: for every parameter tensor with ≥ 2 dimensions, each row (filter / output
-    unit, the first index) of ``d`` gets the Euclidean norm of the same row of ``theta``.
-    ``"layer"``: each parameter tensor of ``d`` gets the norm of ``theta``'s tensor.
-    ``"none"``: ``d`` scaled to unit Euclidean norm.
-    1-D tensors (biases, norm-layer scales) are zeroed (``bias="zero"``, Li et al.) or, with
-    ``bias="keep"``, rescaled as one block to the norm of ``theta``'s block.
-    """
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-    if bias not in BIAS_MODES:
-        raise ValueError(f"bias must be one of {BIAS_MODES}, got {bias!r}")
-    theta = obj.check_theta(theta)
-    d = obj.check_theta(d, "direction").clone()
-    tiny = torch.finfo(d.dtype).tiny
-    if normalization == "none":
-        n = torch.linalg.vector_norm(d)
-        if float(n) == 0:
-            raise ValueError("direction is the zero vector")
-        return d / n
-    for name, sl in obj.spec.slices.items():
-        shape = obj.spec.shapes[obj.spec.names.index(name)]
-        block, ref = d[sl], theta[sl]
-        if len(shape) <= 1:
-            if bias == "zero":
-                block.zero_()
-            else:
-                block.mul_(torch.linalg.vector_norm(ref) / torch.linalg.vector_norm(block).clamp_min(tiny))
-            continue
-        if normalization == "filter":
-            rows, rrows = block.view(shape[0], -1), ref.view(shape[0], -1)
-            scale = torch.linalg.vector_norm(rrows, dim=1) / torch.linalg.vector_norm(rows, dim=1).clamp_min(tiny)
-            rows.mul_(scale.unsqueeze(1))
-        else:
-            block.mul_(torch.linalg.vector_norm(ref) / torch.linalg.vector_norm(block).clamp_min(tiny))
-    if float(torch.linalg.vector_norm(d)) == 0:
-        why = ("every parameter is 1-D and bias='zero' removes them" if all(len(s) <= 1 for s in obj.spec.shapes)
-               else "theta is zero on every normalised filter/layer")
-        raise ValueError(f"{normalization} normalisation gave the zero direction: {why}. "
-                         "Use normalization='none' (unit directions), or bias='keep'.")
-    return d
-
-
-def random_directions(obj: Objective, theta: torch.Tensor, n: int = 2, *, normalization: str = "filter",
-                      bias: str = "zero", orthogonal: bool = True, seed: int | None = 0,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-    """``n`` (1 or 2) normalised random Gaussian directions, shape (n, dim).
-
-    Each is drawn N(0, I) (on the CPU, so a seed gives the same directions on every device) and
-    normalised by :func:`normalize_direction`. With ``orthogonal`` the second is made orthogonal
-    to the first (Gram–Schmidt) and rescaled to its pre-projection norm, so its overall scale
-    matches the first's normalisation while ⟨u, w⟩ = 0 exactly (its per-filter norms then match
-    ``theta``'s only approximately).
-    """
-    if n not in (1, 2):
-        raise ValueError(f"n must be 1 or 2 directions, got {n}")
-    theta = obj.check_theta(theta)
-    gen = _generator(seed, generator)
-    out = []
-    for _ in range(n):
-        raw = torch.randn(obj.dim, generator=gen, dtype=torch.float64).to(device=obj.device, dtype=obj.dtype)
-        out.append(normalize_direction(obj, theta, raw, normalization=normalization, bias=bias))
-    if n == 2 and orthogonal:
-        u, w = out
-        norm_w = torch.linalg.vector_norm(w)
-        w = w - (w @ u) / (u @ u) * u
-        w = w - (w @ u) / (u @ u) * u  # twice is enough (Kahan–Parlett)
-        nw = torch.linalg.vector_norm(w)
-        if float(nw) <= 1e-12 * float(norm_w):
-            raise ValueError("the two random directions are parallel; the model has too few free parameters")
-        out[1] = w * (norm_w / nw)
-    return torch.stack(out)
-
-
-@dataclass
-class EigenDirections(JsonResult):
-    """Unit Hessian eigenvectors used as surface directions: ``vectors`` (2, dim),
-    ``values`` (2,) their eigenvalues, ``residuals`` (2,) ‖Hv − λv‖, ``which`` the ends taken."""
-
-    vectors: torch.Tensor
-    values: torch.Tensor
-    residuals: torch.Tensor
-    which: str
-
-    def to_dict(self) -> dict:
-        d = super().to_dict()
-        d.pop("vectors")
-        return d
-
-
-def eigen_directions(obj: Objective, theta: torch.Tensor, which: str = "both", *, seed: int = 0,
-                     tol: float | None = None, max_iter: int | None = None) -> EigenDirections:
-    """Two unit Hessian eigenvectors at ``theta`` by Lanczos (:func:`landscape.extreme_eigs`).
-
-    ``which="both"``: the eigenvectors of λ_max (first) and λ_min (second); ``"largest"``: the
-    two largest; ``"smallest"``: the two smallest. Returned in that order.
-    """
-    from .lanczos import extreme_eigs
-
-    if which not in ("both", "largest", "smallest"):
-        raise ValueError(f"which must be 'both', 'largest' or 'smallest', got {which!r}")
-    if obj.dim < 2:
-        raise ValueError(f"eigen-directions need dim >= 2, the objective has dim {obj.dim}")
-    k: int | tuple[int, int] = (1, 1) if which == "both" else 2
-    res = extreme_eigs(obj, theta, k=k, which=which, seed=seed, tol=tol, max_iter=max_iter)
-    order = list(range(res.values.numel()))
-    if which in ("both", "largest"):
-        order = order[::-1]  # largest first
-    idx = torch.tensor(order)
-    return EigenDirections(vectors=res.vectors[:, idx].T.contiguous(), values=res.values[idx],
-                           residuals=res.residuals[idx], which=which)
-
-
-def project(directions: torch.Tensor, origin: torch.Tensor, points: torch.Tensor
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Least-squares coordinates of ``points`` (T, dim) in the affine span of ``directions``
-    (k, dim) through ``origin`` (dim,). Returns ``(coords (T, k), distance off the span (T,))``."""
-    D = directions.to(torch.float64)
-    R = points.to(torch.float64) - origin.to(torch.float64)
-    G = D @ D.T
-    C = torch.linalg.solve(G, D @ R.T).T
-    off = torch.linalg.vector_norm(R - C @ D, dim=1)
-    return C, off
-
-
-@dataclass
-class PCAPlane(JsonResult):
-    """PCA plane of a trajectory: ``directions`` (2, dim) orthonormal, ``center`` (dim,) the last
-    point, ``coords`` (T, 2) projected trajectory, ``explained`` (2,) fraction of the variance of
-    the centred trajectory along each direction."""
-
-    directions: torch.Tensor
-    center: torch.Tensor
-    coords: torch.Tensor
-    explained: torch.Tensor
-
-    def to_dict(self) -> dict:
-        d = super().to_dict()
-        d.pop("directions")
-        d.pop("center")
-        return d
-
-
-def pca_directions(trajectory: Sequence[torch.Tensor] | torch.Tensor, center: torch.Tensor | None = None
-                   ) -> PCAPlane:
-    """The plane of the two leading principal components of ``trajectory`` (T ≥ 3 points of shape
-    (dim,), or a (T, dim) tensor), through ``center`` (default the last point, as in Li et al.).
-    Signs are fixed so that the first point has non-negative coordinates."""
-    traj = torch.stack(list(trajectory)) if not isinstance(trajectory, torch.Tensor) else trajectory
-    if traj.ndim != 2 or traj.shape[0] < 3:
-        raise ValueError(f"trajectory must hold at least 3 points of shape (dim,), got shape {tuple(traj.shape)}")
-    if not bool(torch.isfinite(traj).all()):
-        raise ValueError("trajectory contains non-finite values")
-    center = traj[-1] if center is None else center
-    M = (traj - center).to(torch.float64)
-    Mc = M - M.mean(0, keepdim=True)
-    _, S, Vh = torch.linalg.svd(Mc, full_matrices=False)
-    if Vh.shape[0] < 2 or float(S[1]) <= 1e-12 * max(float(S[0]), 1e-300):
-        raise ValueError("the trajectory spans fewer than 2 dimensions; PCA gives no plane")
-    D = Vh[:2].clone()
-    coords = M @ D.T
-    for i in range(2):
-        if float(coords[0, i]) < 0:
-            D[i] = -D[i]
-            coords[:, i] = -coords[:, i]
-    var = S ** 2
-    return PCAPlane(directions=D.to(traj.dtype), center=center.clone(), coords=coords,
-                    explained=(var[:2] / var.sum()))
-
-
-# ---------------------------------------------------------------------------- evaluation
-def _chunk_size(obj: Objective) -> int:
-    n = max(int(getattr(obj, "n_examples", 0) or 0), 1)
-    return int(max(1, min(256, _ROWS_PER_CHUNK // n)))
-
-
-def evaluate_points(obj: Objective, origin: torch.Tensor, directions: torch.Tensor, coords: torch.Tensor, *,
-                    chunk_size: int | None = None, progress: bool | None = None,
-                    desc: str = "surface", strategy: str = "auto", info: dict | None = None) -> torch.Tensor:
-    """Loss at ``origin + coords[p] @ directions`` for every row p.
-
-    ``origin`` (dim,), ``directions`` (k, dim), ``coords`` (N, k) → losses (N,) float64.
-    Points are evaluated ``chunk_size`` at a time (default: about 2^16 example-rows per chunk) with
-    ``vmap`` over the objective's batches; objectives whose function cannot be vmapped fall back
-    to one point at a time; ``strategy`` picks vmap / loop / auto (see :class:`_Evaluator`), and the
-    one used is written to ``info["strategy"]`` when ``info`` is given. Non-finite losses are
-    returned as they are.
-    """
-    origin = obj.check_theta(origin, "origin")
-    if directions.ndim != 2 or directions.shape[1] != obj.dim:
-        raise ValueError(f"directions must have shape (k, {obj.dim}), got {tuple(directions.shape)}")
-    if coords.ndim != 2 or coords.shape[1] != directions.shape[0]:
-        raise ValueError(f"coords must have shape (N, {directions.shape[0]}), got {tuple(coords.shape)}")
-    D = directions.to(device=obj.device, dtype=obj.dtype)
-    C = coords.to(device=obj.device, dtype=obj.dtype)
-    chunk = _chunk_size(obj) if chunk_size is None else chunk_size
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
-    from tqdm.auto import tqdm
-
-    out = torch.empty(C.shape[0], dtype=torch.float64)
-    evaluator = _Evaluator(obj, strategy)
-    disable = True if progress is False else (False if progress else None)  # None: only on a TTY
-    with torch.no_grad(), tqdm(total=C.shape[0], desc=desc, unit="pt", disable=disable, leave=False) as bar:
-        for a in range(0, C.shape[0], chunk):
-            thetas = torch.addmm(origin.unsqueeze(0), C[a:a + chunk], D)
-            out[a:a + thetas.shape[0]] = evaluator(thetas)
-            bar.update(thetas.shape[0])
-    if info is not None:
-        info["strategy"] = evaluator.strategy
-        info["chunk_size"] = chunk
-    return out
-
-
-class _Evaluator:
-    """Losses of a stack of parameter vectors (P, dim) -> (P,) float64 on the CPU.
-
-    ``strategy="vmap"`` evaluates the stack in one vmapped call (fast for small models, where
-    per-call overhead dominates); ``"loop"`` one point at a time (for large models one big
-    matrix product per layer beats a batched one on the CPU); ``"auto"`` loops when one point costs
-    more than 2 ms, else times both on the first stack and keeps the faster. Functions that cannot be vmapped fall back to the loop.
-    """
-
-    def __init__(self, obj: Objective, strategy: str = "auto") -> None:
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-        self.obj = obj
-        self.batched = vmap(obj.loss_tensor)
-        self.strategy = strategy
-
-    def _loop(self, thetas: torch.Tensor) -> torch.Tensor:
-        return torch.stack([self.obj.loss_tensor(t).reshape(()) for t in thetas])
-
-    def _vmap(self, thetas: torch.Tensor) -> torch.Tensor | None:
-        try:
-            return self.batched(thetas)
-        except Exception:  # noqa: BLE001 - any non-vmappable function: loop instead
-            self.strategy = "loop"
-            return None
-
-    def __call__(self, thetas: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            vals = None
-            if self.strategy == "auto" and thetas.shape[0] >= 2:
-                # A loop costs one forward pass per point plus ~0.1 ms of Python; when a point costs
-                # far more than that the loop is within a few % of a plain forward pass and never
-                # loses to a batched (bmm) evaluation on the CPU, so vmap is only tried for cheap points.
-                n = min(4, thetas.shape[0] - 1)
-                t0 = time.perf_counter()
-                head = self._loop(thetas[:n])
-                t_loop = (time.perf_counter() - t0) / n
-                if t_loop > _LOOP_ALWAYS_S:
-                    self.strategy = "loop"
-                    vals = torch.cat([head, self._loop(thetas[n:])])
-                else:
-                    t0 = time.perf_counter()
-                    tail = self._vmap(thetas[n:])
-                    if tail is None:
-                        vals = torch.cat([head, self._loop(thetas[n:])])
-                    else:
-                        t_vmap = (time.perf_counter() - t0) / (thetas.shape[0] - n)
-                        self.strategy = "vmap" if t_vmap <= t_loop else "loop"
-                        vals = torch.cat([head, tail])
-            elif self.strategy in ("vmap", "auto"):
-                vals = self._vmap(thetas)
-            if vals is None:
-                vals = self._loop(thetas)
-        return vals.detach().to(device="cpu", dtype=torch.float64)
-
-
-def evaluate_thetas(obj: Objective, thetas: torch.Tensor, *, chunk_size: int | None = None,
-                    strategy: str = "auto") -> torch.Tensor:
-    """Losses at the rows of ``thetas`` (T, dim) -> (T,) float64, vmapped in chunks."""
-    if thetas.ndim != 2 or thetas.shape[1] != obj.dim:
-        raise ValueError(f"thetas must have shape (T, {obj.dim}), got {tuple(thetas.shape)}")
-    thetas = thetas.to(device=obj.device, dtype=obj.dtype)
-    chunk = chunk_size or _chunk_size(obj)
-    ev = _Evaluator(obj, strategy)
-    return torch.cat([ev(thetas[a:a + chunk]) for a in range(0, thetas.shape[0], chunk)])
-
-
+# ---------------------------------------------------------------------------- surfaces
 def _marks(obj: Objective, origin: torch.Tensor, D: torch.Tensor, marks: Sequence[dict] | None) -> list[dict]:
     """Project marked points ``{"theta": (dim,), "kind": str, "label": str}`` onto the plane."""
     out = []
@@ -505,6 +259,23 @@ def surface_1d(obj: Objective, theta: torch.Tensor, direction: torch.Tensor | No
 
     ``direction`` (dim,) is used as given; ``None`` draws a seeded random direction normalised by
     ``normalization``/``bias`` (see :func:`normalize_direction`).
+
+    Args:
+        obj: the objective. theta: the centre (dim,). direction: (dim,) or None.
+        span: the half-width of the grid (parameter units along ``direction``). steps: grid points (≥ 2).
+        normalization, bias, seed, generator: of the random direction.
+        chunk_size, progress, strategy: of :func:`evaluate_points`.
+        marks: points to project and mark. kind: the directions' label. meta: extra metadata.
+
+    Returns:
+        :class:`SurfaceResult` with ``.loss`` of shape (steps,).
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda x: (x ** 2).sum(), torch.zeros(2, dtype=torch.float64))
+        >>> surface_1d(obj, obj.initial_point(), torch.tensor([0.0, 2.0], dtype=torch.float64), span=1.0,
+        ...            steps=3, progress=False).loss.tolist()
+        [4.0, 0.0, 4.0]
     """
     _check_grid(span, steps)
     theta = obj.check_theta(theta).detach().clone()
@@ -539,6 +310,24 @@ def surface_2d(obj: Objective, theta: torch.Tensor, d1: torch.Tensor | None = No
     drawn (:func:`random_directions`, the second orthogonal to the first). ``trajectory``:
     optional points (T, dim) projected onto the plane (least squares) and evaluated.
     ``marks``: optional ``[{"theta", "kind", "label"}]`` points (e.g. stalls) projected likewise.
+
+    Args:
+        obj: the objective. theta: the centre (dim,). d1, d2: (dim,) each, or both None.
+        span: the grid's half-width (parameter units along each direction). steps: points per axis.
+        normalization, bias, seed, generator: of the random directions.
+        chunk_size, progress, strategy: of :func:`evaluate_points`.
+        trajectory: (T, dim) points to draw, or None. marks: points to mark.
+        kind: the directions' label. meta: extra metadata.
+
+    Returns:
+        :class:`SurfaceResult` with ``.loss`` of shape (steps, steps).
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda x: (x ** 2).sum(), torch.zeros(2, dtype=torch.float64))
+        >>> e = torch.eye(2, dtype=torch.float64)
+        >>> surface_2d(obj, obj.initial_point(), e[0], e[1], span=1.0, steps=3, progress=False).loss.tolist()
+        [[2.0, 1.0, 2.0], [1.0, 0.0, 1.0], [2.0, 1.0, 2.0]]
     """
     _check_grid(span, steps)
     theta = obj.check_theta(theta).detach().clone()
@@ -562,18 +351,16 @@ def surface_2d(obj: Objective, theta: torch.Tensor, d1: torch.Tensor | None = No
     loss = evaluate_points(obj, theta, D, C, chunk_size=chunk_size, progress=progress, desc="surface 2-D",
                            strategy=strategy, info=info).reshape(steps, steps)
     seconds = time.perf_counter() - t0
-    res = _finish(obj, theta, D, (a, a.clone()), loss, span, steps, seconds, kind or "custom", marks,
-                  {**(meta or {}), **info})
+    path = None
     if trajectory is not None:
         traj = torch.stack(list(trajectory)) if not isinstance(trajectory, torch.Tensor) else trajectory
         traj = traj.to(device=obj.device, dtype=obj.dtype)
         if traj.ndim != 2 or traj.shape[1] != obj.dim:
             raise ValueError(f"trajectory must have shape (T, {obj.dim}), got {tuple(traj.shape)}")
         tc, off = project(D, theta, traj)
-        res.trajectory = tc.cpu().numpy()
-        res.trajectory_loss = evaluate_thetas(obj, traj, chunk_size=chunk_size).numpy()
-        res.meta["trajectory_max_off_plane"] = float(off.max())
-    return res
+        path = (tc.cpu().numpy(), evaluate_thetas(obj, traj, chunk_size=chunk_size).numpy(), float(off.max()))
+    return _finish(obj, theta, D, (a, a.clone()), loss, span, steps, seconds, kind or "custom", marks,
+                   {**(meta or {}), **info}, path)
 
 
 def _safe_loss(obj: Objective, t: torch.Tensor) -> float:
@@ -583,20 +370,39 @@ def _safe_loss(obj: Objective, t: torch.Tensor) -> float:
 
 def _finish(obj: Objective, theta: torch.Tensor, D: torch.Tensor, coords: tuple[torch.Tensor, ...],
             loss: torch.Tensor, span: float, steps: int, seconds: float, kind: str,
-            marks: Sequence[dict] | None, meta: dict | None) -> SurfaceResult:
+            marks: Sequence[dict] | None, meta: dict | None,
+            path: tuple[np.ndarray, np.ndarray, float] | None = None) -> SurfaceResult:
+    """The result in one go; ``path``: (trajectory coords (T, k), its losses (T,), max distance off the plane)."""
     loss_np = loss.numpy()
+    meta = {"dim": obj.dim, "dtype": str(obj.dtype), **(meta or {})}
+    if path is not None:
+        meta["trajectory_max_off_plane"] = path[2]
     return SurfaceResult(
         loss=loss_np, coords=tuple(c.numpy() for c in coords), directions=D.detach().cpu().numpy(),
         theta=theta.detach().cpu().numpy(), span=float(span), steps=int(steps), kind=kind,
         center_loss=_safe_loss(obj, theta), n_nonfinite=int((~np.isfinite(loss_np)).sum()), seconds=seconds,
-        marks=_marks(obj, theta, D, marks), meta={"dim": obj.dim, "dtype": str(obj.dtype), **(meta or {})},
+        trajectory=path[0] if path is not None else None, trajectory_loss=path[1] if path is not None else None,
+        marks=_marks(obj, theta, D, marks), meta=meta,
     )
 
 
 def surface_eigen(obj: Objective, theta: torch.Tensor, span: float = 1.0, steps: int = 21, *,
                   which: str = "both", seed: int = 0, tol: float | None = None, **kwargs: Any) -> SurfaceResult:
-    """:func:`surface_2d` along two unit Hessian eigenvectors (:func:`eigen_directions`);
-    the eigenvalues and residuals go to ``meta``."""
+    """:func:`surface_2d` along two unit Hessian eigenvectors (:func:`eigen_directions`).
+
+    Args:
+        obj, theta, span, steps: as in :func:`surface_2d`. which, seed, tol: of :func:`eigen_directions`.
+        kwargs: further :func:`surface_2d` keywords.
+
+    Returns:
+        :class:`SurfaceResult` (kind ``"eigen"``; the eigenvalues and residuals in ``meta``).
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda x: x[0] ** 2 - x[1] ** 2, torch.zeros(2, dtype=torch.float64))
+        >>> surface_eigen(obj, obj.initial_point(), steps=3, progress=False).meta["eigenvalues"]
+        [2.0, -2.0]
+    """
     eig = eigen_directions(obj, theta, which, seed=seed, tol=tol)
     meta = {"eigenvalues": eig.values.tolist(), "eig_residuals": eig.residuals.tolist(), "which": which,
             **kwargs.pop("meta", {})}
@@ -607,7 +413,24 @@ def surface_pca(obj: Objective, trajectory: Sequence[torch.Tensor] | torch.Tenso
                 margin: float = 1.25, span: float | None = None, **kwargs: Any) -> SurfaceResult:
     """:func:`surface_2d` on the PCA plane of ``trajectory`` (:func:`pca_directions`), centred at
     its last point, with the trajectory drawn on it. ``span`` defaults to ``margin`` × the largest
-    projected coordinate."""
+    projected coordinate.
+
+    Args:
+        obj: the objective. trajectory: T ≥ 3 points (dim,). steps: points per axis.
+        margin: span = margin × the largest projected coordinate (unless ``span`` is given).
+        kwargs: further :func:`surface_2d` keywords.
+
+    Returns:
+        :class:`SurfaceResult` (kind ``"pca"``, the explained variance in ``meta``).
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda x: (x ** 2).sum(), torch.zeros(3, dtype=torch.float64))
+        >>> path = [torch.tensor(p, dtype=torch.float64) for p in ([2.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.5, 0.0], [0.0, 0.0, 0.0])]
+        >>> res = surface_pca(obj, path, steps=3, progress=False)
+        >>> res.kind, res.trajectory.shape
+        ('pca', (4, 2))
+    """
     plane = pca_directions(trajectory)
     traj = torch.stack(list(trajectory)) if not isinstance(trajectory, torch.Tensor) else trajectory
     if span is None:
@@ -625,7 +448,23 @@ def interpolate(obj: Objective, theta_a: torch.Tensor, theta_b: torch.Tensor, st
                 strategy: str = "auto") -> SurfaceResult:
     """Loss along the line θ_a + t·(θ_b − θ_a), t = linspace(−margin, 1 + margin, steps)
     (Goodfellow et al. 2015). ``.coords[0]`` is t, ``.theta`` is θ_a, ``.directions`` is θ_b − θ_a,
-    ``.span`` = 0.5 + margin (the half-length of the t range)."""
+    ``.span`` = 0.5 + margin (the half-length of the t range).
+
+    Args:
+        obj: the objective. theta_a, theta_b: the end points (dim,), distinct.
+        steps: points on the line. margin: extension beyond each end (units of ‖θ_b − θ_a‖).
+        chunk_size, progress, strategy: of :func:`evaluate_points`.
+
+    Returns:
+        :class:`SurfaceResult` with ``.loss`` of shape (steps,) and ``meta`` holding both end losses.
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> obj = ls.Objective.from_function(lambda x: (x ** 2).sum(), torch.zeros(2, dtype=torch.float64))
+        >>> a, b = torch.tensor([-1.0, 0.0], dtype=torch.float64), torch.tensor([1.0, 0.0], dtype=torch.float64)
+        >>> interpolate(obj, a, b, steps=3, progress=False).loss.tolist()
+        [1.0, 0.0, 1.0]
+    """
     if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
         raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
     _check_grid(1.0, steps)

@@ -17,7 +17,16 @@ from .base import StepContext, UpdateRule, positive
 
 
 class GD(UpdateRule):
-    """``gd``: θ ← θ − lr·∇L (full batch; minibatch when the trainer has ``batch_size``)."""
+    """``gd``: θ ← θ − lr·∇L (full batch; minibatch when the trainer has ``batch_size``). No options.
+
+    Example:
+        >>> import torch
+        >>> from synaprune.base import StepContext
+        >>> ctx = StepContext(step=0, theta=torch.ones(2), loss=1.0, grad=torch.tensor([1.0, -2.0]), lr=0.5,
+        ...                   access=None, generator=torch.Generator())
+        >>> GD().step(ctx)
+        tensor([0.5000, 2.0000])
+    """
 
     name = "gd"
 
@@ -26,8 +35,21 @@ class GD(UpdateRule):
 
 
 class SGD(UpdateRule):
-    """``sgd``: minibatch SGD with optional heavy-ball ``momentum`` (default 0). The trainer's
-    ``batch_size`` sets the minibatch (default for this method: min(32, n))."""
+    """``sgd``: minibatch SGD with optional heavy-ball momentum, b ← μ·b + g, θ ← θ − lr·b. The
+    trainer's ``batch_size`` sets the minibatch (default for this method: min(32, n)).
+
+    Args:
+        momentum: μ ∈ [0, 1) (default 0).
+
+    Example:
+        >>> import torch
+        >>> from synaprune.base import StepContext
+        >>> ctx = StepContext(step=0, theta=torch.zeros(1), loss=0.0, grad=torch.ones(1), lr=0.1, access=None,
+        ...                   generator=torch.Generator())
+        >>> rule = SGD(momentum=0.5)        # Trainer(..., method="sgd", momentum=0.5)
+        >>> rule.step(ctx), rule.step(ctx)  # b = g, then b = 0.5·b + g
+        (tensor([-0.1000]), tensor([-0.1500]))
+    """
 
     name = "sgd"
     DEFAULTS = {"momentum": 0.0}
@@ -48,8 +70,21 @@ class SGD(UpdateRule):
 
 
 class Adam(UpdateRule):
-    """``adam`` (Kingma & Ba) with PyTorch's defaults: ``betas`` (0.9, 0.999), ``eps`` 1e-8, bias
-    correction; full batch unless the trainer has ``batch_size``."""
+    """``adam`` (Kingma & Ba) with bias correction, as ``torch.optim.Adam``; full batch unless the
+    trainer has ``batch_size``.
+
+    Args:
+        betas: (β1, β2), each in [0, 1) (default (0.9, 0.999)).
+        eps: ε added to √v̂ (default 1e-8, gradient units).
+
+    Example:
+        >>> import torch
+        >>> from synaprune.base import StepContext
+        >>> ctx = StepContext(step=0, theta=torch.zeros(1), loss=0.0, grad=torch.ones(1), lr=0.1, access=None,
+        ...                   generator=torch.Generator())
+        >>> Adam().step(ctx)                # the first step is lr·sign(g) (up to ε)
+        tensor([-0.1000])
+    """
 
     name = "adam"
     DEFAULTS = {"betas": (0.9, 0.999), "eps": 1e-8}
@@ -79,7 +114,23 @@ class Adam(UpdateRule):
 
 
 def uniform_ball(dim: int, radius: float, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
-    """A point uniform in the ball of ``radius`` in R^dim (seeded, drawn in float64 on the CPU)."""
+    """A point uniform in the ball of ``radius`` in R^dim (drawn in float64 on the CPU).
+
+    Args:
+        dim: the dimension.
+        radius: the ball's radius (parameter units).
+        generator: the source of randomness (two draws: a direction, a radius).
+        like: the output takes this tensor's dtype and device.
+
+    Returns:
+        ξ, shape (dim,), ‖ξ‖ ≤ radius.
+
+    Example:
+        >>> import torch
+        >>> xi = uniform_ball(5, 0.1, torch.Generator().manual_seed(0), torch.zeros(5))
+        >>> xi.shape, bool(torch.linalg.vector_norm(xi) <= 0.1)
+        (torch.Size([5]), True)
+    """
     d = torch.randn(dim, generator=generator, dtype=torch.float64)
     d = d / torch.linalg.vector_norm(d)
     u = float(torch.rand((), generator=generator, dtype=torch.float64))
@@ -98,6 +149,23 @@ class PGDFixed(UpdateRule):
     At W = 0 of a deep linear net with H ≥ 2 the Hessian is 0 and escape is polynomially slow, so
     this test returns W = 0 as second-order stationary (a known limitation). These fixed defaults
     are the project's earlier choice; ``pgd`` derives them from stated ℓ, ρ, ε instead.
+
+    Args:
+        g_thres: gradient threshold (None: the stall detector's threshold).
+        t_thres: steps between perturbations and before the stationarity test (default 50).
+        radius: perturbation radius (default 1e-2, parameter units).
+        f_thres: required loss decrease after a perturbation (default 1e-4, loss units).
+        stop_at_sosp: end the run at a declared second-order stationary point (default True).
+
+    Example:
+        >>> import torch
+        >>> from synaprune.base import StepContext
+        >>> zero = torch.zeros(3, dtype=torch.float64)
+        >>> ctx = StepContext(step=0, theta=zero, loss=0.0, grad=zero, lr=0.1, access=None,
+        ...                   generator=torch.Generator().manual_seed(0))
+        >>> new = PGDFixed(g_thres=1e-3, radius=1e-2).step(ctx)       # ‖g‖ ≤ g_thres: perturb
+        >>> ctx.info["perturbed"], bool(torch.linalg.vector_norm(new) <= 1e-2)
+        (True, True)
     """
 
     name = "pgd-fixed"
@@ -153,6 +221,23 @@ class PGD(PGDFixed):
     L(θ_0) − L* with L* the known global minimum, else L(θ_0) − 0, i.e. a non-negative loss is
     assumed). If d·ℓ·Δf/(c·ε²·δ) ≤ 1 the logarithm term is replaced by its floor 4. The step is
     the trainer's lr (equal to Jin's η = c/ℓ with the default ℓ). Everything else as ``pgd-fixed``.
+
+    Args:
+        ell: ℓ (None: c/lr).
+        rho: ρ (None: the trainer's ``hessian_lipschitz``, or 1).
+        eps: ε (None: the detector's gradient threshold at θ_0).
+        c: Jin's constant (default 1).
+        delta: failure probability in (0, 1) (default 0.1).
+        delta_f: Δf (None: L(θ_0) − L*).
+        stop_at_sosp: as ``pgd-fixed``.
+
+    Example:
+        >>> rule = PGD()
+        >>> rule.setup({"lr": 0.05, "grad_tol": 1e-2, "dim": 10, "n": 64, "loss0": 1.0, "global_min": 0.0,
+        ...             "hessian_lipschitz": 1.0})
+        >>> th = rule.derived()["thresholds"]
+        >>> round(th["chi"], 2), f"{th['g_thres']:.2e}", th["t_thres"]
+        (50.43, '3.93e-06', 10087)
     """
 
     name = "pgd"
@@ -170,8 +255,15 @@ class PGD(PGDFixed):
         self.t_thres = 1
 
     def setup(self, info: dict) -> None:
-        """Derive the thresholds from ``info`` (``lr``, ``grad_tol``, ``dim``, ``loss0``,
-        ``global_min``, ``hessian_lipschitz``) and the stated constants."""
+        """Derive the thresholds from the run and the stated constants.
+
+        Args:
+            info: ``lr``, ``grad_tol``, ``dim``, ``loss0`` (L(θ_0)), ``global_min`` and
+                ``hessian_lipschitz`` (see :meth:`UpdateRule.setup`).
+
+        Raises:
+            ValueError: ρ or ε is not positive.
+        """
         c, delta, d = float(self.c), float(self.delta), int(info["dim"])
         ell = float(self.ell) if self.ell is not None else c / float(info["lr"])
         rho = float(self.rho) if self.rho is not None else float(info["hessian_lipschitz"])
@@ -192,6 +284,8 @@ class PGD(PGDFixed):
                            "f_thres": self.f_thres, "t_thres": self.t_thres}
 
     def derived(self) -> dict:
+        """``{"thresholds": {ell, rho, eps, c, delta, delta_f, dim, chi, eta, radius, g_thres, f_thres,
+        t_thres}}`` once :meth:`setup` ran, else {}."""
         return {} if self.thresholds is None else {"thresholds": dict(self.thresholds)}
 
     def step(self, ctx: StepContext) -> torch.Tensor:
@@ -209,6 +303,18 @@ class NCD(UpdateRule):
     α = |λ_min|/``rho`` and halving (at most ``max_backtracks`` times) until the actual decrease is
     at least half the quadratic model's, −(α⟨g, s⟩ + ½α²λ_min)/2. Otherwise a GD step.
     Defaults: eps_h = 1e-3, rho = 1.0, lanczos_tol = 1e-6, max_backtracks = 30.
+
+    Args:
+        eps_g: gradient threshold (None: the stall detector's threshold).
+        eps_h: curvature threshold (≥ 0, curvature units).
+        rho: ρ in the first trial step |λ_min|/ρ.
+        lanczos_tol: tolerance of :func:`landscape.extreme_eigs`.
+        lanczos_max_iter: its iteration cap (None: its default).
+        max_backtracks: halvings of the step at most.
+
+    Example:
+        >>> NCD(eps_h=1e-4).options["rho"]      # Trainer(..., method="ncd", eps_h=1e-4)
+        1.0
     """
 
     name = "ncd"
@@ -252,13 +358,23 @@ class NCD(UpdateRule):
 class SFN(UpdateRule):
     """``sfn``: saddle-free Newton (Dauphin et al. 2014) in a Krylov subspace.
 
-    Lanczos (:func:`landscape.lanczos`, full reorthogonalisation) from ∇L builds a
+    Lanczos (:func:`landscape.linalg.lanczos`, full reorthogonalisation) from ∇L builds a
     ``krylov_dim``-dimensional subspace containing ∇L; with its Ritz pairs (λ_k, v_k),
     Δθ(δ) = −Σ_k ⟨v_k, g⟩ v_k / (|λ_k| + δ·max|λ|) and θ ← θ + lr·Δθ(δ) for the damping δ in
     ``dampings`` (relative to the spectral scale; default 1e-4 … 1) that gives the lowest loss
     (the line search over the damping). If no candidate lowers the loss, a GD step. At a point
     with ‖∇L‖ ≤ ``perturb_tol`` (an exact critical point, where the Krylov space is empty) θ is
     first moved by a seeded uniform-ball perturbation of radius ``perturb_radius`` (default 1e-6).
+
+    Args:
+        krylov_dim: Lanczos steps (default 20).
+        dampings: relative dampings tried (default 1e-4, 1e-3, 1e-2, 1e-1, 1).
+        perturb_tol: gradient norm at or below which θ is perturbed first (default 1e-12).
+        perturb_radius: that perturbation's radius (default 1e-6, parameter units).
+
+    Example:
+        >>> SFN(krylov_dim=5).options["dampings"]      # Trainer(..., method="sfn", krylov_dim=5)
+        (0.0001, 0.001, 0.01, 0.1, 1.0)
     """
 
     name = "sfn"

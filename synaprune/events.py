@@ -38,13 +38,26 @@ from landscape.results import read_jsonl
 class EscapeAttempt(JsonResult):
     """One escape phase at a stall (synaprune/README.md, "Escape-phase protocol").
 
-    ``rule`` (the method), ``start_step`` (the step whose θ is the snapshot θ̃), ``loss_before``
-    = L(θ̃), ``f_thres`` (accept when L ≤ L(θ̃) − f_thres), ``end_step`` (the step at which the
-    phase was accepted or reverted), ``steps`` (rule steps taken), ``accepted`` (True: the phase's
-    point is kept; False: θ̃ was restored), ``loss_after`` (the loss when the phase ended, before a
-    revert), ``first_step_norm`` (‖Δθ‖ of the phase's first step after decay and cap — the length
-    the step-matched control ``gd-matched`` copies), ``first_step_norm_raw`` (before the cap) and
-    ``n_capped`` (steps the cap shortened).
+    A live record: :class:`synaprune.escape_phase.EscapeProtocol` creates it when the phase starts
+    and fills in the outcome when it ends (each state is streamed to ``updates.jsonl``).
+
+    Args:
+        rule: the method.
+        start_step: the step whose θ is the snapshot θ̃.
+        loss_before: L(θ̃), loss units.
+        f_thres: accept when L ≤ L(θ̃) − f_thres (loss units).
+        end_step: the step at which the phase was accepted or reverted (None while it runs).
+        steps: rule steps taken.
+        accepted: True: the phase's point is kept; False: θ̃ was restored; None while it runs.
+        loss_after: the loss when the phase ended, before a revert.
+        first_step_norm: ‖Δθ‖ of the phase's first step after decay and cap (the length the
+            step-matched control ``gd-matched`` copies), parameter units.
+        first_step_norm_raw: the same before the cap.
+        n_capped: steps the cap shortened.
+
+    Example:
+        >>> EscapeAttempt(rule="synaprune-rms", start_step=20, loss_before=1.5, f_thres=0.015).to_dict()["steps"]
+        0
     """
 
     rule: str
@@ -67,15 +80,21 @@ TIMING_FIELDS: tuple[str, ...] = ("wall_time_s", "classify_time_s", "analysis_ti
 
 @dataclass
 class StallEvent(JsonResult):
-    """One detected stall.
+    """One detected stall: what :func:`landscape.monitor.analyse_stall` found there, and what happened next.
 
-    ``index`` (0-based), ``step``, ``loss``, ``grad_norm`` at detection; ``kind`` (the
-    classifier's verdict) and ``report`` (``CriticalPointReport`` or None when ``classify=False``
-    or the classifier failed: see ``classify_error``) — the approximate kind at the stall point,
-    with the tolerances it used in ``classify_tolerances``; ``nearest_critical``: the refined
-    nearby critical point (:func:`landscape.nearest_critical`: kind, index, loss, loss_gap,
-    distance, grad_norm, converged, gradient_flat, probe_radius, probe_order, degenerate,
-    tolerances, ...; JSON key ``"nearest_critical"``); ``cancellation`` (``CancellationStats``).
+    A live record: the trainer builds it at detection (streamed to ``events.jsonl`` at once) and
+    fills in the escape outcome, attempts and the next stall's kind as the run goes on (each
+    streamed to ``updates.jsonl``); after ``fit`` it is final. Field order is the JSON key order.
+
+    Args:
+        index: 0-based (detection and analysis fields first). step, loss, grad_norm: at detection (loss and gradient units).
+        kind: the approximate kind at the stall point; report: its ``CriticalPointReport`` (None
+            when ``classify=False`` or the classifier failed: see ``classify_error``);
+            classify_tolerances: the tolerances it used.
+        nearest_critical: the refined nearby critical point (:data:`landscape.monitor.NEAREST_FIELDS`
+            of :func:`landscape.nearest_critical`).
+        cancellation: ``CancellationStats`` at θ_s.
+        theta: θ_s, shape (dim,), kept out of the JSON (saved to ``stall_thetas/``).
 
     Cause (synaprune/README.md, "Stall cause"): ``kappa`` = ‖mean g_i‖ / mean‖g_i‖,
     ``example_grad_scale`` = mean_i ‖g_i‖ (unscaled per-example gradients ∇ℓ_i),
@@ -96,8 +115,12 @@ class StallEvent(JsonResult):
 
     Cost (example-gradient units, README "Cost"): ``cost_example_grads`` spent by the method from
     the stall to its resolution; ``analysis_cost_example_grads`` spent on analysing the stall
-    (classification, cancellation statistics). ``theta`` (dim,) is kept out of the JSON (it is
-    saved to ``stall_thetas/``).
+    (classification, cancellation statistics).
+
+    Example:
+        >>> ev = StallEvent(index=0, step=20, loss=0.25, grad_norm=1e-6)
+        >>> ev.to_dict()["resolution"], "theta" in ev.to_dict()
+        (None, False)
     """
 
     index: int
@@ -135,6 +158,7 @@ class StallEvent(JsonResult):
     theta: torch.Tensor | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
+        """The record as JSON types (``report`` without its escape direction; no ``theta``)."""
         d = {k: to_jsonable(v) for k, v in self.__dict__.items()
              if k not in ("theta", "report") and not k.startswith("_")}
         d["report"] = report_to_dict(self.report)
@@ -142,7 +166,19 @@ class StallEvent(JsonResult):
 
 
 def report_to_dict(report: Any) -> dict | None:
-    """A ``CriticalPointReport`` as JSON, without the (dim,) escape direction."""
+    """A ``CriticalPointReport`` as JSON, without the (dim,) escape direction.
+
+    Args:
+        report: the report (anything with ``to_dict()`` or JSON-able), or None.
+
+    Returns:
+        Its dict with ``escape_direction`` replaced by the file pattern it is saved under (or
+        None), or None.
+
+    Example:
+        >>> report_to_dict({"kind": "minimum", "escape_direction": None}), report_to_dict(None)
+        ({'kind': 'minimum', 'escape_direction': None}, None)
+    """
     if report is None:
         return None
     d = report.to_dict() if hasattr(report, "to_dict") else to_jsonable(report)
@@ -151,25 +187,43 @@ def report_to_dict(report: Any) -> dict | None:
     return d
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainResult(JsonResult):
-    """Outcome of :meth:`Trainer.fit`.
+    """Outcome of :meth:`Trainer.fit` (frozen: built once, at the end of the run).
 
-    ``status``: ``"completed"``, ``"second_order_stationary"`` (PGD's test ended the run),
-    ``"nonfinite"`` (stopped at the last finite state; see ``message``) or ``"interrupted"``.
-    ``losses`` / ``grad_norms`` / ``phases`` (n_steps + 1,): full-batch values at θ_0 … θ_final
-    (phase 1 = inside an escape phase). ``final_theta`` / ``initial_theta`` (dim,) are kept out of
-    the JSON. Counts: ``n_hvp`` (method's Hessian-vector products), ``n_classify_hvp``,
-    ``n_per_example_grads`` (the method's own; analysis not included), ``n_grad_evals``,
-    ``n_minibatch_grads``, ``n_loss_evals``. Cost in one unit (README "Cost"):
-    ``cost_example_grads`` (the method's training cost in example-gradient equivalents: a
-    per-example gradient 1, a full-batch gradient n, an HVP ``hvp_over_grad``·n, a full-batch loss
-    ``loss_over_grad``·n), ``analysis_cost_example_grads`` (classification, cancellation
-    statistics, the cause reference), ``cost_ratio_source`` ("flop_count" or "default").
-    Times: ``wall_time_s`` (whole fit), ``classify_time_s`` (classifier), ``analysis_time_s``
-    (classifier + cancellation statistics + reference). Configuration echoed for records:
-    ``method_options`` (with derived thresholds, e.g. PGD's), ``escape_phase``,
-    ``example_grad_scale_reference`` (value and source) and ``cause_thresholds``.
+    Args:
+        method, mode: the method and its mode (None for baselines).
+        status: ``"completed"``, ``"second_order_stationary"`` (PGD's test ended the run),
+            ``"nonfinite"`` (stopped at the last finite state; see ``message``) or ``"interrupted"``.
+        message: why the run stopped early ("" when completed).
+        n_steps: steps taken.
+        losses, grad_norms, phases: shape (n_steps + 1,): full-batch values at θ_0 … θ_final
+            (phase 1 = inside an escape phase).
+        events: the :class:`StallEvent` records.
+        final_loss, final_grad_norm, final_kind, final_report: at the final point.
+        n_hvp, n_classify_hvp, n_per_example_grads, n_grad_evals, n_minibatch_grads, n_loss_evals:
+            counts (the method's HVPs; the classifier's; the method's own per-example gradients,
+            analysis not included; full-batch gradients; minibatch gradients; extra losses).
+        wall_time_s, classify_time_s, analysis_time_s: seconds (whole fit; classifier; classifier
+            + cancellation statistics + reference) — :data:`TIMING_FIELDS`, not reproducible.
+        cost_example_grads: the method's training cost in example-gradient equivalents (README
+            "Cost": a per-example gradient 1, a full-batch gradient n, an HVP ``hvp_over_grad``·n,
+            a full-batch loss ``loss_over_grad``·n).
+        analysis_cost_example_grads: classification, cancellation statistics, the cause reference.
+        hvp_over_grad, loss_over_grad, cost_ratio_source: the ratios and ``"flop_count"`` /
+            ``"default"``.
+        method_options: options with derived thresholds (e.g. PGD's); escape_phase: the
+            escape-phase options; example_grad_scale_reference: ``{source, value}``;
+            cause_thresholds; seed; log_dir: configuration echoed for records.
+        final_theta, initial_theta: shape (dim,), kept out of the JSON.
+
+    Example:
+        >>> import numpy as np
+        >>> r = TrainResult(method="gd", mode=None, status="completed", message="", n_steps=0,
+        ...                 losses=np.zeros(1), grad_norms=np.zeros(1), phases=np.zeros(1, np.int8), events=[],
+        ...                 final_loss=0.0, final_grad_norm=0.0)
+        >>> r.n_stalls, r.to_dict()["events"]
+        (0, [])
     """
 
     method: str
@@ -210,9 +264,11 @@ class TrainResult(JsonResult):
 
     @property
     def n_stalls(self) -> int:
+        """Stall events recorded."""
         return len(self.events)
 
     def to_dict(self) -> dict:
+        """The result as JSON types (events as their records; no θ vectors)."""
         d = {k: to_jsonable(v) for k, v in self.__dict__.items()
              if k not in ("final_theta", "initial_theta", "events", "final_report")}
         d["events"] = [e.to_dict() for e in self.events]
@@ -235,7 +291,24 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 class RunLogger:
-    """Streams a run to ``log_dir`` (layout in the module docstring). ``None`` disables logging."""
+    """Streams a run to ``log_dir`` (layout in the module docstring); every method is a no-op
+    without a directory.
+
+    Args:
+        log_dir: the run directory (created; earlier run files in it are removed), or None.
+        config: the run's configuration (``run.json``; statuses and costs are added to it).
+        checkpoint_every: curve points buffered before a flush (≥ 1).
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     log = RunLogger(d, {"method": "gd"}, checkpoint_every=2)
+        ...     log.curve_point(0, 1.0, 0.5, 0); log.curve_point(1, 0.5, 0.25, 0)   # flushed at 2 rows
+        ...     log.close()
+        ...     Path(d, "curves.csv").read_text().splitlines()[-1]
+        '1,0.5,0.25,0'
+    """
 
     def __init__(self, log_dir: str | os.PathLike | None, config: dict, checkpoint_every: int = 50) -> None:
         self.dir = Path(log_dir) if log_dir is not None else None
@@ -260,14 +333,21 @@ class RunLogger:
 
     @property
     def enabled(self) -> bool:
+        """Whether a directory is written."""
         return self.dir is not None
 
     def write_run_json(self, **extra: Any) -> None:
+        """Rewrite ``run.json`` atomically: the config plus ``extra`` (status, message, costs, ...)."""
         if self.dir is None:
             return
         _atomic_write_text(self.dir / "run.json", json.dumps({**self.config, **to_jsonable(extra)}, indent=2))
 
     def curve_point(self, step: int, loss: float, grad_norm: float, phase: int) -> None:
+        """Buffer one ``curves.csv`` row (flushed every ``checkpoint_every`` rows and at events).
+
+        Args:
+            step: the step. loss, grad_norm: full batch at that step. phase: 1 inside an escape phase.
+        """
         if self.dir is None:
             return
         self._pending.append((step, loss, grad_norm, phase))
@@ -275,6 +355,7 @@ class RunLogger:
             self.flush_curves()
 
     def flush_curves(self) -> None:
+        """Append the buffered curve rows (floats as ``repr``, i.e. exactly) and flush."""
         if self.dir is None or not self._pending:
             return
         buf = io.StringIO()
@@ -286,6 +367,7 @@ class RunLogger:
         self._pending.clear()
 
     def event(self, event: StallEvent) -> None:
+        """Save θ_s (and the escape direction) and append the event's line to ``events.jsonl``."""
         if self.dir is None:
             return
         stem = self.dir / "stall_thetas" / f"stall_{event.index:04d}"
@@ -299,6 +381,7 @@ class RunLogger:
         self._events.flush()
 
     def update(self, index: int, **fields: Any) -> None:
+        """Append ``{"event": index, **fields}`` to ``updates.jsonl`` (later facts about an event)."""
         if self.dir is None:
             return
         self._updates.write(json.dumps({"event": index, **to_jsonable(fields)}) + "\n")
@@ -306,6 +389,7 @@ class RunLogger:
 
     def final(self, *, final_theta: torch.Tensor, initial_theta: torch.Tensor, losses: list[float],
               grad_norms: list[float], phases: list[int]) -> None:
+        """Write ``final.npz`` atomically (θ vectors float64, shape (dim,); curves (n_steps + 1,))."""
         if self.dir is None:
             return
         self.flush_curves()
@@ -316,6 +400,7 @@ class RunLogger:
         os.replace(tmp, self.dir / "final.npz")
 
     def close(self) -> None:
+        """Flush the curves and close the files."""
         if self.dir is None:
             return
         self.flush_curves()
@@ -326,10 +411,19 @@ class RunLogger:
 
 @dataclass
 class RunLog:
-    """What :func:`load_run` reads back: ``config`` (run.json), ``events`` (dicts, updates merged),
-    ``steps``/``losses``/``grad_norms``/``phases`` (curves.csv, up to the last checkpoint),
-    ``stall_thetas`` {event index: (dim,) array}, ``escape_directions`` {index: array},
-    ``final`` (final.npz arrays, or None if the run never finished)."""
+    """What :func:`load_run` reads back.
+
+    Args:
+        log_dir: the directory.
+        config: ``run.json``.
+        events: event dicts, ``updates.jsonl`` merged in.
+        steps, losses, grad_norms, phases: ``curves.csv`` up to the last checkpoint, shape (rows,).
+        stall_thetas: {event index: θ_s, shape (dim,)}.
+        escape_directions: {event index: the classifier's escape direction, shape (dim,)}.
+        final: ``final.npz`` arrays, or None if the run never finished.
+
+    Example: see :func:`load_run`.
+    """
 
     log_dir: str
     config: dict
@@ -344,11 +438,30 @@ class RunLog:
 
     @property
     def status(self) -> str:
+        """``run.json``'s status (``"running"`` for a run killed mid-way)."""
         return str(self.config.get("status", "unknown"))
 
 
 def load_run(log_dir: str | os.PathLike) -> RunLog:
-    """Read a run directory written by the trainer (also one interrupted mid-way)."""
+    """Read a run directory written by the trainer (also one interrupted or killed mid-way).
+
+    Args:
+        log_dir: the directory.
+
+    Returns:
+        A :class:`RunLog`.
+
+    Raises:
+        FileNotFoundError: no directory, or no ``run.json`` in it.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     RunLogger(d, {"method": "gd"}).close()
+        ...     run = load_run(d)
+        >>> run.status, run.config["method"], len(run.events)
+        ('running', 'gd', 0)
+    """
     d = Path(log_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"no run directory at {d}")

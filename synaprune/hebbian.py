@@ -35,8 +35,24 @@ Layer = tuple[str, nn.Linear, list[nn.Module]]
 
 
 def check_hebbian_model(model: nn.Module, spec: ParamSpec | None = None) -> list[Layer]:
-    """Split an ``nn.Sequential`` of ``nn.Linear`` + elementwise activations into layers
-    ``(name, linear, [activations])``; raise ``TypeError`` naming what is not supported."""
+    """Split an ``nn.Sequential`` of ``nn.Linear`` + elementwise activations into layers.
+
+    Args:
+        model: the network.
+        spec: its trainable parameters (to refuse a trainable PReLU slope), or None.
+
+    Returns:
+        ``[(name, linear, [activations after it]), ...]`` in forward order.
+
+    Raises:
+        TypeError: naming the module that is not supported (not a Sequential, a non-elementwise
+            module, an activation before the first Linear, a trainable PReLU, no Linear at all).
+
+    Example:
+        >>> from torch import nn
+        >>> [(n, len(a)) for n, _, a in check_hebbian_model(nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1)))]
+        [('0', 1), ('2', 0)]
+    """
     if not isinstance(model, nn.Sequential):
         raise TypeError("the Hebbian rule works on an nn.Sequential of nn.Linear layers and elementwise "
                         f"activations; got {type(model).__name__}")
@@ -72,8 +88,32 @@ def _norm(v: torch.Tensor, eps: float) -> torch.Tensor:
 
 def hebbian_delta(model: nn.Sequential, spec: ParamSpec, theta: torch.Tensor, X: torch.Tensor, Y: torch.Tensor,
                   *, lr: float, center: bool = False, eps: float = 1e-12) -> torch.Tensor:
-    """The Hebbian update Δθ (dim,) at ``theta`` for inputs ``X`` (n, d_x) and targets ``Y`` (n, d_y)
-    (added to θ; see the module docstring)."""
+    """The Hebbian update Δθ at ``theta`` (added to θ; the rule is in the module docstring).
+
+    Args:
+        model: an ``nn.Sequential`` accepted by :func:`check_hebbian_model` (its parameters are
+            read from ``theta``, not from the module).
+        spec: the trainable parameters' layout (``theta`` ↔ named tensors).
+        theta: flat parameters, shape (dim,).
+        X: inputs, shape (n, d_x).
+        Y: regression targets, shape (n, d_y).
+        lr: η.
+        center: subtract the batch mean from every layer's x and y before Norm (the 2022 variant).
+        eps: Norm's ε (L1 norm + ε in the denominator).
+
+    Returns:
+        Δθ, shape (dim,), dtype of ``theta`` (zero for frozen parameters).
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from landscape import ParamSpec
+        >>> net = nn.Sequential(nn.Linear(1, 1, bias=False)).double()
+        >>> spec = ParamSpec(names=("0.weight",), shapes=(net[0].weight.shape,))
+        >>> X, Y = torch.ones(1, 1, dtype=torch.float64), 3 * torch.ones(1, 1, dtype=torch.float64)
+        >>> hebbian_delta(net, spec, torch.zeros(1, dtype=torch.float64), X, Y, lr=0.1)   # η·e·Norm(x)
+        tensor([0.3000], dtype=torch.float64)
+    """
     layers = check_hebbian_model(model, spec)
     params = spec.unflatten(theta.detach())
     records = []

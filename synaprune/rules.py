@@ -37,6 +37,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from landscape.fast_stats import fast_aggregate
+
 from .access import DataAccess
 from .base import StepContext, UpdateRule, positive
 from .hebbian import check_hebbian_model, hebbian_delta
@@ -59,6 +61,23 @@ class Aggregator:
     Feed chunks ``G`` of shape ``(c, dim)`` with :meth:`update`; :meth:`result` returns the
     aggregated direction ``A`` (dim,) on the per-example scale (not multiplied by the objective
     scale). Sums are accumulated in float64.
+
+    Args:
+        rule: ``"gd"``, ``"rms"`` or ``"devarg"`` (:data:`AGGREGATIONS`).
+        p: the rms exponent (a number ≥ 1 or ``"inf"``).
+        tie_break: where μ_j = 0 exactly: ``"argmax"``, ``"zero"`` or ``"random"``.
+        generator: for ``tie_break="random"`` (None: a generator seeded 0).
+
+    Raises:
+        ValueError: an unknown rule or tie-break, a bad ``p``.
+
+    Example:
+        >>> import torch
+        >>> G = torch.tensor([[1.0, -2.0], [3.0, 2.0]], dtype=torch.float64)
+        >>> agg = Aggregator("rms", p="inf")
+        >>> agg.update(G[:1]); agg.update(G[1:])   # two chunks: the same as one
+        >>> agg.result(), agg.n
+        (tensor([ 3., -2.], dtype=torch.float64), 2)
     """
 
     def __init__(self, rule: str, *, p: float | str = 2, tie_break: str = "argmax",
@@ -78,6 +97,14 @@ class Aggregator:
         self._signed: torch.Tensor | None = None
 
     def update(self, G: torch.Tensor) -> None:
+        """Add a chunk of per-example gradients.
+
+        Args:
+            G: shape (c, dim), any float dtype (accumulated in float64); c = 0 is a no-op.
+
+        Raises:
+            ValueError: ``G`` is not 2-D.
+        """
         if G.ndim != 2:
             raise ValueError(f"per-example gradients must have shape (n, dim), got {tuple(G.shape)}")
         if G.shape[0] == 0:
@@ -107,6 +134,15 @@ class Aggregator:
         return self._sum / self.n
 
     def result(self) -> torch.Tensor:
+        """The aggregated direction A, shape (dim,), float64, per-example scale.
+
+        Returns:
+            μ (gd); sign(μ_j)·(mean_i |g_ij|^p)^{1/p} with the tie-break where μ_j = 0 (rms);
+            the signed max-magnitude entry per coordinate, lowest example index on ties (devarg).
+
+        Raises:
+            ValueError: nothing was given to :meth:`update`.
+        """
         mu = self.mean
         if self.rule == "gd":
             return mu
@@ -129,10 +165,26 @@ class Aggregator:
 
 def aggregate(G: torch.Tensor, rule: str, *, p: float | str = 2, tie_break: str = "argmax",
               generator: torch.Generator | None = None) -> torch.Tensor:
-    """Aggregate per-example gradients ``G`` (n, dim) into a direction (dim,), float64.
+    """Aggregate per-example gradients into one direction (the one-chunk :class:`Aggregator`).
 
-    ``rule``: ``"gd"`` (mean), ``"rms"`` (sign(μ_j)·(mean_i |g_ij|^p)^{1/p}) or ``"devarg"``
-    (signed max-magnitude entry per coordinate); see the module docstring for tie-breaks.
+    Args:
+        G: per-example gradients, shape (n, dim).
+        rule: ``"gd"`` (mean), ``"rms"`` (sign(μ_j)·(mean_i |g_ij|^p)^{1/p}) or ``"devarg"``
+            (signed max-magnitude entry per coordinate); tie-breaks in the module docstring.
+        p: the rms exponent (≥ 1 or ``"inf"``).
+        tie_break: ``"argmax"``, ``"zero"`` or ``"random"``.
+        generator: for ``tie_break="random"``.
+
+    Returns:
+        A, shape (dim,), float64, on the per-example scale.
+
+    Example:
+        >>> import torch
+        >>> G = torch.tensor([[1.0, -2.0], [3.0, 2.0]], dtype=torch.float64)
+        >>> aggregate(G, "gd"), aggregate(G, "devarg")
+        (tensor([2., 0.], dtype=torch.float64), tensor([ 3., -2.], dtype=torch.float64))
+        >>> aggregate(G, "rms")      # μ_2 = 0: the sign of the largest |g_i2| (the first, −2)
+        tensor([ 2.2361, -2.0000], dtype=torch.float64)
     """
     agg = Aggregator(rule, p=p, tie_break=tie_break, generator=generator)
     agg.update(G)
@@ -142,8 +194,7 @@ def aggregate(G: torch.Tensor, rule: str, *, p: float | str = 2, tie_break: str 
 def aggregate_direction(access: DataAccess, theta: torch.Tensor, rule: str, *, idx: torch.Tensor | None = None,
                         p: float | str = 2, tie_break: str = "argmax", generator: torch.Generator | None = None,
                         chunk_size: int | None = None, fast: bool | None = None) -> torch.Tensor:
-    """The aggregated direction at ``theta`` times the objective scale, shape ``(dim,)`` in the
-    objective's dtype.
+    """The aggregated direction at ``theta`` times the objective scale.
 
     ``fast=None`` (default) takes the matrix-product path of :func:`landscape.fast_stats.fast_aggregate`
     (per-layer products of layer inputs and output gradients, float64, no per-example gradient
@@ -152,14 +203,40 @@ def aggregate_direction(access: DataAccess, theta: torch.Tensor, rule: str, *, i
     ``fast=True`` raises ``ValueError`` when the model is not eligible. Both paths agree to
     round-off (≤ 1e-12 relative in float64) with the same tie-breaks, and both count one
     per-example gradient per example in ``access.cost.n_per_example_grads``.
+
+    Args:
+        access: the trainer's data access (model, data, loss, cost counters).
+        theta: flat parameters, shape (dim,).
+        rule: ``"gd"``, ``"rms"`` or ``"devarg"``.
+        idx: example indices (a minibatch), or None for every example.
+        p: the rms exponent.
+        tie_break: ``"argmax"``, ``"zero"`` or ``"random"``.
+        generator: for the random tie-break.
+        chunk_size: examples per chunk on the per-example path (None: all at once).
+        fast: None (choose), True (matrix-product path or raise), False (per-example path).
+
+    Returns:
+        ``scale``·A, shape (dim,), in ``theta``'s dtype and device (``scale`` = 1 for a mean
+        objective, n for a sum), so the ``gd`` aggregation equals the objective gradient.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from landscape import Objective
+        >>> from synaprune.access import DataAccess
+        >>> X = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
+        >>> net = nn.Linear(1, 1, bias=False).double()
+        >>> obj = Objective.from_module(net, nn.MSELoss(), (X, X))
+        >>> acc = DataAccess(obj, nn.MSELoss(), torch.Generator())
+        >>> A = aggregate_direction(acc, torch.zeros(1, dtype=torch.float64), "gd")
+        >>> bool(torch.allclose(A, obj.grad(torch.zeros(1, dtype=torch.float64))))
+        True
     """
     if rule not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation rule {rule!r}; choose one of {AGGREGATIONS}")
     if tie_break not in TIE_BREAKS:
         raise ValueError(f"unknown tie_break {tie_break!r}; choose one of {TIE_BREAKS}")
     if fast is not False:
-        from landscape.fast_stats import fast_aggregate
-
         X, Y = (access.X, access.Y) if idx is None else (access.X[idx], access.Y[idx])
         A = fast_aggregate(access.module, access.spec.names, access.spec.shapes, access.loss_fn, X, Y, theta, rule,
                            p=_check_p(p), tie_break=tie_break, generator=generator, chunk_size=chunk_size)
@@ -190,7 +267,34 @@ def preactivation_penalty(access: DataAccess, theta: torch.Tensor, *, a: float, 
     standard deviation over layers (0 for one layer). The per-example derivatives come from one
     backward pass of Σ_i ℓ_i w.r.t. zero "probe" tensors added to each y_l (valid because ℓ_i
     depends only on example i's activations); the penalty is differentiated again (double
-    backprop). Returns (L, penalised value, gradient (dim,), [m_l]).
+    backprop).
+
+    Args:
+        access: the trainer's data access (counts n double-backprop examples).
+        theta: flat parameters, shape (dim,).
+        a: weight of mean_l m_l (≥ 0).
+        b: weight of std_l m_l (≥ 0).
+        idx: example indices (a minibatch), or None for every example.
+
+    Returns:
+        ``(L, L + penalty, gradient of L + penalty (dim,), [m_l per layer])``; L and the value in
+        loss units (the objective's scale), m_l in (loss per pre-activation unit)².
+
+    Raises:
+        TypeError: the model has no ``nn.Linear`` / ``nn.Conv*`` / ``nn.Bilinear`` layer.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from landscape import Objective
+        >>> from synaprune.access import DataAccess
+        >>> X = torch.tensor([[1.0], [2.0]], dtype=torch.float64)
+        >>> net = nn.Sequential(nn.Linear(1, 1)).double()
+        >>> acc = DataAccess(Objective.from_module(net, nn.MSELoss(), (X, X)), nn.MSELoss(), torch.Generator())
+        >>> theta = torch.tensor([0.5, 0.0], dtype=torch.float64)
+        >>> loss, value, g, m = preactivation_penalty(acc, theta, a=1.0, b=0.0)
+        >>> loss, value - loss == m[0]      # ℓ_i = (y_i − x_i)², ∂ℓ_i/∂y = 2(y_i − x_i): m = mean of 4(y_i − x_i)²
+        (0.625, True)
     """
     layers = [(name, m) for name, m in access.module.named_modules() if isinstance(m, _PREACT_TYPES)]
     if not layers:
@@ -227,7 +331,16 @@ def preactivation_penalty(access: DataAccess, theta: torch.Tensor, *, a: float, 
 
 # ---------------------------------------------------------------------- the rules
 class AggregationRule(UpdateRule):
-    """θ ← θ − lr · scale · A(g_1..g_n) with A an aggregation of per-example gradients."""
+    """θ ← θ − lr · scale · A(g_1..g_n) with A an aggregation of per-example gradients
+    (:func:`aggregate_direction`; a minibatch's examples when the trainer has ``batch_size``).
+
+    Args:
+        chunk_size: examples per chunk on the per-example path (None: all at once).
+
+    Example:
+        >>> RMSRule.aggregation, DevargRule.aggregation, DevargRule(chunk_size=64).options
+        ('rms', 'devarg', {'chunk_size': 64})
+    """
 
     synaprune = True
     per_example = True
@@ -242,8 +355,18 @@ class AggregationRule(UpdateRule):
 
 
 class RMSRule(AggregationRule):
-    """``synaprune-rms``: A_j = sign(μ_j)·(mean_i |g_ij|^p)^{1/p}; options ``p`` (1, 2 or "inf",
-    default 2), ``tie_break`` ("argmax" default, "zero", "random"), ``chunk_size``."""
+    """``synaprune-rms``: A_j = sign(μ_j)·(mean_i |g_ij|^p)^{1/p}.
+
+    Args:
+        p: 1, 2 (default, the repository's root-mean-square rule) or ``"inf"``.
+        tie_break: ``"argmax"`` (default), ``"zero"`` or ``"random"`` (where μ_j = 0 exactly).
+        chunk_size: examples per chunk (None: all at once).
+
+    Example:
+        >>> rule = RMSRule(p="inf")
+        >>> rule.name, rule.options["p"], rule.p      # options as given; the attribute validated
+        ('synaprune-rms', 'inf', inf)
+    """
 
     name = "synaprune-rms"
     aggregation = "rms"
@@ -259,7 +382,15 @@ class RMSRule(AggregationRule):
 
 class DevargRule(AggregationRule):
     """``synaprune-devarg``: A_j = g_{i*j}, i* = argmax_i |g_ij| (signed). Not a descent direction
-    in general."""
+    in general.
+
+    Args:
+        chunk_size: examples per chunk (None: all at once).
+
+    Example:
+        >>> DevargRule().name       # Trainer(..., method="synaprune-devarg")
+        'synaprune-devarg'
+    """
 
     name = "synaprune-devarg"
     aggregation = "devarg"
@@ -267,7 +398,20 @@ class DevargRule(AggregationRule):
 
 class NoiseRule(UpdateRule):
     """``synaprune-noise``: a (minibatch) GD step, then θ ← θ + σ·|θ| ⊙ ξ, ξ ~ N(0, I) from the
-    trainer's generator. θ_j = 0 is a fixed point of the noise. Option ``sigma`` (default 0.01)."""
+    trainer's generator. θ_j = 0 is a fixed point of the noise.
+
+    Args:
+        sigma: σ ≥ 0, relative to |θ_j| (default 0.01).
+
+    Example:
+        >>> import torch
+        >>> from synaprune.base import StepContext
+        >>> ctx = StepContext(step=0, theta=torch.tensor([0.0, 1.0]), loss=0.0, grad=torch.zeros(2), lr=0.1,
+        ...                   access=None, generator=torch.Generator().manual_seed(0))
+        >>> new = NoiseRule(sigma=0.1).step(ctx)
+        >>> float(new[0]), bool(new[1] != 1.0)       # θ_j = 0 stays put
+        (0.0, True)
+    """
 
     name = "synaprune-noise"
     synaprune = True
@@ -284,7 +428,16 @@ class NoiseRule(UpdateRule):
 
 class PenaltyRule(UpdateRule):
     """``synaprune-penalty``: gradient descent on L + a·mean_l m_l + b·std_l m_l (see
-    :func:`preactivation_penalty`). Options ``a`` (default 1.0), ``b`` (default 1.0)."""
+    :func:`preactivation_penalty`).
+
+    Args:
+        a: weight of the mean over layers (≥ 0, default 1.0).
+        b: weight of the standard deviation over layers (≥ 0, default 1.0).
+
+    Example:
+        >>> PenaltyRule(a=0.5).options     # Trainer(..., method="synaprune-penalty", a=0.5)
+        {'a': 0.5, 'b': 1.0}
+    """
 
     name = "synaprune-penalty"
     synaprune = True
@@ -307,8 +460,17 @@ class PenaltyRule(UpdateRule):
 
 class HebbianRule(UpdateRule):
     """``synaprune-hebbian``: the gradient-free "work done / significance" update of
-    :func:`synaprune.hebbian.hebbian_delta`, θ ← θ + Δ(lr). Options ``center`` (the 2022 variant,
-    default False) and ``norm_eps`` (eps in Norm, default 1e-12)."""
+    :func:`synaprune.hebbian.hebbian_delta`, θ ← θ + Δ(lr). Needs an ``nn.Sequential`` of
+    ``nn.Linear`` + elementwise activations and regression targets (checked in :meth:`prepare`).
+
+    Args:
+        center: the 2022 variant (batch-centred x and y; default False).
+        norm_eps: ε in Norm (default 1e-12).
+
+    Example:
+        >>> HebbianRule(center=True).options   # Trainer(..., method="synaprune-hebbian", center=True)
+        {'center': True, 'norm_eps': 1e-12}
+    """
 
     name = "synaprune-hebbian"
     synaprune = True
@@ -348,6 +510,17 @@ class GDMatched(UpdateRule):
     step has the rule's length and GD's direction: a faster escape of the rule that this control
     matches is a step-length effect, one it does not match is a direction effect. Outside phases
     it is GD. The n per-example gradients of the first step are counted in its cost.
+
+    Args:
+        match: ``"synaprune-rms"`` (default) or ``"synaprune-devarg"``.
+        p: the matched rms rule's exponent (default 2).
+        tie_break: the matched rule's tie-break (default ``"argmax"``).
+        chunk_size: examples per chunk for the matched direction (None: all at once).
+
+    Example:
+        >>> rule = GDMatched(match="synaprune-devarg")  # Trainer(..., method="gd-matched", match=...)
+        >>> rule.own_phase_scaling, rule.MATCHABLE[rule.match]
+        (True, 'devarg')
     """
 
     name = "gd-matched"
@@ -368,7 +541,15 @@ class GDMatched(UpdateRule):
         return ctx.theta - ctx.lr * ctx.step_grad()
 
     def matched_length(self, ctx: StepContext, limit: float | None) -> tuple[float, float]:
-        """(length after the cap, length before it) of the matched rule's first phase step at ctx.theta."""
+        """The matched rule's first phase step length at ``ctx.theta``.
+
+        Args:
+            ctx: the step's context (θ̃ = ``ctx.theta``).
+            limit: the trainer's step cap (None: no cap).
+
+        Returns:
+            ``(length after the cap, length before it)``, parameter units.
+        """
         A = aggregate_direction(ctx.access, ctx.theta, self.MATCHABLE[self.match], idx=ctx.example_indices(),
                                 p=self.p, tie_break=self.tie_break, generator=ctx.generator,
                                 chunk_size=self.chunk_size)
@@ -376,7 +557,16 @@ class GDMatched(UpdateRule):
         return (raw if limit is None else min(raw, limit)), raw
 
     def phase_step(self, ctx: StepContext, k: int, limit: float | None) -> torch.Tensor:
-        """Step k of an escape phase; ``limit`` is the trainer's cap on the rule's step length."""
+        """Step k of an escape phase.
+
+        Args:
+            ctx: the step's context.
+            k: the phase step (0: the matched-length step; later: plain GD).
+            limit: the trainer's cap on the rule's step length (None: no cap).
+
+        Returns:
+            θ_{k+1}, shape (dim,).
+        """
         if k > 0:
             return ctx.theta - ctx.lr * ctx.step_grad()
         length, raw = self.matched_length(ctx, limit)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from analyses import bench
+from analyses.bench import cli as bench_cli
 from analyses.cli import build_parser
 
 REQUIRED_KEYS = ("hvp_over_grad", "eigs_n_hvp", "eigs_max_rel_residual", "eigs_speedup_vs_pyhessian_same_accuracy",
@@ -92,11 +93,11 @@ def test_json_has_required_keys(tiny_result, tmp_path):
 
 
 def test_cli_writes_json(tiny_result, tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "run_bench", lambda **kw: tiny_result)
+    monkeypatch.setattr(bench_cli, "run_bench", lambda **kw: tiny_result)
     out = tmp_path / "cli.json"
     args = build_parser(["bench"]).parse_args(
         ["bench", "--quick", "--json", str(out), "--threads", str(torch.get_num_threads())])
-    assert bench.run(args) == 0
+    assert bench_cli.run(args) == 0
     assert set(REQUIRED_KEYS) <= set(json.loads(out.read_text()))
 
 
@@ -116,9 +117,9 @@ def test_curvlinops_peer_matches_dense_when_installed():
 def test_cli_rejects_bad_values_before_work(argv, what, capsys, monkeypatch):
     def boom(**kw):
         raise AssertionError("work started before validation")
-    monkeypatch.setattr(bench, "run_bench", boom)
+    monkeypatch.setattr(bench_cli, "run_bench", boom)
     args = build_parser(["bench"]).parse_args(["bench", *argv])
-    assert bench.run(args) == 2
+    assert bench_cli.run(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and what in err and err.startswith("landscape bench: error:")
 

@@ -333,16 +333,17 @@ def test_cubic_null_direction():
 
 
 def test_unconverged_lanczos_is_inconclusive_unless_indefinite(monkeypatch):
-    import landscape.classify as cl
+    import dataclasses
 
-    real = cl.extreme_eigs
+    import landscape.point as point
+
+    real = point.extreme_eigs
 
     def unconverged(*args, **kwargs):
         res = real(*args, **kwargs)
-        res.converged = torch.zeros_like(res.converged)
-        return res
+        return dataclasses.replace(res, converged=torch.zeros_like(res.converged))
 
-    monkeypatch.setattr(cl, "extreme_eigs", unconverged)
+    monkeypatch.setattr(point, "extreme_eigs", unconverged)
     bowl = _fn_obj(lambda v: v[0] ** 2 + 2 * v[1] ** 2 + 3 * v[2] ** 2, 3)
     rep = ls.classify_point(bowl, torch.zeros(3, dtype=torch.float64), method="lanczos")
     assert rep.kind == "inconclusive" and "did not converge" in rep.reason

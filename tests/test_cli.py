@@ -88,7 +88,7 @@ def test_spectrum_of_a_run_without_stalls_says_why(tmp_path, capsys):
 
 HEARTBEAT = """
 import time
-from analyses.cli import Heartbeat
+from analyses.cli_common import Heartbeat
 hb = Heartbeat("x", every=0.2, quiet={quiet})
 with hb.step("working"):
     hb.note("half way")

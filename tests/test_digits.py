@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from analyses import digits
+from analyses import digits_comparison, digits_plateau
+from analyses.problems import digits as digits_problem
 from analyses.problems import get_problem, list_problems
 
 
@@ -51,7 +52,7 @@ def test_npz_loader_builds_the_seed_shape(tmp_path):
     imgs = rng.integers(0, 256, size=(12, 28, 28), dtype=np.uint8)
     f = tmp_path / "mnist.npz"
     np.savez(f, x_train=imgs, y_train=np.arange(12))
-    X = digits.load_array_file(f)
+    X = digits_problem.load_array_file(f)
     assert tuple(X.shape) == (12, 784) and X.dtype == torch.float64
     np.testing.assert_array_equal(X.numpy(), imgs.reshape(12, -1) / 255.0)
     p = get_problem("digits_autoencoder", data_file=str(f))
@@ -62,17 +63,17 @@ def test_npz_loader_builds_the_seed_shape(tmp_path):
     # any (n, d) float array; values outside [0, 1] are min-max scaled
     A = rng.normal(size=(7, 10))
     np.savez(tmp_path / "a.npz", X=A)
-    Z = digits.load_array_file(tmp_path / "a.npz").numpy()
+    Z = digits_problem.load_array_file(tmp_path / "a.npz").numpy()
     np.testing.assert_allclose(Z, (A - A.min()) / (A.max() - A.min()), rtol=1e-14)
     np.save(tmp_path / "b.npy", A[:, :4].clip(0, 1))
-    np.testing.assert_array_equal(digits.load_array_file(tmp_path / "b.npy").numpy(), A[:, :4].clip(0, 1))
+    np.testing.assert_array_equal(digits_problem.load_array_file(tmp_path / "b.npy").numpy(), A[:, :4].clip(0, 1))
     with pytest.raises(ValueError, match="no array 'nope'"):
-        digits.load_array_file(f, "nope")
+        digits_problem.load_array_file(f, "nope")
     np.savez(tmp_path / "bad.npz", X=np.arange(5.0))
     with pytest.raises(ValueError, match="must be"):
-        digits.load_array_file(tmp_path / "bad.npz")
+        digits_problem.load_array_file(tmp_path / "bad.npz")
     with pytest.raises(FileNotFoundError):
-        digits.load_array_file(tmp_path / "missing.npz")
+        digits_problem.load_array_file(tmp_path / "missing.npz")
     with pytest.raises(ValueError, match="data width"):
         get_problem("digits_autoencoder", data_file=str(f), widths=(64, 8, 64))
 
@@ -87,7 +88,7 @@ def test_network_facts_on_points_with_known_answers():
         lins[-1].weight.zero_()
         lins[-1].bias.copy_(X.mean(0))      # the output is the mean image
     theta = torch.cat([q.detach().reshape(-1) for q in model.parameters()])
-    f = digits.network_facts(p, theta)
+    f = digits_plateau.network_facts(p, theta)
     assert f["dead_units"][0] == 32 and f["widths"] == [32, 8, 32]
     assert f["mean_image_share"] < 1e-28 and f["output_variance_share"] < 1e-28 and f["outputs_mean_image"]
     # the constant-mean point is critical in every parameter (a dead layer, a zero last layer,
@@ -96,15 +97,21 @@ def test_network_facts_on_points_with_known_answers():
     loss, g = obj.loss_and_grad(theta)
     assert math.isclose(loss, p.extra["mean_image_loss"], rel_tol=1e-12) and float(g.abs().max()) < 1e-15
     # the seeded initialisation does not output the mean image
-    f0 = digits.network_facts(p, p.init(0, 0.0))
+    f0 = digits_plateau.network_facts(p, p.init(0, 0.0))
     assert not f0["outputs_mean_image"]
 
 
-def test_stall_cause_rule():
-    assert digits.stall_cause(0.02, 0.15, 0.17)["cause"] == "cancelling"
-    assert digits.stall_cause(0.02, 0.001, 0.17)["cause"] == "vanishing"
-    assert digits.stall_cause(0.5, 0.15, 0.17)["cause"] is None
-    assert digits.stall_cause(0.02, 0.15, 0.17)["example_grad_scale_ratio"] == pytest.approx(0.15 / 0.17)
+def test_stall_cause_is_the_monitor_rule_against_the_start_of_the_run():
+    """The digits part uses the one rule of landscape.monitor: the cause is the factor that
+    contributes more orders of magnitude to the small mean gradient (κ vs mean‖g_i‖/r)."""
+    rec = digits_plateau.stall_cause_record
+    assert rec(0.02, 0.15, 0.17)["cause"] == "cancelling"            # κ 0.02 ≤ ratio 0.88
+    assert rec(0.02, 0.001, 0.17)["cause"] == "vanishing"            # ratio 0.006 < κ 0.02
+    assert rec(0.5, 0.15, 0.17)["cause"] is None                     # neither an order of magnitude small
+    # the case the two old rules disagreed on: κ = 0.01 and ratio 0.05 -> cancelling (κ is smaller)
+    assert rec(0.01, 0.05, 1.0)["cause"] == "cancelling"
+    assert rec(0.02, 0.15, 0.17)["example_grad_scale_ratio"] == pytest.approx(0.15 / 0.17)
+    assert rec(0.02, 0.15, 0.0)["example_grad_scale_ratio"] is None
 
 
 def test_study_section_contract_on_a_short_run(tmp_path, monkeypatch):
@@ -112,10 +119,10 @@ def test_study_section_contract_on_a_short_run(tmp_path, monkeypatch):
     detector fires at once (not the real plateau)."""
     import json
 
-    monkeypatch.setitem(digits.PRESETS, "quick", (40, 1, 1, 5))
-    monkeypatch.setitem(digits.ESCAPE_METHODS, "quick", ("gd",))
-    monkeypatch.setattr(digits, "DIGITS_STALL", {"window": 5, "rel_tol": 1.0, "grad_rel": 1.0})
-    sec = digits.study_section(tmp_path, quick=True, seed=0, workers=1,
+    monkeypatch.setitem(digits_plateau.PRESETS, "quick", (40, 1, 1, 5))
+    monkeypatch.setitem(digits_comparison.ESCAPE_METHODS, "quick", ("gd",))
+    monkeypatch.setattr(digits_problem, "DIGITS_STALL", {"window": 5, "rel_tol": 1.0, "grad_rel": 1.0})
+    sec = digits_plateau.study_section(tmp_path, quick=True, seed=0, workers=1,
                                problem_options={"n": 100, "widths": (64, 4, 2, 4, 64)})
     assert {"title", "lead", "html", "summary", "figures"} <= set(sec)
     assert sec["figures"] == ["digits/loss_curve.png", "digits/spectrum.png", "digits/reconstructions.png",

@@ -6,7 +6,11 @@ import math
 import pytest
 from scipy.stats import chi2
 
-from analyses import digits
+from analyses import digits_comparison as cmpmod
+from analyses import digits_plateau as plateau
+from analyses.escape import records as escape_records
+from analyses.escape import run as escape_run
+from analyses.problems import digits as digits_problem
 
 Z = 1.959963984540054  # the standard normal's 97.5 % quantile
 
@@ -53,7 +57,7 @@ def _logrank_chi2(a, b):
 
 
 def test_comparison_statistics_against_hand_values():
-    cmp = digits.comparison_summary(_records())
+    cmp = cmpmod.comparison_summary(_records())
     assert cmp["cell"] == ["unclassified", "cancelling"]
     rows = {d["method"]: d for d in cmp["main"]}
     gd, rms, m = rows["gd"], rows["synaprune-rms"], rows["gd-matched"]
@@ -95,88 +99,85 @@ def test_comparison_statistics_against_hand_values():
     # the other cell and the stall-free run are reported, not pooled
     assert any(r["cause"] == "vanishing" and r["method"] == "synaprune-rms" for r in cmp["rows"])
     assert cmp["quiet"] == [{"method": "gd-matched", "runs": 1, "median_run_cost": 1e6}]
-    text = digits._methods_text(cmp)
+    text = cmpmod.methods_text(cmp)
     assert "gd: 4/5 [0.38, 0.96]" in text and "synaprune-rms: 4/4 [0.51, 1], 3 by the rule's own phase, 1 censored" in text
     assert "best" not in text
-    html = digits._methods_table(cmp)
+    html = cmpmod.methods_table(cmp)
     assert html.count("<tr>") == len(cmp["rows"]) + 1
 
 
 def test_main_cell_without_gd_stalls():
     recs = [_run("gd", 0, []), _run("synaprune-rms", 0, [_ev(10)])]
     recs[1].update(train_status="nonfinite", n_steps=77)
-    cmp = digits.comparison_summary(recs)
+    cmp = cmpmod.comparison_summary(recs)
     assert cmp["cell"] is None and cmp["main"] == []
     assert cmp["stopped"] == ["synaprune-rms/0: nonfinite at step 77"]
-    assert "GD never stalled" in digits._methods_text(cmp)
+    assert "GD never stalled" in cmpmod.methods_text(cmp)
 
 
 def test_run_comparison_resumes_continues_shipped_records_and_reruns_changed_ones(tmp_path, monkeypatch):
     """On a small net (100 digits, 64-4-2-4-64): the seed draws the initialisation, 1 and 2 workers
     write the same bytes, a second call runs nothing and leaves the file byte-identical, the gzipped
     copy is continued, and a changed configuration is rerun."""
-    from analyses import escape
-
-    monkeypatch.setattr(digits, "DIGITS_STALL", {"window": 5, "rel_tol": 1.0, "grad_rel": 1.0})
+    monkeypatch.setattr(digits_problem, "DIGITS_STALL", {"window": 5, "rel_tol": 1.0, "grad_rel": 1.0})
     opts = {"n": 100, "widths": (64, 4, 2, 4, 64)}
-    jobs = digits.comparison_jobs(("gd", "synaprune-rms"), [0, 1], 30, opts)
+    jobs = cmpmod.comparison_jobs(("gd", "synaprune-rms"), [0, 1], 30, opts)
     path = tmp_path / "runs.jsonl"
-    recs = digits.run_comparison(jobs, path, workers=1)
+    recs = cmpmod.run_comparison(jobs, path, workers=1)
     assert [(r["method"], r["seed"]) for r in recs] == [("gd", 0), ("gd", 1), ("synaprune-rms", 0),
                                                          ("synaprune-rms", 1)]
     assert all(r["status"] == "ok" and r["events"] for r in recs)
     assert recs[0]["initial_loss"] != recs[1]["initial_loss"]  # another seed, another initialisation
     assert recs[0]["initial_loss"] == recs[2]["initial_loss"]  # the same start for every method
-    assert recs[0]["problem_options"]["stall"] == digits.DIGITS_STALL and recs[0]["options"] == digits.RUN_OPTIONS
+    assert recs[0]["problem_options"]["stall"] == digits_problem.DIGITS_STALL
+    assert recs[0]["options"] == cmpmod.RUN_OPTIONS
     first = path.read_bytes()
     # the same records, byte for byte, from two worker processes (the jobs carry the detector)
-    assert digits.run_comparison(jobs, tmp_path / "w2.jsonl", workers=2) == recs
+    assert cmpmod.run_comparison(jobs, tmp_path / "w2.jsonl", workers=2) == recs
     assert (tmp_path / "w2.jsonl").read_bytes() == first
     calls = []
-    real = escape.run_one
-    monkeypatch.setattr(escape, "run_one", lambda job: calls.append(job) or real(job))
-    assert digits.run_comparison(jobs, path, workers=1) == recs and calls == [] and path.read_bytes() == first
-    escape.write_gzip_copy(path)
+    real = escape_run.run_one
+    monkeypatch.setattr(escape_run, "run_one", lambda job: calls.append(job) or real(job))
+    assert cmpmod.run_comparison(jobs, path, workers=1) == recs and calls == [] and path.read_bytes() == first
+    escape_records.write_gzip_copy(path)
     path.unlink()
-    assert digits.run_comparison(jobs, path, workers=1) == recs and calls == [] and path.read_bytes() == first
-    changed = digits.comparison_jobs(("gd",), [0], 31, opts)
-    out = digits.run_comparison(changed, path, workers=1)
+    assert cmpmod.run_comparison(jobs, path, workers=1) == recs and calls == [] and path.read_bytes() == first
+    changed = cmpmod.comparison_jobs(("gd",), [0], 31, opts)
+    out = cmpmod.run_comparison(changed, path, workers=1)
     assert len(calls) == 1 and out[0]["max_steps"] == 31
 
 
 def test_stored_records_match_their_jobs_configuration():
     """A variant's own options (gd-matched-devarg's ``match``) are part of its record's options:
     the record still matches its job; another step count, detector or a failed run does not."""
-    job = digits.comparison_jobs(("gd-matched-devarg",), [3], 100, {"n": 50})[0]
-    rec = {"status": "ok", "max_steps": 100, "options": {"match": "synaprune-devarg", **digits.RUN_OPTIONS},
-           "problem_options": {"n": 50, "stall": dict(digits.DIGITS_STALL)}}
-    assert digits._same_config(rec, job)
-    assert not digits._same_config({**rec, "max_steps": 101}, job)
-    assert not digits._same_config({**rec, "status": "error"}, job)
-    assert not digits._same_config({**rec, "problem_options": {"n": 50, "stall": {"window": 5}}}, job)
-    assert not digits._same_config({**rec, "options": dict(digits.RUN_OPTIONS)}, job)
+    job = cmpmod.comparison_jobs(("gd-matched-devarg",), [3], 100, {"n": 50})[0]
+    rec = {"status": "ok", "max_steps": 100, "options": {"match": "synaprune-devarg", **cmpmod.RUN_OPTIONS},
+           "problem_options": {"n": 50, "stall": dict(digits_problem.DIGITS_STALL)}}
+    assert cmpmod._same_config(rec, job)
+    assert not cmpmod._same_config({**rec, "max_steps": 101}, job)
+    assert not cmpmod._same_config({**rec, "status": "error"}, job)
+    assert not cmpmod._same_config({**rec, "problem_options": {"n": 50, "stall": {"window": 5}}}, job)
+    assert not cmpmod._same_config({**rec, "options": dict(cmpmod.RUN_OPTIONS)}, job)
 
 
 def test_default_section_ships_gzipped_records_and_continues_them(tmp_path, monkeypatch):
     """The default preset's path (shrunk: a small net, one method, one seed, 40 steps): the section
     writes runs.jsonl.gz; with only the gz left, a second call continues it without running
     anything and writes a byte-identical digits.json."""
-    from analyses import escape
-
-    monkeypatch.setitem(digits.PRESETS, "default", (40, 1, 1, 5))
-    monkeypatch.setitem(digits.ESCAPE_METHODS, "default", ("gd",))
-    monkeypatch.setitem(digits.OPTIONAL_METHODS, "default", ())
-    monkeypatch.setitem(digits.ESCAPE_SEEDS, "default", 1)
-    monkeypatch.setitem(digits.ESCAPE_STEPS, "default", 40)
-    monkeypatch.setattr(digits, "DIGITS_STALL", {"window": 5, "rel_tol": 1.0, "grad_rel": 1.0})
+    monkeypatch.setitem(plateau.PRESETS, "default", (40, 1, 1, 5))
+    monkeypatch.setitem(cmpmod.ESCAPE_METHODS, "default", ("gd",))
+    monkeypatch.setitem(cmpmod.OPTIONAL_METHODS, "default", ())
+    monkeypatch.setitem(cmpmod.ESCAPE_SEEDS, "default", 1)
+    monkeypatch.setitem(cmpmod.ESCAPE_STEPS, "default", 40)
+    monkeypatch.setattr(digits_problem, "DIGITS_STALL", {"window": 5, "rel_tol": 1.0, "grad_rel": 1.0})
     opts = {"n": 100, "widths": (64, 4, 2, 4, 64)}
-    sec = digits.study_section(tmp_path, quick=False, workers=1, problem_options=opts)
+    sec = plateau.study_section(tmp_path, quick=False, workers=1, problem_options=opts)
     sub = tmp_path / "digits"
     assert sec["summary"]["records"] == "runs.jsonl.gz" and (sub / "runs.jsonl.gz").exists()
     first = (sub / "digits.json").read_bytes()
     (sub / "runs.jsonl").unlink()
     calls = []
-    real = escape.run_one
-    monkeypatch.setattr(escape, "run_one", lambda job: calls.append(job) or real(job))
-    digits.study_section(tmp_path, quick=False, workers=1, problem_options=opts)
+    real = escape_run.run_one
+    monkeypatch.setattr(escape_run, "run_one", lambda job: calls.append(job) or real(job))
+    plateau.study_section(tmp_path, quick=False, workers=1, problem_options=opts)
     assert calls == [] and (sub / "digits.json").read_bytes() == first

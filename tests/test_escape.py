@@ -257,12 +257,12 @@ def test_ctrl_c_stops_saves_and_resume_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_study_section_for_the_main_report(tmp_path, monkeypatch):
-    import analyses.escape as esc
-    from analyses.escape_report import study_section
+    from analyses.escape import protocol, section
+    from analyses.escape.section import study_section
 
-    monkeypatch.setattr(esc, "QUICK_PROBLEMS", ("noisy_regression",))
-    monkeypatch.setattr(esc, "QUICK_METHODS", ("gd", "synaprune-rms"))
-    monkeypatch.setattr(esc, "QUICK_SEEDS", 1)
+    monkeypatch.setattr(protocol, "QUICK_PROBLEMS", ("noisy_regression",))
+    monkeypatch.setattr(protocol, "QUICK_METHODS", ("gd", "synaprune-rms"))
+    monkeypatch.setattr(section, "QUICK_SEEDS", 1)
     sec = study_section(tmp_path, quick=True, seed=5)
     assert set(sec) >= {"title", "lead", "html", "summary", "figures"}
     assert sec["figures"] and all((tmp_path / f).is_file() for f in sec["figures"])

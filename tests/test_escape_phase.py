@@ -11,10 +11,11 @@ import pytest
 import torch
 from torch import nn
 
+from landscape.monitor import stall_cause
 from synaprune import METHODS, StallDetector, Trainer
 from synaprune.base import StepContext, UpdateRule
+from synaprune.escape_phase import TRANSITIONS
 from synaprune.events import TIMING_FIELDS
-from synaprune.trainer import TRANSITIONS, stall_cause
 
 SADDLE = (0.0, 0.0, 3.0)
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import landscape as ls
-from landscape.lanczos import lanczos
+from landscape.linalg import lanczos
 
 F64 = torch.float64
 

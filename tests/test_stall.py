@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from landscape.deep_linear import DeepLinearProblem, half_sq_error
-from synaprune import StallDetector, Trainer
+from landscape.monitor import StallDetector
+from synaprune import Trainer
 
 
 def _feed(det, losses, grads):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from analyses import theorems as th
+from analyses.theorems import numerics as th_num
+from analyses.theorems import statements as th_st
 from landscape.deep_linear import DeepLinearProblem
 
 
@@ -13,7 +14,7 @@ def test_numpy_loss_and_gradients_match_autograd():
     prob = DeepLinearProblem.random(4, 3, [3, 2], 20, seed=1)
     rng = np.random.default_rng(0)
     Ws = [rng.standard_normal((2, *s)) for s in prob.shapes]
-    L, G = th.loss_grads(Ws, prob.X.numpy(), prob.Y.numpy())
+    L, G = th_num.loss_grads(Ws, prob.X.numpy(), prob.Y.numpy())
     for r in range(2):
         ts = [torch.tensor(W[r], requires_grad=True) for W in Ws]
         P = ts[2] @ ts[1] @ ts[0]
@@ -26,23 +27,23 @@ def test_numpy_loss_and_gradients_match_autograd():
 
 def test_lbfgs_reaches_global_value():
     prob = DeepLinearProblem.random(4, 3, [3, 3], 20, seed=2)
-    x, f, gn, it, status = th.lbfgs(prob, th.random_init(prob, 0))
+    x, f, gn, it, status = th_num.lbfgs(prob, th_num.random_init(prob, 0))
     assert gn < 1e-6 and f == pytest.approx(prob.global_min(), abs=1e-10)
 
 
 def test_fit_escape_recovers_synthetic_laws():
     eps = np.logspace(-6, -1, 8)
-    f = th.fit_escape(eps, 3.0 * eps ** -2.0)
+    f = th_num.fit_escape(eps, 3.0 * eps ** -2.0)
     assert f["pow_exponent"] == pytest.approx(-2.0, abs=1e-10) and f["pow_rms_lnT"] < f["log_rms_lnT"]
-    f = th.fit_escape(eps, 0.5 + 2.0 * np.log(1 / eps))
+    f = th_num.fit_escape(eps, 0.5 + 2.0 * np.log(1 / eps))
     assert f["log_slope"] == pytest.approx(2.0, abs=1e-10) and f["log_rms_lnT"] < f["pow_rms_lnT"]
 
 
 def test_escape_time_h1_is_logarithmic_with_rate_sigma1():
-    prob = th.escape_problem(1, seed=3)
+    prob = th_num.escape_problem(1, seed=3)
     assert float(torch.linalg.svdvals(prob.XtY)[0]) == pytest.approx(1.0, rel=1e-12)
     eps = np.logspace(-8, -2, 4)
-    T = th.escape_times(prob, eps.tolist(), 1, seed=0)[0]
+    T = th_num.escape_times(prob, eps.tolist(), 1, seed=0)[0]
     slopes = np.diff(T) / np.diff(np.log(1 / eps))
     np.testing.assert_allclose(slopes, 1.0, rtol=0.05)      # T ≈ ln(1/ε)/σ₁ + const, σ₁ = 1
 
@@ -93,8 +94,8 @@ def test_problem_data_are_bit_identical_whatever_the_allocator_holds():
 
 def test_roundoff_values_are_reported_as_bounds():
     prob = DeepLinearProblem.random(4, 3, [2], 32, seed=0)
-    floor = th.roundoff_floor(prob)
+    floor = th_st.roundoff_floor(prob)
     assert floor == pytest.approx(1000 * np.finfo(float).eps * max(1.0, prob.trYY), rel=1e-15)
-    assert th.at_floor(0.5 * floor, floor) == 0.0 and th.at_floor(-floor, floor) == 0.0
-    assert th.at_floor(2 * floor, floor) == 2 * floor
-    assert th.fmt_bound(0.0, 4.4e-12) == "≤ 4.4e-12" and th.fmt_bound(3.21e-7, 4.4e-12) == "3.2e-07"
+    assert th_st.at_floor(0.5 * floor, floor) == 0.0 and th_st.at_floor(-floor, floor) == 0.0
+    assert th_st.at_floor(2 * floor, floor) == 2 * floor
+    assert th_st.fmt_bound(0.0, 4.4e-12) == "≤ 4.4e-12" and th_st.fmt_bound(3.21e-7, 4.4e-12) == "3.2e-07"

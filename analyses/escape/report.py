@@ -1,12 +1,12 @@
-"""The escape study's report: tables, survival curves, the stall map and one HTML page, all rebuilt
+"""The escape study's report: tables, survival curves, the stall map and one HTML page, all drawn
 from the records alone (``landscape escape --report DIR`` reads ``DIR/escape.jsonl`` or
-``escape.jsonl.gz``).
+``escape.jsonl.gz``); the numbers come from :mod:`analyses.escape.summary`.
 
 What it answers, per problem (never pooled) and per stall cause × kind: does a rule escape more
 often than GD (escape rate over the stalls with a known outcome, Newcombe 95 % interval of the
 difference), sooner (Kaplan–Meier curves; log-rank against GD, Holm-adjusted over the methods of
 the cell), and than the step-length-matched control ``gd-matched`` — at what cost (example-gradient
-units) and where it fails. Statistical unit: one stall per (run, cell), see :mod:`analyses.escape`.
+units) and where it fails.
 
 Outputs (relative to the directory): ``escape_summary.md``, ``escape_table.json`` (the rows),
 ``survival_<problem>.png``, ``stall_map.png``, ``escape_report.html`` (+ the shared plotly.js that
@@ -14,22 +14,24 @@ Outputs (relative to the directory): ``escape_summary.md``, ``escape_table.json`
 """
 from __future__ import annotations
 
-import gzip
 import html as _html
 import json
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .escape import BASELINE, CONTROLS, NO_STALL, VARIANTS, SummaryRow, load_records, stall_units, summarize
-from .stats import kaplan_meier
+from landscape.render import write_html
 
-#: a comparison counts when its 95 % interval excludes 0 (rates) or its Holm-adjusted p < ALPHA
-ALPHA = 0.05
+from ..problems import get_problem
+from ..stats import kaplan_meier
+from .protocol import BASELINE, CONTROLS, NO_STALL, VARIANTS
+from .records import load_records
+from .summary import (ALPHA, SummaryRow, classifier_agreement, findings, headline, sig, stall_units,
+                      summarize)
+
 OUTCOME_MARKERS = {"escaped": "o", "held": "X", "censored": "^"}
 #: one distinct colour per method variant (controls in greys, dashed in the survival plots)
 METHOD_COLOURS = {"gd": "#000000", "gd-matched": "#7f7f7f", "gd-matched-devarg": "#bdbdbd", "pgd": "#d62728",
@@ -44,29 +46,39 @@ KIND_COLOURS = {"strict_saddle": "#d62728", "non_strict_saddle": "#9467bd", "min
 
 
 def method_colour(method: str) -> str:
+    """A method variant's colour in every figure (controls in greys).
+
+    Args:
+        method: a variant label.
+
+    Returns:
+        A hex colour (black for an unknown label).
+    """
     return METHOD_COLOURS.get(method, "#000000")
 
 
 def method_dash(method: str) -> str:
+    """A method's line style: dashed for the controls other than GD.
+
+    Args:
+        method: a variant label.
+
+    Returns:
+        ``"--"`` or ``"-"``.
+    """
     return "--" if method in CONTROLS and method != BASELINE else "-"
 
 
 def kind_colour(kind: str) -> str:
+    """A stall kind's colour in the stall map.
+
+    Args:
+        kind: a critical-point kind.
+
+    Returns:
+        A hex colour (pink for an unknown kind).
+    """
     return KIND_COLOURS.get(kind, "#e377c2")
-
-
-def sig(x: Any, digits: int = 3) -> str:
-    """``x`` with ``digits`` significant digits ('–' for None)."""
-    if x is None:
-        return "–"
-    if isinstance(x, bool) or isinstance(x, int):
-        return str(x)
-    x = float(x)
-    if not math.isfinite(x):
-        return "–"
-    if x == 0:
-        return "0"
-    return f"{x:.{digits}g}"
 
 
 def _rate(r: SummaryRow) -> str:
@@ -79,60 +91,6 @@ def _diff(d: float | None, lo: float | None, hi: float | None) -> str:
     if d is None:
         return "–"
     return f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]"
-
-
-# ---------------------------------------------------------------------------- verdicts
-def _direction(low: float | None, high: float | None, more: str, less: str, same: str) -> str:
-    """``more`` when a difference's confidence interval [low, high] lies above 0, ``less`` when it
-    lies below, ``same`` otherwise (including an unknown bound)."""
-    if low is not None and low > 0:
-        return more
-    if high is not None and high < 0:
-        return less
-    return same
-
-
-def verdict(r: SummaryRow, gd: SummaryRow | None) -> str:
-    """One phrase: does this method escape more often / sooner than GD in its cell."""
-    if gd is None:
-        return "no GD runs in this cell"
-    if r.n_known == 0 or gd.n_known == 0:
-        return "outcome unknown (every stall censored)"
-    parts = [_direction(r.diff_low, r.diff_high, "escapes more often than GD", "escapes less often than GD",
-                        "no detectable difference in escape rate from GD")]
-    if r.holm_p_vs_gd is not None and r.holm_p_vs_gd < ALPHA:
-        faster = (r.km_at_horizon or 0) < (gd.km_at_horizon or 0) or (
-            r.median_escape_steps is not None and (gd.median_escape_steps is None or
-                                                   r.median_escape_steps < gd.median_escape_steps))
-        parts.append("sooner (log-rank, Holm p = " + sig(r.holm_p_vs_gd, 2) + ")" if faster else
-                     "later (log-rank, Holm p = " + sig(r.holm_p_vs_gd, 2) + ")")
-    if r.rate_diff_vs_matched is not None:
-        parts.append(_direction(r.matched_diff_low, r.matched_diff_high, "and more often than the step-matched control",
-                                "and less often than the step-matched control",
-                                "and not detectably differently from the step-matched control"))
-    return ", ".join(parts)
-
-
-def findings(rows: Sequence[SummaryRow]) -> list[dict[str, Any]]:
-    """Per (problem, kind, cause) cell and non-GD method: the verdict and its numbers."""
-    out = []
-    cells: dict[tuple[str, str, str], dict[str, SummaryRow]] = {}
-    for r in rows:
-        if r.kind != NO_STALL:
-            cells.setdefault((r.problem, r.kind, r.cause), {})[r.method] = r
-    for (problem, kind, cause), ms in sorted(cells.items()):
-        gd = ms.get(BASELINE)
-        for m, r in ms.items():
-            if m in CONTROLS:
-                continue
-            out.append({"problem": problem, "kind": kind, "cause": cause, "method": m, "verdict": verdict(r, gd),
-                        "n_stalls": r.n_stalls, "n_censored": r.n_censored, "escape_rate": r.escape_rate,
-                        "gd_escape_rate": None if gd is None else gd.escape_rate, "rate_diff_vs_gd": r.rate_diff_vs_gd,
-                        "diff_low": r.diff_low, "diff_high": r.diff_high, "holm_p_vs_gd": r.holm_p_vs_gd,
-                        "rate_diff_vs_matched": r.rate_diff_vs_matched,
-                        "median_cost_example_grads": r.median_cost_example_grads,
-                        "gd_median_cost_example_grads": None if gd is None else gd.median_cost_example_grads})
-    return out
 
 
 # ---------------------------------------------------------------------------- tables
@@ -153,7 +111,15 @@ TABLE_COLUMNS = [
 
 
 def summary_markdown(rows: Sequence[SummaryRow], records: Sequence[dict[str, Any]] | None = None) -> str:
-    """One Markdown table per problem (plus a line on failed and stall-free runs)."""
+    """One Markdown table per problem (plus a line on failed and stall-free runs).
+
+    Args:
+        rows: :func:`~analyses.escape.summary.summarize`'s rows.
+        records: the runs' records (for the line on failed and stall-free runs), or None.
+
+    Returns:
+        The Markdown text (:data:`TABLE_COLUMNS`).
+    """
     lines = []
     for problem in sorted({r.problem for r in rows}):
         lines += [f"## {problem}", "", "| " + " | ".join(h for h, _ in TABLE_COLUMNS) + " |",
@@ -172,6 +138,14 @@ def summary_markdown(rows: Sequence[SummaryRow], records: Sequence[dict[str, Any
 
 
 def summary_html(rows: Sequence[SummaryRow]) -> str:
+    """One HTML table per problem (:data:`TABLE_COLUMNS`).
+
+    Args:
+        rows: :func:`~analyses.escape.summary.summarize`'s rows.
+
+    Returns:
+        The HTML.
+    """
     parts = []
     for problem in sorted({r.problem for r in rows}):
         head = "".join(f"<th>{_html.escape(h)}</th>" for h, _ in TABLE_COLUMNS)
@@ -194,7 +168,16 @@ def _mpl():
 
 def survival_png(units: Sequence[dict[str, Any]], problem: str, path: Path) -> Path:
     """Kaplan–Meier curves of one problem: a panel per (kind, cause) cell, a curve per method
-    (share of stalls still held against steps since the stall; ticks = censored stalls)."""
+    (share of stalls still held against steps since the stall; ticks = censored stalls).
+
+    Args:
+        units: :func:`~analyses.escape.summary.stall_units`.
+        problem: the problem drawn.
+        path: the PNG to write (folders created).
+
+    Returns:
+        ``path``.
+    """
     plt = _mpl()
     us = [u for u in units if u["problem"] == problem]
     cells = sorted({(u["kind"], u["cause"]) for u in us})
@@ -285,7 +268,15 @@ def stall_map_png(records: Sequence[dict[str, Any]], path: Path) -> Path:
     kind, marker = outcome (escaped / held past the horizon / censored). Log axes; κ below 1e-8 and
     scales below 1e-12 are drawn at those floors (a stall whose per-example gradients are all 0
     has κ undefined: drawn at both floors and counted in the panel). Grey lines: the trainer's cause
-    boundaries (cancelling: κ ≤ κ_max and κ ≤ ratio; vanishing: ratio ≤ ratio_max and ratio < κ)."""
+    boundaries (cancelling: κ ≤ κ_max and κ ≤ ratio; vanishing: ratio ≤ ratio_max and ratio < κ).
+
+    Args:
+        records: the runs' records.
+        path: the PNG to write (folders created).
+
+    Returns:
+        ``path``.
+    """
     plt = _mpl()
     kind_style = lambda k: (kind_colour(k), None)  # noqa: E731
     pts = _map_points(records)
@@ -355,7 +346,14 @@ def stall_map_png(records: Sequence[dict[str, Any]], path: Path) -> Path:
 
 
 def stall_map_figure(records: Sequence[dict[str, Any]]) -> Any:
-    """Plotly version of :func:`stall_map_png` (one panel per problem; hover: run, kind, cause, outcome)."""
+    """Plotly version of :func:`stall_map_png` (one panel per problem; hover: run, kind, cause, outcome).
+
+    Args:
+        records: the runs' records.
+
+    Returns:
+        A ``plotly.graph_objects.Figure``.
+    """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -390,7 +388,15 @@ def stall_map_figure(records: Sequence[dict[str, Any]]) -> Any:
 
 
 def survival_figure(units: Sequence[dict[str, Any]], problem: str) -> Any:
-    """Plotly Kaplan–Meier curves of one problem (a panel per (kind, cause) cell)."""
+    """Plotly Kaplan–Meier curves of one problem (a panel per (kind, cause) cell).
+
+    Args:
+        units: :func:`~analyses.escape.summary.stall_units`.
+        problem: the problem drawn.
+
+    Returns:
+        A ``plotly.graph_objects.Figure``.
+    """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -418,90 +424,17 @@ def survival_figure(units: Sequence[dict[str, Any]], problem: str) -> Any:
     return fig
 
 
-# ---------------------------------------------------------------------------- the report
-def main_cells(rows: Sequence[SummaryRow]) -> dict[tuple[str, str, str], dict[str, SummaryRow]]:
-    """The study's main cells: for each problem, the (kind, cause) its reference point certifies
-    (``hints["study"]``), mapped to its rows by method. Problems not in the registry are skipped."""
-    from .problems import PROBLEMS, get_problem
-
-    out: dict[tuple[str, str, str], dict[str, SummaryRow]] = {}
-    for problem in sorted({r.problem for r in rows}):
-        if problem not in PROBLEMS:
-            continue
-        study = get_problem(problem).hints.get("study")
-        if not study:
-            continue
-        cell = (problem, study["kind"], study["cause"])
-        ms = {r.method: r for r in rows if (r.problem, r.kind, r.cause) == cell}
-        if not ms:  # the classifier named the certified stall otherwise: take the problem's largest cell
-            sizes: dict[tuple[str, str, str], int] = {}
-            for r in rows:
-                if r.problem == problem and r.kind != NO_STALL and r.cause == study["cause"]:
-                    sizes[(r.problem, r.kind, r.cause)] = sizes.get((r.problem, r.kind, r.cause), 0) + r.n_stalls
-            if not sizes:
-                continue
-            cell = max(sizes, key=lambda c: (sizes[c], c))
-            ms = {r.method: r for r in rows if (r.problem, r.kind, r.cause) == cell}
-        out[cell] = ms
-    return out
-
-
-def _mark(r: SummaryRow, gd: SummaryRow | None) -> str:
-    """▲/▼: escapes more/less often than GD (Newcombe 95 % excludes 0); ⏩/⏪ sooner/later (Holm p < α)."""
-    if gd is None or r is gd:
-        return ""
-    m = ""
-    if r.diff_low is not None and r.diff_low > 0:
-        m += "▲"
-    elif r.diff_high is not None and r.diff_high < 0:
-        m += "▼"
-    if r.holm_p_vs_gd is not None and r.holm_p_vs_gd < ALPHA:
-        faster = (r.km_at_horizon or 0) < (gd.km_at_horizon or 0) or (
-            r.median_escape_steps is not None and (gd.median_escape_steps is None
-                                                   or r.median_escape_steps < gd.median_escape_steps))
-        m += "⏩" if faster else "⏪"
-    return m
-
-
-def headline(rows: Sequence[SummaryRow]) -> dict[str, Any]:
-    """Numbers behind the lead: per main cell and method the rate, KM median, cost ratio to GD and
-    marks; the widest 95 % half-widths (Wilson of each rate, Newcombe of each difference to GD)."""
-    cells = main_cells(rows)
-    out, widths = [], []
-    for (problem, kind, cause), ms in cells.items():
-        gd = ms.get(BASELINE)
-        for m, r in ms.items():
-            hw = None if r.ci_low is None else (r.ci_high - r.ci_low) / 2
-            dhw = None if r.diff_low is None else (r.diff_high - r.diff_low) / 2
-            widths += [w for w in (hw, dhw) if w is not None]
-            cost = (None if gd is None or not gd.median_cost_example_grads or r.median_cost_example_grads is None
-                    else r.median_cost_example_grads / gd.median_cost_example_grads)
-            out.append({"problem": problem, "kind": kind, "cause": cause, "method": m, "n_stalls": r.n_stalls,
-                        "n_censored": r.n_censored, "n_escaped": r.n_escaped, "n_known": r.n_known,
-                        "escape_rate": r.escape_rate, "rate_half_width": hw, "diff_vs_gd_half_width": dhw,
-                        "km_median": r.median_escape_steps, "cost_vs_gd": cost, "mark": _mark(r, gd)})
-    from .escape import HALF_WIDTH_TARGET
-
-    return {"cells": out, "max_half_width": max(widths) if widths else None, "half_width_target": HALF_WIDTH_TARGET,
-            "n_wider_than_target": sum(w > HALF_WIDTH_TARGET for w in widths),
-            "min_stalls_per_main_cell": min((c["n_stalls"] for c in out), default=0)}
-
-
-def classifier_agreement(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    """Per problem: stalls at the certified critical point (``at_certified_point``) and how many of
-    them the numerical classifier (``nearest_critical["kind"]``) named with the certified kind."""
-    out: dict[str, dict[str, int]] = {}
-    for r in records:
-        for ev in r.get("events") or []:
-            if ev.get("at_certified_point"):
-                d = out.setdefault(r["problem"], {"n_certified": 0, "n_agree": 0})
-                d["n_certified"] += 1
-                d["n_agree"] += int((ev.get("nearest_critical") or {}).get("kind") == ev.get("kind"))
-    return dict(sorted(out.items()))
-
-
 def lead_html(rows: Sequence[SummaryRow], records: Sequence[dict[str, Any]] | None = None) -> str:
-    """The answer first: a matrix of the main cells (cause × kind, one problem each) × methods."""
+    """The answer first: a matrix of the main cells (cause × kind, one problem each) × methods.
+
+    Args:
+        rows: :func:`~analyses.escape.summary.summarize`'s rows.
+        records: the runs' records (for the certificate agreement line), or None.
+
+    Returns:
+        The HTML of the report's lead: the matrix, where the rules fail, runs without stalls, the
+        classifier's agreement with the certificates and the widest interval.
+    """
     h = headline(rows)
     if not h["cells"]:
         return "<p>No run met its problem's certified stall: nothing to compare.</p>"
@@ -521,8 +454,6 @@ def lead_html(rows: Sequence[SummaryRow], records: Sequence[dict[str, Any]] | No
             med = "" if c["km_median"] is None else f", median {sig(c['km_median'], 2)} steps"
             cost = "" if c["cost_vs_gd"] is None or m == BASELINE else f", cost ×{sig(c['cost_vs_gd'], 2)}"
             tds.append(f"<td>{rate}{med}{cost} <b>{c['mark']}</b></td>")
-        from .problems import get_problem
-
         certified = get_problem(problem).hints["study"]["kind"]
         note = "" if certified == kind else f" (certified {certified.replace('_', ' ')}; the classifier says {kind})"
         body.append(f"<tr><td>{_html.escape(cause)} · {_html.escape(kind.replace('_', ' ') + note)}</td>"
@@ -552,10 +483,17 @@ def lead_html(rows: Sequence[SummaryRow], records: Sequence[dict[str, Any]] | No
 
 
 def build_report(out_dir: str | Path, records: Sequence[dict[str, Any]] | None = None) -> list[str]:
-    """Write every table and figure of the study into ``out_dir`` from ``records`` (default: read
-    ``out_dir/escape.jsonl(.gz)``). Returns the written file names (relative to ``out_dir``)."""
-    from landscape.render import write_html
+    """Write every table and figure of the study, from the records alone.
 
+    Args:
+        out_dir: the study's folder; the outputs are written there.
+        records: the runs' records; default: read ``out_dir/escape.jsonl(.gz)``.
+
+    Returns:
+        The written file names, relative to ``out_dir``: ``escape_summary.md``,
+        ``escape_table.json``, ``survival_<problem>.png`` per problem, ``stall_map.png``,
+        ``escape_report.html``.
+    """
     out = Path(out_dir)
     if records is None:
         records = load_records(out)
@@ -590,34 +528,3 @@ def build_report(out_dir: str | Path, records: Sequence[dict[str, Any]] | None =
                intro_html="<p>Rebuilt from escape.jsonl by <code>landscape escape --report DIR</code>.</p>")
     written.append("escape_report.html")
     return written
-
-
-# ---------------------------------------------------------------------------- the main report's section
-def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict:
-    """Run the escape study (``quick``: the smoke run; else the default study) into
-    ``out_dir/escape`` with seeds ``seed, seed+1, …`` and return the study report's section
-    (keys ``title``, ``lead``, ``html``, ``summary``, ``figures``; paths relative to ``out_dir``)."""
-    from .escape import DEFAULT_SEEDS, QUICK_SEEDS, run_benchmark
-
-    out_dir = Path(out_dir)
-    n = QUICK_SEEDS if quick else DEFAULT_SEEDS
-    esc = out_dir / "escape"
-    jsonl, gz = esc / "escape.jsonl", esc / "escape.jsonl.gz"
-    if not jsonl.exists() and gz.exists():
-        # Continue the shipped records: a run's record depends only on (problem, method, seed) and is
-        # byte-identical whatever the workers, order or resume (tests/test_stats_sweep.py), so resuming
-        # gives the same report as a run from scratch (delete escape.jsonl.gz for that: ~30 min).
-        jsonl.write_bytes(gzip.decompress(gz.read_bytes()))
-        print(f"escape: continuing the records in {gz} (delete it to rerun every run)", file=sys.stderr)
-    bench = run_benchmark(None, None, [seed + i for i in range(n)], esc, quick=quick, progress=False, resume=True)
-    rows = bench.summary
-    figs = [f"escape/{p}" for p in bench.outputs if p.endswith(".png")]
-    body = ("".join(f"<p><img src='{p}' alt='{p}' style='max-width:100%'></p>" for p in figs)
-            + summary_html(rows) + "<p>Interactive: <a href='escape/escape_report.html'>escape/escape_report.html</a>; "
-            "records: escape/escape.jsonl.</p>")
-    return {"title": "Does SynaPrune escape stalls? (escape study)", "lead": lead_html(rows, bench.records),
-            "html": body,
-            "summary": {"problems": bench.problems, "methods": bench.methods, "n_seeds": len(bench.seeds),
-                        "n_runs": len(bench.records), "headline": headline(rows), "findings": findings(rows),
-                        "classifier_agreement": classifier_agreement(bench.records)},
-            "figures": figs}

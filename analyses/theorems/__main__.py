@@ -1,0 +1,6 @@
+"""``python -m analyses.theorems`` = ``landscape theorems``."""
+import sys
+
+from analyses.cli import main
+
+raise SystemExit(main(["theorems", *sys.argv[1:]]))
