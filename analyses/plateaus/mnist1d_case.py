@@ -22,6 +22,7 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+from mnist1d.data import get_dataset_args, make_dataset
 from torch import nn
 
 import landscape as ls
@@ -36,8 +37,6 @@ DEFAULTS = {"name": "adam", "lr": 1e-2, "steps": 6000, "batch": 100}
 
 @lru_cache(maxsize=1)
 def _data_np():
-    from mnist1d.data import get_dataset_args, make_dataset
-
     np_state, py_state = np.random.get_state(), random.getstate()
     try:
         d = make_dataset(get_dataset_args())

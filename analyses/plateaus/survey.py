@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import time
 
@@ -314,8 +315,6 @@ def survey_timing(quick: bool = False) -> dict:
     """Per-step cost of each case's plain loop (and the vectorised committee), single-threaded:
     wall time and this process's CPU time (on a shared machine the CPU time is the better estimate
     of an idle core's wall time)."""
-    import os
-
     _p(f"\n=== per-step cost, 1 thread (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores) ===")
     res: dict = {}
     n = 100 if quick else 300
