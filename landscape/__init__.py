@@ -56,7 +56,7 @@ from .results import JsonResult, to_jsonable
 
 # --- stall monitoring: detection, cause, the at-stall analysis (landscape/monitor/)
 from . import monitor
-from .monitor import StallAnalysis, StallDetector, analyse_stall, stall_cause
+from .monitor import StallAnalysis, StallDetector, StallMonitor, analyse_stall, stall_cause
 
 # --- research fixture: reachable as landscape.deep_linear.DeepLinearProblem (kept here for old imports)
 from .deep_linear import DeepLinearProblem  # noqa: F401  (not in __all__)
@@ -81,6 +81,6 @@ __all__ = [
     # results
     "JsonResult", "to_jsonable",
     # stall monitoring
-    "StallDetector", "stall_cause", "analyse_stall", "StallAnalysis",
+    "StallDetector", "stall_cause", "analyse_stall", "StallAnalysis", "StallMonitor",
 ]
 __version__ = "0.1.0"

@@ -23,6 +23,7 @@ import torch
 
 import landscape
 from landscape.monitor import KAPPA_MAX, RATIO_MAX, AnalysisSettings, StallDetector
+from landscape.monitor.cause import REFERENCE_SOURCES
 
 from ._version import __version__
 from .base import UpdateRule
@@ -156,7 +157,9 @@ class TrainerConfig:
         progress: tqdm bar (None: only on a TTY).
         cause_kappa_max: the cause's κ threshold, in (0, 1].
         cause_ratio_max: the cause's ratio threshold, in (0, 1].
-        grad_scale_reference: ``"model"``, ``"initial"`` or a positive number (gradient units).
+        grad_scale_reference: ``"model"``, ``"initial"``, ``"default_init"`` (the model re-initialised by
+            its modules' ``reset_parameters``, seeded by ``seed``: what :class:`landscape.StallMonitor`
+            uses) or a positive number (gradient units).
         num_threads: torch intra-op threads during ``fit`` (None: leave the setting alone).
         method_options: the method's own options, plus for SynaPrune methods ``mode`` and the
             :data:`ESCAPE_DEFAULTS` keys.
@@ -286,10 +289,12 @@ class TrainerConfig:
             self._set(**{name: float(v)})
         ref = self.grad_scale_reference
         if isinstance(ref, str):
-            if ref not in ("model", "initial"):
-                raise ValueError(f"grad_scale_reference must be 'model', 'initial' or a positive number, got {ref!r}")
+            if ref not in REFERENCE_SOURCES:
+                raise ValueError(f"grad_scale_reference must be one of {REFERENCE_SOURCES} or a positive number, "
+                                 f"got {ref!r}")
         elif isinstance(ref, bool) or not isinstance(ref, (int, float)) or not (ref > 0) or math.isinf(ref):
-            raise ValueError(f"grad_scale_reference must be 'model', 'initial' or a positive number, got {ref!r}")
+            raise ValueError(f"grad_scale_reference must be one of {REFERENCE_SOURCES} or a positive number, "
+                             f"got {ref!r}")
         self._set(classify=bool(self.classify), classify_final=bool(self.classify_final),
                   classify_nearest=bool(self.classify_nearest), cancellation=bool(self.cancellation))
 

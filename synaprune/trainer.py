@@ -255,7 +255,7 @@ class Trainer:
         if isinstance(src, str) and not self.settings.cancellation:
             return ReferenceScale(src, None)
         t0 = time.perf_counter()
-        ref = reference_grad_scale(self.obj, theta0, src, chunk_size=self.settings.chunk_size)
+        ref = reference_grad_scale(self.obj, theta0, src, chunk_size=self.settings.chunk_size, seed=self.seed)
         self._analysis.n_per_example_grads += ref.n_per_example_grads
         self._analysis_time += time.perf_counter() - t0
         return ref

@@ -11,8 +11,9 @@ cancellation statistics to a cause (:func:`estimate_cause`).
 """
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
@@ -28,7 +29,7 @@ KAPPA_MAX = 0.1
 #: mean‖g_i‖ / r at or below this is "vanishing" (when it is the larger share): one order of magnitude
 RATIO_MAX = 0.1
 #: where the reference scale may come from (besides a stated positive number, source "given")
-REFERENCE_SOURCES: tuple[str, ...] = ("model", "initial")
+REFERENCE_SOURCES: tuple[str, ...] = ("model", "initial", "default_init")
 
 
 def stall_cause(kappa: float | None, ratio: float | None, *, kappa_max: float = KAPPA_MAX,
@@ -74,10 +75,14 @@ class ReferenceScale(JsonResult):
 
     Args:
         source: where r was measured: ``"model"`` (the model's own parameters, i.e. its
-            initialisation), ``"initial"`` (the run's θ_0) or ``"given"`` (a stated number).
+            initialisation), ``"initial"`` (the run's θ_0), ``"default_init"`` (a copy of the
+            model re-initialised by its modules' ``reset_parameters``) or ``"given"`` (a stated
+            number).
         value: r = mean_i ‖∇ℓ_i‖ there, in gradient units; None when it is unknown (not computed,
             or 0 at every point tried).
         n_per_example_grads: per-example gradients spent finding it (n per point tried).
+        detail: for ``"default_init"``, which modules were re-initialised and which parameters
+            kept their values (not part of :meth:`to_dict`, which is the records' form).
 
     ``to_dict()`` is the record's ``{"source", "value"}`` (run.json ``example_grad_scale_reference``
     and every event's ``cause_thresholds["reference"]``).
@@ -90,26 +95,86 @@ class ReferenceScale(JsonResult):
     source: str
     value: float | None
     n_per_example_grads: int = 0
+    detail: str | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "value": self.value}
 
 
+def default_init_point(obj: Objective, seed: int = 0) -> tuple[torch.Tensor, str]:
+    """The objective's parameters as the model's own default initialisation would set them.
+
+    A copy of the objective's model has every module that defines ``reset_parameters()``
+    re-initialised (PyTorch's defaults for ``nn.Linear``, ``nn.Conv*``, ``nn.Embedding``,
+    ``nn.LayerNorm``, ...), in module order, with the torch generator seeded by ``seed`` inside
+    ``torch.random.fork_rng`` — the caller's random state is left as it was. Parameters owned by
+    modules without ``reset_parameters`` keep their values (``detail`` names them).
+
+    Args:
+        obj: a model objective.
+        seed: the seed of the re-initialisation.
+
+    Returns:
+        ``(theta, detail)``: the flat point, shape (dim,), and a one-line account of what was reset.
+
+    Raises:
+        ValueError: the objective has no model (a plain function).
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> m = torch.nn.Linear(4, 2).double()
+        >>> with torch.no_grad():
+        ...     _ = m.weight.mul_(1e-6)
+        >>> obj = ls.Objective.from_module(m, torch.nn.MSELoss(), (torch.ones(3, 4, dtype=torch.float64),
+        ...                                                          torch.ones(3, 2, dtype=torch.float64)))
+        >>> theta, detail = default_init_point(obj)
+        >>> bool(theta[:8].abs().max() > 1e-3), detail      # back at nn.Linear's own scale
+        (True, 'reset_parameters of 1 module (Linear); every parameter re-initialised')
+    """
+    if obj.module is None:
+        raise ValueError("default_init needs a model objective (from_module / from_batches)")
+    module = copy.deepcopy(obj.module)
+    reset: list[str] = []
+    owned: set[str] = set()
+    devices = sorted({p.device.index for p in module.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        torch.manual_seed(seed)
+        for name, m in module.named_modules():
+            fn = getattr(m, "reset_parameters", None)
+            if callable(fn):
+                fn()
+                reset.append(type(m).__name__)
+                owned.update(f"{name}.{n}" if name else n for n, _ in m.named_parameters())
+    params = dict(module.named_parameters())
+    kept = [n for n in obj.param_names if n not in owned]
+    kinds = sorted(set(reset))
+    detail = (f"reset_parameters of {len(reset)} module{'s' if len(reset) != 1 else ''} ({', '.join(kinds)}); "
+              + ("every parameter re-initialised" if not kept else f"kept as given: {', '.join(kept)}"))
+    return obj.flatten_params({n: params[n] for n in obj.param_names}), detail
+
+
 def reference_grad_scale(obj: Objective, theta0: torch.Tensor, source: str | float = "model", *,
-                         chunk_size: int | None = None) -> ReferenceScale:
+                         chunk_size: int | None = None, seed: int = 0) -> ReferenceScale:
     """The reference per-example gradient scale r (synaprune/README.md, "Stall cause").
 
     With ``source="model"`` r = mean_i ‖∇ℓ_i‖ at the objective's own parameters
     (:meth:`Objective.initial_point`: a generic point at the architecture's initialisation scale);
     if that is 0 or non-finite (e.g. an all-zero model), at ``theta0``; value None if that is 0 too.
-    ``"initial"`` measures at ``theta0`` only. A number is taken as r itself (source ``"given"``,
-    nothing computed). Each point tried costs n per-example gradients.
+    ``"initial"`` measures at ``theta0`` only. ``"default_init"`` measures at
+    :func:`default_init_point` (the model re-initialised by its modules' ``reset_parameters``,
+    seeded by ``seed``): the scale the architecture's own initialisation gives, whatever scale the
+    user started from (a run started at a small initialisation would otherwise call its own tiny
+    gradients the reference, and a vanishing-gradient stall there would not read as one); if no
+    module could be reset or the value is 0 there, it falls back like ``"model"``. A number is
+    taken as r itself (source ``"given"``, nothing computed). Each point tried costs n
+    per-example gradients.
 
     Args:
         obj: the objective (per-example gradients through :func:`landscape.cancellation_stats`).
         theta0: the run's initial point, shape (dim,).
-        source: ``"model"``, ``"initial"`` or a positive number (gradient units).
+        source: ``"model"``, ``"initial"``, ``"default_init"`` or a positive number (gradient units).
         chunk_size: per-example gradients per chunk (None: the objective's default).
+        seed: the seed of ``"default_init"``'s re-initialisation.
 
     Returns:
         A :class:`ReferenceScale` (source actually used, value, per-example gradients spent).
@@ -122,14 +187,20 @@ def reference_grad_scale(obj: Objective, theta0: torch.Tensor, source: str | flo
         return ReferenceScale("given", float(source))
     if source not in REFERENCE_SOURCES:
         raise ValueError(f"source must be one of {REFERENCE_SOURCES} or a positive number, got {source!r}")
-    tried = [("model", obj.initial_point())] if source == "model" else []
-    tried.append(("initial", theta0))
+    tried: list[tuple[str, torch.Tensor, str | None]] = []
+    if source == "default_init":
+        point, detail = default_init_point(obj, seed)
+        if not detail.startswith("reset_parameters of 0 "):
+            tried.append(("default_init", point, detail))
+    if source in ("model", "default_init"):
+        tried.append(("model", obj.initial_point(), None))
+    tried.append(("initial", theta0, None))
     spent = 0
-    for name, point in tried:
+    for name, point, detail in tried:
         value = float(cancellation_stats(obj, point, chunk_size).mean_example_grad_norm)
         spent += obj.n_examples
         if value > 0 and math.isfinite(value):
-            return ReferenceScale(name, value, spent)
+            return ReferenceScale(name, value, spent, detail)
     return ReferenceScale(source, None, spent)
 
 
