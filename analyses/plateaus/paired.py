@@ -73,7 +73,10 @@ def bootstrap(values: np.ndarray, stat: Any, *, n_boot: int = N_BOOT, seed: int 
         return None, None
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(n_boot, n))
-    res = np.array([stat(values[i]) for i in idx], dtype=float)
+    if stat is np.mean and values.ndim == 1:
+        res = values[idx].mean(1)
+    else:
+        res = np.array([stat(values[i]) for i in idx], dtype=float)
     res = res[np.isfinite(res)]
     if res.size == 0:
         return None, None
