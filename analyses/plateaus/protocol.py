@@ -28,9 +28,11 @@ from .core import Instance
 from .methods import BASELINES, RULES
 
 ALL_METHODS = BASELINES + RULES
-KEY_FIELDS = ("case", "kind", "method", "seed")
+KEY_FIELDS = ("case", "kind", "method", "seed", "quick")
 #: instances per case in the default run (the issue asks for ≥ 30) and in ``--quick``
 DEFAULT_SEEDS, QUICK_SEEDS = 30, 4
+#: the autoencoder's monitor gradient threshold (fraction of the run's largest gradient; default 1e-2)
+AE_GRAD_REL = 0.05
 #: monitored runs per case (each analyses every stall: classification is the expensive part)
 DEFAULT_MONITORED, QUICK_MONITORED = 2, 1
 
@@ -48,6 +50,7 @@ class Case:
         monitor_data: ``inst -> data`` the monitor evaluates (None: the full batch).
         check_every: the monitor's fixed check period in stochastic mode.
         analysis: extra :class:`landscape.monitor.AnalysisSettings` fields.
+        detector: :class:`landscape.monitor.StallDetector` fields other than the defaults.
         note: what the reader should know (finite-η shift, identity of the rules, …).
     """
 
@@ -63,6 +66,7 @@ class Case:
     monitor_data: Callable[[Instance], Any] | None = None
     check_every: int = 50
     analysis: dict[str, Any] = field(default_factory=dict)
+    detector: dict[str, Any] = field(default_factory=dict)
     note: str = ""
 
 
@@ -73,11 +77,13 @@ def _committee(K: int, N: int, eta: float, alpha: float, methods: tuple[str, ...
         build=lambda s: committee.build(s, K=K, N=N, eta=eta, alpha=alpha), target=star / 2,
         horizon=int(alpha * N), levels={"symmetric plateau (η → 0)": star, "global minimum": 0.0},
         methods=methods, adam_lr=1e-3, eval_every=max(1, N // 10), monitor_data=lambda inst: inst.probe(2048),
-        check_every=N, analysis={"nearest": True},
+        check_every=N // 2, detector={"window": N // 2}, analysis={"nearest": True},
         note=("One fresh example per step: the rules' per-example aggregation of a single gradient is that "
               "gradient (rms: sign(g)|g| = g; devarg: g), so rms and devarg are SGD here and are not run. "
               f"The plateau's value rises with η (finite-η shift); theory's {star:.6g} is its η → 0 limit. "
-              "The monitor watches 2 048 fixed probe examples (a sampled loss; ε_g itself is exact)."))
+              "The monitor watches 2 048 fixed probe examples (a sampled loss; ε_g itself is exact), with a "
+              "window of N/2 steps (α = 0.5: the default 20 steps are 0.04 α, and a check must follow another "
+              "within 10 windows)."))
 
 
 def cases(quick: bool = False) -> dict[str, Case]:
@@ -99,7 +105,7 @@ def cases(quick: bool = False) -> dict[str, Case]:
     ae_mean, pca = autoencoder.mean_image_loss(), autoencoder.pca_losses(None, 2)
     stages = icl.stage_losses(icl.LAMBDAS, icl.CONTEXT)
     h1d = saddles.class_entropy(mnist1d_case.data()[1])
-    N = 200 if quick else committee.DEFAULT_N
+    N = 100 if quick else committee.DEFAULT_N
     out = [
         _committee(2, N, 1.0, 150.0, ("gd", "adam") if quick else ("gd", "momentum", "adam")),
         _committee(3, N, 0.5, 120.0 if quick else 250.0, ()),
@@ -138,8 +144,11 @@ def cases(quick: bool = False) -> dict[str, Case]:
                                                             steps=hor),
             target=pca[1], horizon=hor, levels={"mean image": ae_mean, "PCA rank 1": pca[1], "PCA rank 2": pca[2]},
             methods=("gd", "adam", "rms", "devarg", "gd-len-rms"), adam_lr=1e-3, eval_every=10,
-            analysis={"nearest": False},
-            note="Target: the rank-1 PCA loss, 15 % below the mean-image plateau (a 1 % drop is still on it)."))
+            analysis={"nearest": False}, detector={"grad_rel": AE_GRAD_REL},
+            note="Target: the rank-1 PCA loss, 15 % below the mean-image plateau (a 1 % drop is still on it). "
+                 "The plateau is a slow creep whose gradient stays at 2–3 % of the start's (measured, seed 0, "
+                 "h = 32): the monitor's default threshold (1 % of the run's largest gradient) never fires "
+                 f"there, so its detector runs with grad_rel = {AE_GRAD_REL}."))
     return {c.name: c for c in out}
 
 
@@ -152,7 +161,8 @@ def plan(quick: bool = False, seed: int = 0, *, only: tuple[str, ...] | None = N
         only: case names to keep (None: all).
 
     Returns:
-        Jobs ``{"case", "kind", "method", "seed", "quick"}`` (the sweep's key is :data:`KEY_FIELDS`).
+        Jobs ``{"case", "kind", "method", "seed", "quick"}`` (the sweep's key is :data:`KEY_FIELDS`),
+        the committee machine's (the longest runs) last, so that a short session finishes the others.
 
     Example:
         >>> jobs = plan(quick=True)
@@ -178,4 +188,5 @@ def plan(quick: bool = False, seed: int = 0, *, only: tuple[str, ...] | None = N
         for arch in ("mlp", "cnn"):
             for s in range(seed, seed + (1 if quick else 2)):
                 jobs.append({"case": f"mnist1d_{arch}", "kind": "accuracy", "method": "adam", "seed": s, "quick": quick})
+    jobs.sort(key=lambda j: j["case"].startswith("committee"))   # stable: the order above otherwise
     return jobs

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 import landscape as ls
-from landscape.monitor import AnalysisSettings
+from landscape.monitor import AnalysisSettings, StallDetector
 from landscape.results import round_sig
 
 from ..sweep import run_sweep
@@ -125,7 +125,8 @@ def run_monitor(case: Case, job: dict[str, Any]) -> dict[str, Any]:
     opt = make_method("gd", inst.model, inst.loss_fn, {}, inst.optimiser)
     settings = AnalysisSettings(**case.analysis)
     mon = ls.StallMonitor(inst.model, inst.loss_fn, data, optimizer=opt, seed=int(job["seed"]), per_layer=False,
-                          sharpness_every=0, check_every=case.check_every, settings=settings, progress=False)
+                          detector=StallDetector(**case.detector), sharpness_every=0, check_every=case.check_every,
+                          settings=settings, progress=False)
     t0 = time.process_time()
     tr = train(inst, case.horizon, optimizer=opt, callback=lambda si: bool(mon.step(si.loss, grad_norm=si.grad_norm))
                and False, eval_every=case.eval_every)

@@ -18,7 +18,7 @@ from landscape.results import read_jsonl
 
 from ..cli_common import Heartbeat, add_quiet, positive_int
 from ..sweep import SweepFailed, SweepInterrupted, timings_path
-from .protocol import cases, plan
+from .protocol import KEY_FIELDS, cases, plan
 from .report import cost_table, markdown, summarize, to_html
 from .run import run_all
 
@@ -39,10 +39,9 @@ def run_part(out: Path, *, quick: bool, seed: int = 0, workers: int | None = Non
     cs = cases(quick)
     jobs = plan(quick, seed, only=only)
     records = run_all(jobs, out, workers=workers, resume=resume, progress=progress)
-    keys = {(j["case"], j["kind"], j["method"], j["seed"]) for j in jobs}
-    records = [r for r in records if (r["case"], r["kind"], r["method"], r["seed"]) in keys]
-    timings = [t for t in read_jsonl(timings_path(out / "runs.jsonl"))
-               if (t["case"], t["kind"], t["method"], t["seed"]) in keys]
+    keys = {tuple(j[f] for f in KEY_FIELDS) for j in jobs}
+    records = [r for r in records if tuple(r.get(f) for f in KEY_FIELDS) in keys]
+    timings = [t for t in read_jsonl(timings_path(out / "runs.jsonl")) if tuple(t.get(f) for f in KEY_FIELDS) in keys]
     summary = summarize(cs, records, seed=seed)
     costs = cost_table(records, timings, seed=seed)
     md = markdown(summary, costs, quick=quick)
