@@ -84,7 +84,7 @@ def rule_direction(model: nn.Module, loss_fn: Callable, batch: Batch, rule: str)
     X, Y = batch
     names = tuple(k for k, _ in model.named_parameters())
     shapes = tuple(p.shape for _, p in model.named_parameters())
-    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).to(torch.float64)
+    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
     A = fast_aggregate(model, names, shapes, loss_fn, X, Y, theta, rule, p=2.0)
     if A is None:
         A = aggregate(per_example_grads(model, loss_fn, X, Y), rule, p=2)

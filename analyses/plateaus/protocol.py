@@ -30,7 +30,7 @@ from .methods import BASELINES, RULES
 ALL_METHODS = BASELINES + RULES
 KEY_FIELDS = ("case", "kind", "method", "seed", "quick")
 #: instances per case in the default run (the issue asks for ≥ 30) and in ``--quick``
-DEFAULT_SEEDS, QUICK_SEEDS = 30, 4
+DEFAULT_SEEDS, QUICK_SEEDS = 30, 3
 #: the autoencoder's monitor gradient threshold (fraction of the run's largest gradient; default 1e-2)
 AE_GRAD_REL = 0.05
 #: monitored runs per case (each analyses every stall: classification is the expensive part)
@@ -105,7 +105,7 @@ def cases(quick: bool = False) -> dict[str, Case]:
     ae_mean, pca = autoencoder.mean_image_loss(), autoencoder.pca_losses(None, 2)
     stages = icl.stage_losses(icl.LAMBDAS, icl.CONTEXT)
     h1d = saddles.class_entropy(mnist1d_case.data()[1])
-    N = 100 if quick else committee.DEFAULT_N
+    N = 200 if quick else committee.DEFAULT_N
     out = [
         _committee(2, N, 1.0, 150.0, ("gd", "adam") if quick else ("gd", "momentum", "adam")),
         _committee(3, N, 0.5, 120.0 if quick else 250.0, ()),
@@ -115,7 +115,7 @@ def cases(quick: bool = False) -> dict[str, Case]:
              note="Plateaus at L_k = ½Σ_{i>k} s_i² (Saxe et al. 2014); the target lies between L_2 and L_3."),
         Case(name="digits_tanh", title="64-8-8-8-10 tanh net on the digits, init × 0.1, GD lr 0.5 (float32)",
              build=lambda s: saddles.build_tanh(s, factor=0.1, dtype=torch.float32, steps=6000), target=H - 0.5,
-             horizon=6000, levels={"class-prior entropy H(p̂)": H}, analysis={"nearest": not quick},
+             horizon=3000 if quick else 6000, levels={"class-prior entropy H(p̂)": H}, analysis={"nearest": not quick},
              note="The plateau is the loss of predicting the class prior."),
         Case(name="icl_linear_attention",
              title="In-context linear regression, linear attention (separate K, Q), online SGD batch 64",
@@ -143,7 +143,8 @@ def cases(quick: bool = False) -> dict[str, Case]:
             build=lambda s, h=h, hor=hor: autoencoder.build(s, widths=(64, h, 8, h, 64), dtype=torch.float32,
                                                             steps=hor),
             target=pca[1], horizon=hor, levels={"mean image": ae_mean, "PCA rank 1": pca[1], "PCA rank 2": pca[2]},
-            methods=("gd", "adam", "rms", "devarg", "gd-len-rms"), adam_lr=1e-3, eval_every=10,
+            methods=() if quick and h == 16 else ("gd", "adam", "rms", "devarg", "gd-len-rms"), adam_lr=1e-3,
+            eval_every=10,
             analysis={"nearest": False}, detector={"grad_rel": AE_GRAD_REL},
             note="Target: the rank-1 PCA loss, 15 % below the mean-image plateau (a 1 % drop is still on it). "
                  "The plateau is a slow creep whose gradient stays at 2–3 % of the start's (measured, seed 0, "
@@ -166,8 +167,8 @@ def plan(quick: bool = False, seed: int = 0, *, only: tuple[str, ...] | None = N
 
     Example:
         >>> jobs = plan(quick=True)
-        >>> sorted({j["kind"] for j in jobs}), len([j for j in jobs if j["case"] == "deep_linear"])  # 1 monitored + 4 × 4
-        (['accuracy', 'monitor', 'paired'], 17)
+        >>> sorted({j["kind"] for j in jobs}), len([j for j in jobs if j["case"] == "deep_linear"])  # 1 monitored + 3 × 4
+        (['accuracy', 'monitor', 'paired'], 13)
     """
     cs = cases(quick)
     n_seeds = QUICK_SEEDS if quick else DEFAULT_SEEDS
