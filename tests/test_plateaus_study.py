@@ -134,12 +134,13 @@ def test_summary_from_records_alone():
 
 # ------------------------------------------------------------------ the monitor finds each case's plateau
 CHEAP = AnalysisSettings(classify=False, nearest=False, cancellation=True)
+DETECT_ONLY = AnalysisSettings(classify=False, nearest=False, cancellation=False)
 
 
-def _monitored(inst, steps, data, **kw):
+def _monitored(inst, steps, data, settings=CHEAP, **kw):
     """``steps`` of the case's own loop with ``mon.step(loss)`` after each (cheap analysis: no
     classification); returns the stalls and the exact-loss trace."""
-    mon = ls.StallMonitor(inst.model, inst.loss_fn, data, per_layer=False, sharpness_every=0, settings=CHEAP,
+    mon = ls.StallMonitor(inst.model, inst.loss_fn, data, per_layer=False, sharpness_every=0, settings=settings,
                           progress=False, **kw)
     tr = train(inst, steps, callback=lambda si: mon.step(si.loss, grad_norm=si.grad_norm) and False,
                eval_every=kw.get("check_every", 1))
@@ -184,11 +185,11 @@ def test_monitor_finds_the_class_prior_plateaus():
     the 4 000 training signals): a stall at the class-prior entropy H(p̂) within 1e-3 relative
     (measured 1.4e-5 and 4e-5), cancelling (κ < 0.1: each example's softmax − one-hot is O(1))."""
     inst = sd.build_tanh(0, factor=0.05, dtype=torch.float32)
-    mon, tr = _monitored(inst, 300, inst.batch(0))
+    mon, tr = _monitored(inst, 80, inst.batch(0))
     hits = _near(mon, tr, inst.theory["plateau_0"], 1e-3)
     assert mon.mode == "full" and hits and all(s["cause"] == "cancelling" and s["kappa"] < 0.1 for s, _ in hits)
     inst = mnist1d_case.build(0, arch="mlp", init=0.1, optimiser={"name": "sgd", "lr": 0.1})
-    mon, tr = _monitored(inst, 150, inst.info["train"], check_every=25)
+    mon, tr = _monitored(inst, 100, inst.info["train"], check_every=25)
     hits = _near(mon, tr, inst.theory["prior_entropy"], 1e-3)
     assert mon.mode == "stochastic" and hits and all(s["cause"] == "cancelling" for s, _ in hits)
 
@@ -200,10 +201,10 @@ def test_monitor_finds_the_icl_first_stage_and_the_autoencoder_plateau():
     creep's gradient is 2–3 % of the start's, above the default 1 %) a stall between 0.97 and 1 ×
     the mean-image loss (measured 0.988 at step 334)."""
     inst = icl.build(0, online=True, lr=0.2)
-    mon, tr = _monitored(inst, 200, inst.probe(256), check_every=50)
+    mon, tr = _monitored(inst, 200, inst.probe(256), DETECT_ONLY, check_every=50)
     assert _near(mon, tr, inst.info["stages"][0], 1e-5)
     inst = autoencoder.build(0, dtype=torch.float32)
-    mon, tr = _monitored(inst, 450, inst.batch(0), detector=StallDetector(grad_rel=protocol.AE_GRAD_REL))
+    mon, tr = _monitored(inst, 450, inst.batch(0), DETECT_ONLY, detector=StallDetector(grad_rel=protocol.AE_GRAD_REL))
     m = inst.theory["mean_image"]
     exact = dict(zip(tr.eval_steps, tr.eval_loss))
     assert mon.stalls and all(0.97 * m < exact[s["step"]] < m for s in mon.stalls), \
