@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Any
 
 import torch
 
+from landscape.results import to_jsonable
+
+from .monitor_overhead import bench_monitor, format_monitor
 from .run import run_bench
 from .table import format_table
 from .timing import loadavg, torch_build
@@ -30,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-peers", action="store_true", help="skip PyHessian, curvlinops, hessian-eigenthings")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile of the HVP (slow to compile)")
     parser.add_argument("--scaling", action="store_true", help="also measure MLPs from 1e5 to 1e7 parameters (~10–15 min on 2 cores)")
+    parser.add_argument("--monitor", action="store_true",
+                        help="measure only StallMonitor's overhead on a mini-batch Adam loop of the digits CNN "
+                             "(issue 22; ~1 min on 2 cores; with --quick one plain/monitored pair and no naive schedule)")
+    parser.add_argument("--monitor-steps", default="2000", help="loop steps of --monitor (default 2000)")
     parser.add_argument("--figures", metavar="DIR", default="runs/bench",
                         help="folder for the accuracy/scaling plots; they hold timings, so the default runs/bench is untracked")
 
@@ -60,7 +68,14 @@ def _validate(args: argparse.Namespace) -> tuple[dict[str, Any], str | None]:
             return {}, f"--json: {args.json} is a folder, not a file"
     if args.figures and os.path.exists(args.figures) and not os.path.isdir(args.figures):
         return {}, f"--figures: {args.figures} exists and is not a folder"
-    return {"tol": tol, "threads": threads or os.cpu_count() or 1, "dtype": _DTYPES[args.dtype]}, None
+    try:
+        monitor_steps = int(getattr(args, "monitor_steps", "2000"))
+    except ValueError:
+        return {}, f"--monitor-steps must be a positive integer, got {args.monitor_steps!r}"
+    if monitor_steps < 1:
+        return {}, f"--monitor-steps must be a positive integer, got {monitor_steps}"
+    return {"tol": tol, "threads": threads or os.cpu_count() or 1, "dtype": _DTYPES[args.dtype],
+            "monitor_steps": monitor_steps}, None
 
 
 def output_dirs(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -95,6 +110,14 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(opts["threads"])
     print(f"[bench] torch {torch.__version__} ({torch_build()}), {torch.get_num_threads()} threads, "
           f"load {loadavg()}", file=sys.stderr)
+    if getattr(args, "monitor", False):
+        r = bench_monitor(opts["monitor_steps"], pairs=1 if args.quick else 2, naive=not args.quick)
+        print(format_monitor(r))
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(to_jsonable(r), f, indent=1, sort_keys=True)
+            print(f"wrote {args.json}")
+        return 0
     result = run_bench(quick=args.quick, dtype=opts["dtype"], tol=opts["tol"], peers=not args.no_peers,
                        compile=args.compile, scaling=args.scaling, figures_dir=args.figures or None)
     print(format_table(result))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -316,14 +317,16 @@ class StallAnalysis(JsonResult):
 
 
 def _classification(obj: Objective, theta: torch.Tensor, grad_norm: float | None, detector_threshold: float,
-                    settings: AnalysisSettings, seed: int) -> dict[str, Any]:
+                    settings: AnalysisSettings, seed: int, say: Callable[[str], None]) -> dict[str, Any]:
     """The classification half of :func:`analyse_stall` (kind at θ_s, then the nearest critical point)."""
+    say("classifying the stall point")
     pk = kind_at_point(obj, theta, detector_threshold=detector_threshold, grad_norm=grad_norm, settings=settings,
                        seed=seed)
     rep, error, n_hvp = pk.report, pk.error, pk.n_hvp
     out: dict[str, Any] = {"grad_tol": pk.grad_tol, "eig_tol": pk.eig_tol, "kind": rep.kind if rep is not None else None,
                            "report": rep, "tolerances": rep.tolerances if rep is not None else None}
     if settings.nearest:
+        say(f"kind {out['kind']}; searching the nearest critical point")
         nr = nearest_critical_record(obj, theta, global_min=settings.global_min, seed=seed)
         out["nearest_critical"] = nr.record
         n_hvp += nr.n_hvp
@@ -353,7 +356,7 @@ def _statistics(obj: Objective, theta: torch.Tensor, settings: AnalysisSettings,
 
 def analyse_stall(obj: Objective, theta: torch.Tensor, *, grad_norm: float | None, detector_threshold: float,
                   settings: AnalysisSettings = AnalysisSettings(), reference: ReferenceScale | None = None,
-                  seed: int = 0) -> StallAnalysis:
+                  seed: int = 0, progress: Callable[[str], None] | None = None) -> StallAnalysis:
     """Analyse one stall point: approximate kind, nearest critical point, cancellation, cause.
 
     The order is fixed (classification, nearest critical point, statistics), and every piece is
@@ -371,6 +374,8 @@ def analyse_stall(obj: Objective, theta: torch.Tensor, *, grad_norm: float | Non
             (:func:`landscape.monitor.cause.reference_grad_scale`); None: no reference (only
             ``"cancelling"`` can be told).
         seed: seed of the classifier's random probes.
+        progress: called with a one-line message (and the seconds so far) before each piece —
+            classification, nearest critical point, statistics — or None for silence.
 
     Returns:
         A :class:`StallAnalysis` (costs and seconds included).
@@ -387,11 +392,18 @@ def analyse_stall(obj: Objective, theta: torch.Tensor, *, grad_norm: float | Non
     reference = reference if reference is not None else ReferenceScale("none", None)
     s = settings
     fields: dict[str, Any] = {}
+    start = time.perf_counter()
+
+    def say(message: str) -> None:
+        if progress is not None:
+            progress(f"{message} ({time.perf_counter() - start:.1f} s so far)")
+
     if s.classify:
         t0 = time.perf_counter()
-        fields.update(_classification(obj, theta, grad_norm, detector_threshold, s, seed))
+        fields.update(_classification(obj, theta, grad_norm, detector_threshold, s, seed, say))
         fields["classify_time_s"] = time.perf_counter() - t0
     if s.cancellation:
+        say("per-example gradient statistics and cause")
         t0 = time.perf_counter()
         fields.update(_statistics(obj, theta, s, reference, fields.get("error")))
         fields["cancellation_time_s"] = time.perf_counter() - t0

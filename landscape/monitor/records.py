@@ -12,6 +12,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +66,7 @@ def spectrum_at(obj: Objective, theta: torch.Tensor, *, per_layer: bool, seed: i
                            "lambda_tol": tol, "per_layer": None, "spectrum_n_hvp": 0, "spectrum_error": None}
     try:
         if obj.dim >= 2:
-            r = extreme_eigs(obj, theta, k=1, which="both", tol=tol, seed=seed)
+            r = extreme_eigs(obj, theta, k=1, which="both", tol=tol, seed=seed, warn=False)
             vals, res = r.values.tolist(), r.residuals.tolist()
             out.update(lambda_min=vals[0], lambda_max=vals[-1], lambda_residuals=[res[0], res[-1]],
                        lambda_converged=bool(r.all_converged), spectrum_n_hvp=int(r.n_hvp))
@@ -74,7 +75,7 @@ def spectrum_at(obj: Objective, theta: torch.Tensor, *, per_layer: bool, seed: i
             out.update(lambda_min=lam, lambda_max=lam, lambda_residuals=[0.0, 0.0], lambda_converged=True,
                        spectrum_n_hvp=1)
         if per_layer and obj.module is not None:
-            blocks = per_block_extremes(obj, theta, tol=tol, seed=seed)
+            blocks = per_block_extremes(obj, theta, tol=tol, seed=seed, warn=False)
             out["per_layer"] = [{k: b[k] for k in ("block", "dim", "smallest", "largest", "converged", "n_hvp")}
                                 for b in blocks.blocks]
             out["spectrum_n_hvp"] += sum(int(b["n_hvp"]) for b in blocks.blocks)
@@ -85,7 +86,8 @@ def spectrum_at(obj: Objective, theta: torch.Tensor, *, per_layer: bool, seed: i
 
 def stall_record(obj: Objective, theta: torch.Tensor, *, index: int, step: int, loss: float, grad_norm: float,
                  detector_threshold: float, settings: AnalysisSettings, reference: ReferenceScale, seed: int,
-                 per_layer: bool, extra: dict[str, Any]) -> dict[str, Any]:
+                 per_layer: bool, extra: dict[str, Any],
+                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The record of one stall: the analysis the trainer runs, then the spectrum at the stall point.
 
     Args:
@@ -101,6 +103,7 @@ def stall_record(obj: Objective, theta: torch.Tensor, *, index: int, step: int, 
         seed: the run's seed (the analysis uses ``seed + index``, as the trainer does).
         per_layer: also per-layer extremes.
         extra: fields added as they are (mode, point, lr, ...).
+        progress: called with a one-line message before each piece of the analysis (or None).
 
     Returns:
         A JSON-able dict with ``index``, ``step``, ``loss``, ``grad_norm``, ``kind``, ``grad_tol``,
@@ -113,7 +116,10 @@ def stall_record(obj: Objective, theta: torch.Tensor, *, index: int, step: int, 
     """
     t0 = time.perf_counter()
     a = analyse_stall(obj, theta, grad_norm=grad_norm, detector_threshold=detector_threshold, settings=settings,
-                      reference=reference, seed=seed + index)
+                      reference=reference, seed=seed + index, progress=progress)
+    if progress is not None:
+        progress(f"λ_min, λ_max{' and per-layer extremes' if per_layer else ''} "
+                 f"({time.perf_counter() - t0:.1f} s so far)")
     spec = spectrum_at(obj, theta, per_layer=per_layer, seed=seed + index)
     error = a.error
     if spec.pop("spectrum_error"):
@@ -127,6 +133,38 @@ def stall_record(obj: Objective, theta: torch.Tensor, *, index: int, step: int, 
            **spec, **extra}
     rec["analysis_s"] = time.perf_counter() - t0
     return to_jsonable(rec)
+
+
+def unconverged_parts(rec: dict[str, Any]) -> list[str]:
+    """What in a stall record did not converge, each named with its residual (for one warning per stall).
+
+    Args:
+        rec: a stall record (:func:`stall_record`).
+
+    Returns:
+        One phrase per unconverged piece (empty when everything converged): the nearest-critical
+        search (its reason and ‖∇L‖ at its end point), λ_min / λ_max (residual ‖Hv − λv‖ against
+        the tol × spectral scale) and each per-layer block.
+
+    Example:
+        >>> unconverged_parts({"nearest_critical": {"converged": False, "reason": "max_iter", "grad_norm": 0.01},
+        ...                    "lambda_converged": True})
+        ['nearest critical point search (max_iter; ‖∇L‖ = 0.01 at its end)']
+    """
+    out = []
+    nc = rec.get("nearest_critical")
+    if nc is not None and nc.get("converged") is False:
+        gn = nc.get("grad_norm")
+        out.append(f"nearest critical point search ({nc.get('reason') or 'not converged'}"
+                   + (f"; ‖∇L‖ = {gn:.3g} at its end)" if gn is not None else ")"))
+    if rec.get("lambda_converged") is False:
+        res = rec.get("lambda_residuals") or [None, None]
+        out.append("λ_min/λ_max (residuals " + ", ".join("?" if r is None else f"{r:.2e}" for r in res)
+                   + f" vs tol {rec.get('lambda_tol')} relative)")
+    for b in rec.get("per_layer") or []:
+        if b.get("converged") is False:
+            out.append(f"block {b.get('block')} extremes")
+    return out
 
 
 class EventLog:

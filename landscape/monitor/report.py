@@ -191,7 +191,13 @@ def write_report(mon: StallMonitor, path: str | Path) -> Path:
              "default initialisation. Events are in events.jsonl next to the run's other outputs.</p>")
     sections: list[tuple[str, Any]] = [("Loss and stalls", loss_figure(mon))]
     sf = sharpness_figure(mon)
-    sections.append(("Sharpness", sf if sf is not None else "<p class=\"note\">No sharpness measured.</p>"))
+    why = ("sharpness_every=0" if mon.sharpness_every == 0 else
+           "the budgeted schedule never afforded a solve: detection used "
+           f"{100 * t['detection_s'] / t['loop_s']:.1f} % of the loop's time of the {100 * mon.budget:.0f} % budget; "
+           "pass sharpness_every=N (or a larger budget=) for a fixed schedule"
+           if mon.sharpness_every is None and t["loop_s"] > 0 else "no step was due")
+    sections.append(("Sharpness", sf if sf is not None
+                     else f"<p class=\"note\">No sharpness measured ({html.escape(why)}).</p>"))
     spf = spectrum_figure(mon)
     sections.append(("Spectrum at each stall", spf if spf is not None else "<p class=\"note\">No stall.</p>"))
     sections.append(("Stalls", html_table(rows, _COLUMNS) if rows else "<p class=\"note\">No stall.</p>"))

@@ -194,18 +194,21 @@ class Budget:
         """Seconds this bucket may have spent by now: fraction × loop time + credit."""
         return self.fraction * self.clock.loop_s + self.credit
 
-    def affords(self, cost_s: float, overdraft_s: float = 0.0) -> bool:
+    def affords(self, cost_s: float, overdraft_s: float = 0.0, also_spent_s: float = 0.0) -> bool:
         """Whether spending ``cost_s`` more seconds now stays within :meth:`allowance` (+ ``overdraft_s``).
 
         Args:
             cost_s: the expected cost (seconds).
             overdraft_s: how far past the allowance this spending may go (seconds; repaid as the
                 loop runs on, since later work waits until the allowance has caught up).
+            also_spent_s: seconds other work already took from the same allowance (a bucket that
+                shares its allowance with other spending).
 
         Returns:
             True when it fits.
         """
-        return self.spent_s + max(cost_s, 0.0) <= self.allowance() + max(overdraft_s, 0.0)
+        return (self.spent_s + max(also_spent_s, 0.0) + max(cost_s, 0.0)
+                <= self.allowance() + max(overdraft_s, 0.0))
 
     def charge(self, seconds: float) -> None:
         """Record ``seconds`` spent. Once a cost is known the charge is at most 1.5 times the

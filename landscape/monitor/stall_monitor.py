@@ -47,8 +47,14 @@ adaptive optimizers, of P⁻¹H, against the optimizer's stability threshold, pl
 sharpness when ``batch=`` is given. Warm-started from the last eigenvector.
 
 **Cost.** Checks and sharpness run only while they fit a ``budget`` share of the loop's own
-measured time (3/8 of it for checks, 5/8 for sharpness; default 8 %), so the schedule adapts to
-the loop; ``check_every=N`` / ``sharpness_every=N`` give fixed, deterministic schedules instead.
+measured time (default 8 %, leaving room under a 10 % target): checks while their seconds stay
+within 3/8 of it; a sharpness solve while *everything* the monitor did outside stall analyses
+(per-step bookkeeping, checks, earlier solves) plus the solve's expected cost (the median of the
+last ones; the first one estimated at 40 checks) stays within all of it. In stochastic mode the
+per-step work is a float and an append; the parameters are read every ``window``/4 steps. The
+schedule adapts to the loop: a solve that costs hundreds of the loop's steps runs rarely (on the
+digits CNN of ``landscape bench --monitor``, ~0–1 solves in 2 000 Adam steps), a cheap one often.
+``check_every=N`` / ``sharpness_every=N`` give fixed, deterministic schedules instead.
 Which steps a budgeted schedule picks depends on measured times: for bit-identical records give
 both. ``mon.timings`` reports the seconds spent.
 """
@@ -66,12 +72,13 @@ import torch
 from torch import nn
 
 from ..eigs import extreme_eigs
-from ..errors import NonFiniteError
+from ..eigs import unconverged_message
+from ..errors import ConvergenceWarning, NonFiniteError
 from .analysis import AnalysisSettings
 from .cause import ReferenceScale, reference_grad_scale
 from .detector import StallDetector
 from .guard import preserved_state
-from .records import EventLog, describe_stall, progress_line, stall_record
+from .records import EventLog, describe_stall, progress_line, stall_record, unconverged_parts
 from .report import write_report
 from .schedule import Budget, LoopClock, trend_test
 from .sharpness import Preconditioned, batch_sharpness, preconditioner, stability_rule
@@ -111,8 +118,13 @@ class StallMonitor:
         sharpness_every: a sharpness row every N steps (None: budgeted; 0: never).
         sharpness_min: also λ_min in each row.
         sharpness_tol: relative residual of the scheduled eigensolves (default 1e-2).
+        sharpness_max_iter: Lanczos steps (≈ Hessian-vector products) each scheduled eigensolve may
+            take (None: the eigensolver's default). A row that did not converge within it has
+            ``converged`` False; the first such row raises one :class:`landscape.ConvergenceWarning`
+            naming the step and the residual. Each stall whose nearest-critical search, λ_min/λ_max or
+            per-layer extremes did not converge raises one warning naming them.
         batch_sharpness: batches kept for the batch sharpness (0: none; needs ``step(batch=)``).
-        budget: share of the loop's time for checks + scheduled sharpness (default 0.08).
+        budget: share of the loop's time for detection + scheduled sharpness (default 0.08; see "Cost").
         settings: :class:`AnalysisSettings` for the at-stall analysis (default: the trainer's defaults).
         grad_scale_reference: ``"default_init"`` (default), ``"model"``, ``"initial"`` or a number.
         per_layer: per-layer extreme eigenvalues at each stall (default True).
@@ -144,14 +156,16 @@ class StallMonitor:
                  device: torch.device | str | None = None, reduction: str = "mean", params: Any = None,
                  detector: StallDetector | None = None, z: float = 2.0, noise_factor: float = 5.0,
                  check_every: int | None = None, sharpness_every: int | None = None, sharpness_min: bool = False,
-                 sharpness_tol: float = 1e-2, batch_sharpness: int = 4, budget: float = 0.08,
+                 sharpness_tol: float = 1e-2, sharpness_max_iter: int | None = None, batch_sharpness: int = 4,
+                 budget: float = 0.08,
                  settings: AnalysisSettings | None = None, grad_scale_reference: str | float = "default_init",
                  per_layer: bool = True, escape_rel: float = 1e-2, escape_abs: float = 1e-6,
                  horizon: int | None = None, sinks: Any = (), progress: bool | None = None) -> None:
         t0 = time.perf_counter()
         if loop_loss not in LOOP_LOSS_MODES:
             raise ValueError(f"loop_loss must be one of {LOOP_LOSS_MODES}, got {loop_loss!r}")
-        for name, v in (("check_every", check_every), ("sharpness_every", sharpness_every), ("horizon", horizon)):
+        for name, v in (("check_every", check_every), ("sharpness_every", sharpness_every), ("horizon", horizon),
+                        ("sharpness_max_iter", sharpness_max_iter)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "sharpness_every" else 1)):
                 raise ValueError(f"{name} must be a positive integer or None, got {v!r}")
         for name, v in (("z", z), ("noise_factor", noise_factor), ("sharpness_tol", sharpness_tol),
@@ -166,6 +180,7 @@ class StallMonitor:
         self.loop_loss, self.seed, self.z, self.noise_factor = loop_loss, int(seed), float(z), float(noise_factor)
         self.check_every, self.sharpness_every, self.sharpness_min = check_every, sharpness_every, bool(sharpness_min)
         self.sharpness_tol, self.per_layer, self.horizon = float(sharpness_tol), bool(per_layer), horizon
+        self.sharpness_max_iter = sharpness_max_iter
         self.escape_rel, self.escape_abs = float(escape_rel), float(escape_abs)
         self.settings = settings if settings is not None else AnalysisSettings()
         self.grad_scale_reference = grad_scale_reference
@@ -184,6 +199,7 @@ class StallMonitor:
         self._theta = self._read()
         self._ema = self._theta.clone()
         self._alpha = 2.0 / (2 * self.window + 1)
+        self._ema_t = 0                      # the step of the last iterate in θ̄
         self._window: deque = deque(maxlen=2 * self.window)
         self._batches: deque = deque(maxlen=max(batch_sharpness, 1))
         self._keep_batches = batch_sharpness > 0
@@ -202,7 +218,8 @@ class StallMonitor:
         self._warned: set[str] = set()
         self.clock = LoopClock()
         self._checks_budget = Budget(self.clock, budget * 3 / 8)
-        self._sharp_budget = Budget(self.clock, budget * 5 / 8)
+        self._sharp_budget = Budget(self.clock, budget)   # shared: what detection has not used
+        self.budget = float(budget)
         self._owed: int | None = None
         self._flat_since: int | None = None
         self._seconds = {"detection": 0.0, "sharpness": 0.0, "analysis": 0.0, "setup": 0.0}
@@ -230,10 +247,10 @@ class StallMonitor:
         tol = 1e-8 if dtypes == {torch.float64} else 1e-3
         return abs(a - b) <= tol * max(abs(a), abs(b)) + 1e-300
 
-    def _warn(self, key: str, message: str) -> None:
+    def _warn(self, key: str, message: str, category: type[Warning] = RuntimeWarning) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            warnings.warn(message, RuntimeWarning, stacklevel=4)
+            warnings.warn(message, category, stacklevel=4)
 
     # ------------------------------------------------------------------ the one line in the loop
     def step(self, loss: Any = None, *, batch: Any = None, grad_norm: float | None = None) -> dict[str, Any] | None:
@@ -269,15 +286,17 @@ class StallMonitor:
         self.losses.append(value)
         if batch is not None and self._keep_batches:
             self._batches.append(batch)
-        theta_t, theta_next = self._theta, self._read()
-        self._theta = theta_next
-        if self.mode is None:
-            self._decide_mode(t, value, grad_norm, theta_t)
+        theta_next = None
+        if self.mode != "stochastic":   # exact detection analyses θ_t, where the loop's loss was taken
+            theta_t, theta_next = self._theta, self._read()
+            self._theta = theta_next
+            if self.mode is None:
+                self._decide_mode(t, value, grad_norm, theta_t)
         record = None
         if self.mode == "full":
             record = self._full_step(t, value, grad_norm, theta_t)
-        if self.mode == "stochastic":
-            record = self._noisy_step(t, value, theta_t)
+        if self.mode == "stochastic":   # reads the parameters only every few steps (cheap per step)
+            record = self._noisy_step(t, value)
         self._maybe_sharpness(t + 1, theta_next)
         return record
 
@@ -377,13 +396,17 @@ class StallMonitor:
             return self._checks_budget.affords(cost, overdraft_s=2 * cost)
         return self._checks_budget.affords(cost)
 
-    def _noisy_step(self, t: int, value: float | None, theta: torch.Tensor) -> dict[str, Any] | None:
-        if t > 0:
-            self._ema.lerp_(theta, self._alpha)
+    def _noisy_step(self, t: int, value: float | None) -> dict[str, Any] | None:
         if value is not None:
             self._window.append(value)
         if t % self._stride and (self.check_every is None or t % self.check_every):
             return None
+        # θ̄: the exponential moving average (factor 1 − α per step) of the iterates, sampled every
+        # `stride` steps (each sample weighted as the steps since the last one would have been)
+        gap = t + 1 - self._ema_t
+        if gap > 0:
+            self._ema.lerp_(self._read(), 1.0 - (1.0 - self._alpha) ** gap)
+            self._ema_t = t + 1
         d = self.detector
         trend = (trend_test(list(self._window), rel_tol=d.rel_tol, abs_tol=d.abs_tol, floor=d.loss_floor, z=self.z)
                  if len(self._window) >= max(self.window, 4) else None)
@@ -460,10 +483,15 @@ class StallMonitor:
             rec = stall_record(self.obj, theta, index=index, step=t, loss=loss, grad_norm=gn,
                                detector_threshold=thr, settings=self.settings, reference=ref, seed=self.seed,
                                per_layer=self.per_layer,
+                               progress=(lambda m: progress_line(f"  stall {index}: {m}", self.progress)),
                                extra={"mode": self.mode, "point": point, "loop_loss": loop_level, "lr": lr,
                                       "escape_target": loss - max(self.escape_abs, self.escape_rel * abs(loss)),
                                       "reference_detail": ref.detail})
         self.stalls.append(rec)
+        bad = unconverged_parts(rec)
+        if bad:   # one warning per stall, naming each unconverged piece and its residual
+            warnings.warn(f"stall {index} at step {t}: did not converge: {'; '.join(bad)} (the record's "
+                          "fields say so too)", ConvergenceWarning, stacklevel=4)
         self._armed = False
         self._open = {"step": t, "loss": loss, "target": rec["escape_target"],
                       "loop_target": loop_level - max(self.escape_abs, self.escape_rel * abs(loop_level))}
@@ -481,17 +509,19 @@ class StallMonitor:
         return rec
 
     # ------------------------------------------------------------------ sharpness
-    def _maybe_sharpness(self, step: int, theta: torch.Tensor) -> None:
+    def _maybe_sharpness(self, step: int, theta: torch.Tensor | None) -> None:
         every = self.sharpness_every
         if every == 0:
             return
         if every is not None:
             due = step % every == 0
+        elif step - self._last_sharp < self.window or step % self._stride:
+            due = False
         else:
             est = self._sharp_budget.typical_cost_s
-            if est is None:  # the first one: ~5 warm Hessian-vector products ≈ 15 gradients
-                est = 15 * (self._checks_budget.typical_cost_s or 0.0)
-            due = step - self._last_sharp >= self.window and self._sharp_budget.affords(est)
+            if est is None:  # the first one: ~10 Hessian-vector products ≈ 40 gradients (measured on a CNN)
+                est = 40 * (self._checks_budget.typical_cost_s or 0.0)
+            due = self._sharp_budget.affords(est, also_spent_s=self._seconds["detection"])
         if due:
             self.measure_sharpness(step, theta)
 
@@ -523,9 +553,14 @@ class StallMonitor:
                     op = Preconditioned(op, p)
             start = self._warm.get(quantity, "auto")
             r = extreme_eigs(op, k=1, which="both" if self.sharpness_min else "largest", tol=self.sharpness_tol,
-                             seed=self.seed, start=start)
+                             seed=self.seed, start=start, max_iter=self.sharpness_max_iter, warn=False)
             self._warm[quantity] = r.vectors[:, -1].detach().clone()
             bs = batch_sharpness(self.obj, theta, list(self._batches), p=p) if self._batches else None
+        if not r.all_converged:
+            self._warn("sharpness", f"the scheduled sharpness at step {step} did not converge (further unconverged "
+                       "rows say so in their 'converged' field only): "
+                       + unconverged_message(r, self.sharpness_max_iter, "λ(" + quantity + ")"),
+                       ConvergenceWarning)
         vals, res = r.values.tolist(), r.residuals.tolist()
         row = {"step": step, "lr": rule.lr, "quantity": quantity, "lambda_max": vals[-1], "residual_max": res[-1],
                "lambda_min": vals[0] if self.sharpness_min else None,
