@@ -25,7 +25,7 @@ from .cli_common import DETERMINISTIC_ENV, HASH_SEED, HelpFormatter, Parser, Usa
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "study": ("analyses.study", "the main job: escape study, digits plateau, critical-point cut-offs, theorem "
                                 "checks, spectra and surfaces -> report.html"),
-    "escape": ("analyses.escape.cli", "escape study: every method x problem x seed, per stall cause x kind"),
+    "escape": ("analyses.escape.cli", "escape study: every method from the same starts on independent certified instances, per stall cause x kind"),
     "digits": ("analyses.digits_plateau", "the study's digits part: the seed repository's ReLU autoencoder "
                                           "plateau on real digits, and how every method escapes it"),
     "plateaus": ("analyses.plateaus.section", "plateaus the literature knows (committee machine, saddle-to-saddle, "

@@ -24,7 +24,7 @@ from typing import Any
 from .escape import run as escape_run
 from .escape.protocol import BASELINE, KEY_FIELDS, NO_STALL, VARIANTS, available_variants
 from .escape.records import clean
-from .escape.report import summary_html
+from .escape.stall_report import summary_html
 from .escape.summary import SummaryRow, sig, summarize, verdict
 from .problems import digits as digits_problem
 from .sweep import dumps, job_key, read_records, run_sweep
@@ -249,7 +249,7 @@ def methods_table(cmp: dict[str, Any]) -> str:
         cmp: :func:`comparison_summary`.
 
     Returns:
-        HTML: every cell's rows (:data:`analyses.escape.report.TABLE_COLUMNS`: Wilson, KM,
+        HTML: every cell's rows (:data:`analyses.escape.stall_report.TABLE_COLUMNS`: Wilson, KM,
         Newcombe, log-rank with Holm, costs), then the runs that never stalled.
     """
     rows = [SummaryRow(**r) for r in cmp["rows"]]

@@ -36,7 +36,7 @@ from .cli_common import Heartbeat, add_quiet, positive_int
 from .digits_comparison import (ESCAPE_SEEDS, ESCAPE_STEPS, RECORDS_NAME, available_methods, comparison_jobs,
                                 comparison_summary, methods_table, methods_text, run_comparison)
 from .escape.records import write_gzip_copy
-from .escape.report import survival_png
+from .escape.stall_report import survival_png
 from .escape.summary import stall_units
 from .outputs import save_npz
 from .problems import Problem, get_problem

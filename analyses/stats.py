@@ -18,8 +18,10 @@ one estimate.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -188,3 +190,225 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
         running = max(running, min(1.0, (m - rank) * float(p_values[i])))
         out[i] = running
     return out
+
+
+# ---------------------------------------------------------------------------- paired designs
+def signed_rank_cdf(n: int) -> np.ndarray:
+    """The exact null distribution of the Wilcoxon signed-rank statistic T+ for n non-zero
+    differences: ``cdf[k]`` = P(T+ ≤ k), k = 0 … n(n+1)/2 (each of the 2^n sign patterns equally likely).
+
+    Args:
+        n: the number of differences (≥ 0).
+
+    Returns:
+        (n(n+1)/2 + 1,) float64.
+
+    >>> signed_rank_cdf(3).tolist()     # T+ ∈ {0, 1, 2, 3, 3, 4, 5, 6}
+    [0.125, 0.25, 0.375, 0.625, 0.75, 0.875, 1.0]
+    """
+    M = n * (n + 1) // 2
+    p = np.zeros(M + 1)
+    p[0] = 1.0
+    for r in range(1, n + 1):
+        p[r:] = 0.5 * p[r:] + 0.5 * p[:-r].copy() if r <= M else p[r:]
+        p[:r] *= 0.5
+    return np.cumsum(p)
+
+
+@dataclass
+class PairedShift(JsonResult):
+    """A paired location shift: the Hodges–Lehmann estimate of the differences' centre (the median of
+    the Walsh averages (d_i + d_j)/2, i ≤ j) with the distribution-free confidence interval from the
+    exact signed-rank distribution (Hollander & Wolfe, §3.2), and the Wilcoxon signed-rank p-value
+    (SciPy; zero differences dropped, as Wilcoxon did). ``low``/``high`` None when n is too small
+    for the level (n ≤ 5 at 95 %); ``p_value`` None when every difference is 0 or n = 0.
+    ``n_zero``: differences exactly 0."""
+
+    n: int
+    estimate: float | None
+    low: float | None
+    high: float | None
+    p_value: float | None
+    n_zero: int
+    confidence: float = 0.95
+
+
+def hodges_lehmann(d: Sequence[float], confidence: float = 0.95) -> PairedShift:
+    """Hodges–Lehmann estimate and signed-rank confidence interval of paired differences.
+
+    The interval is [W_(C), W_(M+1−C)] over the M = n(n+1)/2 sorted Walsh averages, C the largest
+    integer with P(T+ ≤ C − 1) ≤ (1 − confidence)/2 under the exact null distribution of T+
+    (:func:`signed_rank_cdf`): coverage ≥ ``confidence`` for any continuous symmetric distribution.
+
+    Args:
+        d: the differences (finite floats), e.g. log(steps_a) − log(steps_b) per instance.
+        confidence: the two-sided level.
+
+    Returns:
+        :class:`PairedShift`.
+
+    Raises:
+        ValueError: a non-finite difference.
+
+    >>> r = hodges_lehmann([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    >>> r.estimate, r.low, r.high          # n = 6: C = 1, the interval is [min, max]
+    (3.5, 1.0, 6.0)
+    """
+    x = np.asarray(list(d), dtype=np.float64)
+    if x.size and not np.isfinite(x).all():
+        raise ValueError("paired differences must be finite")
+    n = int(x.size)
+    if n == 0:
+        return PairedShift(n=0, estimate=None, low=None, high=None, p_value=None, n_zero=0, confidence=confidence)
+    i, j = np.triu_indices(n)
+    walsh = np.sort(0.5 * (x[i] + x[j]))
+    est = float(np.median(walsh))
+    cdf = signed_rank_cdf(n)
+    alpha2 = (1.0 - confidence) / 2.0
+    ok = np.nonzero(cdf <= alpha2 + 1e-12)[0]            # k with P(T+ ≤ k) ≤ α/2
+    lo = hi = None
+    if ok.size:
+        C = int(ok[-1]) + 1                               # P(T+ ≤ C − 1) ≤ α/2, 1-based
+        M = walsh.size
+        lo, hi = float(walsh[C - 1]), float(walsh[M - C])
+    n_zero = int((x == 0).sum())
+    p = None
+    if n - n_zero > 0:
+        from scipy.stats import wilcoxon
+
+        p = float(wilcoxon(x[x != 0]).pvalue)
+    return PairedShift(n=n, estimate=est, low=lo, high=hi, p_value=p, n_zero=n_zero, confidence=confidence)
+
+
+def bootstrap_ci(values: Sequence[Any], statistic: Any, *, n_boot: int = 2000, seed: int = 0,
+                 confidence: float = 0.95) -> tuple[float | None, float | None]:
+    """A seeded percentile bootstrap interval (resampling the units with replacement).
+
+    Args:
+        values: the units (anything ``statistic`` takes a list of).
+        statistic: ``f(list of units) -> float`` (None or non-finite draws are skipped).
+        n_boot: bootstrap draws.
+        seed: the generator's seed (the interval is a function of the data and the seed).
+        confidence: the two-sided level.
+
+    Returns:
+        ``(low, high)``; (None, None) with fewer than 2 units or no usable draw.
+
+    >>> lo, hi = bootstrap_ci([1.0, 2.0, 3.0, 4.0], lambda v: sum(v) / len(v), n_boot=500, seed=1)
+    >>> 1.0 <= lo <= 2.5 <= hi <= 4.0
+    True
+    """
+    vals = list(values)
+    if len(vals) < 2:
+        return None, None
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(vals), len(vals))
+        v = statistic([vals[k] for k in idx])
+        if v is not None and math.isfinite(v):
+            out.append(v)
+    if not out:
+        return None, None
+    a = (1 - confidence) / 2
+    return float(np.quantile(out, a)), float(np.quantile(out, 1 - a))
+
+
+@dataclass
+class HazardRatio(JsonResult):
+    """A Cox proportional-hazards ratio of reaching the target, method a over method b, stratified
+    by instance (each instance its own baseline hazard: only within-instance orderings count).
+    ``hr`` > 1: a reaches it sooner. None when the model cannot be fitted (no event, or a
+    separation that sends the coefficient to ±∞)."""
+
+    hr: float | None
+    low: float | None
+    high: float | None
+    p_value: float | None
+    n_strata: int
+    n_events: int
+
+
+def stratified_hazard_ratio(strata: Sequence[Any], times_a: Sequence[float], events_a: Sequence[bool],
+                            times_b: Sequence[float], events_b: Sequence[bool]) -> HazardRatio:
+    """Cox model stratified by instance (``lifelines.CoxPHFitter(strata=...)``) with one covariate,
+    "is method a": the hazard ratio of a against b with its Wald 95 % interval.
+
+    Args:
+        strata: the instance of each pair.
+        times_a, events_a: a's time (steps to the target, or to its horizon) and whether it reached it.
+        times_b, events_b: the same for b.
+
+    Returns:
+        :class:`HazardRatio`.
+    """
+    n_ev = int(sum(bool(e) for e in events_a) + sum(bool(e) for e in events_b))
+    empty = HazardRatio(hr=None, low=None, high=None, p_value=None, n_strata=len(list(strata)), n_events=n_ev)
+    if n_ev == 0 or len(times_a) < 2:
+        return empty
+    import pandas as pd
+    from lifelines import CoxPHFitter
+
+    rows = [{"s": str(s), "a": 1.0, "t": float(ta), "e": bool(ea)} for s, ta, ea in zip(strata, times_a, events_a)]
+    rows += [{"s": str(s), "a": 0.0, "t": float(tb), "e": bool(eb)} for s, tb, eb in zip(strata, times_b, events_b)]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cph = CoxPHFitter().fit(pd.DataFrame(rows), duration_col="t", event_col="e", strata=["s"])
+        coef = float(cph.params_["a"])
+        se = float(cph.standard_errors_["a"])
+        p = float(cph.summary.loc["a", "p"])
+    except Exception:  # lifelines' convergence errors: no usable estimate
+        return empty
+    if not (math.isfinite(coef) and math.isfinite(se)) or abs(coef) > 20 or se > 10:
+        return empty
+    return HazardRatio(hr=math.exp(coef), low=math.exp(coef - 1.959964 * se), high=math.exp(coef + 1.959964 * se),
+                       p_value=p, n_strata=empty.n_strata, n_events=n_ev)
+
+
+@dataclass
+class LineFit(JsonResult):
+    """Ordinary least squares y = intercept + slope·x with the t-based 95 % interval of the slope."""
+
+    n: int
+    slope: float | None
+    intercept: float | None
+    low: float | None
+    high: float | None
+    r2: float | None
+
+
+def ols_fit(x: Sequence[float], y: Sequence[float], confidence: float = 0.95) -> LineFit:
+    """Least-squares line and the slope's t interval.
+
+    Args:
+        x, y: the points (finite).
+        confidence: the two-sided level.
+
+    Returns:
+        :class:`LineFit` (slope None with fewer than 2 distinct x; interval None with fewer than 3 points).
+
+    >>> f = ols_fit([0.0, 1.0, 2.0, 3.0], [1.0, 3.0, 5.0, 7.0])
+    >>> f.slope, f.intercept, f.low, f.high
+    (2.0, 1.0, 2.0, 2.0)
+    """
+    X = np.asarray(list(x), dtype=np.float64)
+    Y = np.asarray(list(y), dtype=np.float64)
+    n = int(X.size)
+    if n < 2 or np.ptp(X) == 0:
+        return LineFit(n=n, slope=None, intercept=None, low=None, high=None, r2=None)
+    xm, ym = X.mean(), Y.mean()
+    sxx = float(((X - xm) ** 2).sum())
+    slope = float(((X - xm) * (Y - ym)).sum() / sxx)
+    icpt = float(ym - slope * xm)
+    res = Y - icpt - slope * X
+    syy = float(((Y - ym) ** 2).sum())
+    r2 = 1.0 - float((res ** 2).sum()) / syy if syy > 0 else 1.0
+    lo = hi = None
+    if n >= 3:
+        from scipy.stats import t as student_t
+
+        se = math.sqrt(float((res ** 2).sum()) / (n - 2) / sxx)
+        q = float(student_t.ppf(0.5 + confidence / 2, n - 2))
+        lo, hi = slope - q * se, slope + q * se
+    return LineFit(n=n, slope=slope, intercept=icpt, low=lo, high=hi, r2=r2)

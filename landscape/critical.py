@@ -40,6 +40,7 @@ import torch
 from .classify import CriticalPointReport, classify_point
 from .defaults import (ARMIJO_C, DEFAULT_MAX_ITER, GRADIENT_FLAT_SHARE, MAX_BACKTRACK, MAX_STEP, POLISH_FACTOR,
                        SCALE_STEPS, STAGNATION, STAGNATION_ITERS)
+from .budget import BudgetExhausted, check_max_hvp, hvp_budget
 from .errors import NonFiniteError
 from .linalg import lanczos, minres_solve, random_unit
 from .objective import Objective
@@ -144,8 +145,9 @@ class _Counter:
         op = self._op
 
         def mv(v: torch.Tensor) -> torch.Tensor:
+            out = op.matvec(v)  # may be refused by an HVP budget: count only what was computed
             self.n_hvp += 1
-            return op.matvec(v)
+            return out
         return mv
 
 
@@ -200,7 +202,7 @@ def _armijo(cnt: _Counter, theta: torch.Tensor, p: torch.Tensor, slope: float, g
 
 def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "newton-mr",
                         grad_tol: float | None = None, max_iter: int | None = None, seed: int = 0,
-                        polish: bool = False) -> CriticalPointSearch:
+                        polish: bool = False, max_hvp: int | None = None) -> CriticalPointSearch:
     """Refine ``theta`` (dim,) towards a nearby critical point of ``obj`` (see the module docstring).
 
     ``grad_tol`` (loss units per parameter unit): convergence ‖g‖ ≤ grad_tol (default Frye's
@@ -215,6 +217,8 @@ def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "n
         method: ``"newton-mr"`` or ``"gradient-norm"``.
         grad_tol: the convergence cut-off on ‖g‖ (default :func:`landscape.tolerances.default_grad_tol`).
         max_iter: outer iterations. seed: seeds the ‖H‖ estimate. polish: see above.
+        max_hvp: the most Hessian-vector products (:mod:`landscape.budget`); when the next step would
+            pass it the search stops at its last point, not converged, and ``message`` says so.
 
     Returns:
         :class:`CriticalPointSearch` (``theta`` the point found).
@@ -227,12 +231,24 @@ def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "n
         (True, [1.0, 0.0])
     """
     theta, gtol, max_iter = _check_inputs(obj, theta, method, grad_tol, max_iter)
+    check_max_hvp(max_hvp)
+    with hvp_budget(max_hvp):
+        return _search(obj, theta, method, gtol, max_iter, seed, polish)
+
+
+def _search(obj: Objective, theta: torch.Tensor, method: str, gtol: float, max_iter: int, seed: int,
+            polish: bool) -> CriticalPointSearch:
+    """:func:`find_critical_point`'s loop (inputs checked; inside its HVP budget)."""
     cnt = _Counter(obj, seed)
     start = theta.clone()
     loss, g = cnt.loss_and_grad(theta)
     start_loss, gn0 = loss, float(torch.linalg.vector_norm(g))
+    spent = None
     if gn0 > 0 and not gn0 <= (min(gtol, POLISH_FACTOR * gn0) if polish else gtol):
-        cnt.update_scale(theta)
+        try:
+            cnt.update_scale(theta)
+        except BudgetExhausted as exc:
+            spent = exc
     target = min(gtol, POLISH_FACTOR * gn0) if polish else gtol
     step_cap = MAX_STEP * max(1.0, float(torch.linalg.vector_norm(start)))
     gn = gn0
@@ -241,15 +257,19 @@ def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "n
     message = ""
     slow = 0
     it = 0
-    while True:
+    while spent is None:
         if gn <= target or gn == 0.0:
             message = f"‖g‖ = {gn:.3g} ≤ {target:.3g}"
             break
         if it >= max_iter:
             message = f"max_iter = {max_iter} reached with ‖g‖ = {gn:.3g}"
             break
-        p, slope = _search_direction(cnt, method, theta, g)
-        accepted = _armijo(cnt, theta, p, slope, gn, step_cap)
+        try:
+            p, slope = _search_direction(cnt, method, theta, g)
+            accepted = _armijo(cnt, theta, p, slope, gn, step_cap)
+        except BudgetExhausted as exc:
+            spent = exc
+            break
         if accepted is None:
             stalled = True
             message = (f"no decrease of ½‖g‖² along the {method} step at ‖g‖ = {gn:.3g} "
@@ -267,7 +287,14 @@ def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "n
                        f"{STAGNATION_ITERS} {method} steps (stagnation)")
             break
     # Flatness with the looser cut-off √ε·‖H‖: "g lies nearly in ker H" (Frye et al.)
-    flat = None if gn == 0 else _newton_direction(cnt, theta, g, cutoff=math.sqrt(torch.finfo(g.dtype).eps) * cnt.scale)[1]
+    flat = None
+    if spent is not None:
+        message = f"{spent} (stopped at ‖g‖ = {gn:.3g} after {it} step(s))"
+    elif gn != 0:
+        try:
+            flat = _newton_direction(cnt, theta, g, cutoff=math.sqrt(torch.finfo(g.dtype).eps) * cnt.scale)[1]
+        except BudgetExhausted:
+            flat = None
     converged = gn <= gtol
     gradient_flat = (not converged) and stalled and flat is not None and flat >= GRADIENT_FLAT_SHARE
     if gradient_flat:
@@ -295,8 +322,11 @@ class NearestCritical(JsonResult):
     from the search; ``probe_radius``, ``probe_order``, ``degenerate``, ``n_zero``,
     ``lambda_min``, ``lambda_max`` from the classification; ``tolerances``: every tolerance used
     (search cut-off, classifier's grad/eig/global/probe tolerances); ``n_hvp`` spent by the
-    search; ``search`` / ``report``: the full records (JSON: dicts, without vectors); ``theta``:
-    θ_c (dim,).
+    search, ``n_hvp_total`` by the search and the classification together (a dense Hessian counts
+    ``dim``); ``null_space``: the report's account of a verdict at a degenerate point (how many
+    eigenvalues in the zero band, which directions were probed, the radius and the resolution;
+    :class:`landscape.classify.CriticalPointReport`); ``search`` / ``report``: the full records
+    (JSON: dicts, without vectors); ``theta``: θ_c (dim,).
 
     Example: see :func:`nearest_critical`.
     """
@@ -318,6 +348,8 @@ class NearestCritical(JsonResult):
     lambda_max: float | None = None
     reason: str | None = None
     n_hvp: int = 0
+    n_hvp_total: int = 0
+    null_space: dict | None = None
     search: CriticalPointSearch | None = field(default=None, repr=False)
     report: CriticalPointReport | None = field(default=None, repr=False)
     theta: torch.Tensor | None = field(default=None, repr=False)
@@ -332,7 +364,7 @@ class NearestCritical(JsonResult):
 
 def nearest_critical(obj: Objective, theta: torch.Tensor, *, global_min: float | None = None, seed: int = 0,
                      max_iter: int | None = None, method: str = "newton-mr",
-                     grad_tol: float | None = None) -> NearestCritical:
+                     grad_tol: float | None = None, max_hvp: int | None = None) -> NearestCritical:
     """Refine ``theta`` with :func:`find_critical_point` (``polish=True``) and classify the point
     found with :func:`landscape.classify.classify_point` (strict defaults; ``global_min`` for
     ``global_minimum``; ``seed`` for the classifier's random probe directions).
@@ -344,6 +376,9 @@ def nearest_critical(obj: Objective, theta: torch.Tensor, *, global_min: float |
         obj: the objective. theta: θ_s (dim,). global_min: the known global minimum value, or None.
         seed: seeds the search's ‖H‖ estimate and the classifier. max_iter, method, grad_tol: of
             :func:`find_critical_point`.
+        max_hvp: the most Hessian-vector products for the search and the classification together
+            (:mod:`landscape.budget`; a dense Hessian counts ``dim``). When it runs out the kind is
+            ``inconclusive`` and ``reason`` names the budget; ``n_hvp_total`` ≤ ``max_hvp``.
 
     Returns:
         :class:`NearestCritical`.
@@ -355,11 +390,13 @@ def nearest_critical(obj: Objective, theta: torch.Tensor, *, global_min: float |
         >>> nc.kind, nc.index, nc.distance < 0.03
         ('strict_saddle', 1, True)
     """
-    cs = find_critical_point(obj, theta, method=method, grad_tol=grad_tol, max_iter=max_iter, seed=seed,
-                             polish=True)
-    # Criticality is the search's verdict (its cut-off); the classifier's own defaults decide the kind.
-    rep = classify_point(obj, cs.theta, global_min=global_min, seed=seed,
-                         grad_tol=max(cs.grad_tol, cs.grad_norm) if cs.converged else None)
+    check_max_hvp(max_hvp)
+    with hvp_budget(max_hvp) as budget:
+        cs = find_critical_point(obj, theta, method=method, grad_tol=grad_tol, max_iter=max_iter, seed=seed,
+                                 polish=True)
+        # Criticality is the search's verdict (its cut-off); the classifier's own defaults decide the kind.
+        rep = classify_point(obj, cs.theta, global_min=global_min, seed=seed,
+                             grad_tol=max(cs.grad_tol, cs.grad_norm) if cs.converged else None)
     tol = {"search_grad_tol": cs.grad_tol, "polish_factor": POLISH_FACTOR,
            "gradient_flat_share": GRADIENT_FLAT_SHARE, **rep.tolerances}
     kind, reason = rep.kind, rep.reason
@@ -373,4 +410,5 @@ def nearest_critical(obj: Objective, theta: torch.Tensor, *, global_min: float |
         converged=cs.converged, gradient_flat=cs.gradient_flat, probe_radius=rep.probe_radius,
         degenerate=rep.degenerate, tolerances=tol, loss_gap=float(obj.loss(theta0)) - cs.loss,
         probe_order=rep.probe_order, n_zero=rep.n_zero, lambda_min=rep.lambda_min, lambda_max=rep.lambda_max,
-        reason=reason, n_hvp=cs.n_hvp, search=cs, report=rep, theta=cs.theta)
+        reason=reason, n_hvp=cs.n_hvp, n_hvp_total=budget.used, null_space=rep.null_space, search=cs, report=rep,
+        theta=cs.theta)

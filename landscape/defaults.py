@@ -45,9 +45,19 @@ SEARCH_STARTS, SEARCH_ITERS = 8, 40
 #: the curvature-uncertainty band is this multiple of the Hessian's change along the Newton continuation
 CURVATURE_BAND_FACTOR = 3.0
 #: at most this many Newton steps in the continuation towards the nearby critical point (it stops
-#: earlier once ‖g‖ has fallen 1e3-fold: 5 steps at order 3 (q = 1/2), 6 at order 4, 2-3 at a
-#: non-degenerate point)
+#: earlier once ‖g‖ has fallen 1e3-fold and the contraction is measured: 5 steps at order 3 (q = 1/2),
+#: 6 at order 4, 2-3 at a non-degenerate point; a step that first removes the non-degenerate part adds
+#: one or two)
 NEWTON_CONTINUATION_STEPS = 12
+#: issue 21 (a): the continuation's contraction q is measured only when the last step ratio is at most
+#: this multiple of the one before (one regime: linear, ratios equal, or quadratic, ratios shrinking)
+REGIME_RATIO_SLACK = 1.25
+#: issue 21 (b): in a continuation step, directions curved more than this multiple of the step
+#: direction's curvature ‖H p̂‖ are "stiff"; the rest of the step ("soft") must reduce the gradient's soft part
+STIFF_FACTOR = 100.0
+#: issue 21 (c): a continuation step must bring its gradient measure to at most this fraction of its
+#: value (a change at round-off is no step)
+SUFFICIENT_DECREASE = 0.9
 #: Lanczos steps of the ‖H(b) − H(a)‖₂ estimate on the Lanczos path
 CURVATURE_CHANGE_STEPS = 20
 #: Krylov dimension of the gradient-flatness estimate on the Lanczos path
@@ -56,6 +66,15 @@ FLATNESS_KRYLOV_STEPS = 100
 KRYLOV_DIRS = 16
 #: Newton steps of the reduced-function (Lyapunov-Schmidt) probe's inner minimisation
 REDUCED_NEWTON_STEPS = 12
+#: the layer-product probe follows this many top singular pairs of the end-to-end gradient
+LAYER_PRODUCT_PAIRS = 2
+#: sweeps of the layer-product probe's minimisation of its direction's curvature over the hidden vectors,
+#: done when the hidden widths add up to at most LAYER_PRODUCT_MAX_HIDDEN (each sweep costs that many HVPs)
+LAYER_PRODUCT_SWEEPS = 3
+LAYER_PRODUCT_MAX_HIDDEN = 64
+#: a verdict with more than this share of the computed eigenvalues in the zero band says so (note and
+#: ``report.null_space``)
+MOSTLY_NULL_SHARE = 0.5
 
 # ---------------------------------------------------------------------------- higher-order probe
 #: a probe change counts beyond this multiple of eps·|f| (the loss's round-off)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .budget import charge_hvp
 from .eigs import EigResult, extreme_eigs
 from .errors import NonFiniteError
 from .operators import CurvatureOperator, make_operator
@@ -42,13 +43,15 @@ def loss_grad_dense_hessian(obj: "Objective", theta: torch.Tensor, with_hessian:
     Args:
         obj: the objective (not distributed: the dense path differentiates ``loss_tensor``).
         theta: the point, shape ``(dim,)``.
-        with_hessian: also compute the Hessian.
+        with_hessian: also compute the Hessian (charged as ``dim`` products to an active
+            :func:`landscape.budget.hvp_budget`, before it is computed).
 
     Returns:
         ``(loss, gradient (dim,), Hessian (dim, dim) symmetric or None)``.
 
     Raises:
         landscape.NonFiniteError: a non-finite loss or gradient.
+        landscape.budget.BudgetExhausted: the Hessian would pass an active HVP budget.
 
     Example:
         >>> import torch, landscape as ls
@@ -58,6 +61,8 @@ def loss_grad_dense_hessian(obj: "Objective", theta: torch.Tensor, with_hessian:
         (1.0, [1.0, 1.0], [[0.0, 1.0], [1.0, 0.0]])
     """
     theta = obj.check_theta(theta).detach()
+    if with_hessian:  # an active HVP budget (landscape.budget) counts a dense Hessian as dim products
+        charge_hvp(obj.dim, f"a dense Hessian ({obj.dim} products)")
     p = theta.clone().requires_grad_(True)
     with torch.enable_grad():
         L = obj.loss_tensor(p)

@@ -46,7 +46,16 @@ class ProbeResult(JsonResult):
     directions tried; ``n_evals`` loss evaluations; ``max_abs_change`` the largest raw
     |f(θ + t d) − f(θ)| over every finite evaluation (exactly 0.0: the loss is bit-for-bit constant
     on every probed point — locally flat, not merely below resolution). ``rel_threshold``: the
-    relative round-off threshold used.
+    relative round-off threshold used. ``n_unresolved``: signed directions along which no radius
+    shows a change beyond the threshold (neither a rise nor a fall: the probe cannot tell), of
+    which ``n_roundoff_flat`` stay within the round-off part rel·ε·|f| at every radius (a valley of
+    equal loss, e.g. a symmetry orbit, as far as the dtype can tell) and ``n_exact_flat`` keep the
+    loss bit-for-bit constant (``exact_flat_directions``, (n_exact_flat, dim), the signed
+    directions). ``threshold_at_max``: the
+    largest threshold at the largest radius over the directions (loss units: the probe's
+    resolution there). ``parts``: per probe of a classification (lines, sphere search, reduced
+    function, layer products) its ``n_directions``, ``n_unresolved``, ``n_roundoff_flat`` (filled
+    by :func:`landscape.classify_point`).
 
     Example:
         >>> import torch
@@ -71,6 +80,12 @@ class ProbeResult(JsonResult):
     max_abs_change: float = math.nan
     descent_direction: torch.Tensor | None = field(default=None, repr=False)
     ascent_direction: torch.Tensor | None = field(default=None, repr=False)
+    n_unresolved: int = 0
+    n_roundoff_flat: int = 0
+    n_exact_flat: int = 0
+    threshold_at_max: float = math.nan
+    parts: dict = field(default_factory=dict)
+    exact_flat_directions: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def max_radius(self) -> float:
@@ -82,6 +97,7 @@ class ProbeResult(JsonResult):
         d = super().to_dict()
         d.pop("descent_direction")
         d.pop("ascent_direction")
+        d.pop("exact_flat_directions")
         return d
 
 
@@ -159,7 +175,8 @@ def higher_order_probe(
     abs_threshold: float = 0.0,
     batch_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
     chunk: int = 512,
-    quad_threshold: float = 0.0,
+    quad_threshold: float | torch.Tensor = 0.0,
+    level_scale: float = 0.0,
 ) -> ProbeResult:
     """Probe f = ``loss_fn`` around ``theta`` (dim,) along ``directions`` (k, dim), both signs.
 
@@ -169,9 +186,12 @@ def higher_order_probe(
     dᵀHd per direction and has its second-order term ½t²dᵀHd removed (for near-null directions
     whose eigenvalue was declared zero). ``batch_loss`` (optional)
     evaluates a (b, dim) batch of points at once (e.g. ``vmap(obj.loss_tensor)``).
-    ``quad_threshold`` (loss units per length²): a change also has to exceed
-    ``quad_threshold``·t² — curvature below it is unresolved (the classifier's curvature band at
-    an approximately critical point), so second-order changes within it decide nothing.
+    ``quad_threshold`` (loss units per length², one number or one per direction (k,)): a change
+    also has to exceed ``quad_threshold``·t² — curvature below it is unresolved (the classifier's
+    curvature band at an approximately critical point), so second-order changes within it decide nothing.
+    ``level_scale`` (loss units): a direction counts as *level* (``n_roundoff_flat``) when its raw
+    change |f(θ + t d) − f(θ)| stays within rel·ε·max(|f|, ``level_scale``) at every radius (the
+    classifier passes the loss scale Λ·s², so that a loss of exactly 0 still has a round-off).
 
     Args:
         loss_fn: ``(dim,) -> float`` (NaN for a point where the loss overflows: it decides nothing).
@@ -180,6 +200,7 @@ def higher_order_probe(
         quad: (k,) dᵀHd per direction whose second-order term is removed, or None.
         loss0: f(θ) if known. t_min, t_max, n_radii: the ladder (parameter units).
         rel_threshold, abs_threshold, quad_threshold: the change thresholds (see above).
+        level_scale: the loss scale of the level test (see above).
         batch_loss: ``(b, dim) -> (b,)`` losses at once, or None. chunk: points per batch call.
 
     Returns:
@@ -201,8 +222,12 @@ def higher_order_probe(
         raise ValueError(f"rel_threshold must be > 0, got {rel_threshold}")
     if not (abs_threshold >= 0 and math.isfinite(abs_threshold)):
         raise ValueError(f"abs_threshold must be finite and >= 0, got {abs_threshold}")
-    if not (quad_threshold >= 0 and math.isfinite(quad_threshold)):
+    qthr = torch.as_tensor(quad_threshold, dtype=torch.float64).detach().cpu().reshape(-1)
+    if not bool(((qthr >= 0) & torch.isfinite(qthr)).all()):
         raise ValueError(f"quad_threshold must be finite and >= 0, got {quad_threshold}")
+    if qthr.numel() not in (1, directions.shape[0] if directions.ndim == 2 else 1):
+        raise ValueError(f"quad_threshold must be one number or one per direction ({directions.shape[0]}), "
+                         f"got {qthr.numel()}")
     if directions.ndim != 2 or directions.shape[1] != theta.numel():
         raise ValueError(f"directions must have shape (k, {theta.numel()}), got {tuple(directions.shape)}")
     dtype = theta.dtype
@@ -216,6 +241,10 @@ def higher_order_probe(
     pts = theta.unsqueeze(0).unsqueeze(0) + steps.view(1, -1, 1) * signed.unsqueeze(1)
     vals = _batched_loss(loss_fn, batch_loss, pts.reshape(-1, theta.numel()), chunk).view(2 * k, n_radii)
     delta = vals - f0
+    exact_flat = (delta == 0).all(1)
+    level_tol = rel_threshold * eps * torch.clamp(torch.maximum(vals.abs(), torch.full_like(vals, abs(f0))),
+                                                  min=float(level_scale))
+    level = ((delta.abs() <= level_tol) | ~torch.isfinite(vals)).all(1)
     fin = torch.isfinite(vals)
     max_change = float(delta[fin].abs().max()) if bool(fin.any()) else math.nan
     if grad is not None:
@@ -229,13 +258,18 @@ def higher_order_probe(
         delta = delta - 0.5 * torch.cat([q, q]).view(-1, 1) * radii.view(1, -1) ** 2
     thr = torch.clamp(rel_threshold * eps * torch.maximum(vals.abs(), torch.full_like(vals, abs(f0))),
                       min=abs_threshold)
-    if quad_threshold > 0:
-        thr = torch.maximum(thr, quad_threshold * radii.view(1, -1) ** 2)
+    if bool((qthr > 0).any()):
+        q_rows = qthr.expand(k) if qthr.numel() == 1 else qthr
+        thr = torch.maximum(thr, torch.cat([q_rows, q_rows]).view(-1, 1) * radii.view(1, -1) ** 2)
     if not torch.isfinite(vals).all():
         # A non-finite loss on the ladder decides nothing for that direction.
         delta = torch.where(torch.isfinite(vals), delta, torch.zeros_like(delta))
         thr = torch.where(torch.isfinite(vals), thr, torch.full_like(thr, math.inf))
     detect = delta.abs() > thr
+    fin_rows = torch.isfinite(vals).any(1)
+    unresolved = ~detect.any(1) & fin_rows
+    roundoff_flat = unresolved & level
+    thr_max = thr[:, -1][torch.isfinite(thr[:, -1])]
 
     best = {"descent": None, "ascent": None}  # (radius index, -|Δ|/thr, row)
     for j in range(2 * k):
@@ -272,6 +306,9 @@ def higher_order_probe(
         ascent_radius=ar, ascent_order=ao, ascent_delta=ad,
         radii=[float(t) for t in radii], n_directions=k, n_evals=int(vals.numel()),
         rel_threshold=rel_threshold, max_abs_change=max_change, descent_direction=dv, ascent_direction=av,
+        n_unresolved=int(unresolved.sum()), n_roundoff_flat=int(roundoff_flat.sum()),
+        n_exact_flat=int(exact_flat.sum()), exact_flat_directions=signed[exact_flat].clone(),
+        threshold_at_max=float(thr_max.max()) if thr_max.numel() else math.nan,
     )
 
 

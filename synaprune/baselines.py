@@ -1,5 +1,9 @@
-"""Baselines: GD, SGD, Adam, PGD (Jin et al.'s thresholds, and fixed ones), NCD, SFN
-(SYNAPRUNE.md, "Baselines").
+"""Baselines: GD, SGD, Adam, RMSprop, sign-GD, normalised GD, PGD (Jin et al.'s thresholds, and
+fixed ones), NCD, SFN (SYNAPRUNE.md, "Baselines").
+
+RMSprop, sign-GD and normalised GD take steps whose length does not follow the gradient's size
+(per coordinate, or of fixed length), so their ``lr`` is not the GD step size: the escape study
+chooses it on tuning instances (:mod:`analyses.escape.tuning`).
 
 Every threshold is an option with a documented default. Defaults of ``None`` for gradient
 thresholds mean "the stall detector's ``grad_tol``", so the baselines and the stall detector agree
@@ -111,6 +115,86 @@ class Adam(UpdateRule):
         mhat = self._m / (1 - b1 ** self._t)
         vhat = self._v / (1 - b2 ** self._t)
         return ctx.theta - ctx.lr * mhat / (vhat.sqrt() + self.eps)
+
+
+class RMSprop(UpdateRule):
+    """``rmsprop`` (Tieleman & Hinton 2012) as ``torch.optim.RMSprop`` with its defaults (no
+    momentum, not centred): v ← α·v + (1 − α)·g², θ ← θ − lr·g/(√v + ε). There is no bias
+    correction, so the first step moves each coordinate by lr/√(1 − α) = 10·lr (α = 0.99) and a
+    coordinate whose gradient stays constant moves by lr per step in the long run: the step size is
+    per coordinate, in parameter units, whatever the gradient's scale (chosen by tuning, not from
+    the loss's curvature).
+
+    Args:
+        alpha: α ∈ [0, 1) (default 0.99).
+        eps: ε added to √v (default 1e-8, gradient units).
+
+    Example:
+        >>> import torch
+        >>> from synaprune.base import StepContext
+        >>> ctx = StepContext(step=0, theta=torch.zeros(1), loss=0.0, grad=torch.ones(1), lr=0.1, access=None,
+        ...                   generator=torch.Generator())
+        >>> RMSprop().step(ctx)             # 0.1 · 1 / √0.01 = 1.0
+        tensor([-1.0000])
+    """
+
+    name = "rmsprop"
+    DEFAULTS = {"alpha": 0.99, "eps": 1e-8}
+
+    def validate(self) -> None:
+        if not (0 <= self.alpha < 1):
+            raise ValueError(f"option alpha must lie in [0, 1), got {self.alpha!r}")
+        positive("eps", self.eps)
+
+    def reset(self) -> None:
+        self._v: torch.Tensor | None = None
+
+    def step(self, ctx: StepContext) -> torch.Tensor:
+        g = ctx.step_grad()
+        self._v = (1 - self.alpha) * g * g if self._v is None else self.alpha * self._v + (1 - self.alpha) * g * g
+        return ctx.theta - ctx.lr * g / (self._v.sqrt() + self.eps)
+
+
+class SignGD(UpdateRule):
+    """``sign-gd``: θ ← θ − lr·sign(∇L) (signSGD with a full batch; Bernstein et al. 2018). Every
+    coordinate with a non-zero gradient moves by exactly lr (parameter units), so the step's length
+    is lr·√(#non-zero coordinates), independent of the gradient's size: lr is chosen by tuning.
+
+    Example:
+        >>> import torch
+        >>> from synaprune.base import StepContext
+        >>> ctx = StepContext(step=0, theta=torch.zeros(3), loss=0.0, grad=torch.tensor([2.0, -1e-9, 0.0]), lr=0.1,
+        ...                   access=None, generator=torch.Generator())
+        >>> SignGD().step(ctx)
+        tensor([-0.1000,  0.1000,  0.0000])
+    """
+
+    name = "sign-gd"
+
+    def step(self, ctx: StepContext) -> torch.Tensor:
+        return ctx.theta - ctx.lr * torch.sign(ctx.step_grad())
+
+
+class NormalizedGD(UpdateRule):
+    """``normalized-gd``: θ ← θ − lr·∇L/‖∇L‖ (normalised gradient descent; Nesterov 1984, Murray
+    et al. 2019 for saddles): every step has length exactly lr (parameter units) along the negative
+    gradient, however small the gradient (no step where ∇L = 0 exactly). lr is chosen by tuning.
+
+    Example:
+        >>> import torch
+        >>> from synaprune.base import StepContext
+        >>> ctx = StepContext(step=0, theta=torch.zeros(2), loss=0.0, grad=torch.tensor([3e-9, 4e-9]), lr=0.5,
+        ...                   access=None, generator=torch.Generator())
+        >>> NormalizedGD().step(ctx)
+        tensor([-0.3000, -0.4000])
+    """
+
+    name = "normalized-gd"
+
+    def step(self, ctx: StepContext) -> torch.Tensor:
+        g = ctx.step_grad()
+        n = float(torch.linalg.vector_norm(g))
+        return ctx.theta if n == 0.0 else ctx.theta - (ctx.lr / n) * g
 
 
 def uniform_ball(dim: int, radius: float, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:

@@ -27,13 +27,14 @@ from landscape.monitor.cause import REFERENCE_SOURCES
 
 from ._version import __version__
 from .base import UpdateRule
-from .baselines import GD, NCD, PGD, SFN, SGD, Adam, PGDFixed
+from .baselines import GD, NCD, PGD, SFN, SGD, Adam, NormalizedGD, PGDFixed, RMSprop, SignGD
+from .controls import LengthMatchedGD
 from .rules import DevargRule, GDMatched, HebbianRule, NoiseRule, PenaltyRule, RMSRule
 
 #: every method the trainer runs, by name: baselines, the SynaPrune rules and the gd-matched control
 METHODS: dict[str, type[UpdateRule]] = {
-    cls.name: cls for cls in (GD, SGD, Adam, PGD, PGDFixed, NCD, SFN, RMSRule, DevargRule, NoiseRule, PenaltyRule,
-                              HebbianRule, GDMatched)
+    cls.name: cls for cls in (GD, SGD, Adam, RMSprop, SignGD, NormalizedGD, PGD, PGDFixed, NCD, SFN, RMSRule,
+                              DevargRule, NoiseRule, PenaltyRule, HebbianRule, GDMatched, LengthMatchedGD)
 }
 #: when a SynaPrune rule runs: only in escape phases at stalls, or as the update at every step
 MODES = ("at_stalls", "always")
@@ -49,6 +50,7 @@ ESCAPE_DEFAULTS: dict[str, Any] = {
     "escape_decay": 0.95,    # step k of a phase is multiplied by escape_decay**k
     "escape_step_cap": 0.1,  # ‖Δθ‖ ≤ escape_step_cap · max(1, ‖θ̃‖) inside a phase
     "f_thres": None,         # accept threshold; None: 0.1 · max(escape_abs, escape_rel·|L(θ̃)|)
+    "revert": True,          # restore θ̃ after a phase without acceptance (False: keep its point)
 }
 #: stall-cause thresholds (README "Stall cause"): κ ≤ kappa_max, ratio ≤ ratio_max — the monitor's
 CAUSE_DEFAULTS: dict[str, float] = {"kappa_max": KAPPA_MAX, "ratio_max": RATIO_MAX}
@@ -93,6 +95,8 @@ def _check_escape(e: Mapping[str, Any]) -> None:
         raise ValueError(f"option escape_decay must lie in (0, 1], got {e['escape_decay']!r}")
     if e["escape_step_cap"] is not None and not (e["escape_step_cap"] > 0):
         raise ValueError(f"option escape_step_cap must be positive or None, got {e['escape_step_cap']!r}")
+    if not isinstance(e["revert"], bool):
+        raise ValueError(f"option revert must be True or False, got {e['revert']!r}")
     if e["f_thres"] is not None and not (e["f_thres"] >= 0):
         raise ValueError(f"option f_thres must be non-negative or None, got {e['f_thres']!r}")
 

@@ -129,6 +129,19 @@ class EscapeProtocol:
         self.escape_abs = escape_abs
         self.escape_rel = escape_rel
 
+    @property
+    def reverts(self) -> bool:
+        """Whether a phase that ends without acceptance restores θ̃ (option ``revert``, default
+        True; False: the no-revert variant keeps the phase's last point and waits from there).
+
+        Example:
+            >>> from synaprune import ESCAPE_DEFAULTS
+            >>> EscapeProtocol({**ESCAPE_DEFAULTS, "revert": False}, method="synaprune-rms", escape_abs=1e-6,
+            ...                escape_rel=1e-2).reverts
+            False
+        """
+        return bool(self.options.get("revert", True))
+
     def accept_threshold(self, loss: float) -> float:
         """f_thres at a snapshot with loss ``loss``.
 
@@ -195,7 +208,7 @@ class EscapeProtocol:
         Returns:
             ``"accept"`` (L ≤ L(θ̃) − f_thres: phase ended, state → base), ``"timeout"``
             (``escape_steps`` steps without acceptance: phase ended, state → wait until
-            t + ``t_wait``; the caller restores θ̃) or None (the phase goes on, or none runs).
+            t + ``t_wait``; the caller restores θ̃ when :attr:`reverts`) or None (the phase goes on, or none runs).
         """
         ph = st.phase
         if ph is None:

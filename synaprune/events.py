@@ -193,7 +193,8 @@ class TrainResult(JsonResult):
 
     Args:
         method, mode: the method and its mode (None for baselines).
-        status: ``"completed"``, ``"second_order_stationary"`` (PGD's test ended the run),
+        status: ``"completed"``, ``"target_reached"`` (``fit(stop_below=…)``), ``"second_order_stationary"``
+            (PGD's test ended the run),
             ``"nonfinite"`` (stopped at the last finite state; see ``message``) or ``"interrupted"``.
         message: why the run stopped early ("" when completed).
         n_steps: steps taken.

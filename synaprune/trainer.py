@@ -316,7 +316,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self, max_steps: int, *, theta0: torch.Tensor | None = None,
-            callback: Callable[[int, dict], Any] | None = None, write_back: bool = False) -> TrainResult:
+            callback: Callable[[int, dict], Any] | None = None, write_back: bool = False,
+            stop_below: float | None = None) -> TrainResult:
         """Run ``max_steps`` steps and return the result.
 
         A non-finite loss or step stops the run at the last finite state (status
@@ -344,7 +345,7 @@ class Trainer:
             bar = tqdm(total=max_steps, disable=(None if progress is None else not progress), desc=self.method,
                        leave=False)
             try:
-                self._loop(run, max_steps, callback, bar)
+                self._loop(run, max_steps, callback, bar, stop_below)
             except BaseException as exc:
                 bar.close()
                 self._abort(run, exc)
@@ -358,18 +359,23 @@ class Trainer:
             self.write_to(self.model, result.final_theta)
         return result
 
-    def _loop(self, run: _Run, max_steps: int, callback: Callable[[int, dict], Any] | None, bar: Any) -> None:
+    def _loop(self, run: _Run, max_steps: int, callback: Callable[[int, dict], Any] | None, bar: Any,
+              stop_below: float | None = None) -> None:
         for t in range(max_steps + 1):
             run.t = t
             if not self._observe(run):      # 1. loss and gradient at θ_t (False: non-finite)
                 break
             self._check_phase(run)          # 2. accept / revert an escape phase
             self._record(run)               # 3. curves; escape measurement of the open stall
+            if stop_below is not None and run.loss <= stop_below and run.esc.phase is None:
+                run.status = "target_reached"
+                break
             if t == max_steps:
                 break
             self._detect(run)               # 4. stall → event; maybe start a phase
             if callback is not None:
-                callback(t, {"theta": run.theta, "loss": run.loss, "grad_norm": run.gn, "events": run.events})
+                callback(t, {"theta": run.theta, "loss": run.loss, "grad_norm": run.gn, "events": run.events,
+                             "cost_example_grads": self._train_units()})
             if not self._update(run):       # 5. the step (False: the run stops here)
                 break
             bar.update(1)
@@ -439,7 +445,7 @@ class Trainer:
         phase = run.esc.phase
         if phase is None or self.protocol is None:
             return
-        if self.protocol.check(run.esc, run.t, run.loss, run.log) == "timeout":
+        if self.protocol.check(run.esc, run.t, run.loss, run.log) == "timeout" and self.protocol.reverts:
             run.theta, run.loss, run.grad = phase.theta, phase.loss, phase.grad   # revert to θ̃
             run.last_good = run.theta
 
@@ -523,7 +529,8 @@ class Trainer:
             run.theta = phase.theta
             final_loss, final_gn = phase.loss, float(torch.linalg.vector_norm(phase.grad))
         if run.open_ev is not None:
-            self._resolve(run, {"completed": "end_of_run", "nonfinite": "nonfinite"}.get(run.status, "stopped"))
+            self._resolve(run, {"completed": "end_of_run", "target_reached": "end_of_run",
+                                "nonfinite": "nonfinite"}.get(run.status, "stopped"))
         final_kind, final_report = None, None
         if self.settings.classify and self.settings.classify_final and run.status != "nonfinite":
             t1 = time.perf_counter()

@@ -133,8 +133,12 @@ def test_nearest_critical_at_a_gradient_flat_point_is_inconclusive():
 def test_a_point_at_the_global_value_is_a_global_minimum_whatever_the_probe_resolves():
     # A GD stall of relu_teacher (a realizable two-unit ReLU teacher under MSE: L* = 0; seed 4,
     # step 977). Its refined point has loss 1.7e-32 and ‖g‖ 8e-17 (round-off: no Newton step lowers
-    # it), and the reduced-function probe resolves the last 1e-32 of the loss along a degenerate
-    # direction as "order-2 descent". Nothing lies below L*, so the loss gap bounds any descent.
+    # it). Nothing lies below L*, so it is a global minimiser whatever the probe resolves at the
+    # 1e-32 scale. (This test used to assert the note of the "descent is bounded by the gap" rule and
+    # that the local tests alone do not say "minimum": both rested on the probe reading the removed
+    # ½t²·dᵀHd of a round-off-level curvature as "order-2 descent" of the last 1e-32 — a machine-
+    # dependent outcome (issue 21 item 5) and a wrong one: the probe's second-order threshold now
+    # covers the round-off band, and a loss ≥ 0 at 1.7e-32 is a minimum.)
     from analyses.problems import get_problem
 
     theta = torch.tensor([float.fromhex(h) for h in (
@@ -147,6 +151,6 @@ def test_a_point_at_the_global_value_is_a_global_minimum_whatever_the_probe_reso
     nc = ls.nearest_critical(obj, theta, global_min=0.0, seed=4)
     assert nc.converged and nc.loss < 1e-30
     assert nc.kind == "global_minimum"
-    assert any("any descent is bounded by that gap" in n for n in nc.report.notes)
-    # without the global value the local tests alone cannot call it a minimum
-    assert ls.classify_point(obj, nc.theta, seed=4).kind != "minimum"
+    # without the global value: a minimum or, where the probe cannot resolve a direction, inconclusive;
+    # never a saddle (the loss is a mean of squares: nothing lies below 0)
+    assert ls.classify_point(obj, nc.theta, seed=4).kind in ("minimum", "inconclusive")

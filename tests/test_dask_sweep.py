@@ -8,9 +8,9 @@ distributed = pytest.importorskip("distributed", reason="dask[distributed] (extr
 def test_local_cluster_records_equal_the_process_pool(tmp_path):
     from analyses.escape import run_benchmark
 
-    kw = dict(max_steps=80, progress=False, figures=False)
-    local = run_benchmark(["noisy_regression"], ["gd", "synaprune-rms"], 1, tmp_path / "local", workers=1, **kw)
-    dask = run_benchmark(["noisy_regression"], ["gd", "synaprune-rms"], 1, tmp_path / "dask", workers=2,
-                         scheduler="local", **kw)
+    kw = dict(parts=["main"], cells=["vanishing_strict"], methods=["gd", "rms"], instances=1, progress=False,
+              figures=False)
+    local, _ = run_benchmark(tmp_path / "local", workers=1, **kw)
+    dask, _ = run_benchmark(tmp_path / "dask", workers=2, scheduler="local", **kw)
     assert len(local.records) == 2 and all(r["status"] == "ok" for r in dask.records)
     assert (tmp_path / "dask" / "escape.jsonl").read_bytes() == (tmp_path / "local" / "escape.jsonl").read_bytes()

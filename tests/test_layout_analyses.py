@@ -22,7 +22,7 @@ PKG = ROOT / "analyses"
 MAX_LINES = 650
 #: third-party packages a function may import lazily: optional extras or heavy imports that only
 #: their function needs (figures, peers of the benchmark, the survival statistics, Dask)
-LAZY_OK = {"matplotlib", "plotly", "sklearn", "scipy", "lifelines", "distributed", "dask", "pyhessian",
+LAZY_OK = {"matplotlib", "plotly", "sklearn", "scipy", "lifelines", "pandas", "distributed", "dask", "pyhessian",
            "curvlinops", "hessian_eigenthings", "torch"}
 FIRST_PARTY = {"analyses", "landscape", "synaprune"}
 #: the bottom layer: imports nothing of analyses outside itself (problems: outside its package)

@@ -195,7 +195,7 @@ def _public(module) -> list:
 
 
 OWNED_MODULES = ["synaprune.access", "synaprune.base", "synaprune.baselines", "synaprune.config",
-                 "synaprune.escape_phase", "synaprune.events", "synaprune.hebbian", "synaprune.rules",
+                 "synaprune.controls", "synaprune.escape_phase", "synaprune.events", "synaprune.hebbian", "synaprune.rules",
                  "synaprune.trainer", "landscape.monitor.analysis", "landscape.monitor.cause",
                  "landscape.monitor.detector"]
 

@@ -120,7 +120,13 @@ def test_every_plateau_of_the_autoencoder_is_found_once_at_its_baldi_hornik_valu
         if s < P_HIDDEN:
             assert nc["kind"] == "strict_saddle" and nc["index"] == (P_HIDDEN - s) * (D - s)
         else:
-            assert nc["kind"] == "minimum" and nc["index"] == 0
+            # the global minimum (a GL(3) gauge orbit: 9 null directions rising only at 4th order along
+            # straight lines). Under the classifier's strict rule (issue 21 item 1, branch classify-port) a
+            # direction the probe cannot resolve at the point's precision gives "inconclusive" with that
+            # reason, never a definite kind; the SGD stall's point (probe threshold 1.4e-7 at radius 0.1)
+            # is such a case, the GD and Adam points are not.
+            assert nc["index"] == 0 and (nc["kind"] == "minimum" or (
+                nc["kind"] == "inconclusive" and "beyond the probe's resolution" in nc["reason"])), nc
         found.append(k)
     assert found == sorted(set(found)), f"a plateau was found twice: {found}"
     assert found == truth

@@ -275,15 +275,15 @@ def test_killed_dask_worker_its_job_is_rescheduled_and_records_equal_the_process
 
 
 def test_cli_killed_with_sigkill_leaves_no_process_behind(tmp_path):
-    """``landscape escape --quick`` (6 runs of a small problem) gets SIGKILL once a run is saved:
+    """``landscape escape`` (6 runs: 3 instances of the vanishing strict saddle × gd, rms) gets SIGKILL once a run is saved:
     within seconds no process of its session is left, and the saved records are intact. (That
     ``--resume`` then ends byte-identical is shown through the CLI after Ctrl-C by
     ``test_escape.py::test_ctrl_c_stops_saves_and_resume_equals_an_uninterrupted_run`` and after
     SIGKILL above, on the same sweep code.)"""
     out = tmp_path / "cut"
     with open(tmp_path / "stderr.log", "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "analyses.cli", "escape", "--quick", "--problems",
-                                 "noisy_regression", "--methods", "gd,synaprune-rms", "--seeds", "3", "--workers", "2",
+        proc = subprocess.Popen([sys.executable, "-m", "analyses.cli", "escape", "--parts", "main",
+                                 "--cells", "vanishing_strict", "--methods", "gd,rms", "--instances", "3", "--workers", "2",
                                  "--out", str(out)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,
                                 start_new_session=True)
     session: list = []

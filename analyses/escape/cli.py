@@ -6,10 +6,14 @@ import re
 import sys
 from pathlib import Path
 
+from ..problems.escape_instances import CELLS
 from ..sweep import SweepFailed, SweepInterrupted
-from .protocol import DEFAULT_SEEDS, MAIN_METHODS, QUICK_METHODS, QUICK_PROBLEMS, QUICK_SEEDS, VARIANTS, plan
-from .report import build_report, summary_markdown
+from .design import METHODS, N_INSTANCES, PARTS, QUICK, plan
+from .analysis import analyse as analyse_records
+from .budget import budget_line, estimate, read_timings
+from .report import build_report, kappa_sentences, lead, sweep_sentences
 from .section import run_benchmark
+from .tuning import run_tuning
 
 
 def _csv(s: str | None) -> list[str] | None:
@@ -62,16 +66,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         raise SystemExit(2)
 
     parser.error = error  # type: ignore[method-assign]
-    parser.add_argument("--problems", default=None,
-                        help="comma-separated zoo problems (default: every problem with a 'study' hint; "
-                             f"with --quick: {','.join(QUICK_PROBLEMS)})")
+    parser.add_argument("--parts", default=None,
+                        help=f"comma-separated parts (default: all of {','.join(PARTS)})")
+    parser.add_argument("--cells", default=None,
+                        help=f"comma-separated cells of the main and control parts (default: all); known: "
+                             f"{','.join(CELLS)}")
     parser.add_argument("--methods", default=None,
-                        help=f"comma-separated method variants (default: {','.join(MAIN_METHODS)}; with --quick: "
-                             f"{','.join(QUICK_METHODS)}); known: {','.join(VARIANTS)}")
-    parser.add_argument("--seeds", type=_positive_int("--seeds"), default=None,
-                        help=f"seeds per (problem, method) (default: {DEFAULT_SEEDS}; with --quick: {QUICK_SEEDS})")
-    parser.add_argument("--steps", type=_positive_int("--steps"), default=None,
-                        help="steps per run (default: each problem's max_steps hint, quick_steps with --quick)")
+                        help=f"comma-separated methods of the main and control parts (default: all); known: "
+                             f"{','.join(METHODS)}")
+    parser.add_argument("--instances", type=_positive_int("--instances"), default=None,
+                        help=f"instances per main cell (default: {N_INSTANCES}; with --quick: {QUICK['instances']})")
     parser.add_argument("--workers", type=_positive_int("--workers"), default=None,
                         help="worker processes (default: the number of cores)")
     parser.add_argument("--scheduler", type=_scheduler, default=None,
@@ -79,10 +83,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the local process pool)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs already in OUT/escape.jsonl (default: start afresh)")
-    parser.add_argument("--quick", action="store_true", help="the smoke run, ~1–1.5 min on 2 cores (default: off)")
+    parser.add_argument("--quick", action="store_true", help="the smoke run, ~1–3 min on 2 cores (default: off)")
+    parser.add_argument("--tune", action="store_true",
+                        help="choose the step sizes of adam, rmsprop, sign-gd and normalized-gd on the tuning "
+                             "instances (writes OUT/tuning.json; default: off)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress lines on stderr (default: a line every few seconds)")
     parser.add_argument("--out", default="figures/escape", help="output directory")
+    parser.add_argument("--budget", metavar="DIRS", default=None,
+                        help="price the full design (CPU time and minutes on --workers cores, default 2) from the "
+                             "runs measured in these comma-separated study folders' escape.timings.jsonl, and run "
+                             "nothing (default: print the price after every run, from that run)")
     parser.add_argument("--report", metavar="DIR", default=None,
                         help="rebuild every table and figure from DIR/escape.jsonl(.gz) and run nothing "
                              "(default: run the study)")
@@ -95,9 +106,11 @@ def output_dirs(args: argparse.Namespace) -> list[tuple[str, str]]:
         args: the parsed arguments.
 
     Returns:
-        ``[("--report", DIR)]`` when rebuilding a report (an existing folder; checked by :func:`run`
-        otherwise), else ``[("--out", OUT)]``.
+        ``[]`` for ``--budget`` (writes nothing), ``[("--report", DIR)]`` when rebuilding a report (an
+        existing folder; checked by :func:`run` otherwise), else ``[("--out", OUT)]``.
     """
+    if args.budget is not None:
+        return []
     if args.report is not None:
         return [("--report", args.report)] if Path(args.report).is_dir() else []
     return [("--out", args.out)]
@@ -118,6 +131,12 @@ def run(args: argparse.Namespace) -> int:
         The exit code: 0, 2 for a bad argument (one line on stderr), 1 when the sweep's workers kept
         dying (one line: how many runs are saved; ``--resume`` continues), 130 when interrupted.
     """
+    if args.budget is not None:
+        timings = read_timings(_csv(args.budget) or [])
+        if not timings:
+            return _fail(f"--budget {args.budget}: no escape.timings.jsonl with measured runs there")
+        print(budget_line(estimate(timings, plan(), workers=args.workers or 2)))
+        return 0
     if args.report is not None:
         d = Path(args.report)
         if not d.is_dir():
@@ -128,24 +147,28 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"rebuilt {len(outs)} files in {d}: {', '.join(outs)}")
         return 0
-    seeds = args.seeds or (QUICK_SEEDS if args.quick else DEFAULT_SEEDS)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        return _fail(f"--out {out}: exists and is not a directory")
+    try:
+        plan(_csv(args.parts), quick=args.quick, instances=args.instances, methods=_csv(args.methods),
+             cells=_csv(args.cells))
+    except ValueError as exc:
+        return _fail(str(exc))
     if args.scheduler is not None:
         try:
             import distributed  # noqa: F401
         except ImportError:
             return _fail("--scheduler needs dask[distributed]: pip install 'landscape-toolkit[cluster]'")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        return _fail(f"--out {out}: exists and is not a directory")
-    try:
-        plan(_csv(args.problems), _csv(args.methods), seeds, max_steps=args.steps, quick=args.quick)
-    except ValueError as exc:
-        return _fail(str(exc))
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     try:
-        bench = run_benchmark(_csv(args.problems), _csv(args.methods), seeds, out, workers=args.workers,
-                              resume=args.resume, max_steps=args.steps, quick=args.quick,
-                              progress=not args.quiet, scheduler=args.scheduler, log=log)
+        if args.tune:
+            chosen = run_tuning(out, workers=args.workers, progress=not args.quiet, log=log)
+            print(chosen)
+            return 0
+        run, _ = run_benchmark(out, parts=_csv(args.parts), quick=args.quick, instances=args.instances,
+                               methods=_csv(args.methods), cells=_csv(args.cells), workers=args.workers,
+                               resume=args.resume, progress=not args.quiet, scheduler=args.scheduler, log=log)
     except SweepInterrupted as exc:
         print(f"\nlandscape escape: interrupted; {exc.n_saved} of {exc.n_total} runs are saved in {exc.path}; "
               f"run the same command with --resume to continue", file=sys.stderr, flush=True)
@@ -156,6 +179,14 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     if not args.quiet:
-        print(summary_markdown(bench.summary, bench.records))
-        print(f"{len(bench.records)} runs in {bench.wall_time_s:.1f} s -> {out}")
+        an = analyse_records(run.records)
+        for p in lead(an):
+            print(f"{p['title']}: " + " ".join(p["sentences"]))
+        for sent in kappa_sentences(an) + sweep_sentences(an):
+            print(sent)
+        print(f"{len(run.records)} runs ({run.n_reused} reused) in {run.wall_time_s:.1f} s -> {out}")
+        timings = read_timings([out])
+        if timings:
+            print(budget_line(estimate(timings, plan(), workers=2),
+                              "the full design, priced from this folder's runs (CPU time; under load too)"))
     return 0

@@ -15,8 +15,11 @@ Problems are built on demand by name: :func:`get_problem` looks the factory up i
 - :mod:`.regression` — noisy linear regression (a global minimum with cancelling gradients);
 - :mod:`.digits` — the seed repository's ReLU autoencoder on scikit-learn's real digits.
 
-The escape study's set is every problem whose hints carry ``study`` (the (kind, cause) cell its
-reference point certifies, checked by ``tests/test_problem_certificates.py``):
+The escape study draws independent, certified instances per cause × kind cell from
+:mod:`.escape_instances` (deep linear nets with whitened inputs, built from the closed forms of
+:mod:`.escape_theory`; the zoo's ReLU minima on fresh inputs as controls). The zoo problems whose hints
+carry ``study`` (the (kind, cause) cell their reference point certifies, checked by
+``tests/test_problem_certificates.py``) were its earlier problem set and remain for the other parts:
 
     kind \\ cause        vanishing (every g_i → 0)          cancelling (g_i large, mean → 0)
     strict saddle       deep_linear_h1_zero  (W = 0, H = 1) deep_linear_h1_saddle (Baldi–Hornik S = (0, 2))

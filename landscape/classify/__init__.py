@@ -5,7 +5,9 @@
 - :mod:`~landscape.classify.report`: :class:`CriticalPointReport`, :data:`KINDS`;
 - :mod:`~landscape.classify.options`: :class:`ClassifyOptions`, the validated settings;
 - :mod:`~landscape.classify.newton`: the Newton continuation and the in-band eigenvalues;
-- :mod:`~landscape.classify.degenerate`: the higher-order probe at degenerate points and its verdict.
+- :mod:`~landscape.classify.degenerate`: the higher-order probe at degenerate points;
+- :mod:`~landscape.classify.layers`: the layer-product probe (order-L descent through a chain of Linear layers);
+- :mod:`~landscape.classify.verdict`: the probe's verdict (an unresolved direction: ``inconclusive``).
 
 The state at the point (loss, gradient, Hessian, spectrum, scales) is a
 :class:`landscape.point.PointState`, computed once and handed down through all of them.

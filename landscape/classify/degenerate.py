@@ -1,12 +1,12 @@
-"""Degenerate critical points: the higher-order probe around θ and the verdict it gives.
+"""Degenerate critical points: the higher-order probe around θ.
 
 When the Hessian has a near-null eigenspace and no eigenvalue of the opposite sign decides, the
 kind is read from the loss itself (:mod:`landscape.probe`): lines along the near-null eigenvectors
 and seeded random combinations of them, a sphere search of the near-null subspace, and the
 reduced-function (Lyapunov–Schmidt) probe, which minimises the loss over the complementary
 definite eigenspace (dense path) or a small Krylov subspace (Lanczos path,
-:func:`krylov_complement`) along each near-null direction. :func:`decide_degenerate` turns the
-probe's result into a verdict.
+:func:`krylov_complement`) along each near-null direction. :func:`landscape.classify.verdict.decide_degenerate`
+turns the probe's result into a verdict.
 """
 from __future__ import annotations
 
@@ -150,7 +150,10 @@ class ProbeSettings:
         rel_threshold: a change counts beyond this multiple of ε·|f|.
         abs_threshold: and beyond this change (loss units): the larger of ``probe_abs_threshold``
             and the loss gap to the nearby critical point.
-        quad_threshold: and beyond this times t² (the curvature band: unresolved curvature).
+        quad_threshold: and beyond this times t² (the larger of the curvature band and the round-off
+            band: unresolved curvature).
+        level_scale: the loss scale Λ·s² of the probe's level test (a direction whose raw change
+            stays within rel·ε·max(|f|, level_scale) is level, :func:`landscape.higher_order_probe`).
 
     Example:
         >>> ProbeSettings(t_max=0.1, n_radii=13, rel_threshold=1e3, abs_threshold=0.0).ladder()["t_min"]
@@ -162,6 +165,7 @@ class ProbeSettings:
     rel_threshold: float
     abs_threshold: float
     quad_threshold: float = 0.0
+    level_scale: float = 0.0
 
     @classmethod
     def at(cls, state: PointState, opts: ClassifyOptions, abs_threshold: float, band: float) -> "ProbeSettings":
@@ -176,13 +180,14 @@ class ProbeSettings:
             The settings.
         """
         return cls(t_max=opts.probe_radius * state.param_scale, n_radii=opts.probe_n_radii,
-                   rel_threshold=opts.probe_rel_threshold, abs_threshold=abs_threshold, quad_threshold=band)
+                   rel_threshold=opts.probe_rel_threshold, abs_threshold=abs_threshold, quad_threshold=band,
+                   level_scale=state.spectral_scale * state.param_scale ** 2)
 
     def ladder(self) -> dict[str, Any]:
-        """``t_min``, ``t_max``, ``n_radii``, ``rel_threshold``, ``abs_threshold``, ``quad_threshold``."""
+        """``t_min``, ``t_max``, ``n_radii``, ``rel_threshold``, ``abs_threshold``, ``quad_threshold``, ``level_scale``."""
         return dict(t_min=self.t_max * 1e-4, t_max=self.t_max, n_radii=self.n_radii,
                     rel_threshold=self.rel_threshold, abs_threshold=self.abs_threshold,
-                    quad_threshold=self.quad_threshold)
+                    quad_threshold=self.quad_threshold, level_scale=self.level_scale)
 
 
 def merge_probes(pr: ProbeResult, other: ProbeResult, what: str, notes: list[str], only: str | None = None
@@ -210,12 +215,48 @@ def merge_probes(pr: ProbeResult, other: ProbeResult, what: str, notes: list[str
             for attr in ("", "_radius", "_order", "_delta", "_direction"):
                 changes[which + attr] = getattr(other, which + attr)
     vals = [v for v in (pr.max_abs_change, other.max_abs_change) if not math.isnan(v)]
+    thr = [v for v in (pr.threshold_at_max, other.threshold_at_max) if not math.isnan(v)]
     return dataclasses.replace(pr, **changes, n_directions=pr.n_directions + other.n_directions,
-                               n_evals=pr.n_evals + other.n_evals, max_abs_change=max(vals) if vals else math.nan)
+                               n_evals=pr.n_evals + other.n_evals, max_abs_change=max(vals) if vals else math.nan,
+                               threshold_at_max=max(thr) if thr else math.nan, parts={**pr.parts, **other.parts},
+                               n_unresolved=pr.n_unresolved + other.n_unresolved,
+                               n_roundoff_flat=pr.n_roundoff_flat + other.n_roundoff_flat,
+                               n_exact_flat=pr.n_exact_flat + other.n_exact_flat,
+                               exact_flat_directions=_cat_rows(pr.exact_flat_directions, other.exact_flat_directions))
+
+
+def _cat_rows(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return torch.cat([a, b.to(a)])
+
+
+def tag_part(pr: ProbeResult, name: str, **extra: Any) -> ProbeResult:
+    """``pr`` with its per-direction outcome counts recorded under ``parts[name]``.
+
+    Args:
+        pr: one probe's result. name: the probe's name (``"lines"``, ``"sphere_search"``, ``"reduced"``,
+            ``"layer_products"``). extra: more to record (e.g. what the directions were).
+
+    Returns:
+        A new :class:`landscape.ProbeResult`.
+
+    Example:
+        >>> import torch
+        >>> from landscape.probe import higher_order_probe
+        >>> pr = higher_order_probe(lambda p: float(p[0] ** 4), torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64))
+        >>> tag_part(pr, "lines").parts["lines"]["n_unresolved"]      # y: the loss does not change (exactly)
+        2
+    """
+    part = {"n_directions": pr.n_directions, "n_signed": 2 * pr.n_directions, "n_unresolved": pr.n_unresolved,
+            "n_roundoff_flat": pr.n_roundoff_flat, "n_exact_flat": pr.n_exact_flat,
+            "threshold_at_max": pr.threshold_at_max, **extra}
+    return dataclasses.replace(pr, parts={**pr.parts, name: part})
 
 
 def run_probe(state: PointState, opts: ClassifyOptions, settings: ProbeSettings, method: str, evals: torch.Tensor,
-              evecs: torch.Tensor, zero: torch.Tensor, want: str, notes: list[str]) -> ProbeResult:
+              evecs: torch.Tensor, zero: torch.Tensor, want: str, notes: list[str], *, zero_tol: float = 0.0
+              ) -> ProbeResult:
     """The higher-order probe around a degenerate critical point.
 
     Lines along the near-null eigenvectors (``evecs[:, zero]``) and ``opts.probe_random`` seeded
@@ -231,6 +272,8 @@ def run_probe(state: PointState, opts: ClassifyOptions, settings: ProbeSettings,
         evals, evecs: the eigenpairs at θ ((m,), (dim, m)). zero: the near-null mask (m,).
         want: the question: ``"descent"`` (minimum or saddle?) or ``"ascent"`` (maximum or saddle?).
         notes: receives what each further probe found.
+        zero_tol: the zero-eigenvalue tolerance (eig_tol): on the Lanczos path a Ritz value of the
+            Krylov complement within it is near-null and never joins the definite subspace.
 
     Returns:
         :class:`landscape.ProbeResult`, the probes merged.
@@ -257,7 +300,14 @@ def run_probe(state: PointState, opts: ClassifyOptions, settings: ProbeSettings,
         parts.append(full)
         quads.append(torch.zeros(full.shape[0], dtype=obj.dtype, device=obj.device))
     kw = dict(grad=g, loss0=state.loss, batch_loss=batch_loss_fn(obj, theta), **settings.ladder())
-    pr = higher_order_probe(loss_or_nan(obj), theta, torch.cat(parts), quad=torch.cat(quads), **kw)
+    f = loss_or_nan(obj)
+    prs = [tag_part(higher_order_probe(f, theta, P, quad=Q, **kw), name)
+           for P, Q, name in zip(parts, quads, ["lines", "full_space"] if q else ["full_space"])]
+    pr = prs[0]
+    if len(prs) == 2:
+        # Random full-space directions (Lanczos path: the near-null space is known only in part) are
+        # there to find descent; the near-null lines alone state how the null space rises.
+        pr = merge_probes(pr, prs[1], "random full-space directions", notes, only="descent")
     # Search unless the lines already found descent early on the ladder (first third of the radii,
     # with an order estimate): a descent first seen at large radius may be a direction where the
     # leading term nearly cancels, which mis-reads the order.
@@ -277,8 +327,10 @@ def run_probe(state: PointState, opts: ClassifyOptions, settings: ProbeSettings,
                               n_iter=SEARCH_ITERS)
         coef = found @ null_basis
         pr2 = higher_order_probe(loss_or_nan(obj), theta, found, quad=((coef @ Qf) * coef).sum(1), **kw)
-        pr = merge_probes(pr, pr2, "sphere search in the near-null subspace", notes)
+        pr = merge_probes(pr, tag_part(pr2, "sphere_search"), "sphere search in the near-null subspace", notes)
         dirs.append(found)
+    if want == "descent" and not pr.descent and g.abs().max() > 0:
+        pr = _weak_span_probe(state, opts, settings, evals, evecs, zero, zero_tol, null_basis, HB, kw, pr, notes)
     if decided(pr) or evecs is None or not opts.probe_reduced:
         return pr
     # Reduced-function (Lyapunov–Schmidt) probe: the complementary eigenspace with definite curvature.
@@ -289,13 +341,60 @@ def run_probe(state: PointState, opts: ClassifyOptions, settings: ProbeSettings,
             return pr
         V, lam = evecs[:, comp], evals[comp]
     else:
-        V, lam = krylov_complement(state, null_basis, D, t_max, want, settings.quad_threshold)
+        # Issue 21 (e): the classifier's zero tolerance as well as the curvature band (0 where the
+        # continuation never moved the null direction): a Ritz pair on the round-off remainder of a
+        # null direction must not enter the "definite" subspace.
+        V, lam = krylov_complement(state, null_basis, D, t_max, want, max(settings.quad_threshold, zero_tol))
         if V is None:
             return pr
-    pr3 = _reduced_probe(state, V, lam, D, null_basis, HB, kw)
+    pr3 = tag_part(_reduced_probe(state, V, lam, D, null_basis, HB, kw), "reduced", complement_dim=int(V.shape[1]))
     return merge_probes(pr, pr3, "reduced-function (Lyapunov–Schmidt) probe: the loss minimised over the "
                         f"{V.shape[1]}-dimensional definite " + ("eigenspace" if method == "dense" else "Krylov subspace")
                         + " along near-null directions", notes, only=want)
+
+
+def _weak_span_probe(state: PointState, opts: ClassifyOptions, settings: ProbeSettings, evals: torch.Tensor,
+                     evecs: torch.Tensor, zero: torch.Tensor, zero_tol: float, null_basis: torch.Tensor,
+                     HB: torch.Tensor, kw: dict, pr: ProbeResult, notes: list[str]) -> ProbeResult:
+    """At an approximately critical point, the near-null space widened by the *weak* positive directions.
+
+    A positive eigenvalue just beyond the band can be curvature that the distance to the critical
+    point induces along it while that distance lies along a direction below the band, so that the
+    continuation never travelled it (w(z0⁴ + z1⁴ − 2.105z0²z1²) in 7-D, 1e-6 away: λ = −2.4e-16 and
+    4.3e-15 against a band of 2.8e-15, and the descent cone of ±4.6° about the diagonal needs both).
+    A direction whose curvature the probe cannot see over its radius, ½λt_max² ≤ its threshold there
+    (round-off of the loss, the loss gap), is for the probe as good as null. Lines along those
+    eigenvectors and random combinations with the near-null ones, and a sphere search of the widened
+    span, are probed with only the near-null part of dᵀHd removed (a weak direction's ½λt² counts
+    against descent): a descent found is real. These directions only look for descent: they are not
+    counted as unresolved (a positive eigenvalue beyond the band already resolves them)."""
+    obj, theta = state.obj, state.theta
+    eps = torch.finfo(obj.dtype).eps
+    thr = max(settings.rel_threshold * eps * abs(state.loss), settings.abs_threshold)
+    weak = (evals > zero_tol) & ~zero & (0.5 * evals * settings.t_max ** 2 <= thr)
+    if not bool(weak.any()):
+        return pr
+    W = evecs[:, weak][:, :64]
+    B = torch.cat([null_basis, W], 1)
+    nq = null_basis.shape[1]
+    Qn = torch.zeros(B.shape[1], B.shape[1], dtype=obj.dtype, device=obj.device)
+    if nq:
+        Qn[:nq, :nq] = null_basis.T @ HB  # only the near-null block's curvature is removed
+    D = probe_directions(B, obj.dim, n_random_in_span=opts.probe_random, seed=opts.seed + 3, dtype=obj.dtype,
+                         device=obj.device)[nq:]  # the weak eigenvectors and the combinations
+    if opts.probe_search:
+        Qs = Qn.clone()
+        Qs[nq:, nq:] = 0.0
+        found = sphere_search(value_and_grad_batch(obj), theta, B,
+                              [settings.t_max, 0.1 * settings.t_max, 0.01 * settings.t_max], loss0=state.loss,
+                              grad=state.grad, quad_form=Qs, seed=opts.seed + 3, n_starts=SEARCH_STARTS,
+                              n_iter=SEARCH_ITERS)
+        D = torch.cat([D, found])
+    coef = D @ B
+    pw = higher_order_probe(loss_or_nan(obj), theta, D, quad=((coef @ Qn) * coef).sum(1), **kw)
+    return merge_probes(pr, tag_part(pw, "weak_span", weak_directions=int(W.shape[1])),
+                        f"probe of the near-null space widened by {W.shape[1]} weakly curved direction(s) the "
+                        "probe cannot see over its radius", notes, only="descent")
 
 
 def _reduced_probe(state: PointState, V: torch.Tensor, lam: torch.Tensor, D: torch.Tensor, null_basis: torch.Tensor,
@@ -334,9 +433,13 @@ def krylov_complement(state: PointState, null_basis: torch.Tensor, D: torch.Tens
     departure from its quadratic model at θ + u (u = t·d, d near-null), so w lies in the Krylov
     space of (H, r). Builds r_d = P(∇L(θ + t_d d) − g − t_d H d) for up to ``max_dirs`` rows of
     ``D`` (P removes the near-null basis), the span of [r_d, H r_d, H² r_d], and its Rayleigh–Ritz
-    pairs with curvature of the sign the question needs (positive for descent) beyond ``band``.
-    Minimising over a subspace bounds the reduced function from above, so descent found there is
-    real. Costs ≈ 3·max_dirs HVPs (on the state's one Hessian operator) and a batch of gradients.
+    pairs with curvature of the sign the question needs (positive for descent) beyond ``band`` —
+    the classifier passes the larger of the curvature band and its zero tolerance eig_tol (issue 21:
+    with the band alone, 0 at a point whose continuation never moved the null direction, a Ritz pair
+    on the round-off remainder of the null direction, λ ≈ 4e-14·Λ, entered the "definite" subspace,
+    and minimising over it moved along the null direction with 1/λ steps: first-order "descent" at a
+    quartic minimum). Minimising over a subspace bounds the reduced function from above, so descent
+    found there is real. Costs ≈ 3·max_dirs HVPs (on the state's one Hessian operator) and a batch of gradients.
 
     Args:
         state: the point θ (its gradient and Hessian operator).
@@ -473,59 +576,3 @@ def gradient_vanishes_nearby(obj: "Objective", theta: torch.Tensor, basis: torch
         if bool((G != 0).any()):
             return False
     return True
-
-
-# ---------------------------------------------------------------------------- the verdict
-def decide_degenerate(pr: ProbeResult, has_neg: bool, has_pos: bool, evecs: torch.Tensor, g: torch.Tensor,
-                      notes: list[str], *, flat: bool = False) -> Verdict:
-    """The kind of a degenerate critical point from its probe.
-
-    Args:
-        pr: the probe around the point. has_neg / has_pos: negative / positive eigenvalues beyond the band.
-        evecs: the eigenvectors (dim, m), ascending (the first is λ_min's). g: the gradient (dim,).
-        notes: receives the reason for the verdict.
-        flat: the loss is bit-for-bit constant on every probed point and the gradient exactly zero
-            on a sample of them (:func:`gradient_vanishes_nearby`).
-
-    Returns:
-        The verdict (kind, escape direction, probe order and radius; the probe itself attached).
-
-    Example: every degenerate verdict of :func:`landscape.classify_point` comes from here.
-    """
-    if has_neg:
-        # NSD with a null space: a maximum unless some direction ascends.
-        if pr.ascent or has_pos:
-            notes.append(f"negative curvature plus higher-order ascent (order ≈ {pr.ascent_order}) "
-                         f"at radius {pr.ascent_radius:.3g}")
-            return Verdict("strict_saddle", escape_direction=signed_escape(evecs[:, 0].clone(), g),
-                           probe_order=pr.ascent_order, probe_radius=pr.ascent_radius, probe=pr)
-        notes.append(f"degenerate maximum: no ascent found within radius {pr.max_radius:.3g}")
-        return Verdict("maximum", probe_radius=pr.max_radius, probe=pr)
-    if pr.descent and (pr.ascent or has_pos):
-        notes.append(f"no negative eigenvalue, but the loss decreases at order ≈ "
-                     f"{_fmt(pr.descent_order)} along a near-null direction (radius {pr.descent_radius:.3g})")
-        return Verdict("non_strict_saddle", escape_direction=pr.descent_direction, probe_order=pr.descent_order,
-                       probe_radius=pr.descent_radius, probe=pr)
-    if pr.descent:
-        notes.append(f"degenerate maximum: every probed direction descends (order ≈ {_fmt(pr.descent_order)}), "
-                     f"no ascent within radius {pr.max_radius:.3g}")
-        return Verdict("maximum", probe_order=pr.descent_order, probe_radius=pr.max_radius, probe=pr)
-    if pr.ascent or has_pos:
-        notes.append(f"degenerate minimum: no descent found within radius {pr.max_radius:.3g}"
-                     + (f" (near-null directions rise at order ≈ {_fmt(pr.ascent_order)})" if pr.ascent else ""))
-        return Verdict("minimum", probe_order=pr.ascent_order, probe_radius=pr.max_radius, probe=pr)
-    if flat:
-        # Locally constant (e.g. every ReLU unit dead): f(θ') = f(θ) bit for bit on every probed point
-        # and ∇f = 0 exactly there, so f(θ) ≤ f(θ') — a minimum in the weak (non-strict) sense (and a weak maximum).
-        notes.append(f"flat minimum: the loss is exactly constant (bit-identical) on all {pr.n_evals} probed points "
-                     f"and the gradient exactly zero on a sample of them, within radius {pr.max_radius:.3g}: no "
-                     "change found on any probed point (a change confined to a narrow cone could be missed)")
-        return Verdict("minimum", probe_radius=pr.max_radius, probe=pr)
-    notes.append(f"the loss is flat along every probed direction within radius {pr.max_radius:.3g}: its change stays "
-                 "below the probe's resolution (round-off, the loss gap to the nearby critical point, "
-                 "the unresolved curvature band): neither descent nor ascent found")
-    return Verdict("inconclusive", probe_radius=pr.max_radius, probe=pr)
-
-
-def _fmt(x: float | None) -> str:
-    return "?" if x is None else f"{x:.2f}"

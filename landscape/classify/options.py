@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..budget import check_max_hvp
 from ..defaults import (AUTO_DENSE_MAX_DIM, DEFAULT_REL_THRESHOLD, LANCZOS_K, PROBE_N_RADII, PROBE_RADIUS,
                         PROBE_RANDOM)
 
@@ -41,6 +42,7 @@ class ClassifyOptions:
         probe_search: search the sphere of the near-null subspace when lines find nothing.
         lanczos_k: (smallest, largest) eigenpairs on the Lanczos path.
         probe_reduced: run the reduced-function (Lyapunov–Schmidt) probe.
+        max_hvp: the most Hessian-vector products (a dense Hessian counts ``dim``); None: no limit.
 
     Raises:
         ValueError: for an invalid setting (named).
@@ -69,8 +71,10 @@ class ClassifyOptions:
     probe_search: bool = True
     lanczos_k: tuple[int, int] = LANCZOS_K
     probe_reduced: bool = True
+    max_hvp: int | None = None
 
     def __post_init__(self) -> None:
+        check_max_hvp(self.max_hvp)
         if self.method not in METHODS:
             raise ValueError(f"method must be 'auto', 'dense' or 'lanczos', got {self.method!r}")
         _check_tol("grad_tol", self.grad_tol, allow_zero=False)

@@ -23,11 +23,16 @@ report is built once at the end.
    ``10·ε·dim·Λ`` (Lanczos path: also the eigensolver's residual tolerance × Λ) and, at a point
    that is critical only approximately (g ≠ 0), the *curvature uncertainty*
    ``3·(‖H(θ_K) − H(θ)‖₂ + remaining)`` along the **Newton continuation** θ = θ_0, θ_1, …, θ_K: full
-   Newton steps (every eigen-direction above round-off inverted; halved until ‖g‖ falls), at most
-   :data:`landscape.defaults.NEWTON_CONTINUATION_STEPS` or until ‖g‖ has fallen 1e3-fold. Near a non-degenerate
-   critical point the steps shrink quadratically; near a degenerate order-k one linearly, by
-   q = (k−2)/(k−1), so the distance still to go is q/(1 − q) times the last step ("remaining" is the
-   curvature change over the last step times that). An eigenvalue outside the band keeps its sign:
+   Newton steps (every eigen-direction above round-off inverted; halved until the gradient falls by
+   10 %) whose weakly curved part must stay where the quadratic model holds — its gradient component
+   must fall, judged after relaxing the strongly curved directions; otherwise the step is their part
+   alone (:func:`landscape.classify.newton.continuation_step`) — at most
+   :data:`landscape.defaults.NEWTON_CONTINUATION_STEPS`, or until ‖g‖ has fallen 1e3-fold and the
+   contraction is measured. Near a non-degenerate critical point the steps shrink quadratically; near
+   a degenerate order-k one linearly, by q = (k−2)/(k−1), so the distance still to go is q/(1 − q)
+   times the last step ("remaining" is the curvature change over the last step times that), q
+   measured over steps of one regime only (:func:`landscape.classify.newton.regime_contraction`;
+   without it, "remaining" is 10 × the change over the whole path). An eigenvalue outside the band keeps its sign:
    no tolerance erases curvature (at an exact critical point the band is pure round-off). An
    eigenvalue beyond round-off but *inside* the band is judged at θ_K by Rayleigh–Ritz values of
    H(θ_K) on the in-band eigenvectors (by interlacing they can prove negative curvature) against
@@ -39,8 +44,8 @@ report is built once at the end.
    is negative, so a minimum or non-strict-saddle verdict is redone at θ_K when the contraction was
    measured — the report then describes θ_K, ``tolerances["classified_at_newton_end"]`` — and
    becomes ``inconclusive`` otherwise), or it stays *unresolved* (a negative one then turns a "minimum" into
-   ``inconclusive``, a positive one a "maximum"). Without a measured contraction (one step, or
-   q ≥ 0.9) "vanished" needs |μ| ≤ 3‖H(θ_K) − H(θ)‖·‖g(θ_K)‖/‖g(θ)‖ (the distance to a non-degenerate
+   ``inconclusive``, a positive one a "maximum"). Without a measured contraction (one step, steps
+   of different regimes, or q ≥ 0.9) "vanished" needs |μ| ≤ 3‖H(θ_K) − H(θ)‖·‖g(θ_K)‖/‖g(θ)‖ (the distance to a non-degenerate
    point ∝ ‖g‖). Counting confirmed in-band eigenvalues with those below −eig_tol is a lower-bound
    heuristic (the blocks couple by up to band/3). Counts and the continuation's steps, q and
    gradient ratio are in ``tolerances`` (``n_in_band*``, ``newton_*``).
@@ -76,16 +81,19 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..defaults import (CURVATURE_BAND_FACTOR, DEFAULT_REL_THRESHOLD, FLATNESS_KRYLOV_STEPS, LANCZOS_K,
-                        PROBE_N_RADII, PROBE_RADIUS, PROBE_RANDOM, SINGLE_THREAD_MAX_DIM)
+                        MOSTLY_NULL_SHARE, PROBE_N_RADII, PROBE_RADIUS, PROBE_RANDOM, SINGLE_THREAD_MAX_DIM)
+from ..budget import BudgetExhausted, hvp_budget
 from ..linalg import lanczos
 from ..point import PointState
 from ..probe import higher_order_probe
 from ..tolerances import default_eig_tol, default_global_tol, default_grad_tol
-from .degenerate import (ProbeSettings, batch_loss_fn, decide_degenerate, gradient_vanishes_nearby, loss_or_nan,
-                         run_probe, signed_escape)
-from .newton import NewtonPath, confirm_in_band, newton_continuation
+from .degenerate import (ProbeSettings, batch_loss_fn, gradient_vanishes_nearby, loss_or_nan, merge_probes, run_probe,
+                         signed_escape)
+from .layers import layer_product_probe
+from .newton import NewtonPath, confirm_in_band, direction_band, newton_continuation
 from .options import ClassifyOptions
 from .report import CriticalPointReport, Verdict
+from .verdict import decide_degenerate, unresolved_directions
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..objective import Objective
@@ -125,6 +133,7 @@ def classify_point(
     probe_search: bool = True,
     lanczos_k: tuple[int, int] = LANCZOS_K,
     probe_reduced: bool = True,
+    max_hvp: int | None = None,
 ) -> CriticalPointReport:
     """Classify ``theta`` for ``obj`` (the recipe and the defaults are in the module docstring).
 
@@ -154,6 +163,9 @@ def classify_point(
             subspace for a descending mixture (:func:`landscape.probe.sphere_search`).
         lanczos_k: (smallest, largest) eigenpairs computed on the Lanczos path.
         probe_reduced: then run the reduced-function (Lyapunov–Schmidt) probe.
+        max_hvp: the most Hessian-vector products to spend (a dense Hessian counts ``dim``;
+            :mod:`landscape.budget`); when the next step would pass it the classification stops
+            and reports ``inconclusive`` with the reason. None: no limit (``report.n_hvp`` counts).
 
     Returns:
         :class:`CriticalPointReport` (every tolerance used in ``report.tolerances``).
@@ -172,7 +184,7 @@ def classify_point(
                            seed=seed, global_tol=global_tol, probe_radius=probe_radius, probe_n_radii=probe_n_radii,
                            probe_random=probe_random, probe_rel_threshold=probe_rel_threshold,
                            probe_abs_threshold=probe_abs_threshold, probe_search=probe_search, lanczos_k=lanczos_k,
-                           probe_reduced=probe_reduced)
+                           probe_reduced=probe_reduced, max_hvp=max_hvp)
     with _threads_for(obj.dim):
         return classify_with_options(obj, theta, opts)
 
@@ -193,7 +205,28 @@ def classify_with_options(obj: "Objective", theta: torch.Tensor, opts: ClassifyO
         'non_strict_saddle'
     """
     method = opts.resolved_method(obj.dim)
-    return _classify_state(_spectrum_state(obj, theta, method, opts), method, opts)
+    with hvp_budget(opts.max_hvp) as budget:
+        try:
+            rep = _classify_state(_spectrum_state(obj, theta, method, opts), method, opts)
+        except BudgetExhausted as exc:
+            rep = _out_of_budget(obj, theta, method, opts, exc)
+    return dataclasses.replace(rep, n_hvp=budget.used)
+
+
+def _out_of_budget(obj: "Objective", theta: torch.Tensor, method: str, opts: ClassifyOptions,
+                   exc: BudgetExhausted) -> CriticalPointReport:
+    """The report of a classification stopped by its HVP budget: ``inconclusive``, the reason naming
+    the budget and the step refused; loss and gradient at θ (no products), nothing of the spectrum."""
+    state = PointState.first_order(obj, theta)
+    reason = (f"{exc}: stopped before it; the kind is not decided (raise max_hvp, or classify on the "
+              f"{'Lanczos' if method == 'dense' else 'dense'} path where that is cheaper)")
+    nan = float("nan")
+    return CriticalPointReport(
+        kind="inconclusive", loss=state.loss, grad_norm=state.grad_norm, lambda_min=nan, lambda_max=nan, index=0,
+        n_zero=0, index_exact=False, degenerate=False, method=method, dim=obj.dim,
+        grad_tol=nan if opts.grad_tol is None else float(opts.grad_tol),
+        eig_tol=nan if opts.eig_tol is None else float(opts.eig_tol), reason=reason,
+        tolerances={"max_hvp": opts.max_hvp}, notes=[reason])
 
 
 def _spectrum_state(obj: "Objective", theta: torch.Tensor, method: str, opts: ClassifyOptions) -> PointState:
@@ -237,7 +270,15 @@ def _curvature(state: PointState, method: str, opts: ClassifyOptions, roundoff: 
     evals, evecs = state.eigenvalues, state.eigenvectors
     path = NewtonPath()
     if critical and state.grad_norm > 0 and opts.eig_tol is None:
-        path = newton_continuation(state, method, roundoff)
+        # The continuation inverts every direction above the dtype's round-off band, on both paths: the
+        # Lanczos eigensolver's tolerance bounds the accuracy of the computed eigenvalues, not which
+        # directions a Newton step (MINRES) can invert. With the solver's band as the cut-off a
+        # near-null direction carrying the gradient (x⁴ + y⁴ − 1.9x²y² + z² + z³ at (2e-5, 0, 0):
+        # λ_x = 4.8e-9 < 2e-8) was never moved, the curvature band and the loss gap stayed 0, and the
+        # probe read the cubic term −4x·t³ of the expansion about this point (not about the critical
+        # point) as descent: non_strict_saddle for a minimum.
+        cut = default_eig_tol(state.obj.dtype, state.dim, state.spectral_scale)
+        path = newton_continuation(state, method, cut)
     etol = max(roundoff, path.band) if opts.eig_tol is None else float(opts.eig_tol)
     # Eigenvalues beyond round-off but inside the curvature band: their sign at the nearby exact
     # critical point is checked at the end of the Newton continuation, never silently erased.
@@ -297,7 +338,14 @@ def _classify_state(state: PointState, method: str, opts: ClassifyOptions, newto
         if index == ks and lam_max > etol:
             notes.append(f"all {ks} smallest computed eigenvalues are negative: index >= {ks}")
     # Resolution of the probe: round-off of the loss, or the loss gap to the nearby critical point.
-    settings = ProbeSettings.at(state, opts, max(float(opts.probe_abs_threshold), path.gap), path.band)
+    # The probe removes ½t²dᵀHd along near-null directions, a curvature known only to the round-off band:
+    # second-order changes within max(curvature band, round-off band)·t² decide nothing. (With the band
+    # alone, 0 at an exact critical point, and a loss of exactly 0 — (xy − 1)² at (1, 1) — the threshold
+    # was 0 and the removed −½t²·2.5e-32 read as order-2 descent: non_strict_saddle for a minimum.)
+    # (dᵀHd comes from exact products with H, so its uncertainty is the dtype's round-off band, not the
+    # Lanczos eigensolver's tolerance.)
+    settings = ProbeSettings.at(state, opts, max(float(opts.probe_abs_threshold), path.gap),
+                                max(path.band, default_eig_tol(dtype, dim, scale)))
     tolerances = _tolerances(state, opts, cur, gtol, settings)
     gap_to_global = global_tol = None
     if opts.global_min is not None:
@@ -318,6 +366,7 @@ def _classify_state(state: PointState, method: str, opts: ClassifyOptions, newto
                 and path.contraction_measured and newton_end is None):
             return _classify_at_newton_end(state, method, opts, path, notes)
         verdict = _unresolved_band(state, verdict, cur, settings, notes)
+        verdict = _strict_or_not(state, verdict, cur, method)
         if verdict.kind == "inconclusive" and verdict.reason is None:
             verdict = dataclasses.replace(verdict, reason=notes[-1] if notes else "undecided")
         if verdict.kind == "inconclusive" and verdict.reason not in notes:
@@ -325,6 +374,7 @@ def _classify_state(state: PointState, method: str, opts: ClassifyOptions, newto
         if opts.global_min is not None:
             verdict = _global_minimum(verdict, index, gap_to_global, global_tol, notes)
 
+    null_space = _null_space(state, cur, verdict, res is not None, opts, notes) if critical else None
     if newton_end is not None:
         notes = newton_end.notes + notes
         tolerances["classified_at_newton_end"] = True
@@ -336,7 +386,7 @@ def _classify_state(state: PointState, method: str, opts: ClassifyOptions, newto
         global_min=float(opts.global_min) if opts.global_min is not None else None, global_tol=global_tol,
         gap_to_global=gap_to_global, probe_order=verdict.probe_order, probe_radius=verdict.probe_radius,
         gradient_flatness=verdict.gradient_flatness, reason=verdict.reason, curvature_band=path.band,
-        tolerances=tolerances, notes=notes, eigenvalues=evals.detach().cpu(),
+        tolerances=tolerances, null_space=null_space, notes=notes, eigenvalues=evals.detach().cpu(),
         escape_direction=verdict.escape_direction, probe=verdict.probe)
 
 
@@ -348,10 +398,10 @@ def _tolerances(state: PointState, opts: ClassifyOptions, cur: _Curvature, gtol:
             "n_in_band": int(cur.in_band.sum()), "n_in_band_confirmed": int(cur.confirmed.sum()),
             "n_in_band_disagree": int(cur.disagrees.sum()), "n_in_band_vanished": int(cur.vanished.sum()),
             "in_band_zero_tol": cur.zero_tol, "newton_steps": path.n_steps, "newton_q": path.q,
-            "newton_g_ratio": path.g_ratio,
+            "newton_g_ratio": path.g_ratio, "newton_relax_steps": path.n_relax,
             "spectral_scale": state.spectral_scale, "param_scale": state.param_scale,
             "probe_rel_threshold": opts.probe_rel_threshold, "probe_abs_threshold": settings.abs_threshold,
-            "probe_quad_threshold": path.band, "probe_radius_max": opts.probe_radius * state.param_scale,
+            "probe_quad_threshold": settings.quad_threshold, "probe_radius_max": opts.probe_radius * state.param_scale,
             "grad_tol_given": opts.grad_tol is not None, "eig_tol_given": opts.eig_tol is not None}
 
 
@@ -385,10 +435,20 @@ def _second_order(state: PointState, method: str, opts: ClassifyOptions, cur: _C
         return Verdict("inconclusive", reason="degenerate Hessian and probe=False: second-order information cannot decide")
     # The question the probe answers: descent (PSD Hessian: minimum or saddle?) or ascent (NSD: maximum?).
     want = "ascent" if (has_neg and not has_pos) else "descent"
-    pr = run_probe(state, opts, settings, method, evals, evecs, cur.zero, want, notes)
+    pr = run_probe(state, opts, settings, method, evals, evecs, cur.zero, want, notes, zero_tol=etol)
+    if want == "descent" and not pr.descent:
+        # Descent through the product of a deep net's layers (order L), which lines in the near-null
+        # eigenspace miss: the layer-product probe, with the curvature band along each of its directions.
+        floor = default_eig_tol(state.obj.dtype, state.dim, state.spectral_scale)
+        lp = layer_product_probe(
+            state, settings, lambda D: direction_band(state, cur.path, method, D).clamp_min(floor), notes)
+        if lp is not None:
+            pr = merge_probes(pr, lp, "layer-product probe (order-L descent through the Linear layers' product)",
+                              notes, only="descent")
     flat = (pr.max_abs_change == 0.0 and state.grad_norm == 0.0
             and gradient_vanishes_nearby(state.obj, state.theta, evecs[:, cur.zero], pr.radii, opts.seed))
-    return decide_degenerate(pr, has_neg, has_pos, evecs, state.grad, notes, flat=flat)
+    unresolved = 0 if flat else unresolved_directions(state.obj, state.theta, pr, opts.seed)
+    return decide_degenerate(pr, has_neg, has_pos, evecs, state.grad, notes, flat=flat, unresolved=unresolved)
 
 
 def _classify_at_newton_end(state: PointState, method: str, opts: ClassifyOptions, path: NewtonPath,
@@ -447,6 +507,73 @@ def _unresolved_band(state: PointState, verdict: Verdict, cur: _Curvature, setti
             f"band ±{band:.3g} and its sign is not confirmed at the nearby critical point: maximum or "
             "saddle is unresolved"))
     return verdict
+
+
+def _null_space(state: PointState, cur: _Curvature, verdict: Verdict, lanczos_path: bool, opts: ClassifyOptions,
+                notes: list[str]) -> dict | None:
+    """``report.null_space`` at a degenerate point; a note when most of the computed spectrum is in the zero band."""
+    n_zero, m = cur.n_zero, int(state.eigenvalues.numel())
+    if n_zero == 0:
+        return None
+    pr = verdict.probe
+    probed = ({name: {"directions": int(p["n_directions"]), "signed": int(p.get("n_signed", 2 * p["n_directions"])),
+                      "unresolved": int(p["n_unresolved"])} for name, p in pr.parts.items()} if pr is not None else {})
+    ks = opts.lanczos_pairs(state.dim)[0] if lanczos_path else m
+    share = n_zero / m
+    mostly = share > MOSTLY_NULL_SHARE or (lanczos_path and int((cur.zero[:ks]).sum()) == ks)
+    radius = pr.max_radius if pr is not None else None
+    resolution = pr.threshold_at_max if pr is not None else None
+    out = {"n_zero": n_zero, "n_eigenvalues": m, "dim": state.dim, "lower_bound": lanczos_path, "share": share,
+           "mostly_null": bool(mostly), "eig_tol": cur.etol, "probed": probed, "radius": radius, "resolution": resolution}
+    if mostly:
+        where = (f"{'at least ' if lanczos_path else ''}{n_zero} of {m if not lanczos_path else state.dim} eigenvalues "
+                 f"{'(all computed smallest pairs) ' if lanczos_path else ''}lie in the zero band |λ| ≤ {cur.etol:.3g}")
+        if probed:
+            what = ", ".join(f"{v['directions']} {k.replace('_', ' ')}" for k, v in probed.items())
+            n_unres = sum(v["unresolved"] for v in probed.values())
+            what = f"probed directions: {what} ({n_unres} signed unresolved)"
+        else:
+            what = "no direction probed (the kind rests on the eigenvalues outside the band)"
+        notes.append(f"verdict '{verdict.kind}' reached with most of the spectrum in the zero band: {where}; {what}"
+                     + (f", within radius {radius:.3g} (resolution {resolution:.3g} there)" if radius is not None else ""))
+    return out
+
+
+def _strict_or_not(state: PointState, verdict: Verdict, cur: _Curvature, method: str) -> Verdict:
+    """A non-strict saddle needs H(θ*) positive semi-definite: not one negative curvature left unresolved.
+
+    The probe proved descent (not a minimum); "non-strict" also claims no negative eigenvalue at the
+    critical point. It is withheld (``inconclusive``: strict or non-strict saddle unresolved) when an
+    eigenvalue negative beyond round-off lies inside the curvature band unresolved at the
+    continuation's end, or when the escape direction's own curvature dᵀH(θ)d is negative beyond its
+    band (:func:`landscape.classify.newton.direction_band`): negative curvature at θ* along it.
+    """
+    if verdict.kind != "non_strict_saddle":
+        return verdict
+    evals, band = state.eigenvalues, cur.path.band
+    unresolved_neg = cur.unresolved & (evals < 0)
+    what = None
+    if bool(unresolved_neg.any()):
+        what = (f"λ = {float(evals[unresolved_neg][0]):.3g} is negative beyond round-off but inside the curvature band "
+                f"±{band:.3g} and its sign at the nearby critical point is not resolved")
+    elif verdict.escape_direction is not None and cur.path.end is not None:
+        d = verdict.escape_direction.unsqueeze(0).to(state.theta)
+        curv = float(d[0] @ (state.hessian @ d[0] if method == "dense" else state.hessian_operator.matvec(d[0])))
+        # The direction's band extrapolates the change the continuation saw along d; a distance left
+        # along a direction the continuation could not travel (a quartic's soft direction whose gradient
+        # is below round-off) changes dᵀHd too, and is bounded only by θ_K's own uncertainty — the
+        # tolerance the in-band eigenvalues were judged with (confirm_in_band). Without it a non-strict
+        # saddle 1e-7 from its critical point read dᵀHd = −5.9e-11 (band 1.3e-11, θ_K's uncertainty
+        # 1.3e-5) as negative curvature there.
+        bd = max(float(direction_band(state, cur.path, method, d)[0]), cur.roundoff, cur.path.end_uncertainty)
+        if curv < -bd:
+            what = (f"the curvature along the escape direction, {curv:.3g}, is negative beyond its band ±{bd:.3g}: "
+                    "negative curvature at the nearby critical point")
+    if what is None:
+        return verdict
+    return dataclasses.replace(verdict, kind="inconclusive", reason=(
+        f"a saddle: the loss falls at order ≈ {_fmt(verdict.probe_order)} (radius {verdict.probe_radius:.3g}); but {what}: "
+        "strict or non-strict saddle is unresolved"))
 
 
 def _global_minimum(verdict: Verdict, index: int, gap: float, global_tol: float, notes: list[str]) -> Verdict:

@@ -29,6 +29,16 @@ class CriticalPointReport(JsonResult):
     otherwise). ``curvature_band``: the eigenvalue uncertainty from g ≠ 0 (module docstring,
     step 3). ``tolerances``: every tolerance used (grad_tol, eig_tol, round-off band, curvature
     band, global_tol, probe thresholds, probe radius, spectral and parameter scales).
+    ``null_space``: at a degenerate point, what the verdict rests on — ``n_zero`` of
+    ``n_eigenvalues`` computed (``lower_bound``: the Lanczos path sees only its computed pairs),
+    ``share``, ``mostly_null`` (more than :data:`landscape.defaults.MOSTLY_NULL_SHARE` of the computed
+    spectrum in the zero band, or every computed smallest pair on the Lanczos path), ``probed`` (per
+    probe: directions and how many stayed unresolved), ``radius`` (the largest probe radius) and
+    ``resolution`` (the probe's largest threshold there, loss units); None at a non-degenerate
+    point. A verdict with ``mostly_null`` also says so in ``notes``.
+    ``n_hvp``: the Hessian-vector products the classification spent (a dense Hessian counts
+    ``dim``; :mod:`landscape.budget`); with ``max_hvp`` given it is at most that, and a
+    classification that ran out is ``inconclusive`` with the reason.
     ``notes``: what the recipe did and saw, in order.
 
     Example:
@@ -61,6 +71,8 @@ class CriticalPointReport(JsonResult):
     reason: str | None = None
     curvature_band: float = 0.0
     tolerances: dict = field(default_factory=dict)
+    null_space: dict | None = None
+    n_hvp: int = 0
     notes: list[str] = field(default_factory=list)
     eigenvalues: torch.Tensor | None = field(default=None, repr=False)
     escape_direction: torch.Tensor | None = field(default=None, repr=False)

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 #: the fields of :class:`landscape.NearestCritical` kept in a stall record (``nearest_critical``)
 NEAREST_FIELDS: tuple[str, ...] = (
     "kind", "index", "loss", "loss_gap", "distance", "grad_norm", "converged", "gradient_flat", "probe_radius",
-    "probe_order", "degenerate", "n_zero", "lambda_min", "lambda_max", "reason", "tolerances", "n_hvp")
+    "probe_order", "degenerate", "n_zero", "lambda_min", "lambda_max", "reason", "tolerances", "n_hvp", "null_space")
 #: classification methods :func:`landscape.classify_point` accepts
 CLASSIFY_METHODS: tuple[str, ...] = ("auto", "dense", "lanczos")
 

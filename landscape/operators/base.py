@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from ..budget import charge_hvp
+
 
 class CurvatureOperator:
     """A symmetric linear operator on flat vectors of length ``dim`` (shape ``(dim, dim)``).
@@ -70,6 +72,7 @@ class CurvatureOperator:
         """
         if v.shape != (self.dim,):
             raise ValueError(f"v must have shape ({self.dim},), got {tuple(v.shape)}")
+        charge_hvp(1)  # an active HVP budget (landscape.budget) refuses the product before it is computed
         self.n_matvec += 1
         return self._matvec(v.to(device=self.device, dtype=self.dtype))
 
