@@ -28,6 +28,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "escape": ("analyses.escape.cli", "escape study: every method from the same starts on independent certified instances, per stall cause x kind"),
     "digits": ("analyses.digits_plateau", "the study's digits part: the seed repository's ReLU autoencoder "
                                           "plateau on real digits, and how every method escapes it"),
+    "plateaus": ("analyses.plateaus.section", "plateaus the literature knows (committee machine, saddle-to-saddle, "
+                                              "in-context regression, MNIST-1D, digits autoencoder): the monitor's "
+                                              "stalls against theory and every method's paired steps to a target"),
     "critical-points": ("analyses.critical_points", "Frye et al. 2021 cut-offs: found vs analytic critical points "
                                                     "of a linear autoencoder"),
     "theorems": ("analyses.theorems.cli", "verify Kawaguchi's deep-linear-network theorems empirically"),

@@ -1,0 +1,130 @@
+"""``landscape plateaus [--quick]``: the plateau study (issue 24), run then report.
+
+Writes into ``--out`` (default ``figures/plateaus/``): ``runs.jsonl`` (one record per job,
+streamed; a rerun continues it: ``--fresh`` starts over), ``runs.timings.jsonl`` (CPU and wall
+seconds, host-dependent), ``plateaus.json`` (the summary: no timings, the same on a rerun),
+``plateaus.md`` and ``report.html`` (the summary plus the measured costs). ``study_section`` is
+the main report's section.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from landscape.results import read_jsonl
+
+from ..cli_common import Heartbeat, add_quiet, positive_int
+from ..sweep import SweepFailed, SweepInterrupted, timings_path
+from .protocol import KEY_FIELDS, cases, plan
+from .report import cost_table, markdown, summarize, to_html
+from .run import run_all
+
+
+def run_part(out: Path, *, quick: bool, seed: int = 0, workers: int | None = None, resume: bool = True,
+             only: tuple[str, ...] | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run every job of :func:`.protocol.plan` (continuing ``out/runs.jsonl``) and write the report.
+
+    Args:
+        out: the output folder. quick: the ``--quick`` design. seed: the first instance's seed.
+        workers: processes (None: the cores). resume: continue the records already there.
+        only: case names to run (None: all). progress: progress lines on stderr.
+
+    Returns:
+        ``{"summary", "costs", "markdown", "paths"}``.
+    """
+    out = Path(out)
+    cs = cases(quick)
+    jobs = plan(quick, seed, only=only)
+    records = run_all(jobs, out, workers=workers, resume=resume, progress=progress)
+    keys = {tuple(j[f] for f in KEY_FIELDS) for j in jobs}
+    records = [r for r in records if tuple(r.get(f) for f in KEY_FIELDS) in keys]
+    timings = [t for t in read_jsonl(timings_path(out / "runs.jsonl")) if tuple(t.get(f) for f in KEY_FIELDS) in keys]
+    summary = summarize(cs, records, seed=seed)
+    costs = cost_table(records, timings, seed=seed)
+    md = markdown(summary, costs, quick=quick)
+    (out / "plateaus.json").write_text(json.dumps(summary, indent=1, sort_keys=True, allow_nan=False) + "\n",
+                                       encoding="utf-8")
+    (out / "plateaus.md").write_text(md + "\n", encoding="utf-8")
+    (out / "report.html").write_text(to_html(md), encoding="utf-8")
+    return {"summary": summary, "costs": costs, "markdown": md,
+            "paths": [out / "plateaus.json", out / "plateaus.md", out / "report.html"]}
+
+
+def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any]:
+    """The main report's plateau section: :func:`run_part` into ``out_dir/plateaus/``.
+
+    Args:
+        out_dir: the main job's output folder. quick: the quick design. seed: the first seed.
+
+    Returns:
+        ``{"title", "lead", "html", "summary", "figures"}`` (no figures).
+    """
+    part = run_part(Path(out_dir) / "plateaus", quick=quick, seed=seed)
+    summary = part["summary"]
+    lead = " ".join(f"{c['title']}: {c['verdict']}" for c in summary.values() if c["methods"])
+    page = to_html(markdown(summary, None, quick=quick))
+    body = page.split("<body>", 1)[1].rsplit("</body>", 1)[0]
+    return {"title": "Plateaus the literature knows", "lead": lead, "html": body, "summary": summary, "figures": []}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add ``landscape plateaus``'s arguments.
+
+    Args:
+        p: the subcommand's parser.
+    """
+    p.add_argument("--out", default="figures/plateaus", help="output folder; a rerun continues the records there")
+    p.add_argument("--quick", action="store_true",
+                   help="4 instances per case, fewer methods, a smaller committee machine (~4 min on 2 cores)")
+    p.add_argument("--seed", type=int, default=0, help="the first instance's seed (instances: seed, seed + 1, …)")
+    p.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: the cores)")
+    p.add_argument("--fresh", action="store_true", help="start the records over instead of continuing them")
+    p.add_argument("--cases", default=None, help="comma-separated case names to run (default: all)")
+    add_quiet(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``landscape plateaus``: the study into ``--out``; print where the report is.
+
+    Args:
+        args: the parsed arguments (:func:`add_arguments`).
+
+    Returns:
+        0; 1 when the workers kept dying (one line: how many runs are saved); 2 for an unknown
+        case name; 130 when interrupted (rerunning continues).
+    """
+    only = None
+    if args.cases:
+        only = tuple(c.strip() for c in args.cases.split(",") if c.strip())
+        unknown = sorted(set(only) - set(cases(args.quick)))
+        if unknown:
+            print(f"landscape plateaus: error: unknown case(s) {', '.join(unknown)}; choose from "
+                  f"{', '.join(cases(args.quick))}", file=sys.stderr)
+            return 2
+    hb = Heartbeat("plateaus", quiet=args.quiet)
+    try:
+        with hb.step("the plateau cases" + (" (quick)" if args.quick else "")):
+            part = run_part(Path(args.out), quick=args.quick, seed=args.seed, workers=args.workers,
+                            resume=not args.fresh, only=only, progress=not args.quiet)
+    except SweepFailed as exc:
+        print(f"landscape plateaus: error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        return 1
+    except SweepInterrupted as exc:
+        print(f"\nlandscape plateaus: interrupted; {exc.n_saved} of {exc.n_total} runs are saved in {exc.path}; "
+              "run the same command again to continue", file=sys.stderr, flush=True)
+        return 130
+    finally:
+        hb.close()
+    for c in part["summary"].values():
+        print(f"{c['title']}: {c['verdict']}")
+    print("wrote " + ", ".join(str(p) for p in part["paths"]))
+    return 0
+
+
+if __name__ == "__main__":
+    from analyses.cli import main
+
+    raise SystemExit(main(["plateaus", *sys.argv[1:]]))
