@@ -78,7 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """
     p.add_argument("--out", default="figures/plateaus", help="output folder; a rerun continues the records there")
     p.add_argument("--quick", action="store_true",
-                   help="4 instances per case, fewer methods, a smaller committee machine (~4 min on 2 cores)")
+                   help="4 instances per case, fewer methods, a smaller committee machine (~10 min on 2 cores, measured under load)")
     p.add_argument("--seed", type=int, default=0, help="the first instance's seed (instances: seed, seed + 1, …)")
     p.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: the cores)")
     p.add_argument("--fresh", action="store_true", help="start the records over instead of continuing them")
