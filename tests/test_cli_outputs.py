@@ -25,6 +25,7 @@ ARGS = {
     "spectrum": ["--problem", "xor", "--method", "gd", "--out", UNWRITABLE],
     "surface": ["--problem", "xor", "--out", UNWRITABLE],
     "bench": ["--quick", "--no-peers", "--figures", UNWRITABLE],
+    "plateaus": ["--quick", "--out", UNWRITABLE],
 }
 
 
