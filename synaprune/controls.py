@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from .base import StepContext, UpdateRule
-from .rules import TIE_BREAKS, _check_p, aggregate_direction
+from .rules import TIE_BREAKS, _check_p, aggregate_direction, step_of_length
 
 
 class LengthMatchedGD(UpdateRule):
@@ -85,11 +85,4 @@ class LengthMatchedGD(UpdateRule):
     def step(self, ctx: StepContext) -> torch.Tensor:
         length = self.matched_length(ctx)
         ctx.info["matched_length"] = length
-        g = ctx.step_grad()
-        gn = float(torch.linalg.vector_norm(g))
-        if gn == 0.0:
-            d = torch.randn(g.numel(), generator=ctx.generator, dtype=torch.float64).to(g)
-            direction = d / torch.linalg.vector_norm(d)
-        else:
-            direction = -g / gn
-        return ctx.theta + length * direction
+        return step_of_length(ctx, length)

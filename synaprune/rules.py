@@ -497,6 +497,30 @@ class HebbianRule(UpdateRule):
 
 
 # ---------------------------------------------------------------------- the step-matched control
+def step_of_length(ctx: StepContext, length: float) -> torch.Tensor:
+    """A step of the given length along GD's direction −g/‖g‖ (a seeded random unit direction where
+    g = 0): what the step-length-matched controls take.
+
+    Args:
+        ctx: the step's context (its gradient and generator).
+        length: the step's length (parameter units).
+
+    Returns:
+        θ + length·direction, shape (dim,).
+
+    Example:
+        ``theta_next = step_of_length(ctx, 0.1)``
+    """
+    g = ctx.step_grad()
+    gn = float(torch.linalg.vector_norm(g))
+    if gn == 0.0:
+        d = torch.randn(g.numel(), generator=ctx.generator, dtype=torch.float64).to(g)
+        direction = d / torch.linalg.vector_norm(d)
+    else:
+        direction = -g / gn
+    return ctx.theta + length * direction
+
+
 class GDMatched(UpdateRule):
     """``gd-matched``: the step-length-matched GD control for the escape phases.
 
@@ -571,11 +595,4 @@ class GDMatched(UpdateRule):
             return ctx.theta - ctx.lr * ctx.step_grad()
         length, raw = self.matched_length(ctx, limit)
         ctx.info["matched_length"], ctx.info["matched_length_raw"] = length, raw
-        g = ctx.step_grad()
-        gn = float(torch.linalg.vector_norm(g))
-        if gn == 0.0:
-            d = torch.randn(g.numel(), generator=ctx.generator, dtype=torch.float64).to(g)
-            direction = d / torch.linalg.vector_norm(d)
-        else:
-            direction = -g / gn
-        return ctx.theta + length * direction
+        return step_of_length(ctx, length)
