@@ -222,3 +222,23 @@ def test_monitor_finds_the_committee_symmetric_plateau():
     exact = dict(zip(tr.eval_steps, tr.eval_loss))
     hits = [(s, exact[max(k for k in exact if k <= s["step"])]) for s in mon.stalls]
     assert hits and all(1.0 < e / star < 1.5 and s["cause"] == "cancelling" for s, e in hits), hits
+
+
+def test_committee_stall_is_classified_against_the_exact_generalisation_error():
+    """The monitor detects on a probe batch but classifies each stall against the exact ε_g
+    (``critical_objective``): at the first stall (K = 2, N = 500, η = 0.5, seed 0) the nearest
+    critical point is Saad & Solla's symmetric fixed point — ε_g = 0.0116108 to 1e-6 relative, a
+    strict saddle of index (K − 1)² = 1 — and the record says what it was classified on. On the
+    probe's own loss (1 024 examples in 1 000 dimensions) the nearest critical point would be a
+    near-interpolating one far below the plateau, which is why the exact objective is needed."""
+    inst = committee.build(0, K=2, N=500, eta=0.5)
+    settings = AnalysisSettings(classify=True, nearest=True, cancellation=True)
+    mon, _ = _monitored(inst, 6000, inst.probe(1024), settings=settings, check_every=250,
+                        detector=StallDetector(window=250), critical_objective=inst.objective(inst.model))
+    assert mon.stalls, "no stall on the plateau"
+    s = mon.stalls[0]
+    nc = s["nearest_critical"]
+    star = committee.plateau_eps(2)
+    assert s["classified_on"] == "critical_objective"
+    assert nc["converged"] and abs(nc["loss"] - star) / star < 1e-6, nc
+    assert nc["kind"] == "strict_saddle" and nc["index"] == 1, nc

@@ -55,6 +55,8 @@ class Case:
         check_every: the monitor's fixed check period in stochastic mode.
         analysis: extra :class:`landscape.monitor.AnalysisSettings` fields.
         detector: :class:`landscape.monitor.StallDetector` fields other than the defaults.
+        exact_critical: classify the stalls against the instance's exact objective
+            (``inst.objective``, e.g. the closed-form ε_g) rather than the monitor's data.
         note: what the reader should know (finite-η shift, identity of the rules, …).
     """
 
@@ -71,6 +73,7 @@ class Case:
     check_every: int = 50
     analysis: dict[str, Any] = field(default_factory=dict)
     detector: dict[str, Any] = field(default_factory=dict)
+    exact_critical: bool = False
     note: str = ""
 
 
@@ -81,11 +84,12 @@ def _committee(K: int, N: int, eta: float, alpha: float, methods: tuple[str, ...
         build=lambda s: committee.build(s, K=K, N=N, eta=eta, alpha=alpha), target=star / 2,
         horizon=int(alpha * N), levels={"symmetric plateau (η → 0)": star, "global minimum": 0.0},
         methods=methods, adam_lr=1e-3, eval_every=max(1, N // 10), monitor_data=lambda inst: inst.probe(2048),
-        check_every=N // 2, detector={"window": N // 2}, analysis={"nearest": True},
+        check_every=N // 2, detector={"window": N // 2}, analysis={"nearest": True}, exact_critical=True,
         note=("One fresh example per step: the rules' per-example aggregation of a single gradient is that "
               "gradient (rms: sign(g)|g| = g; devarg: g), so rms and devarg are SGD here and are not run. "
               f"The plateau's value rises with η (finite-η shift); theory's {star:.6g} is its η → 0 limit. "
-              "The monitor watches 2 048 fixed probe examples (a sampled loss; ε_g itself is exact), with a "
+              "The monitor detects on 2 048 fixed probe examples (κ and the cause are theirs) and classifies each "
+              "stall against the exact ε_g (its kind, nearest critical point and λ's), with a "
               "window of N/2 steps (α = 0.5: the default 20 steps are 0.04 α, and a check must follow another "
               "within 10 windows)."))
 

@@ -30,7 +30,8 @@ from .protocol import KEY_FIELDS, Case, cases
 DIGITS = 10
 #: what a monitor record keeps of each stall (the rest of the monitor's record is left out)
 STALL_FIELDS = ("index", "step", "loss", "grad_norm", "kind", "grad_tol", "eig_tol", "kappa", "example_grad_scale",
-                "grad_scale_ratio", "cause", "cause_thresholds", "lambda_min", "lambda_max", "mode", "point", "error")
+                "grad_scale_ratio", "cause", "cause_thresholds", "lambda_min", "lambda_max", "mode", "point", "error",
+                "classified_on")
 NEAREST_FIELDS = ("kind", "index", "loss", "distance", "n_zero", "lambda_min", "lambda_max", "converged", "reason",
                   "degenerate")
 
@@ -124,9 +125,10 @@ def run_monitor(case: Case, job: dict[str, Any]) -> dict[str, Any]:
     data = inst.batch(0) if case.monitor_data is None else case.monitor_data(inst)
     opt = make_method("gd", inst.model, inst.loss_fn, {}, inst.optimiser)
     settings = AnalysisSettings(**case.analysis)
+    exact = inst.objective(inst.model) if case.exact_critical else None
     mon = ls.StallMonitor(inst.model, inst.loss_fn, data, optimizer=opt, seed=int(job["seed"]), per_layer=False,
                           detector=StallDetector(**case.detector), sharpness_every=0, check_every=case.check_every,
-                          settings=settings, progress=False)
+                          settings=settings, progress=False, critical_objective=exact)
     t0 = time.process_time()
     tr = train(inst, case.horizon, optimizer=opt, callback=lambda si: bool(mon.step(si.loss, grad_norm=si.grad_norm))
                and False, eval_every=case.eval_every)

@@ -356,7 +356,8 @@ def _statistics(obj: Objective, theta: torch.Tensor, settings: AnalysisSettings,
 
 def analyse_stall(obj: Objective, theta: torch.Tensor, *, grad_norm: float | None, detector_threshold: float,
                   settings: AnalysisSettings = AnalysisSettings(), reference: ReferenceScale | None = None,
-                  seed: int = 0, progress: Callable[[str], None] | None = None) -> StallAnalysis:
+                  seed: int = 0, progress: Callable[[str], None] | None = None,
+                  critical_obj: Objective | None = None) -> StallAnalysis:
     """Analyse one stall point: approximate kind, nearest critical point, cancellation, cause.
 
     The order is fixed (classification, nearest critical point, statistics), and every piece is
@@ -376,6 +377,11 @@ def analyse_stall(obj: Objective, theta: torch.Tensor, *, grad_norm: float | Non
         seed: seed of the classifier's random probes.
         progress: called with a one-line message (and the seconds so far) before each piece —
             classification, nearest critical point, statistics — or None for silence.
+        critical_obj: the objective whose critical points the stall is classified against, over the
+            same parameter vector (None: ``obj``). For when ``obj`` is a sample of the loss that
+            matters, e.g. a closed-form population loss beside a probe batch: the kind at θ_s and
+            the nearest critical point use it (‖∇‖ recomputed on it); κ and the cause stay on
+            ``obj``'s per-example gradients.
 
     Returns:
         A :class:`StallAnalysis` (costs and seconds included).
@@ -400,7 +406,8 @@ def analyse_stall(obj: Objective, theta: torch.Tensor, *, grad_norm: float | Non
 
     if s.classify:
         t0 = time.perf_counter()
-        fields.update(_classification(obj, theta, grad_norm, detector_threshold, s, seed, say))
+        cobj, gn = (obj, grad_norm) if critical_obj is None else (critical_obj, None)
+        fields.update(_classification(cobj, theta, gn, detector_threshold, s, seed, say))
         fields["classify_time_s"] = time.perf_counter() - t0
     if s.cancellation:
         say("per-example gradient statistics and cause")

@@ -87,7 +87,8 @@ def spectrum_at(obj: Objective, theta: torch.Tensor, *, per_layer: bool, seed: i
 def stall_record(obj: Objective, theta: torch.Tensor, *, index: int, step: int, loss: float, grad_norm: float,
                  detector_threshold: float, settings: AnalysisSettings, reference: ReferenceScale, seed: int,
                  per_layer: bool, extra: dict[str, Any],
-                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 progress: Callable[[str], None] | None = None,
+                 critical_obj: Objective | None = None) -> dict[str, Any]:
     """The record of one stall: the analysis the trainer runs, then the spectrum at the stall point.
 
     Args:
@@ -104,6 +105,8 @@ def stall_record(obj: Objective, theta: torch.Tensor, *, index: int, step: int, 
         per_layer: also per-layer extremes.
         extra: fields added as they are (mode, point, lr, ...).
         progress: called with a one-line message before each piece of the analysis (or None).
+        critical_obj: the loss the stall is classified against (None: ``obj``; see
+            :func:`landscape.monitor.analyse_stall`); λ_min/λ_max and per-layer extremes are its too.
 
     Returns:
         A JSON-able dict with ``index``, ``step``, ``loss``, ``grad_norm``, ``kind``, ``grad_tol``,
@@ -116,11 +119,11 @@ def stall_record(obj: Objective, theta: torch.Tensor, *, index: int, step: int, 
     """
     t0 = time.perf_counter()
     a = analyse_stall(obj, theta, grad_norm=grad_norm, detector_threshold=detector_threshold, settings=settings,
-                      reference=reference, seed=seed + index, progress=progress)
+                      reference=reference, seed=seed + index, progress=progress, critical_obj=critical_obj)
     if progress is not None:
         progress(f"λ_min, λ_max{' and per-layer extremes' if per_layer else ''} "
                  f"({time.perf_counter() - t0:.1f} s so far)")
-    spec = spectrum_at(obj, theta, per_layer=per_layer, seed=seed + index)
+    spec = spectrum_at(obj if critical_obj is None else critical_obj, theta, per_layer=per_layer, seed=seed + index)
     error = a.error
     if spec.pop("spectrum_error"):
         error = (error + "; " if error else "") + "spectrum failed"
@@ -129,6 +132,7 @@ def stall_record(obj: Objective, theta: torch.Tensor, *, index: int, step: int, 
            "nearest_critical": a.nearest_critical, "kappa": a.kappa, "example_grad_scale": a.example_grad_scale,
            "grad_scale_ratio": a.example_grad_scale_ratio, "cause": a.cause, "cause_thresholds": a.cause_thresholds,
            "detector_threshold": detector_threshold, "error": error,
+           "classified_on": "data" if critical_obj is None else "critical_objective",
            "n_hvp": int(a.n_hvp) + int(spec.pop("spectrum_n_hvp")), "n_per_example_grads": a.n_per_example_grads,
            **spec, **extra}
     rec["analysis_s"] = time.perf_counter() - t0

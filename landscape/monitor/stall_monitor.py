@@ -79,6 +79,7 @@ from torch import nn
 
 from ..eigs import unconverged_message
 from ..errors import ConvergenceWarning, NonFiniteError
+from ..objective import Objective
 from .analysis import AnalysisSettings
 from .cause import ReferenceScale, reference_grad_scale
 from .detector import StallDetector
@@ -141,6 +142,11 @@ class StallMonitor:
         sinks: objects with any of ``on_stall(record)``, ``on_sharpness(row)``, ``on_check(row)``,
             ``close()`` (e.g. :class:`landscape.integrations.tensorboard.TensorBoardSink`).
         progress: one stderr line per mode decision and per stall analysis (False: silent).
+        critical_objective: an :class:`landscape.Objective` over the same parameter vector (the
+            model's parameters in ``named_parameters()`` order) whose critical points the stalls are
+            classified against, when ``data`` is only a sample of it (e.g. a population loss in
+            closed form beside a probe batch). The kind at θ_s, the nearest critical point and
+            λ_min/λ_max use it; detection, κ and the cause stay on ``data``. None: ``data``'s loss.
 
     Example:
         >>> import torch
@@ -168,7 +174,8 @@ class StallMonitor:
                  budget: float = 0.08,
                  settings: AnalysisSettings | None = None, grad_scale_reference: str | float = "default_init",
                  per_layer: bool = True, escape_rel: float = 1e-2, escape_abs: float = 1e-6,
-                 horizon: int | None = None, sinks: Any = (), progress: bool | None = None) -> None:
+                 horizon: int | None = None, sinks: Any = (), progress: bool | None = None,
+                 critical_objective: Objective | None = None) -> None:
         t0 = time.perf_counter()
         if loop_loss not in LOOP_LOSS_MODES:
             raise ValueError(f"loop_loss must be one of {LOOP_LOSS_MODES}, got {loop_loss!r}")
@@ -194,12 +201,18 @@ class StallMonitor:
         self.grad_scale_reference = grad_scale_reference
         self.progress = progress
         self.sinks = list(sinks)
+        if critical_objective is not None and not isinstance(critical_objective, Objective):
+            raise TypeError(f"critical_objective must be a landscape.Objective, got {type(critical_objective).__name__}")
+        self.critical_objective = critical_objective
         with preserved_state():   # building the objective may iterate a shuffling DataLoader
             self.obj, self.source = monitor_objective(model, loss_fn, data, loss_form=loss_form, probe=probe,
                                                       seed=seed, dtype=dtype, device=device, reduction=reduction,
                                                       params=params)
         named = dict(model.named_parameters())
         self._params = [named[n] for n in self.obj.param_names]
+        if critical_objective is not None and critical_objective.dim != self.obj.dim:
+            raise ValueError(f"critical_objective has {critical_objective.dim} parameters, the model "
+                             f"{self.obj.dim}: it must be a function of the same parameter vector")
         self.detector = copy.deepcopy(detector) if detector is not None else StallDetector()
         self.detector.reset()
         self.window = self.detector.window
@@ -491,7 +504,7 @@ class StallMonitor:
                 lr = rule.lr
             rec = stall_record(self.obj, theta, index=index, step=t, loss=loss, grad_norm=gn,
                                detector_threshold=thr, settings=self.settings, reference=ref, seed=self.seed,
-                               per_layer=self.per_layer,
+                               per_layer=self.per_layer, critical_obj=self.critical_objective,
                                progress=(lambda m: progress_line(f"  stall {index}: {m}", self.progress)),
                                extra={"mode": self.mode, "point": point, "loop_loss": loop_level, "lr": lr,
                                       "escape_target": loss - max(self.escape_abs, self.escape_rel * abs(loss)),
