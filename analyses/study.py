@@ -63,6 +63,7 @@ from .cli_common import ALT_NUMERICS, DETERMINISTIC_ENV, NUMERICS_VAR, Heartbeat
 SECTIONS: dict[str, str] = {
     "analyses.escape_report": "analyses.escape.section",
     "analyses.digits": "analyses.digits_plateau",
+    "analyses.plateaus": "analyses.plateaus.section",
     "analyses.critical_points": "analyses.critical_points",
     "analyses.theorems": "analyses.theorems.section",
     "analyses.spectrum_report": "analyses.spectrum_report",
@@ -70,14 +71,16 @@ SECTIONS: dict[str, str] = {
 }
 SECTION_KEYS = ("title", "lead", "html", "summary", "figures")
 #: Parts whose computation amplifies round-off by design, so that no rounding of their outputs can
-#: make them machine-independent: the escape sweep (runs that leave saddles) and the digits part
+#: make them machine-independent: the escape sweep (runs that leave saddles), the digits part
 #: (full-batch GD across a saddle plateau; measured: one configuration change moves the stall's ‖g‖,
-#: κ and eigenvalues by ~5e-7 relative, and the nearest critical point's distance with them). Their
+#: κ and eigenvalues by ~5e-7 relative, and the nearest critical point's distance with them) and the
+#: plateau study (training runs across plateaus, the same amplification). Their
 #: reruns are byte-identical under the pinned numerics (:data:`~analyses.cli_common.DETERMINISTIC_ENV`)
 #: only, so ``LANDSCAPE_NUMERICS=alt`` (the tests' second configuration) leaves them pinned and
 #: changes the numerics of the other parts, whose outputs must not move. The escape records and the
-#: digits comparison's runs are shipped and continued, so a rerun recomputes only the plateau.
-PINNED_ONLY = ("analyses.escape_report", "analyses.digits")
+#: digits comparison's and the plateau study's runs are shipped and continued, so a rerun
+#: recomputes only the digits plateau.
+PINNED_ONLY = ("analyses.escape_report", "analyses.digits", "analyses.plateaus")
 #: significant digits of the floats in study.json
 JSON_DIGITS = 8
 

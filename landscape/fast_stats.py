@@ -523,7 +523,7 @@ def aggregate_from_sums(sums: ExampleGradSums, rule: str, *, p: float = 2.0, tie
             raise ValueError(f"sums lack Σ|g|^{p}: compute them with p_values=({p},)")
         mag = (sums.sum_pow[float(p)] / sums.n).pow(1.0 / p)
     sign = torch.sign(mu)
-    tie = mu == 0
+    tie = (mu == 0) & (mag != 0)   # a tie where every g_ij = 0 aggregates to 0 whatever its sign
     if bool(tie.any()):
         if tie_break == "argmax":
             if sums.signed_max is None:
@@ -536,6 +536,14 @@ def aggregate_from_sums(sums: ExampleGradSums, rule: str, *, p: float = 2.0, tie
             fill = torch.zeros_like(mu)
         sign = torch.where(tie, fill, sign)
     return sign * mag
+
+
+def _live_ties(sums: ExampleGradSums, p: float) -> torch.Tensor:
+    """Coordinates with μ_j = 0 exactly but some g_ij ≠ 0 (only these need the devarg tie-break;
+    a coordinate whose per-example gradients are all zero, e.g. a dead ReLU unit's, aggregates to 0)."""
+    tie = sums.sum == 0
+    mag = sums.sum_pow.get(float(p)) if not math.isinf(p) else sums.absmax
+    return tie if mag is None else tie & (mag != 0)
 
 
 def fast_aggregate(module: nn.Module, names: tuple[str, ...], shapes: tuple[torch.Size, ...],
@@ -569,7 +577,7 @@ def fast_aggregate(module: nn.Module, names: tuple[str, ...], shapes: tuple[torc
                                  chunk_size=chunk_size)
     if sums is None:
         return None
-    if rule == "rms" and tie_break == "argmax" and sums.signed_max is None and bool((sums.sum == 0).any()):
+    if rule == "rms" and tie_break == "argmax" and sums.signed_max is None and bool(_live_ties(sums, p).any()):
         sums = example_grad_sums_for(module, names, shapes, loss_fn, X, Y, theta, p_values=pv, devarg=True,
                                      chunk_size=chunk_size)
         if sums is None:

@@ -248,3 +248,25 @@ def test_conv_trainer_aggregation_matches_vmap(rule, p, tb):
         ref = aggregate_direction(access, theta, rule, idx=i, p=p, tie_break=tb, fast=False)
         got = aggregate_direction(access, theta, rule, idx=i, p=p, tie_break=tb, fast=True, chunk_size=4)
         assert _close(got, ref), (rule, p, tb)
+
+
+def test_rms_with_dead_units_skips_the_tie_pass_and_matches_aggregate():
+    """A ReLU unit dead on every example has g_ij = 0 for all i: μ_j = 0 is a tie whose aggregate
+    is 0 whatever the tie-break, so ``fast_aggregate`` needs no devarg pass for it (the sums
+    carry no ``signed_max``), gives bit for bit what the pass with the devarg max gives, and agrees
+    with ``aggregate`` on the explicit per-example gradients to round-off."""
+    obj, model, loss, X, Y = _mlp("mse", seed=3, batches=1)
+    with torch.no_grad():
+        model[2].bias.fill_(-1e3)   # the ReLU after the second layer is dead on every example
+    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    G = obj.per_example_grads(theta)
+    dead = (G == 0).all(0)
+    assert int(dead.sum()) > 0
+    got = fast_aggregate(obj.module, obj.param_names, obj.param_shapes, loss, X, Y, theta, "rms", p=2)
+    assert _close(got, aggregate(G, "rms", p=2, tie_break="argmax"))
+    assert torch.equal(got[dead], torch.zeros(int(dead.sum()), dtype=F64))
+    sums = example_grad_sums_for(obj.module, obj.param_names, obj.param_shapes, loss, X, Y, theta, p_values=(2.0,))
+    full = example_grad_sums_for(obj.module, obj.param_names, obj.param_shapes, loss, X, Y, theta, p_values=(2.0,),
+                                 devarg=True)
+    assert sums.signed_max is None
+    assert torch.equal(aggregate_from_sums(sums, "rms"), got) and torch.equal(aggregate_from_sums(full, "rms"), got)

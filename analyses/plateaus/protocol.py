@@ -37,6 +37,12 @@ AE_GRAD_REL = 0.05
 #: ~4 700): no classification (measured: the MLP's classification of one stall costs ~170 s CPU),
 #: the cause (κ, per-example gradient scale) kept
 BIG_MODEL = {"classify": False, "nearest": False}
+#: instances of always-on devarg where its per-example max is dear (measured CPU seconds per step,
+#: one core: 13 ms on the tanh net, 8 ms on the MNIST-1D MLP, 70–100 ms on the autoencoders, whose
+#: 1 797 × 4 744 per-example gradients it scans every step; a run that does not reach the target
+#: costs its whole horizon: 76 s, 17 s, > 240 s): the 30-minute budget affords these seeds, and
+#: the report counts its pairs
+DEVARG_CAPS = {"digits_tanh": 3, "mnist1d_mlp": 10, "autoencoder_h32": 3}
 #: monitored runs per case (each analyses every stall: classification is the expensive part)
 DEFAULT_MONITORED, QUICK_MONITORED = 2, 1
 
@@ -57,6 +63,10 @@ class Case:
         detector: :class:`landscape.monitor.StallDetector` fields other than the defaults.
         exact_critical: classify the stalls against the instance's exact objective
             (``inst.objective``, e.g. the closed-form ε_g) rather than the monitor's data.
+        replicas: ``{"K", "N", "eta"}`` for the committee machine: its paired runs are one job per
+            method over all seeds at once (:func:`.replicas.train_replicas`), else None.
+        seed_caps: ``{method: seeds}`` for a method run on fewer instances than the others (its
+            per-run cost; the report says so), else every method on every seed.
         note: what the reader should know (finite-η shift, identity of the rules, …).
     """
 
@@ -74,6 +84,8 @@ class Case:
     analysis: dict[str, Any] = field(default_factory=dict)
     detector: dict[str, Any] = field(default_factory=dict)
     exact_critical: bool = False
+    replicas: dict[str, Any] | None = None
+    seed_caps: dict[str, int] = field(default_factory=dict)
     note: str = ""
 
 
@@ -84,6 +96,7 @@ def _committee(K: int, N: int, eta: float, alpha: float, methods: tuple[str, ...
         build=lambda s: committee.build(s, K=K, N=N, eta=eta, alpha=alpha), target=star / 2,
         horizon=int(alpha * N), levels={"symmetric plateau (η → 0)": star, "global minimum": 0.0},
         methods=methods, adam_lr=1e-3, eval_every=max(1, N // 10), monitor_data=lambda inst: inst.probe(2048),
+        replicas={"K": K, "N": N, "eta": eta},
         check_every=N // 2, detector={"window": N // 2}, analysis={"nearest": True}, exact_critical=True,
         note=("One fresh example per step: the rules' per-example aggregation of a single gradient is that "
               "gradient (rms: sign(g)|g| = g; devarg: g), so rms and devarg are SGD here and are not run. "
@@ -115,8 +128,8 @@ def cases(quick: bool = False) -> dict[str, Case]:
     h1d = saddles.class_entropy(mnist1d_case.data()[1])
     N = 200 if quick else committee.DEFAULT_N
     out = [
-        _committee(2, N, 1.0, 150.0, ("gd", "adam") if quick else ("gd", "momentum", "adam")),
-        _committee(3, N, 0.5, 120.0 if quick else 250.0, ()),
+        _committee(2, N, 1.0, 150.0 if quick else 200.0, ("gd", "adam") if quick else ("gd", "momentum", "adam")),
+        _committee(3, N, 0.5, 120.0 if quick else 250.0, () if quick else ("gd", "momentum", "adam")),
         Case(name="deep_linear", title="Deep linear net 5-3-3-3-5 from a small initialisation, GD",
              build=lambda s: saddles.build_linear(s), target=(lin[2] + lin[3]) / 2, horizon=5000,
              levels={f"L_{k} (top {k} modes)": v for k, v in enumerate(lin)}, adam_lr=1e-2,
@@ -124,18 +137,21 @@ def cases(quick: bool = False) -> dict[str, Case]:
         Case(name="digits_tanh", title="64-8-8-8-10 tanh net on the digits, init × 0.1, GD lr 0.5 (float32)",
              build=lambda s: saddles.build_tanh(s, factor=0.1, dtype=torch.float32, steps=6000), target=H - 0.5,
              horizon=3000 if quick else 6000, levels={"class-prior entropy H(p̂)": H}, analysis={"nearest": not quick},
+             seed_caps={"devarg": DEVARG_CAPS["digits_tanh"]},
              note="The plateau is the loss of predicting the class prior."),
         Case(name="icl_linear_attention",
              title="In-context linear regression, linear attention (separate K, Q), online SGD batch 64",
-             build=lambda s: icl.build(s, online=True, lr=0.2, steps=4000), target=(stages[1] + stages[2]) / 2,
-             horizon=4000, levels={f"stage {k}": v for k, v in enumerate(stages)}, eval_every=10,
+             build=lambda s: icl.build(s, online=True, lr=0.2, steps=16000), target=(stages[1] + stages[2]) / 2,
+             horizon=8000 if quick else 16000, levels={f"stage {k}": v for k, v in enumerate(stages)}, eval_every=10,
              monitor_data=lambda inst: inst.probe(512), check_every=50,
              note="Stage k's loss learns the top k principal components (Zhang, Singh, Latham & Saxe 2025); "
-                  "online SGD adds a noise excess. Target: between stage 1 and stage 2."),
+                  "online SGD adds a noise excess. Target: between stage 1 and stage 2 (GD's steps to it: 3 050–9 780 "
+                  "over seeds 0–5, measured; horizon 16 000)."),
         Case(name="mnist1d_mlp", title="MNIST-1D MLP 40-100-100-10, init × 0.1, SGD lr 0.1, batch 100",
              build=lambda s: mnist1d_case.build(s, arch="mlp", init=0.1, optimiser={"name": "sgd", "lr": 0.1}),
              target=h1d - 0.5, horizon=2000, levels={"class-prior entropy": h1d}, eval_every=25,
              monitor_data=lambda inst: inst.info["train"], check_every=25, analysis=BIG_MODEL,
+             seed_caps={"devarg": DEVARG_CAPS["mnist1d_mlp"]},
              note="The published Adam recipe has no plateau; plain SGD from a small init has one at the prior."),
         Case(name="mnist1d_cnn", title="MNIST-1D CNN (3 × Conv1d 25), init × 0.1, SGD lr 0.1, batch 100",
              build=lambda s: mnist1d_case.build(s, arch="cnn", init=0.1, optimiser={"name": "sgd", "lr": 0.1}),
@@ -150,13 +166,16 @@ def cases(quick: bool = False) -> dict[str, Case]:
             build=lambda s, h=h, hor=hor: autoencoder.build(s, widths=(64, h, 8, h, 64), dtype=torch.float32,
                                                             steps=hor),
             target=pca[1], horizon=hor, levels={"mean image": ae_mean, "PCA rank 1": pca[1], "PCA rank 2": pca[2]},
-            methods=() if quick and h == 16 else ("gd", "adam", "rms", "devarg", "gd-len-rms"), adam_lr=1e-3,
-            eval_every=10,
+            methods=(() if quick and h == 16 else ("gd", "adam", "rms", "gd-len-rms") if h == 16
+                     else ("gd", "adam", "rms", "devarg", "gd-len-rms")), adam_lr=1e-3,
+            eval_every=10, seed_caps={"devarg": DEVARG_CAPS["autoencoder_h32"]} if h == 32 else {},
             analysis=BIG_MODEL, detector={"grad_rel": AE_GRAD_REL},
             note="Target: the rank-1 PCA loss, 15 % below the mean-image plateau (a 1 % drop is still on it). "
                  "The plateau is a slow creep whose gradient stays at 2–3 % of the start's (measured, seed 0, "
                  "h = 32): the monitor's default threshold (1 % of the run's largest gradient) never fires "
-                 f"there, so its detector runs with grad_rel = {AE_GRAD_REL}."))
+                 f"there, so its detector runs with grad_rel = {AE_GRAD_REL}. "
+                 + ("devarg runs on 3 seeds (~100 ms a step: its per-example max over 1 797 × 4 744 gradients)."
+                    if h == 32 else "devarg is not run at this width (> 240 s a run, measured; see h = 32).")))
     return {c.name: c for c in out}
 
 
@@ -170,12 +189,13 @@ def plan(quick: bool = False, seed: int = 0, *, only: tuple[str, ...] | None = N
 
     Returns:
         Jobs ``{"case", "kind", "method", "seed", "quick"}`` (the sweep's key is :data:`KEY_FIELDS`),
-        the committee machine's (the longest runs) last, so that a short session finishes the others.
+        the long ones first (the committee's blocks, the monitored runs, the capped methods) so that
+        parallel workers finish together.
 
     Example:
         >>> jobs = plan(quick=True)
         >>> sorted({j["kind"] for j in jobs}), len([j for j in jobs if j["case"] == "deep_linear"])  # 1 monitored + 3 × 4
-        (['accuracy', 'monitor', 'paired'], 13)
+        (['accuracy', 'monitor', 'paired', 'paired_block'], 13)
     """
     cs = cases(quick)
     n_seeds = QUICK_SEEDS if quick else DEFAULT_SEEDS
@@ -189,12 +209,20 @@ def plan(quick: bool = False, seed: int = 0, *, only: tuple[str, ...] | None = N
         methods = c.methods
         if quick and len(methods) > 4:
             methods = ("gd", "adam", "rms", "gd-len-rms")
+        if c.replicas is not None:   # one job per method, every seed at once
+            for m in methods:
+                jobs.append({"case": name, "kind": "paired_block", "method": m, "seed": seed, "quick": quick})
+            continue
         for s in range(seed, seed + n_seeds):
             for m in methods:
-                jobs.append({"case": name, "kind": "paired", "method": m, "seed": s, "quick": quick})
+                if s - seed < c.seed_caps.get(m, n_seeds):
+                    jobs.append({"case": name, "kind": "paired", "method": m, "seed": s, "quick": quick})
     if not only or "mnist1d_mlp" in only:
         for arch in ("mlp", "cnn"):
             for s in range(seed, seed + (1 if quick else 2)):
                 jobs.append({"case": f"mnist1d_{arch}", "kind": "accuracy", "method": "adam", "seed": s, "quick": quick})
-    jobs.sort(key=lambda j: j["case"].startswith("committee"))   # stable: the order above otherwise
+    # the long jobs first (the committee's blocks, the monitored runs, the capped rules), so that the
+    # workers finish together; stable: the order above otherwise
+    jobs.sort(key=lambda j: not (j["kind"] in ("paired_block", "monitor") or j["method"] in cs[j["case"]].seed_caps
+                                 if j["case"] in cs else False))
     return jobs

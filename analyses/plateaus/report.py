@@ -164,7 +164,8 @@ def cost_table(records: list[dict[str, Any]], timings: list[dict[str, Any]], *, 
         c["total_cpu_s"] += float(t.get("cpu_s") or 0.0)
         c["by_kind"][t["kind"]] = c["by_kind"].get(t["kind"], 0.0) + float(t.get("cpu_s") or 0.0)
     for name, c in out.items():
-        paired = [r for r in records if r["case"] == name and r["kind"] == "paired"]
+        # seeds run together (the committee's blocks) share their CPU seconds: no per-run cost
+        paired = [r for r in records if r["case"] == name and r["kind"] == "paired" and not r.get("block")]
         for m in sorted({r["method"] for r in paired}):
             ts = [times.get((name, m, r["seed"])) for r in paired if r["method"] == m]
             ts = [x for x in ts if x is not None]

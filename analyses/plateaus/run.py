@@ -9,7 +9,9 @@ recorded as diverged (not reached; its time counts as the horizon).
 """
 from __future__ import annotations
 
+import gzip
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,8 @@ from ..sweep import run_sweep
 from . import mnist1d_case
 from .core import Instance, train
 from .methods import make_method
-from .protocol import KEY_FIELDS, Case, cases
+from .protocol import DEFAULT_SEEDS, KEY_FIELDS, QUICK_SEEDS, Case, cases
+from .replicas import train_replicas
 
 #: significant digits of the floats in a record
 DIGITS = 10
@@ -109,6 +112,53 @@ def run_paired(case: Case, job: dict[str, Any]) -> dict[str, Any]:
                "timing": {"cpu_s": tr.cpu_seconds, "wall_s": tr.seconds}})
 
 
+def run_paired_block(case: Case, job: dict[str, Any]) -> dict[str, Any]:
+    """A ``paired_block`` job (the committee machine): one method on every seed at once
+    (:func:`.replicas.train_replicas`), each seed's record as :func:`run_paired` would give it.
+
+    Args:
+        case: a case with ``replicas``. job: ``{"case", "kind", "method", "seed" (the first), "quick"}``.
+
+    Returns:
+        ``{**job, "seeds", "runs": [per-seed records], "steps_run", "timing"}`` (the block's CPU
+        and wall seconds: the seeds share them; :func:`expand_blocks` turns it into ``paired`` rows).
+    """
+    n = QUICK_SEEDS if job["quick"] else DEFAULT_SEEDS
+    seeds = list(range(int(job["seed"]), int(job["seed"]) + n))
+    rp = case.replicas
+    r = train_replicas(seeds, K=rp["K"], N=rp["N"], method=job["method"],
+                       settings={"lr": rp["eta"], "adam_lr": case.adam_lr}, horizon=case.horizon,
+                       target=case.target, eval_every=case.eval_every)
+    runs = [{**run, "horizon": case.horizon, "target": case.target} for run in r["runs"]]
+    return _r({**job, "seeds": seeds, "runs": runs, "steps_run": r["steps_run"],
+               "timing": {"cpu_s": r["cpu_s"], "wall_s": r["wall_s"]}})
+
+
+def expand_blocks(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records with every ``paired_block`` record replaced by one ``paired`` record per seed.
+
+    Args:
+        records: the sweep's records.
+
+    Returns:
+        The same records, blocks expanded in place (their seeds in order).
+
+    Example:
+        >>> expand_blocks([{"case": "c", "kind": "paired_block", "method": "gd", "seed": 0, "quick": True,
+        ...                 "runs": [{"seed": 0, "steps": 5}, {"seed": 1, "steps": 7}]}])[1]
+        {'case': 'c', 'kind': 'paired', 'method': 'gd', 'seed': 1, 'quick': True, 'steps': 7, 'block': True}
+    """
+    out = []
+    for r in records:
+        if r.get("kind") != "paired_block":
+            out.append(r)
+            continue
+        for run in r["runs"]:
+            out.append({"case": r["case"], "kind": "paired", "method": r["method"], "seed": run["seed"],
+                        "quick": r["quick"], **{k: v for k, v in run.items() if k != "seed"}, "block": True})
+    return out
+
+
 def run_monitor(case: Case, job: dict[str, Any]) -> dict[str, Any]:
     """A ``monitor`` job: the case's base method with :class:`landscape.StallMonitor` in the loop.
 
@@ -173,6 +223,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     kind = job["kind"]
     if kind == "paired":
         return run_paired(case, job)
+    if kind == "paired_block":
+        return run_paired_block(case, job)
     if kind == "monitor":
         return run_monitor(case, job)
     if kind == "accuracy":
@@ -183,7 +235,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 def run_all(jobs: list[dict[str, Any]], out: Path, *, workers: int | None = None, resume: bool = True,
             progress: bool = True) -> list[dict[str, Any]]:
     """Every job through :func:`analyses.sweep.run_sweep` into ``out/runs.jsonl`` (streamed,
-    resumable: a rerun continues the file).
+    resumable: a rerun continues the file; when only the shipped ``runs.jsonl.gz`` is there, it is
+    unpacked and continued).
 
     Args:
         jobs: from :func:`.protocol.plan`. out: the output folder.
@@ -193,5 +246,12 @@ def run_all(jobs: list[dict[str, Any]], out: Path, *, workers: int | None = None
     Returns:
         The records in job order.
     """
-    return run_sweep(jobs, run_job, out / "runs.jsonl", key_fields=KEY_FIELDS, workers=workers, resume=resume,
+    path, gz = out / "runs.jsonl", out / "runs.jsonl.gz"
+    if resume and not path.exists() and gz.exists():   # the shipped records: continue them
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(gzip.decompress(gz.read_bytes()))
+        if progress:
+            print(f"plateaus: continuing the records in {gz} (delete it, or --fresh, to rerun every run)",
+                  file=sys.stderr, flush=True)
+    return run_sweep(jobs, run_job, path, key_fields=KEY_FIELDS, workers=workers, resume=resume,
                      desc="plateaus", progress=progress)

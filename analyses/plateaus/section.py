@@ -3,7 +3,9 @@
 Writes into ``--out`` (default ``figures/plateaus/``): ``runs.jsonl`` (one record per job,
 streamed; a rerun continues it: ``--fresh`` starts over), ``runs.timings.jsonl`` (CPU and wall
 seconds, host-dependent), ``plateaus.json`` (the summary: no timings, the same on a rerun),
-``plateaus.md`` and ``report.html`` (the summary plus the measured costs). ``study_section`` is
+``plateaus.md`` (the summary as text; no timings: tracked) and ``report.html`` (the summary plus
+the measured CPU costs; untracked); after a full default run ``runs.jsonl.gz``, the copy of the
+records ``figures/`` ships and the next run continues. ``study_section`` is
 the main report's section.
 """
 from __future__ import annotations
@@ -17,10 +19,15 @@ from typing import Any
 from landscape.results import read_jsonl
 
 from ..cli_common import Heartbeat, add_quiet, positive_int
+from ..escape.records import write_gzip_copy
 from ..sweep import SweepFailed, SweepInterrupted, timings_path
 from .protocol import KEY_FIELDS, cases, plan
 from .report import cost_table, markdown, summarize, to_html
-from .run import run_all
+from .run import expand_blocks, run_all
+
+
+#: the cases of the quick study's plateau section (``landscape plateaus --quick`` runs them all)
+STUDY_QUICK_CASES = ("committee_k2", "deep_linear")
 
 
 def run_part(out: Path, *, quick: bool, seed: int = 0, workers: int | None = None, resume: bool = True,
@@ -40,21 +47,25 @@ def run_part(out: Path, *, quick: bool, seed: int = 0, workers: int | None = Non
     jobs = plan(quick, seed, only=only)
     records = run_all(jobs, out, workers=workers, resume=resume, progress=progress)
     keys = {tuple(j[f] for f in KEY_FIELDS) for j in jobs}
-    records = [r for r in records if tuple(r.get(f) for f in KEY_FIELDS) in keys]
+    records = expand_blocks([r for r in records if tuple(r.get(f) for f in KEY_FIELDS) in keys])
     timings = [t for t in read_jsonl(timings_path(out / "runs.jsonl")) if tuple(t.get(f) for f in KEY_FIELDS) in keys]
     summary = summarize(cs, records, seed=seed)
     costs = cost_table(records, timings, seed=seed)
-    md = markdown(summary, costs, quick=quick)
+    md = markdown(summary, None, quick=quick)
     (out / "plateaus.json").write_text(json.dumps(summary, indent=1, sort_keys=True, allow_nan=False) + "\n",
                                        encoding="utf-8")
     (out / "plateaus.md").write_text(md + "\n", encoding="utf-8")
-    (out / "report.html").write_text(to_html(md), encoding="utf-8")
+    (out / "report.html").write_text(to_html(markdown(summary, costs, quick=quick)), encoding="utf-8")
+    if not quick and only is None:
+        write_gzip_copy(out / "runs.jsonl")   # the copy figures/ ships
     return {"summary": summary, "costs": costs, "markdown": md,
             "paths": [out / "plateaus.json", out / "plateaus.md", out / "report.html"]}
 
 
 def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any]:
-    """The main report's plateau section: :func:`run_part` into ``out_dir/plateaus/``.
+    """The main report's plateau section: :func:`run_part` into ``out_dir/plateaus/`` (the default
+    run continues the records ``figures/plateaus/runs.jsonl.gz`` ships; ``quick``: the quick design
+    on :data:`STUDY_QUICK_CASES` only, so that the quick study stays a smoke test).
 
     Args:
         out_dir: the main job's output folder. quick: the quick design. seed: the first seed.
@@ -62,7 +73,7 @@ def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any
     Returns:
         ``{"title", "lead", "html", "summary", "figures"}`` (no figures).
     """
-    part = run_part(Path(out_dir) / "plateaus", quick=quick, seed=seed)
+    part = run_part(Path(out_dir) / "plateaus", quick=quick, seed=seed, only=STUDY_QUICK_CASES if quick else None)
     summary = part["summary"]
     lead = " ".join(f"{c['title']}: {c['verdict']}" for c in summary.values() if c["methods"])
     page = to_html(markdown(summary, None, quick=quick))
