@@ -85,10 +85,10 @@ from .detector import StallDetector
 from .guard import preserved_state
 from .records import EventLog, describe_stall, progress_line, stall_record, unconverged_parts
 from .report import write_report
-from .schedule import Budget, LoopClock, trend_test
-from .sharp_schedule import SharpnessSchedule, measure_batch, measure_full
+from .schedule import Budget, LoopClock, trend_of
+from .sharp_schedule import CHECK_SHARE, SharpnessSchedule, measure_batch, measure_full
 from .sharpness import stability_rule
-from .source import monitor_objective, sync_buffers
+from .source import LoopLosses, monitor_objective, sync_buffers
 
 LOOP_LOSS_MODES = ("auto", "full", "batch")
 _AGREE = {torch.float64: 1e-8}  # relative agreement of loop and monitor values that counts as "the same"
@@ -206,17 +206,21 @@ class StallMonitor:
         self._stride = max(1, self.window // 4)
         self._theta = self._read()
         self._ema = self._theta.clone()
+        # θ̄'s pieces shaped like the parameters: one fused lerp per sample, no flat copy of θ
+        same = all(p.dtype == self._ema.dtype and p.device == self._ema.device for p in self._params)
+        self._ema_parts = ([v.view_as(p) for v, p in zip(torch.split(self._ema, [p.numel() for p in self._params]),
+                                                         self._params)] if same and self._params else None)
         self._alpha = 2.0 / (2 * self.window + 1)
         self._ema_t = 0                      # the step of the last iterate in θ̄
-        self._window: deque = deque(maxlen=2 * self.window)
         self._batches: deque = deque(maxlen=max(batch_sharpness, 1))
         self._keep_batches = batch_sharpness > 0
-        self.losses: list[float | None] = []
+        self._loop = LoopLosses(2 * self.window, lambda msg: self._warn("nonfinite", msg))
         self.checks: list[dict[str, Any]] = []
         self.stalls: list[dict[str, Any]] = []
         self.sharpness: list[dict[str, Any]] = []
         self.t = 0
         self.mode: str | None = None
+        self._fast = False      # stochastic mode with budgeted schedules: most steps only hold the loss
         self.mode_reason = ""
         self._armed, self._open = True, None
         self._gmax = 0.0
@@ -225,7 +229,7 @@ class StallMonitor:
         self._reference: ReferenceScale | None = None
         self._warned: set[str] = set()
         self.clock = LoopClock()
-        self._checks_budget = Budget(self.clock, budget * 3 / 8)
+        self._checks_budget = Budget(self.clock, budget * CHECK_SHARE)
         self._schedule = SharpnessSchedule(self.clock, budget, sharpness_every, window=self.window,
                                            stride=self._stride)
         self.budget = float(budget)
@@ -273,39 +277,57 @@ class StallMonitor:
         Returns:
             The stall record when a stall fired at this step, else None.
         """
-        self.clock.enter()
-        t_in = time.perf_counter()
-        spent0 = self._seconds["analysis"] + self._seconds["sharpness"]
+        s = self._seconds
+        t_in = self.clock.enter()
+        t = self.t
+        if self._fast and t % self._stride and (t + 1) % self._stride:
+            # stochastic mode, budgeted schedules, a step off the stride: hold the loss (and batch), no more
+            self._loop.keep(loss)
+            if batch is not None and self._keep_batches:
+                self._batches.append(batch)
+            t_out = time.perf_counter()
+            s["detection"] += t_out - t_in
+            self.t = t + 1
+            self.clock.leave(t_out)
+            return None
+        spent0 = s["analysis"] + s["sharpness"]
         try:
             return self._step(loss, batch, grad_norm)
         finally:
-            inner = time.perf_counter() - t_in
-            self._seconds["detection"] += inner - (self._seconds["analysis"] + self._seconds["sharpness"] - spent0)
+            t_out = time.perf_counter()
+            s["detection"] += t_out - t_in - (s["analysis"] + s["sharpness"] - spent0)
             self.t += 1
-            self.clock.leave()
+            self.clock.leave(t_out)
+
+    @property
+    def losses(self) -> list[float | None]:
+        """The loop's losses, one per step (None where it gave none, or a non-finite one)."""
+        self._loop.flush()
+        return self._loop.values
 
     def _step(self, loss: Any, batch: Any, grad_norm: float | None) -> dict[str, Any] | None:
         t = self.t
-        value = None
-        if loss is not None:
-            value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
-            if not math.isfinite(value):
-                self._warn("nonfinite", f"the loop's loss is {value} at step {t}: the monitor skips it")
-                value = None
-        self.losses.append(value)
         if batch is not None and self._keep_batches:
             self._batches.append(batch)
-        theta_next = None
-        if self.mode != "stochastic":   # exact detection analyses θ_t, where the loop's loss was taken
-            theta_t, theta_next = self._theta, self._read()
-            self._theta = theta_next
-            if self.mode is None:
-                self._decide_mode(t, value, grad_norm, theta_t)
+        if self.mode == "stochastic":   # the per-step work: hold the loss (read every stride steps), no more
+            self._loop.keep(loss)
+            record = self._noisy_step(t)
+            if self.sharpness_every is not None or (t + 1) % self._stride == 0:
+                self._maybe_sharpness(t + 1, None)
+            return record
+        value = self._loop.add(loss, windowed=False)
+        theta_t, theta_next = self._theta, self._read()   # exact detection analyses θ_t, where the loss was taken
+        self._theta = theta_next
+        if self.mode is None:
+            self._decide_mode(t, value, grad_norm, theta_t)
         record = None
         if self.mode == "full":
             record = self._full_step(t, value, grad_norm, theta_t)
-        if self.mode == "stochastic":   # reads the parameters only every few steps (cheap per step)
-            record = self._noisy_step(t, value)
+        if self.mode == "stochastic":   # switched at this step: its loss opens the trend window
+            if value is not None:
+                self._loop.window.append(value)
+            record = self._noisy_step(t)
+            self._fast = self.check_every is None and self.sharpness_every is None
         self._maybe_sharpness(t + 1, theta_next)
         return record
 
@@ -325,7 +347,7 @@ class StallMonitor:
         cost = time.perf_counter() - t0
         if why == "start":   # the step-0 check is set-up; it grants a start credit of two checks
             self._checks_budget.credit = 2 * cost
-            self._checks_budget.costs.append(cost)
+            self._checks_budget.record(cost)
         else:
             self._checks_budget.charge(cost)
         self._last_check = t
@@ -405,20 +427,24 @@ class StallMonitor:
             return self._checks_budget.affords(cost, overdraft_s=2 * cost)
         return self._checks_budget.affords(cost)
 
-    def _noisy_step(self, t: int, value: float | None) -> dict[str, Any] | None:
-        if value is not None:
-            self._window.append(value)
+    def _noisy_step(self, t: int) -> dict[str, Any] | None:
         if t % self._stride and (self.check_every is None or t % self.check_every):
             return None
+        self._loop.flush()
         # θ̄: the exponential moving average (factor 1 − α per step) of the iterates, sampled every
         # `stride` steps (each sample weighted as the steps since the last one would have been)
         gap = t + 1 - self._ema_t
         if gap > 0:
-            self._ema.lerp_(self._read(), 1.0 - (1.0 - self._alpha) ** gap)
+            w = 1.0 - (1.0 - self._alpha) ** gap
+            if self._ema_parts is not None:
+                with torch.no_grad():
+                    torch._foreach_lerp_(self._ema_parts, self._params, w)
+            else:
+                self._ema.lerp_(self._read(), w)
             self._ema_t = t + 1
         d = self.detector
-        trend = (trend_test(list(self._window), rel_tol=d.rel_tol, abs_tol=d.abs_tol, floor=d.loss_floor, z=self.z)
-                 if len(self._window) >= max(self.window, 4) else None)
+        trend = (trend_of(list(self._loop.window), rel_tol=d.rel_tol, abs_tol=d.abs_tol, floor=d.loss_floor, z=self.z)
+                 if len(self._loop.window) >= max(self.window, 4) else None)
         scheduled = (t - self._last_check >= 10 * self.window) if self.check_every is None else True
         if not self._armed:
             trigger = scheduled or (trend is not None and trend.newer_upper(self.z) <= self._open["loop_target"])
