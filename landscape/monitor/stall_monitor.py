@@ -279,19 +279,13 @@ class StallMonitor:
         """
         s = self._seconds
         t_in = self.clock.enter()
-        t = self.t
-        if self._fast and t % self._stride and (t + 1) % self._stride:
-            # stochastic mode, budgeted schedules, a step off the stride: hold the loss (and batch), no more
-            self._loop.keep(loss)
-            if batch is not None and self._keep_batches:
-                self._batches.append(batch)
-            t_out = time.perf_counter()
-            s["detection"] += t_out - t_in
-            self.t = t + 1
-            self.clock.leave(t_out)
-            return None
-        spent0 = s["analysis"] + s["sharpness"]
+        t, spent0 = self.t, s["analysis"] + s["sharpness"]
         try:
+            if self._fast and t % self._stride and (t + 1) % self._stride:   # off the stride: hold the loss, no more
+                self._loop.keep(loss)
+                if batch is not None and self._keep_batches:
+                    self._batches.append(batch)
+                return None
             return self._step(loss, batch, grad_norm)
         finally:
             t_out = time.perf_counter()
