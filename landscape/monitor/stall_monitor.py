@@ -21,7 +21,7 @@ Otherwise (mini-batches, augmentation, dropout, a probe subset) detection is **s
    around the plateau's critical point; their mean jitters far less). The stall fires at step
    t ≥ 2·window when (a) the check's loss has fallen by at most
    max(k·rel_tol·|L_a − floor|, abs_tol) per ``window`` steps since an earlier check a, made
-   ``window`` to 10·``window`` steps before, and (b) ‖∇L(θ̄)‖ ≤ k·grad_rel·G_run, with
+   ``window`` to max(10·``window``, 2·``check_every``) steps before, and (b) ‖∇L(θ̄)‖ ≤ k·grad_rel·G_run, with
    G_run = the largest of ‖∇L‖ and |L − floor|/param_scale at any check so far (the detector's
    run scale, from the sparse checks: the start's loss level keeps it from resting on whichever
    descent a check happened to catch) and the **noise factor** k = ``noise_factor`` (default 5). Under mini-batches a plateau is less
@@ -467,10 +467,11 @@ class StallMonitor:
         return self._stall(t, self._ema.clone(), thr, "window_mean", loop_level=trend.newer_mean, check=row)
 
     def _flat_since_anchor(self, row: dict[str, Any]) -> bool:
-        """(a) of the stochastic rule: the check's loss against an earlier check W..10W steps before."""
+        """(a) of the stochastic rule: the check's loss against an earlier check W..max(10W, 2·check_every) steps
+        before (a fixed check period longer than 10 windows still finds its previous check)."""
         d, w, t = self.detector, self.window, row["step"]
         anchor = next((c for c in reversed(self.checks[:-1]) if w <= t - c["step"]), None)
-        if anchor is None or t - anchor["step"] > 10 * w:
+        if anchor is None or t - anchor["step"] > max(10 * w, 2 * (self.check_every or 0)):
             return False
         fall = (anchor["loss"] - row["loss"]) * w / (t - anchor["step"])
         return fall <= max(self.noise_factor * d.rel_tol * abs(anchor["loss"] - d.loss_floor), d.abs_tol)
