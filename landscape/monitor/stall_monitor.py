@@ -49,17 +49,15 @@ residual ``sharpness_tol`` (5e-2), with where it lies against the optimizer's st
 threshold; and, when the loop passes ``batch=``, cheap ``"batch"`` rows, the batch sharpness of
 its last batches.
 
-**Cost.** Checks and sharpness run only while they fit a ``budget`` share of the loop's own
-measured time (default 8 %, leaving room under a 10 % target): checks while their seconds stay
-within 3/8 of it; batch-sharpness rows within 1/8 of it (the first once ``window`` steps have
-passed); a full solve while *everything* the monitor did outside stall analyses (per-step
-bookkeeping, checks, batch rows, earlier solves) plus the solve's expected cost (the median of
-the last ones; the first one estimated at 20 checks) stays within all of it. In stochastic mode
-the per-step work is a float and an append; the parameters are read every ``window``/4 steps.
-The schedule adapts to the loop: a full solve that costs ~100 of the loop's steps runs rarely
-(on the digits CNN of ``landscape bench --monitor`` one costs ~130 loop steps: 2 000 Adam steps
-afford 0–1 of them next to ~3 batch rows), a cheap one often; :attr:`StallMonitor.sharpness_note` (and the report) says when
-the budget allowed none and what ``sharpness_every=N`` would cost.
+**Cost.** Checks and sharpness run only while they fit a ``budget`` share (default 8 %) of the
+loop's own measured time: checks within 3/8 of it, batch-sharpness rows within 1/8 (the first
+after ``window`` steps), a full solve while everything the monitor spent outside stall analyses
+plus the solve's expected cost (median of the last ones; the first: 20 checks) fits in all of it.
+Per step (stochastic mode) the monitor only holds the loss (on an accelerator unread: one sync per
+``window``/4-step stride, when θ̄ and the trend test are updated). On the digits CNN of ``landscape
+bench --monitor`` that is ≈ 1–1.5 % of the loop; a check costs 6–9 loop steps, a cold full-batch
+λ_max(P⁻¹H) ~100–150 and a warm one ~45–90, so 2 000 steps afford no full solve (two cost ~9 %);
+:attr:`StallMonitor.sharpness_note` (and the report) says so, and what ``sharpness_every=N`` costs.
 ``check_every=N`` / ``sharpness_every=N`` give fixed, deterministic schedules instead.
 Which steps a budgeted schedule picks depends on measured times: for bit-identical records give
 both. ``mon.timings`` reports the seconds spent.
@@ -247,10 +245,9 @@ class StallMonitor:
         return flat.to(device=self.obj.device, dtype=self.obj.dtype, copy=True)
 
     def _model_grad_norm(self) -> float | None:
-        grads = [p.grad for p in self._params]
-        if any(g is None for g in grads):
+        if any(p.grad is None for p in self._params):
             return None
-        norms = torch._foreach_norm([g.detach() for g in grads])
+        norms = torch._foreach_norm([p.grad.detach() for p in self._params])
         return float(torch.linalg.vector_norm(torch.stack([n.to(torch.float64) for n in norms])))
 
     def _agree(self, a: float | None, b: float) -> bool:
@@ -506,10 +503,7 @@ class StallMonitor:
             else:
                 loss, gn = check["loss"], check["grad_norm"]
             ref = self.reference()
-            lr = None
-            if self.optimizer is not None:
-                rule = stability_rule(self.optimizer)
-                lr = rule.lr
+            lr = stability_rule(self.optimizer).lr if self.optimizer is not None else None
             rec = stall_record(self.obj, theta, index=index, step=t, loss=loss, grad_norm=gn,
                                detector_threshold=thr, settings=self.settings, reference=ref, seed=self.seed,
                                per_layer=self.per_layer,
@@ -580,10 +574,9 @@ class StallMonitor:
                 row = measure_batch(self.obj, theta, self.optimizer, self._params, step=step,
                                     batches=list(self._batches))
         if kind == "full" and not row["converged"]:
-            self._warn("sharpness", f"the scheduled sharpness at step {step} did not converge (further unconverged "
-                       "rows say so in their 'converged' field only): "
-                       + unconverged_message(r, self.sharpness_max_iter, "λ(" + row["quantity"] + ")"),
-                       ConvergenceWarning)
+            self._warn("sharpness", f"the scheduled sharpness at step {step} did not converge (further unconverged rows "
+                       "say so in their 'converged' field only): " + unconverged_message(
+                           r, self.sharpness_max_iter, "λ(" + row["quantity"] + ")"), ConvergenceWarning)
         row["seconds"] = time.perf_counter() - t0
         self._schedule.charge(kind, step, row["seconds"])
         self._seconds["sharpness"] += row["seconds"]
