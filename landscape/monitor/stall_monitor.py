@@ -218,7 +218,6 @@ class StallMonitor:
         self.sharpness: list[dict[str, Any]] = []
         self.t = 0
         self.mode: str | None = None
-        self._fast = False      # stochastic mode with budgeted schedules: most steps only hold the loss
         self.mode_reason = ""
         self._armed, self._open = True, None
         self._gmax = 0.0
@@ -278,7 +277,9 @@ class StallMonitor:
         t_in = self.clock.enter()
         t, spent0 = self.t, s["analysis"] + s["sharpness"]
         try:
-            if self._fast and t % self._stride and (t + 1) % self._stride:   # off the stride: hold the loss, no more
+            e = self.sharpness_every   # a stochastic step with no check, trend or row due: hold the loss, no more
+            if self.mode == "stochastic" and t % self._stride and (self.check_every is None or t % self.check_every) \
+                    and (e == 0 or (t + 1) % (self._stride if e is None else e)):
                 self._loop.keep(loss)
                 if batch is not None and self._keep_batches:
                     self._batches.append(batch)
@@ -318,7 +319,6 @@ class StallMonitor:
             if value is not None:
                 self._loop.window.append(value)
             record = self._noisy_step(t)
-            self._fast = self.check_every is None and self.sharpness_every is None
         self._maybe_sharpness(t + 1, theta_next)
         return record
 
