@@ -16,10 +16,11 @@ and the table reports
 - for scale, a naive schedule: λ_max every 100 steps (``sharpness_every=100``).
 
 Timings are wall-clock on a possibly shared machine: the plain and monitored runs alternate so
-that load affects both alike; the load average and each run's CPU seconds are printed. The measure
-runs torch on one thread (restored afterwards): on this 3 818-parameter model one thread is the
-fastest, and two threads on a loaded 2-core machine spin against each other (a 2 000-step loop
-measured at 73–125 s instead of ~3 s), which measures the machine, not the monitor.
+that load affects both alike; the load average and each run's CPU seconds are printed. On a loaded
+machine run it on one thread (``landscape bench --monitor --threads 1``, or ``threads=1``): on this
+3 818-parameter model one thread is the fastest, and two threads on a loaded 2-core machine spin
+against each other (a 2 000-step loop measured at 73–125 s instead of ~3 s), which measures the
+machine, not the monitor.
 """
 from __future__ import annotations
 
@@ -96,7 +97,7 @@ def _run(X: torch.Tensor, y: torch.Tensor, make_model: Any, steps: int, *, monit
 
 
 def bench_monitor(steps: int = 2000, *, pairs: int = 2, naive: bool = True, progress: bool = True,
-                  analysis: bool = False) -> dict[str, Any]:
+                  analysis: bool = False, threads: int | None = None) -> dict[str, Any]:
     """Measure the monitor's overhead on the digits CNN (see the module docstring).
 
     Args:
@@ -108,19 +109,21 @@ def bench_monitor(steps: int = 2000, *, pairs: int = 2, naive: bool = True, prog
             default only the cause and the spectrum, since on this CNN the classification alone
             takes about a minute and the nearest critical point several (issue 22; their budgets
             are a separate change) — the overhead ratio does not include analysis either way.
+        threads: torch threads for the measure (restored afterwards); None: leave the setting alone.
 
     Returns:
-        ``{"steps", "plain_wall_s" (median), "monitored": [...], "overhead_accounted",
+        ``{"steps", "plain_wall_s" (median), "plain_cpu_s", "monitored_cpu_s", "monitored": [...], "overhead_accounted",
         "overhead_external", "naive": {...} or None, "loadavg"}``.
     """
     show = (lambda msg: print(f"[bench monitor] {msg} (load {loadavg()})", file=sys.stderr, flush=True)) \
         if progress else (lambda msg: None)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
     try:
         return _bench(steps, pairs, naive, analysis, show)
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
 
 
 def _bench(steps: int, pairs: int, naive: bool, analysis: bool, show: Any) -> dict[str, Any]:
