@@ -16,7 +16,11 @@ and the table reports
 - for scale, a naive schedule: λ_max every 100 steps (``sharpness_every=100``).
 
 Timings are wall-clock on a possibly shared machine: the plain and monitored runs alternate so
-that load affects both alike; the load average is printed.
+that load affects both alike; the load average and each run's CPU seconds are printed. On a loaded
+machine run it on one thread (``landscape bench --monitor --threads 1``, or ``threads=1``): on this
+3 818-parameter model one thread is the fastest, and two threads on a loaded 2-core machine spin
+against each other (a 2 000-step loop measured at 73–125 s instead of ~3 s), which measures the
+machine, not the monitor.
 """
 from __future__ import annotations
 
@@ -69,7 +73,7 @@ def _run(X: torch.Tensor, y: torch.Tensor, make_model: Any, steps: int, *, monit
     crit = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(seed)
     mon = StallMonitor(model, crit, (X, y), optimizer=opt, progress=False, **monitor) if monitor is not None else None
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         idx = torch.randint(0, X.shape[0], (batch,), generator=gen)
         xb, yb = X[idx], y[idx]
@@ -79,8 +83,8 @@ def _run(X: torch.Tensor, y: torch.Tensor, make_model: Any, steps: int, *, monit
         opt.step()
         if mon is not None:
             mon.step(loss, batch=(xb, yb))
-    wall = time.perf_counter() - t0
-    out: dict[str, Any] = {"wall_s": wall, "final_loss": float(loss.detach())}
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    out: dict[str, Any] = {"wall_s": wall, "cpu_s": cpu, "final_loss": float(loss.detach())}
     if mon is not None:
         tm = mon.timings
         out.update(timings=tm, mode=mon.mode,
@@ -93,7 +97,7 @@ def _run(X: torch.Tensor, y: torch.Tensor, make_model: Any, steps: int, *, monit
 
 
 def bench_monitor(steps: int = 2000, *, pairs: int = 2, naive: bool = True, progress: bool = True,
-                  analysis: bool = False) -> dict[str, Any]:
+                  analysis: bool = False, threads: int | None = None) -> dict[str, Any]:
     """Measure the monitor's overhead on the digits CNN (see the module docstring).
 
     Args:
@@ -105,13 +109,24 @@ def bench_monitor(steps: int = 2000, *, pairs: int = 2, naive: bool = True, prog
             default only the cause and the spectrum, since on this CNN the classification alone
             takes about a minute and the nearest critical point several (issue 22; their budgets
             are a separate change) — the overhead ratio does not include analysis either way.
+        threads: torch threads for the measure (restored afterwards); None: leave the setting alone.
 
     Returns:
-        ``{"steps", "plain_wall_s" (median), "monitored": [...], "overhead_accounted",
+        ``{"steps", "plain_wall_s" (median), "plain_cpu_s", "monitored_cpu_s", "monitored": [...], "overhead_accounted",
         "overhead_external", "naive": {...} or None, "loadavg"}``.
     """
     show = (lambda msg: print(f"[bench monitor] {msg} (load {loadavg()})", file=sys.stderr, flush=True)) \
         if progress else (lambda msg: None)
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    try:
+        return _bench(steps, pairs, naive, analysis, show)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _bench(steps: int, pairs: int, naive: bool, analysis: bool, show: Any) -> dict[str, Any]:
     X, y, make_model = digits_cnn_problem()
     light = {} if analysis else {"settings": AnalysisSettings(classify=False)}
     plain, monitored = [], []
@@ -128,6 +143,7 @@ def bench_monitor(steps: int = 2000, *, pairs: int = 2, naive: bool = True, prog
     acc = [(r["timings"]["detection_s"] + r["timings"]["sharpness_s"]) / r["timings"]["loop_s"] for r in monitored]
     ext = [(r["wall_s"] - r["timings"]["analysis_s"] - r["timings"]["setup_s"]) / t_plain - 1 for r in monitored]
     out = {"steps": steps, "plain_wall_s": t_plain, "plain_runs_s": [r["wall_s"] for r in plain],
+           "plain_cpu_s": [r["cpu_s"] for r in plain], "monitored_cpu_s": [r["cpu_s"] for r in monitored],
            "monitored": monitored, "overhead_accounted": statistics.median(acc),
            "overhead_external": statistics.median(ext), "target": 0.10, "loadavg": loadavg(),
            "threads": torch.get_num_threads()}
@@ -153,7 +169,9 @@ def format_monitor(r: dict[str, Any]) -> str:
     lines = [
         f"StallMonitor overhead: digits CNN (3 818 parameters, 1 500 digits, float32), Adam lr 1e-3, batch 64, "
         f"{r['steps']} steps, {r['threads']} threads, load {r['loadavg']}",
-        f"  loop without the monitor        {r['plain_wall_s']:.2f} s   (runs {', '.join(f'{t:.2f}' for t in r['plain_runs_s'])})",
+        f"  loop without the monitor        {r['plain_wall_s']:.2f} s   (runs {', '.join(f'{t:.2f}' for t in r['plain_runs_s'])}; "
+        f"CPU {', '.join(f'{t:.2f}' for t in r['plain_cpu_s'])} s; monitored runs' CPU "
+        f"{', '.join(f'{t:.2f}' for t in r['monitored_cpu_s'])} s)",
         f"  monitor: detection {tm['detection_s']:.3f} s ({tm['n_checks']} checks), scheduled sharpness "
         f"{tm['sharpness_s']:.3f} s ({tm['n_sharpness_full']} full-batch λ_max, {tm['n_sharpness_batch']} batch "
         f"sharpness rows), loop's own time {tm['loop_s']:.2f} s",

@@ -100,12 +100,31 @@ def trend_test(losses: Sequence[float], *, rel_tol: float, abs_tol: float = 0.0,
     if n < 4:
         raise ValueError(f"trend_test needs at least 4 losses, got {n}")
     xs = [float(v) for v in losses]
-    if not all(math.isfinite(v) for v in xs):
+    if not all(map(math.isfinite, xs)):
         raise ValueError("trend_test got a non-finite loss")
+    return trend_of(xs, rel_tol=rel_tol, abs_tol=abs_tol, floor=floor, z=z)
+
+
+def trend_of(xs: list[float], *, rel_tol: float, abs_tol: float, floor: float, z: float) -> TrendResult:
+    """:func:`trend_test` without its checks, for a caller that holds ≥ 4 finite floats (a monitor, every few steps).
+
+    Args:
+        xs: the window, oldest first (a list of at least 4 finite floats).
+        rel_tol, abs_tol, floor, z: as in :func:`trend_test`.
+
+    Returns:
+        A :class:`TrendResult`, the same numbers :func:`trend_test` gives.
+
+    Example:
+        >>> trend_of([1.0] * 10, rel_tol=1e-3, abs_tol=0.0, floor=0.0, z=2.0).flat
+        True
+    """
+    n = len(xs)
     half = n // 2
     a, b = xs[:half], xs[half:]
     mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
-    noise = math.sqrt(sum((xs[i + 1] - xs[i]) ** 2 for i in range(n - 1)) / (2 * (n - 1)))
+    # the same sums, in the same order, as the textbook loops (a monitor calls this every few steps)
+    noise = math.sqrt(sum([(y - x) ** 2 for x, y in zip(xs, xs[1:])]) / (2 * (n - 1)))
     se = noise * math.sqrt(1 / len(a) + 1 / len(b))
     tol = max(rel_tol * abs(mean_a - floor), abs_tol)
     decrease = mean_a - mean_b
@@ -143,9 +162,13 @@ class LoopClock:
         self.steps += 1
         return now
 
-    def leave(self) -> None:
-        """End of a monitor call."""
-        self._last = time.perf_counter()
+    def leave(self, now: float | None = None) -> None:
+        """End of a monitor call.
+
+        Args:
+            now: the caller's ``time.perf_counter()`` at the end of its call (None: read it here).
+        """
+        self._last = time.perf_counter() if now is None else now
 
     def restart(self) -> None:
         """Forget the time since the last call (e.g. the loop was paused); the next :meth:`enter` adds nothing."""
@@ -183,12 +206,18 @@ class Budget:
         self.spent_s = 0.0
         self.n = 0
         self.costs: deque = deque(maxlen=8)
+        self._typical: float | None = None
 
     @property
     def typical_cost_s(self) -> float | None:
         """The median of the last (up to 8) costs charged, seconds (None before the first): one
         slow measurement (a page fault, a busy machine) does not stall the schedule."""
-        return statistics.median(self.costs) if self.costs else None
+        return self._typical
+
+    def record(self, seconds: float) -> None:
+        """Note one measurement's cost (seconds) for :attr:`typical_cost_s` without charging it."""
+        self.costs.append(seconds)
+        self._typical = statistics.median(self.costs)
 
     def allowance(self) -> float:
         """Seconds this bucket may have spent by now: fraction × loop time + credit."""
@@ -222,4 +251,4 @@ class Budget:
         typical = self.typical_cost_s
         self.spent_s += min(seconds, 1.5 * typical) if typical is not None else seconds
         self.n += 1
-        self.costs.append(seconds)
+        self.record(seconds)

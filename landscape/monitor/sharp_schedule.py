@@ -39,6 +39,8 @@ from ..eigs import extreme_eigs
 from .schedule import Budget, LoopClock
 from .sharpness import Preconditioned, batch_sharpness, preconditioner, stability_rule
 
+#: the share of the budget that the monitor's detection checks may use
+CHECK_SHARE = 3 / 8
 #: the share of the budget that batch-sharpness rows may use
 BATCH_SHARE = 1 / 8
 #: the first full solve's expected cost, in full-batch gradient checks (measured on the bench CNN)

@@ -228,6 +228,15 @@ class Preconditioned(CurvatureOperator):
         self.scale = p.to(device=op.device, dtype=op.dtype).rsqrt()
         self.curvature = f"preconditioned {getattr(op, 'curvature', 'operator')}"
 
+    @property
+    def gradient(self) -> torch.Tensor | None:
+        """P^{-1/2} g, the gradient in the operator's frame (None when the inner operator has none):
+        :func:`landscape.extreme_eigs` tilts its ``"auto"`` start towards it, as for the Hessian (the
+        gradient leans on the top eigendirections; on the bench CNN under Adam a cold λ_max(P⁻¹H) at
+        5e-2 then takes 3–7 products instead of 5–10)."""
+        g = getattr(self.inner, "gradient", None)
+        return None if g is None else self.scale * g.to(device=self.scale.device, dtype=self.scale.dtype)
+
     def _matvec(self, v: torch.Tensor) -> torch.Tensor:
         return self.scale * self.inner.matvec(self.scale * v)
 

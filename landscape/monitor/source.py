@@ -12,10 +12,15 @@ A model in training mode with Dropout or BatchNorm is analysed in evaluation mod
 otherwise random or batch-dependent): the flags are switched for the copy the objective takes and
 switched back at once, and a warning says so. ``probe=N`` keeps a fixed subset of N examples,
 drawn once without replacement by a seeded generator (the caller's random state untouched).
+
+:class:`LoopLosses` keeps what the loop gives at each step, read lazily (one device
+synchronisation per flush, not one per step).
 """
 from __future__ import annotations
 
+import math
 import warnings
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -188,3 +193,87 @@ def sync_buffers(obj: Objective, model: nn.Module) -> None:
         for name, buf in model.named_buffers():
             if name in own and own[name].shape == buf.shape:
                 own[name].copy_(buf.detach().to(device=own[name].device, dtype=own[name].dtype))
+
+
+class LoopLosses:
+    """The loop's losses as a monitor keeps them: ``values`` (one per step) and the trend ``window``.
+
+    :meth:`add` reads a loss at once (a float, or None when missing or non-finite); :meth:`keep`
+    only holds it (a detached tensor: no device synchronisation, no graph kept alive) and
+    :meth:`flush` reads every held loss with one ``torch.stack(...).tolist()`` — on a GPU one
+    synchronisation per flush instead of one per step. Same numbers either way.
+
+    Args:
+        maxlen: the trend window's length (the newest losses it keeps).
+        warn: called with a message for a non-finite loss (the monitor warns once per run).
+
+    Example:
+        >>> import torch
+        >>> log = LoopLosses(3, warn=print)
+        >>> for v in (1.0, 2.0, float("nan"), 4.0):
+        ...     log.keep(torch.tensor(v))
+        >>> log.flush()
+        the loop's loss is nan at step 2: the monitor skips it
+        >>> log.values, list(log.window)
+        ([1.0, 2.0, None, 4.0], [1.0, 2.0, 4.0])
+    """
+
+    def __init__(self, maxlen: int, warn: Callable[[str], None]) -> None:
+        self.values: list[float | None] = []
+        self.window: deque = deque(maxlen=maxlen)
+        self._pending: list[Any] = []
+        self._warn = warn
+
+    def _read(self, v: Any) -> float | None:
+        value = None if v is None else float(v)
+        if value is not None and not math.isfinite(value):
+            self._warn(f"the loop's loss is {value} at step {len(self.values)}: the monitor skips it")
+            value = None
+        self.values.append(value)
+        return value
+
+    def add(self, loss: Any, *, windowed: bool) -> float | None:
+        """Read one step's loss now (tensor, number or None).
+
+        Args:
+            loss: the loop's loss. windowed: also append it to the trend window.
+
+        Returns:
+            The float, or None (missing or non-finite).
+        """
+        self.flush()
+        value = self._read(loss.detach() if isinstance(loss, torch.Tensor) else loss)
+        if windowed and value is not None:
+            self.window.append(value)
+        return value
+
+    def keep(self, loss: Any) -> None:
+        """Hold one step's loss unread until :meth:`flush` (a loss on the CPU is read at once: no sync to save).
+
+        Args:
+            loss: the loop's loss (tensor, number or None).
+        """
+        if isinstance(loss, torch.Tensor):
+            loss = loss.item() if loss.is_cpu else loss.detach()
+        self._pending.append(loss)
+
+    def flush(self) -> None:
+        """Read the held losses (one synchronisation) into :attr:`values` and the window, in step order."""
+        pend = self._pending
+        if not pend:
+            return
+        self._pending = []
+        tens = [v for v in pend if isinstance(v, torch.Tensor)]
+        if tens:
+            try:
+                read = iter(torch.stack([v.reshape(()) for v in tens]).tolist())
+                pend = [next(read) if isinstance(v, torch.Tensor) else v for v in pend]
+            except (RuntimeError, TypeError, ValueError):   # mixed devices or dtypes: one at a time below
+                pass
+        values, window, isfinite = self.values, self.window, math.isfinite
+        for v in pend:
+            if v.__class__ is float and isfinite(v):
+                values.append(v)
+                window.append(v)
+            elif self._read(v) is not None:
+                window.append(values[-1])

@@ -21,7 +21,7 @@ Otherwise (mini-batches, augmentation, dropout, a probe subset) detection is **s
    around the plateau's critical point; their mean jitters far less). The stall fires at step
    t ≥ 2·window when (a) the check's loss has fallen by at most
    max(k·rel_tol·|L_a − floor|, abs_tol) per ``window`` steps since an earlier check a, made
-   ``window`` to 10·``window`` steps before, and (b) ‖∇L(θ̄)‖ ≤ k·grad_rel·G_run, with
+   ``window`` to max(10·``window``, 2·``check_every``) steps before, and (b) ‖∇L(θ̄)‖ ≤ k·grad_rel·G_run, with
    G_run = the largest of ‖∇L‖ and |L − floor|/param_scale at any check so far (the detector's
    run scale, from the sparse checks: the start's loss level keeps it from resting on whichever
    descent a check happened to catch) and the **noise factor** k = ``noise_factor`` (default 5). Under mini-batches a plateau is less
@@ -49,17 +49,15 @@ residual ``sharpness_tol`` (5e-2), with where it lies against the optimizer's st
 threshold; and, when the loop passes ``batch=``, cheap ``"batch"`` rows, the batch sharpness of
 its last batches.
 
-**Cost.** Checks and sharpness run only while they fit a ``budget`` share of the loop's own
-measured time (default 8 %, leaving room under a 10 % target): checks while their seconds stay
-within 3/8 of it; batch-sharpness rows within 1/8 of it (the first once ``window`` steps have
-passed); a full solve while *everything* the monitor did outside stall analyses (per-step
-bookkeeping, checks, batch rows, earlier solves) plus the solve's expected cost (the median of
-the last ones; the first one estimated at 20 checks) stays within all of it. In stochastic mode
-the per-step work is a float and an append; the parameters are read every ``window``/4 steps.
-The schedule adapts to the loop: a full solve that costs ~100 of the loop's steps runs rarely
-(on the digits CNN of ``landscape bench --monitor`` one costs ~130 loop steps: 2 000 Adam steps
-afford 0–1 of them next to ~3 batch rows), a cheap one often; :attr:`StallMonitor.sharpness_note` (and the report) says when
-the budget allowed none and what ``sharpness_every=N`` would cost.
+**Cost.** Checks and sharpness run only while they fit a ``budget`` share (default 8 %) of the
+loop's own measured time: checks within 3/8 of it, batch-sharpness rows within 1/8 (the first
+after ``window`` steps), a full solve while everything the monitor spent outside stall analyses
+plus the solve's expected cost (median of the last ones; the first: 20 checks) fits in all of it.
+Per step (stochastic mode) the monitor only holds the loss (on an accelerator unread: one sync per
+``window``/4-step stride, when θ̄ and the trend test are updated). On the digits CNN of ``landscape
+bench --monitor`` that is ≈ 1–1.5 % of the loop; a check costs 6–9 loop steps, a cold full-batch
+λ_max(P⁻¹H) ~100–150 and a warm one ~45–90, so 2 000 steps afford no full solve (two cost ~9 %);
+:attr:`StallMonitor.sharpness_note` (and the report) says so, and what ``sharpness_every=N`` costs.
 ``check_every=N`` / ``sharpness_every=N`` give fixed, deterministic schedules instead.
 Which steps a budgeted schedule picks depends on measured times: for bit-identical records give
 both. ``mon.timings`` reports the seconds spent.
@@ -86,10 +84,10 @@ from .detector import StallDetector
 from .guard import preserved_state
 from .records import EventLog, describe_stall, progress_line, stall_record, unconverged_parts
 from .report import write_report
-from .schedule import Budget, LoopClock, trend_test
-from .sharp_schedule import SharpnessSchedule, measure_batch, measure_full
+from .schedule import Budget, LoopClock, trend_of
+from .sharp_schedule import CHECK_SHARE, SharpnessSchedule, measure_batch, measure_full
 from .sharpness import stability_rule
-from .source import monitor_objective, sync_buffers
+from .source import LoopLosses, monitor_objective, sync_buffers
 
 LOOP_LOSS_MODES = ("auto", "full", "batch")
 _AGREE = {torch.float64: 1e-8}  # relative agreement of loop and monitor values that counts as "the same"
@@ -219,12 +217,15 @@ class StallMonitor:
         self._stride = max(1, self.window // 4)
         self._theta = self._read()
         self._ema = self._theta.clone()
+        # θ̄'s pieces shaped like the parameters: one fused lerp per sample, no flat copy of θ
+        same = all(p.dtype == self._ema.dtype and p.device == self._ema.device for p in self._params)
+        self._ema_parts = ([v.view_as(p) for v, p in zip(torch.split(self._ema, [p.numel() for p in self._params]),
+                                                         self._params)] if same and self._params else None)
         self._alpha = 2.0 / (2 * self.window + 1)
         self._ema_t = 0                      # the step of the last iterate in θ̄
-        self._window: deque = deque(maxlen=2 * self.window)
         self._batches: deque = deque(maxlen=max(batch_sharpness, 1))
         self._keep_batches = batch_sharpness > 0
-        self.losses: list[float | None] = []
+        self._loop = LoopLosses(2 * self.window, lambda msg: self._warn("nonfinite", msg))
         self.checks: list[dict[str, Any]] = []
         self.stalls: list[dict[str, Any]] = []
         self.sharpness: list[dict[str, Any]] = []
@@ -238,7 +239,7 @@ class StallMonitor:
         self._reference: ReferenceScale | None = None
         self._warned: set[str] = set()
         self.clock = LoopClock()
-        self._checks_budget = Budget(self.clock, budget * 3 / 8)
+        self._checks_budget = Budget(self.clock, budget * CHECK_SHARE)
         self._schedule = SharpnessSchedule(self.clock, budget, sharpness_every, window=self.window,
                                            stride=self._stride)
         self.budget = float(budget)
@@ -256,10 +257,9 @@ class StallMonitor:
         return flat.to(device=self.obj.device, dtype=self.obj.dtype, copy=True)
 
     def _model_grad_norm(self) -> float | None:
-        grads = [p.grad for p in self._params]
-        if any(g is None for g in grads):
+        if any(p.grad is None for p in self._params):
             return None
-        norms = torch._foreach_norm([g.detach() for g in grads])
+        norms = torch._foreach_norm([p.grad.detach() for p in self._params])
         return float(torch.linalg.vector_norm(torch.stack([n.to(torch.float64) for n in norms])))
 
     def _agree(self, a: float | None, b: float) -> bool:
@@ -286,39 +286,52 @@ class StallMonitor:
         Returns:
             The stall record when a stall fired at this step, else None.
         """
-        self.clock.enter()
-        t_in = time.perf_counter()
-        spent0 = self._seconds["analysis"] + self._seconds["sharpness"]
+        s = self._seconds
+        t_in = self.clock.enter()
+        t, spent0 = self.t, s["analysis"] + s["sharpness"]
         try:
+            e = self.sharpness_every   # a stochastic step with no check, trend or row due: hold the loss, no more
+            if self.mode == "stochastic" and t % self._stride and (self.check_every is None or t % self.check_every) \
+                    and (e == 0 or (t + 1) % (self._stride if e is None else e)):
+                self._loop.keep(loss)
+                if batch is not None and self._keep_batches:
+                    self._batches.append(batch)
+                return None
             return self._step(loss, batch, grad_norm)
         finally:
-            inner = time.perf_counter() - t_in
-            self._seconds["detection"] += inner - (self._seconds["analysis"] + self._seconds["sharpness"] - spent0)
+            t_out = time.perf_counter()
+            s["detection"] += t_out - t_in - (s["analysis"] + s["sharpness"] - spent0)
             self.t += 1
-            self.clock.leave()
+            self.clock.leave(t_out)
+
+    @property
+    def losses(self) -> list[float | None]:
+        """The loop's losses, one per step (None where it gave none, or a non-finite one)."""
+        self._loop.flush()
+        return self._loop.values
 
     def _step(self, loss: Any, batch: Any, grad_norm: float | None) -> dict[str, Any] | None:
         t = self.t
-        value = None
-        if loss is not None:
-            value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
-            if not math.isfinite(value):
-                self._warn("nonfinite", f"the loop's loss is {value} at step {t}: the monitor skips it")
-                value = None
-        self.losses.append(value)
         if batch is not None and self._keep_batches:
             self._batches.append(batch)
-        theta_next = None
-        if self.mode != "stochastic":   # exact detection analyses θ_t, where the loop's loss was taken
-            theta_t, theta_next = self._theta, self._read()
-            self._theta = theta_next
-            if self.mode is None:
-                self._decide_mode(t, value, grad_norm, theta_t)
+        if self.mode == "stochastic":   # the per-step work: hold the loss (read every stride steps), no more
+            self._loop.keep(loss)
+            record = self._noisy_step(t)
+            if self.sharpness_every is not None or (t + 1) % self._stride == 0:
+                self._maybe_sharpness(t + 1, None)
+            return record
+        value = self._loop.add(loss, windowed=False)
+        theta_t, theta_next = self._theta, self._read()   # exact detection analyses θ_t, where the loss was taken
+        self._theta = theta_next
+        if self.mode is None:
+            self._decide_mode(t, value, grad_norm, theta_t)
         record = None
         if self.mode == "full":
             record = self._full_step(t, value, grad_norm, theta_t)
-        if self.mode == "stochastic":   # reads the parameters only every few steps (cheap per step)
-            record = self._noisy_step(t, value)
+        if self.mode == "stochastic":   # switched at this step: its loss opens the trend window
+            if value is not None:
+                self._loop.window.append(value)
+            record = self._noisy_step(t)
         self._maybe_sharpness(t + 1, theta_next)
         return record
 
@@ -338,7 +351,7 @@ class StallMonitor:
         cost = time.perf_counter() - t0
         if why == "start":   # the step-0 check is set-up; it grants a start credit of two checks
             self._checks_budget.credit = 2 * cost
-            self._checks_budget.costs.append(cost)
+            self._checks_budget.record(cost)
         else:
             self._checks_budget.charge(cost)
         self._last_check = t
@@ -418,20 +431,24 @@ class StallMonitor:
             return self._checks_budget.affords(cost, overdraft_s=2 * cost)
         return self._checks_budget.affords(cost)
 
-    def _noisy_step(self, t: int, value: float | None) -> dict[str, Any] | None:
-        if value is not None:
-            self._window.append(value)
+    def _noisy_step(self, t: int) -> dict[str, Any] | None:
         if t % self._stride and (self.check_every is None or t % self.check_every):
             return None
+        self._loop.flush()
         # θ̄: the exponential moving average (factor 1 − α per step) of the iterates, sampled every
         # `stride` steps (each sample weighted as the steps since the last one would have been)
         gap = t + 1 - self._ema_t
         if gap > 0:
-            self._ema.lerp_(self._read(), 1.0 - (1.0 - self._alpha) ** gap)
+            w = 1.0 - (1.0 - self._alpha) ** gap
+            if self._ema_parts is not None:
+                with torch.no_grad():
+                    torch._foreach_lerp_(self._ema_parts, self._params, w)
+            else:
+                self._ema.lerp_(self._read(), w)
             self._ema_t = t + 1
         d = self.detector
-        trend = (trend_test(list(self._window), rel_tol=d.rel_tol, abs_tol=d.abs_tol, floor=d.loss_floor, z=self.z)
-                 if len(self._window) >= max(self.window, 4) else None)
+        trend = (trend_of(list(self._loop.window), rel_tol=d.rel_tol, abs_tol=d.abs_tol, floor=d.loss_floor, z=self.z)
+                 if len(self._loop.window) >= max(self.window, 4) else None)
         scheduled = (t - self._last_check >= 10 * self.window) if self.check_every is None else True
         if not self._armed:
             trigger = scheduled or (trend is not None and trend.newer_upper(self.z) <= self._open["loop_target"])
@@ -460,10 +477,11 @@ class StallMonitor:
         return self._stall(t, self._ema.clone(), thr, "window_mean", loop_level=trend.newer_mean, check=row)
 
     def _flat_since_anchor(self, row: dict[str, Any]) -> bool:
-        """(a) of the stochastic rule: the check's loss against an earlier check W..10W steps before."""
+        """(a) of the stochastic rule: the check's loss against an earlier check W..max(10W, 2·check_every) steps
+        before (a fixed check period longer than 10 windows still finds its previous check)."""
         d, w, t = self.detector, self.window, row["step"]
         anchor = next((c for c in reversed(self.checks[:-1]) if w <= t - c["step"]), None)
-        if anchor is None or t - anchor["step"] > 10 * w:
+        if anchor is None or t - anchor["step"] > max(10 * w, 2 * (self.check_every or 0)):
             return False
         fall = (anchor["loss"] - row["loss"]) * w / (t - anchor["step"])
         return fall <= max(self.noise_factor * d.rel_tol * abs(anchor["loss"] - d.loss_floor), d.abs_tol)
@@ -498,10 +516,7 @@ class StallMonitor:
             else:
                 loss, gn = check["loss"], check["grad_norm"]
             ref = self.reference()
-            lr = None
-            if self.optimizer is not None:
-                rule = stability_rule(self.optimizer)
-                lr = rule.lr
+            lr = stability_rule(self.optimizer).lr if self.optimizer is not None else None
             rec = stall_record(self.obj, theta, index=index, step=t, loss=loss, grad_norm=gn,
                                detector_threshold=thr, settings=self.settings, reference=ref, seed=self.seed,
                                per_layer=self.per_layer, critical_obj=self.critical_objective,
@@ -572,10 +587,9 @@ class StallMonitor:
                 row = measure_batch(self.obj, theta, self.optimizer, self._params, step=step,
                                     batches=list(self._batches))
         if kind == "full" and not row["converged"]:
-            self._warn("sharpness", f"the scheduled sharpness at step {step} did not converge (further unconverged "
-                       "rows say so in their 'converged' field only): "
-                       + unconverged_message(r, self.sharpness_max_iter, "λ(" + row["quantity"] + ")"),
-                       ConvergenceWarning)
+            self._warn("sharpness", f"the scheduled sharpness at step {step} did not converge (further unconverged rows "
+                       "say so in their 'converged' field only): " + unconverged_message(
+                           r, self.sharpness_max_iter, "λ(" + row["quantity"] + ")"), ConvergenceWarning)
         row["seconds"] = time.perf_counter() - t0
         self._schedule.charge(kind, step, row["seconds"])
         self._seconds["sharpness"] += row["seconds"]
