@@ -79,6 +79,7 @@ from ..eigs import unconverged_message
 from ..errors import ConvergenceWarning, NonFiniteError
 from ..objective import Objective
 from .analysis import AnalysisSettings
+from .arguments import check_arguments
 from .cause import ReferenceScale, reference_grad_scale
 from .detector import StallDetector
 from .guard import preserved_state
@@ -89,7 +90,6 @@ from .sharp_schedule import CHECK_SHARE, SharpnessSchedule, measure_batch, measu
 from .sharpness import stability_rule
 from .source import LoopLosses, monitor_objective, sync_buffers
 
-LOOP_LOSS_MODES = ("auto", "full", "batch")
 _AGREE = {torch.float64: 1e-8}  # relative agreement of loop and monitor values that counts as "the same"
 
 
@@ -175,20 +175,11 @@ class StallMonitor:
                  horizon: int | None = None, sinks: Any = (), progress: bool | None = None,
                  critical_objective: Objective | None = None) -> None:
         t0 = time.perf_counter()
-        if loop_loss not in LOOP_LOSS_MODES:
-            raise ValueError(f"loop_loss must be one of {LOOP_LOSS_MODES}, got {loop_loss!r}")
-        for name, v in (("check_every", check_every), ("sharpness_every", sharpness_every), ("horizon", horizon),
-                        ("sharpness_max_iter", sharpness_max_iter)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "sharpness_every" else 1)):
-                raise ValueError(f"{name} must be a positive integer or None, got {v!r}")
-        for name, v in (("z", z), ("noise_factor", noise_factor), ("sharpness_tol", sharpness_tol),
-                        ("budget", budget), ("escape_rel", escape_rel), ("escape_abs", escape_abs)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0) or math.isinf(v):
-                raise ValueError(f"{name} must be a finite non-negative number, got {v!r}")
-        if isinstance(batch_sharpness, bool) or not isinstance(batch_sharpness, int) or batch_sharpness < 0:
-            raise ValueError(f"batch_sharpness must be a non-negative integer, got {batch_sharpness!r}")
-        if detector is not None and not isinstance(detector, StallDetector):
-            raise TypeError(f"detector must be a StallDetector, got {type(detector).__name__}")
+        check_arguments(loop_loss=loop_loss, counts={"check_every": check_every, "sharpness_every": sharpness_every,
+                        "horizon": horizon, "sharpness_max_iter": sharpness_max_iter},
+                        reals={"z": z, "noise_factor": noise_factor, "sharpness_tol": sharpness_tol, "budget": budget,
+                               "escape_rel": escape_rel, "escape_abs": escape_abs},
+                        batch_sharpness=batch_sharpness, detector=detector, critical_objective=critical_objective)
         self.model, self.optimizer = model, optimizer
         self.loop_loss, self.seed, self.z, self.noise_factor = loop_loss, int(seed), float(z), float(noise_factor)
         self.check_every, self.sharpness_every, self.sharpness_min = check_every, sharpness_every, bool(sharpness_min)
@@ -199,18 +190,14 @@ class StallMonitor:
         self.grad_scale_reference = grad_scale_reference
         self.progress = progress
         self.sinks = list(sinks)
-        if critical_objective is not None and not isinstance(critical_objective, Objective):
-            raise TypeError(f"critical_objective must be a landscape.Objective, got {type(critical_objective).__name__}")
         self.critical_objective = critical_objective
         with preserved_state():   # building the objective may iterate a shuffling DataLoader
             self.obj, self.source = monitor_objective(model, loss_fn, data, loss_form=loss_form, probe=probe,
                                                       seed=seed, dtype=dtype, device=device, reduction=reduction,
                                                       params=params)
-        named = dict(model.named_parameters())
-        self._params = [named[n] for n in self.obj.param_names]
+        self._params = [dict(model.named_parameters())[n] for n in self.obj.param_names]
         if critical_objective is not None and critical_objective.dim != self.obj.dim:
-            raise ValueError(f"critical_objective has {critical_objective.dim} parameters, the model "
-                             f"{self.obj.dim}: it must be a function of the same parameter vector")
+            raise ValueError(f"critical_objective has {critical_objective.dim} parameters, the model {self.obj.dim}")
         self.detector = copy.deepcopy(detector) if detector is not None else StallDetector()
         self.detector.reset()
         self.window = self.detector.window
