@@ -161,9 +161,11 @@ class TrainerConfig:
         progress: tqdm bar (None: only on a TTY).
         cause_kappa_max: the cause's κ threshold, in (0, 1].
         cause_ratio_max: the cause's ratio threshold, in (0, 1].
-        grad_scale_reference: ``"model"``, ``"initial"``, ``"default_init"`` (the model re-initialised by
-            its modules' ``reset_parameters``, seeded by ``seed``: what :class:`landscape.StallMonitor`
-            uses) or a positive number (gradient units).
+        grad_scale_reference: ``"default_init"`` (default: the model re-initialised by its modules'
+            ``reset_parameters``, seeded by ``seed``, as :class:`landscape.StallMonitor` does; a model
+            without any ``reset_parameters`` falls back to ``"model"``), ``"model"`` (the model as
+            given), ``"initial"`` or a positive number (gradient units). The escape study and the
+            problems' trainers pin ``"model"``: their shipped records were made with it.
         num_threads: torch intra-op threads during ``fit`` (None: leave the setting alone).
         method_options: the method's own options, plus for SynaPrune methods ``mode`` and the
             :data:`ESCAPE_DEFAULTS` keys.
@@ -214,7 +216,7 @@ class TrainerConfig:
     progress: bool | None = None
     cause_kappa_max: float = CAUSE_DEFAULTS["kappa_max"]
     cause_ratio_max: float = CAUSE_DEFAULTS["ratio_max"]
-    grad_scale_reference: str | float = "model"
+    grad_scale_reference: str | float = "default_init"
     num_threads: int | None = None
     method_options: Mapping[str, Any] = field(default_factory=dict)
     mode: str | None = field(init=False)

@@ -219,7 +219,7 @@ def test_cause_at_a_least_squares_minimum_is_cancelling_with_values():
         return 0.5 * ((out - y) ** 2).sum(1).mean()
 
     tr = Trainer(model, half_mse, (X, Y), method="gd", lr=0.01, classify=False, progress=False,
-                 stall=StallDetector(window=20, grad_tol=1e-6))
+                 stall=StallDetector(window=20, grad_tol=1e-6), grad_scale_reference="model")
     res = tr.fit(25, theta0=w_ls)
     ev = res.events[0]
     r_ls = (X @ w_ls - Y[:, 0])

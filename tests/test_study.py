@@ -62,6 +62,23 @@ def test_escape_section_counts_every_run_of_its_records():
     assert recs and len(recs) == esc["summary"]["n_runs"]
 
 
+def test_plateau_section_reproduces_theory_at_the_monitor_s_stalls():
+    """The quick study's plateau section (the committee machine and the deep linear net): every
+    committee stall's nearest critical point of the exact ε_g is Saad & Solla's symmetric fixed
+    point or the global minimum (ε_g = 0), and the deep linear net's stalls lie within 1e-3 of the
+    low-rank losses ½Σ_{i>k} s_i² (relative), the critical points themselves to 1e-6."""
+    out = quick_study()
+    study = json.loads((out / "study.json").read_text())
+    summ = next(s for s in study["sections"] if s["provider"] == "analyses.plateaus")["summary"]
+    star = 0.011610840313
+    com = summ["committee_k2"]["stalls"]
+    assert com and all(abs(r["nearest_loss"] - star) / star < 1e-6 or r["nearest_loss"] < 1e-10 * star for r in com)
+    assert any(abs(r["nearest_loss"] - star) / star < 1e-6 and r["nearest_kind"] == "strict_saddle" for r in com)
+    lin = summ["deep_linear"]["stalls"]
+    assert len({r["level"] for r in lin}) >= 3
+    assert all(abs(r["rel_gap_exact"]) < 1e-3 and abs(r["rel_gap_nearest"]) < 1e-6 for r in lin), lin
+
+
 def test_theorem_section_confirms_all_four_statements():
     out = quick_study()
     study = json.loads((out / "study.json").read_text())

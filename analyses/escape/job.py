@@ -90,7 +90,7 @@ def _trainer(s: dict[str, Any], job: dict[str, Any]) -> Trainer:
                    seed=int(info["seed"]), stall=stall, classify=is_gd and job["part"] == "main",
                    global_min=float(info["global_value"]), reduction=s["reduction"], dtype=torch.float64,
                    escape_abs=float(margin), escape_rel=0.0, escape_horizon=int(info["horizon"]),
-                   classify_final=False, num_threads=1, progress=False, **opts)
+                   classify_final=False, num_threads=1, progress=False, grad_scale_reference="model", **opts)
 
 
 def _first_event(res: Any, n: int) -> dict[str, Any] | None:

@@ -114,8 +114,9 @@ class Problem:
         if stall is None and self.hints.get("stall") is not None:
             hint = self.hints["stall"]
             stall = StallDetector(**(hint.config() if isinstance(hint, StallDetector) else dict(hint)))
-        opts = {**(self.hints.get("trainer") or {}), **(self.hints.get("method_options") or {}).get(method, {}),
-                **method_options}
+        # the model as given is the cause's reference here (the shipped records were made so)
+        opts = {"grad_scale_reference": "model", **(self.hints.get("trainer") or {}),
+                **(self.hints.get("method_options") or {}).get(method, {}), **method_options}
         return Trainer(self.make_model(seed), self.loss_fn, self.data, method=method, lr=lr, seed=seed, stall=stall,
                        global_min=self.global_min, log_dir=None if log_dir is None else str(log_dir),
                        reduction=self.reduction, dtype=self.dtype, progress=progress,
