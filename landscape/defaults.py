@@ -119,6 +119,9 @@ MINRES_RTOL = 1e-10
 #: stagnation: ‖g‖ decreasing by less than this relative amount per step, STAGNATION_ITERS steps running
 STAGNATION = 1e-10
 STAGNATION_ITERS = 5
+#: a search that did not converge is "diverging" when its last three steps each kept at least this ratio of
+#: the one before while the loss fell (a degenerate order-k critical point contracts by (k−2)/(k−1): 0.9 at k = 11)
+DIVERGING_RATIO = 0.9
 #: Lanczos steps of the ‖H‖ estimate at the start of a search
 SCALE_STEPS = 20
 #: nearest_critical polishes until ‖g‖ <= min(grad_tol, POLISH_FACTOR·‖g_start‖)
