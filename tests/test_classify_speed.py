@@ -4,12 +4,15 @@ default budgets above AUTO_DENSE_MAX_DIM and a search cut to its budget.
 References are independent of the code under test: the dense path's eigendecomposition, closed-form
 spectra of diagonal quadratics, and products counted where they are computed (HessianOperator._matvec).
 """
+import json
 import math
 
 import pytest
 import torch
 
 import landscape as ls
+from analyses.bench import cli as bench_cli
+from analyses.cli import build_parser
 from landscape.classify.gradient_test import gradient_flatness
 from landscape.defaults import (AUTO_DENSE_MAX_DIM, CLASSIFY_MAX_HVP, FLATNESS_KRYLOV_STEPS, GRADIENT_TEST_STEPS,
                                 NEAREST_MAX_HVP, SCALE_BOUND_FACTOR)
@@ -114,3 +117,21 @@ def test_a_search_given_60_products_takes_a_step_with_a_minres_cut_to_what_is_le
     # near 0, H ⪰ 0.5·I, so the distance to the minimum is at most ‖g‖/0.5 (to first order)
     assert full.converged and float(full.theta.norm()) <= 2.01 * full.grad_norm
     assert math.isfinite(full.grad_tol) and full.grad_tol <= 1e-5
+
+
+def test_bench_classify_cnn_plumbing_prints_seconds_and_products(monkeypatch, tmp_path, capsys):
+    rows = [{"point": "init", "steps": 0, "analysis": a, "kind": k, "reason": r, "grad_norm": 0.128, "wall_s": w,
+             "cpu_s": c, "n_hvp": n, "n_grad": ng}
+            for a, k, r, w, c, n, ng in (("classify_point", "not_critical", None, 9.6, 5.5, 62, None),
+                                         ("nearest_critical", "inconclusive", "HVP budget of 400 spent", 40.0, 31.0,
+                                          400, 7))]
+    fake = {"threads": 1, "loadavg": "1.0", "dim": 3818, "targets": {"classify_point": 10.0, "nearest_critical": 30.0},
+            "rows": rows}
+    seen = {}
+    monkeypatch.setattr(bench_cli, "bench_classify_cnn", lambda **kw: seen.update(kw) or fake)
+    out = tmp_path / "c.json"
+    args = build_parser(["bench"]).parse_args(["bench", "--classify-cnn", "--quick", "--json", str(out)])
+    assert bench_cli.run(args) == 0
+    text = capsys.readouterr().out
+    assert "3818 parameters" in text and "<= 10 s CPU: ok" in text and "<= 30 s CPU: OVER" in text
+    assert seen == {"late_steps": 0, "threads": 1} and json.loads(out.read_text())["rows"][1]["n_hvp"] == 400
