@@ -11,8 +11,9 @@ against ``grad_tol = default_grad_tol(dtype)·Λ·s`` and, for that, an *upper b
 - Kuczyński & Woźniakowski (1992, SIAM J. Matrix Anal. Appl. 13, Thm 4.2): after k steps from a uniformly
   random start, P(θ_max − λ_min < (1 − ε)(λ_max − λ_min)) ≤ 1.648·√n·exp(−√ε·(2k − 1)), and the same for
   the lower end. With ε = 0.45 both ends hold except with probability ≤ 3.3·√n·e^{−0.67(2k−1)} (k = 12,
-  n = 4 000: 4e-5; k = 20: 1e-9), and then λ_max − λ_min ≤ (θ_max − θ_min)/(1 − 2ε) ≤ 20·Λ_lo:
-  Λ_up = :data:`landscape.defaults.SCALE_BOUND_FACTOR`·Λ_lo ≥ Λ.
+  n = 4 000: 4e-5; k = 20: 1e-9), and then the spread D = λ_max − λ_min ≤ (θ_max − θ_min)/(1 − 2ε) ≤ 20·Λ_lo
+  and each end lies within ε·D of its Ritz value, so Λ ≤ Λ_lo + 0.45·D ≤ 10·Λ_lo:
+  Λ_up = :data:`landscape.defaults.SCALE_BOUND_FACTOR`·Λ_lo (20, a margin of 2) ≥ Λ.
 - ‖g‖ > default_grad_tol·Λ_up·s: **not critical** (whatever the true Λ up to that bound), decided; else
   the full recipe runs (its Lanczos spectrum continues from the same operator).
 
@@ -126,6 +127,15 @@ def early_not_critical(state: PointState, opts: "ClassifyOptions") -> CriticalPo
     Returns:
         A ``not_critical`` :class:`CriticalPointReport`, or None when the test does not decide
         (the full recipe must run).
+
+    Example:
+        >>> import torch, landscape as ls
+        >>> from landscape.classify.options import ClassifyOptions
+        >>> obj = ls.Objective.from_function(lambda v: (v ** 2).sum(), torch.ones(3, dtype=torch.float64))
+        >>> early_not_critical(PointState.first_order(obj, obj.initial_point()), ClassifyOptions()).kind
+        'not_critical'
+        >>> early_not_critical(PointState.first_order(obj, 1e-9 * obj.initial_point()), ClassifyOptions()) is None
+        True
     """
     dtype, dim, s_par, gn = state.obj.dtype, state.dim, state.param_scale, state.grad_norm
     if opts.grad_tol is not None and gn <= float(opts.grad_tol):
