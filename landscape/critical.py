@@ -280,7 +280,7 @@ def resolve_max_hvp(max_hvp: int | None | str, dim: int) -> int | None:
 
     Example:
         >>> resolve_max_hvp("auto", 10), resolve_max_hvp("auto", 4000), resolve_max_hvp(7, 4000)
-        (None, 400, 7)
+        (None, 350, 7)
     """
     if max_hvp == "auto":
         return NEAREST_MAX_HVP if dim > AUTO_DENSE_MAX_DIM else None
@@ -499,7 +499,8 @@ def nearest_critical(obj: Objective, theta: torch.Tensor, *, global_min: float |
         kind = "inconclusive"
         reason = (("no critical point found, diverging: " if cs.diverging else "")
                   + "the search did not converge (" + cs.message + ")"
-                  + (f"; the end point classifies as {rep.kind}" if rep.kind != "not_critical" else ""))
+                  + ("; the end point was not classified (no HVP budget left)" if "HVP budget" in (rep.reason or "")
+                     else f"; the end point classifies as {rep.kind}" if rep.kind != "not_critical" else ""))
     theta0 = obj.check_theta(theta).detach()
     return NearestCritical(
         kind=kind, index=rep.index, loss=cs.loss, distance=cs.distance, grad_norm=cs.grad_norm,
