@@ -12,8 +12,11 @@ analysis's own time even on a loaded machine), Hessian-vector products (counted 
 tracked, and are not a test.
 
 Example:
-    >>> rows = bench_classify_cnn(late_steps=0, progress=False)        # doctest: +SKIP
-    >>> print(format_classify_cnn(rows))                               # doctest: +SKIP
+    >>> r = {"dim": 3818, "threads": 1, "loadavg": "0.5", "targets": TARGETS, "rows": [
+    ...     {"point": "init", "analysis": "classify_point", "kind": "not_critical", "grad_norm": 0.128,
+    ...      "wall_s": 5.2, "cpu_s": 5.0, "n_hvp": 62, "n_grad": None, "reason": None}]}
+    >>> print(format_classify_cnn(r).splitlines()[2])
+      init      classify_point    not_critical       0.128     5.2     5.0    62        <= 10 s CPU: ok
 """
 from __future__ import annotations
 
