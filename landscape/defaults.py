@@ -79,8 +79,9 @@ SCALE_BOUND_FACTOR = 20.0
 #: (search and classification together) at most NEAREST_MAX_HVP, then reports ``inconclusive`` with the
 #: reason; at or below AUTO_DENSE_MAX_DIM the default is no limit (a dense Hessian costs dim products there
 #: but little time). On the 3 818-parameter digits CNN (float64, 1 500 digits) a product takes ~0.075 CPU s:
-#: classify_point decides a point that is not critical in 62 products (~5 s), nearest_critical stops within ~27 s.
-CLASSIFY_MAX_HVP = 150
+#: classify_point decides a point that is not critical in 62 products (~5 s) and stops at a critical one after
+#: ~9 s (inconclusive: its spectrum needs more, raise max_hvp); nearest_critical stops within ~27 s.
+CLASSIFY_MAX_HVP = 120
 NEAREST_MAX_HVP = 350
 #: near-null directions whose curves seed the Lanczos path's reduced-function subspace
 KRYLOV_DIRS = 16

@@ -116,7 +116,7 @@ class ClassifyOptions:
 
         Example:
             >>> ClassifyOptions().resolved_max_hvp(10), ClassifyOptions().resolved_max_hvp(5000)
-            (None, 150)
+            (None, 120)
         """
         if self.max_hvp == "auto":
             return CLASSIFY_MAX_HVP if dim > AUTO_DENSE_MAX_DIM else None
