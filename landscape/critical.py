@@ -16,9 +16,15 @@ point) towards a nearby critical point.
 Both cap a step at :data:`MAX_STEP`·max(1, ‖θ_start‖) before the line search (a trust cap, so that the
 search finds a *nearby* critical point).
 
-Convergence (default, Frye et al. 2021): ‖g‖² ≤ 1e-10 in float64, i.e. ``grad_tol`` = 1e-5 scaled
-by (ε_dtype/ε_64)^{1/4} for lower precisions (:func:`landscape.tolerances.default_grad_tol`). This
-is the literature's absolute cut-off; pass ``grad_tol`` in the loss's units to change it.
+Convergence (default): Frye et al.'s (2021) ‖g‖² ≤ 1e-10 in float64 (``grad_tol`` = 1e-5 scaled by
+(ε_dtype/ε_64)^{1/4} for lower precisions, :func:`landscape.tolerances.default_grad_tol`) **and** the
+classifier's relative cut-off at the point reached: ‖g‖ ≤ default_grad_tol·Λ(θ)·s(θ), Λ(θ) the largest
+|Ritz value| of :data:`GRADIENT_TEST_STEPS` seeded Lanczos steps at θ, s = max(1, rms θ) — a Newton
+distance ‖g‖/Λ of 1e-5·s. The relative part is what refuses a "critical point at infinity": on separable
+logistic regression ‖g‖ and Λ both decay like e^{−margin·‖w‖}, so ‖g‖ falls below any absolute cut-off
+while ‖g‖/Λ stays of order one; the search then runs on, its steps do not shrink and the loss keeps
+falling, and it reports ``diverging`` (not converged; :func:`nearest_critical`: ``inconclusive``, "no
+critical point found"). A ``grad_tol`` passed in is absolute (loss units per parameter unit), as given.
 
 Gradient-flatness: the *flatness* φ = ‖g + H p‖/‖g‖ ∈ [0, 1] is the share of g outside range(H)
 (p the MINRES solution with singular values below √ε·‖H‖ truncated: g lies *nearly* in ker H). A search that stops without converging, with φ ≥
@@ -38,9 +44,10 @@ from dataclasses import dataclass, field
 import torch
 
 from .classify import CriticalPointReport, classify_point
-from .defaults import (ARMIJO_C, DEFAULT_MAX_ITER, GRADIENT_FLAT_SHARE, MAX_BACKTRACK, MAX_STEP, POLISH_FACTOR,
+from .defaults import (ARMIJO_C, AUTO_DENSE_MAX_DIM, DEFAULT_MAX_ITER, DIVERGING_RATIO, GRADIENT_FLAT_SHARE,
+                       GRADIENT_TEST_STEPS, MAX_BACKTRACK, MAX_STEP, MINRES_MAX_K, NEAREST_MAX_HVP, POLISH_FACTOR,
                        SCALE_STEPS, STAGNATION, STAGNATION_ITERS)
-from .budget import BudgetExhausted, check_max_hvp, hvp_budget
+from .budget import BudgetExhausted, HvpBudget, check_max_hvp, hvp_budget
 from .errors import NonFiniteError
 from .linalg import lanczos, minres_solve, random_unit
 from .objective import Objective
@@ -64,7 +71,10 @@ class CriticalPointSearch(JsonResult):
     ``last_step`` the length of the last accepted step; ``rate`` the ratio of the last two step
     lengths (≈ 0 for quadratic convergence, ≈ (k−2)/(k−1) near a degenerate order-k point);
     ``est_distance`` ≈ remaining distance to the exact critical point, last_step·rate/(1 − rate)
-    (a geometric extrapolation; 0 when converged quadratically). ``message`` says why it stopped.
+    (a geometric extrapolation; 0 when converged quadratically). ``diverging``: not converged, the last
+    three steps did not shrink (ratios ≥ :data:`landscape.defaults.DIVERGING_RATIO`) and the loss fell at
+    each — no critical point within the distance searched (separable logistic regression: the infimum is at
+    infinity). ``message`` says why it stopped.
     ``method``, ``grad_tol``: the search's settings.
 
     Example: see :func:`find_critical_point`.
@@ -88,6 +98,7 @@ class CriticalPointSearch(JsonResult):
     last_step: float | None = None
     rate: float | None = None
     est_distance: float | None = None
+    diverging: bool = False
 
     def to_dict(self) -> dict:
         """The result as JSON types, without ``theta``."""
@@ -119,8 +130,9 @@ class _Counter:
     """The search's evaluations: counts gradients and Hessian products, and holds the Hessian
     operator of the current point (built once per point)."""
 
-    def __init__(self, obj: Objective, seed: int) -> None:
+    def __init__(self, obj: Objective, seed: int, budget: HvpBudget | None = None) -> None:
         self.obj = obj
+        self.budget = budget
         self.n_hvp = 0
         self.n_grad = 0
         self.seed = seed
@@ -133,6 +145,24 @@ class _Counter:
         v0 = random_unit(self.obj.dim, gen, self.obj.dtype, self.obj.device)
         run = lanczos(self.operator(theta), v0, min(self.obj.dim, SCALE_STEPS), reorth="full", generator=gen)
         self.scale = max(self.scale, float(torch.linalg.eigvalsh(run.tridiagonal()).abs().max()))
+
+    def relative_tol(self, theta: torch.Tensor) -> float:
+        """The classifier's relative cut-off at ``theta``: default_grad_tol·Λ(θ)·s(θ), Λ(θ) the largest |Ritz
+        value| of GRADIENT_TEST_STEPS seeded Lanczos steps *at θ* (not the start's scale), s = max(1, rms θ)."""
+        gen = torch.Generator().manual_seed(int(self.seed))
+        v0 = random_unit(self.obj.dim, gen, self.obj.dtype, self.obj.device)
+        run = lanczos(self.operator(theta), v0, min(self.obj.dim, GRADIENT_TEST_STEPS), reorth="full", generator=gen)
+        lam = float(torch.linalg.eigvalsh(run.tridiagonal()).abs().max())
+        s = max(1.0, float(torch.linalg.vector_norm(theta)) / math.sqrt(self.obj.dim))
+        return default_grad_tol(self.obj.dtype) * lam * s
+
+    def minres_steps(self) -> int:
+        """MINRES's Krylov cap: MINRES_MAX_K, or what the budget leaves after the step's own product check."""
+        left = math.inf if self.budget is None else self.budget.left
+        k = int(min(MINRES_MAX_K, left - 1))
+        if k < 1:
+            raise BudgetExhausted(int(self.budget.limit), self.budget.used, 2, "a Newton-MR step")  # type: ignore[union-attr, arg-type]
+        return k
 
     def loss_and_grad(self, theta: torch.Tensor) -> tuple[float, torch.Tensor]:
         self.n_grad += 1
@@ -155,7 +185,7 @@ def _newton_direction(cnt: _Counter, theta: torch.Tensor, g: torch.Tensor, cutof
                       ) -> tuple[torch.Tensor, float, float]:
     """p = −H⁺g by MINRES; returns (p, flatness ‖g + Hp‖/‖g‖, slope ⟨Hp, g⟩ of ½‖g‖² along p)."""
     mv = cnt.operator(theta)
-    p, resid, _ = minres_solve(mv, -g, scale=cnt.scale, cutoff=cutoff)
+    p, resid, _ = minres_solve(mv, -g, max_k=cnt.minres_steps(), scale=cnt.scale, cutoff=cutoff)
     Hp = mv(p)
     gn = float(torch.linalg.vector_norm(g))
     flat = float(torch.linalg.vector_norm(g + Hp)) / gn if gn > 0 else 0.0
@@ -202,7 +232,7 @@ def _armijo(cnt: _Counter, theta: torch.Tensor, p: torch.Tensor, slope: float, g
 
 def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "newton-mr",
                         grad_tol: float | None = None, max_iter: int | None = None, seed: int = 0,
-                        polish: bool = False, max_hvp: int | None = None) -> CriticalPointSearch:
+                        polish: bool = False, max_hvp: int | None | str = "auto") -> CriticalPointSearch:
     """Refine ``theta`` (dim,) towards a nearby critical point of ``obj`` (see the module docstring).
 
     ``grad_tol`` (loss units per parameter unit): convergence ‖g‖ ≤ grad_tol (default Frye's
@@ -218,7 +248,9 @@ def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "n
         grad_tol: the convergence cut-off on ‖g‖ (default :func:`landscape.tolerances.default_grad_tol`).
         max_iter: outer iterations. seed: seeds the ‖H‖ estimate. polish: see above.
         max_hvp: the most Hessian-vector products (:mod:`landscape.budget`); when the next step would
-            pass it the search stops at its last point, not converged, and ``message`` says so.
+            pass it the search stops at its last point, not converged, and ``message`` says so (a MINRES
+            solve is cut to what is left). ``"auto"`` (default): :data:`landscape.defaults.NEAREST_MAX_HVP`
+            above :data:`landscape.defaults.AUTO_DENSE_MAX_DIM` parameters, no limit below; None: no limit.
 
     Returns:
         :class:`CriticalPointSearch` (``theta`` the point found).
@@ -231,15 +263,48 @@ def find_critical_point(obj: Objective, theta: torch.Tensor, *, method: str = "n
         (True, [1.0, 0.0])
     """
     theta, gtol, max_iter = _check_inputs(obj, theta, method, grad_tol, max_iter)
-    check_max_hvp(max_hvp)
-    with hvp_budget(max_hvp):
-        return _search(obj, theta, method, gtol, max_iter, seed, polish)
+    limit = resolve_max_hvp(max_hvp, obj.dim)
+    with hvp_budget(limit) as budget:
+        return _search(obj, theta, method, gtol, max_iter, seed, polish, relative=grad_tol is None, budget=budget)
+
+
+def resolve_max_hvp(max_hvp: int | None | str, dim: int) -> int | None:
+    """The search's HVP budget: ``"auto"`` is :data:`landscape.defaults.NEAREST_MAX_HVP` above
+    :data:`landscape.defaults.AUTO_DENSE_MAX_DIM` parameters and no limit below.
+
+    Args:
+        max_hvp: an integer, None (no limit) or ``"auto"``. dim: the number of parameters.
+
+    Returns:
+        The limit or None.
+
+    Example:
+        >>> resolve_max_hvp("auto", 10), resolve_max_hvp("auto", 4000), resolve_max_hvp(7, 4000)
+        (None, 350, 7)
+    """
+    if max_hvp == "auto":
+        return NEAREST_MAX_HVP if dim > AUTO_DENSE_MAX_DIM else None
+    check_max_hvp(max_hvp)  # type: ignore[arg-type]
+    return max_hvp  # type: ignore[return-value]
+
+
+def _diverging(losses: list[float], steps: list[float]) -> float | None:
+    """The smallest ratio of consecutive steps over the last three when none of them contracts below
+    DIVERGING_RATIO and the loss fell at each (the signature of an infimum at infinity), else None."""
+    if len(steps) < 4 or len(losses) < 4:
+        return None
+    ratios = [steps[i] / steps[i - 1] for i in range(len(steps) - 3, len(steps)) if steps[i - 1] > 0]
+    falling = all(losses[i] < losses[i - 1] for i in range(len(losses) - 3, len(losses)))
+    if len(ratios) == 3 and min(ratios) >= DIVERGING_RATIO and falling:
+        return min(ratios)
+    return None
 
 
 def _search(obj: Objective, theta: torch.Tensor, method: str, gtol: float, max_iter: int, seed: int,
-            polish: bool) -> CriticalPointSearch:
-    """:func:`find_critical_point`'s loop (inputs checked; inside its HVP budget)."""
-    cnt = _Counter(obj, seed)
+            polish: bool, relative: bool = False, budget: HvpBudget | None = None) -> CriticalPointSearch:
+    """:func:`find_critical_point`'s loop (inputs checked; inside its HVP budget). ``relative``: the
+    default cut-off, also required relative to the Hessian's scale at the point reached."""
+    cnt = _Counter(obj, seed, budget)
     start = theta.clone()
     loss, g = cnt.loss_and_grad(theta)
     start_loss, gn0 = loss, float(torch.linalg.vector_norm(g))
@@ -253,11 +318,22 @@ def _search(obj: Objective, theta: torch.Tensor, method: str, gtol: float, max_i
     step_cap = MAX_STEP * max(1.0, float(torch.linalg.vector_norm(start)))
     gn = gn0
     steps: list[float] = []
+    losses: list[float] = [loss]
+    gtol_rel: float | None = None  # the relative cut-off at the current point, when measured
     stalled = False
     message = ""
     slow = 0
     it = 0
     while spent is None:
+        if (gn <= target or gn == 0.0) and relative and gn > 0.0 and gtol_rel is None:
+            # Frye's absolute cut-off met: the classifier's relative one at this point too? (Separable
+            # logistic regression: ‖g‖ and Λ both vanish as ‖w‖ → ∞, ‖g‖/Λ does not.)
+            try:
+                gtol_rel = cnt.relative_tol(theta)
+            except BudgetExhausted as exc:
+                spent = exc
+                break
+            target = min(target, gtol_rel)
         if gn <= target or gn == 0.0:
             message = f"‖g‖ = {gn:.3g} ≤ {target:.3g}"
             break
@@ -279,7 +355,9 @@ def _search(obj: Objective, theta: torch.Tensor, method: str, gtol: float, max_i
         step = float(torch.linalg.vector_norm(cand - theta))
         slow = slow + 1 if gcn > (1.0 - STAGNATION) * gn else 0
         theta, loss, g, gn = cand, lc, gc, gcn
+        gtol_rel = None  # measured again at the new point when needed
         steps.append(step)
+        losses.append(loss)
         it += 1
         if slow >= STAGNATION_ITERS:
             stalled = True
@@ -295,7 +373,19 @@ def _search(obj: Objective, theta: torch.Tensor, method: str, gtol: float, max_i
             flat = _newton_direction(cnt, theta, g, cutoff=math.sqrt(torch.finfo(g.dtype).eps) * cnt.scale)[1]
         except BudgetExhausted:
             flat = None
+    if relative and gn <= gtol and gn > 0 and gtol_rel is None:
+        try:
+            gtol_rel = cnt.relative_tol(theta)
+        except BudgetExhausted:
+            gtol_rel = 0.0  # not measured within the budget: not converged
+    if relative and gtol_rel is not None:
+        gtol = min(gtol, gtol_rel)
     converged = gn <= gtol
+    ratio = None if converged else _diverging(losses, steps)
+    if ratio is not None:
+        message += (f"; diverging: the last steps do not shrink (ratio ≥ {ratio:.2f}) while the loss keeps falling "
+                    f"({start_loss:.4g} → {loss:.4g}): no critical point within distance "
+                    f"{float(torch.linalg.vector_norm(theta - start)):.3g} of the start (the infimum may lie at infinity)")
     gradient_flat = (not converged) and stalled and flat is not None and flat >= GRADIENT_FLAT_SHARE
     if gradient_flat:
         message += f"; gradient-flat point: {flat:.3f} of ‖g‖ lies outside range(H)"
@@ -308,7 +398,8 @@ def _search(obj: Objective, theta: torch.Tensor, method: str, gtol: float, max_i
         theta=theta, loss=loss, grad_norm=gn, converged=converged, n_iter=it, n_hvp=cnt.n_hvp,
         distance=float(torch.linalg.vector_norm(theta - start)), gradient_flat=gradient_flat, method=method,
         grad_tol=gtol, message=message, n_grad=cnt.n_grad, flatness=flat, start_loss=start_loss,
-        start_grad_norm=gn0, last_step=steps[-1] if steps else None, rate=rate, est_distance=est)
+        start_grad_norm=gn0, last_step=steps[-1] if steps else None, rate=rate, est_distance=est,
+        diverging=ratio is not None)
 
 
 @dataclass(frozen=True)
@@ -364,7 +455,7 @@ class NearestCritical(JsonResult):
 
 def nearest_critical(obj: Objective, theta: torch.Tensor, *, global_min: float | None = None, seed: int = 0,
                      max_iter: int | None = None, method: str = "newton-mr",
-                     grad_tol: float | None = None, max_hvp: int | None = None) -> NearestCritical:
+                     grad_tol: float | None = None, max_hvp: int | None | str = "auto") -> NearestCritical:
     """Refine ``theta`` with :func:`find_critical_point` (``polish=True``) and classify the point
     found with :func:`landscape.classify.classify_point` (strict defaults; ``global_min`` for
     ``global_minimum``; ``seed`` for the classifier's random probe directions).
@@ -378,7 +469,10 @@ def nearest_critical(obj: Objective, theta: torch.Tensor, *, global_min: float |
             :func:`find_critical_point`.
         max_hvp: the most Hessian-vector products for the search and the classification together
             (:mod:`landscape.budget`; a dense Hessian counts ``dim``). When it runs out the kind is
-            ``inconclusive`` and ``reason`` names the budget; ``n_hvp_total`` ≤ ``max_hvp``.
+            ``inconclusive`` and ``reason`` names the budget; ``n_hvp_total`` ≤ ``max_hvp``. ``"auto"``
+            (default): :data:`landscape.defaults.NEAREST_MAX_HVP` above
+            :data:`landscape.defaults.AUTO_DENSE_MAX_DIM` parameters (about 30 s on a 4 000-parameter CNN
+            over 1 500 examples), no limit below; None: no limit.
 
     Returns:
         :class:`NearestCritical`.
@@ -390,20 +484,23 @@ def nearest_critical(obj: Objective, theta: torch.Tensor, *, global_min: float |
         >>> nc.kind, nc.index, nc.distance < 0.03
         ('strict_saddle', 1, True)
     """
-    check_max_hvp(max_hvp)
-    with hvp_budget(max_hvp) as budget:
+    limit = resolve_max_hvp(max_hvp, obj.dim)
+    with hvp_budget(limit) as budget:
         cs = find_critical_point(obj, theta, method=method, grad_tol=grad_tol, max_iter=max_iter, seed=seed,
-                                 polish=True)
+                                 polish=True, max_hvp=limit)
         # Criticality is the search's verdict (its cut-off); the classifier's own defaults decide the kind.
+        left = None if limit is None else max(0, limit - budget.used)
         rep = classify_point(obj, cs.theta, global_min=global_min, seed=seed,
-                             grad_tol=max(cs.grad_tol, cs.grad_norm) if cs.converged else None)
+                             grad_tol=max(cs.grad_tol, cs.grad_norm) if cs.converged else None, max_hvp=left)
     tol = {"search_grad_tol": cs.grad_tol, "polish_factor": POLISH_FACTOR,
            "gradient_flat_share": GRADIENT_FLAT_SHARE, **rep.tolerances}
     kind, reason = rep.kind, rep.reason
     if not cs.converged:
         kind = "inconclusive"
-        reason = ("the search did not converge (" + cs.message + ")"
-                  + (f"; the end point classifies as {rep.kind}" if rep.kind != "not_critical" else ""))
+        reason = (("no critical point found, diverging: " if cs.diverging else "")
+                  + "the search did not converge (" + cs.message + ")"
+                  + ("; the end point was not classified (no HVP budget left)" if "HVP budget" in (rep.reason or "")
+                     else f"; the end point classifies as {rep.kind}" if rep.kind != "not_critical" else ""))
     theta0 = obj.check_theta(theta).detach()
     return NearestCritical(
         kind=kind, index=rep.index, loss=cs.loss, distance=cs.distance, grad_norm=cs.grad_norm,

@@ -11,6 +11,7 @@ import torch
 
 from landscape.results import to_jsonable
 
+from .classify_cnn import bench_classify_cnn, format_classify_cnn
 from .monitor_overhead import bench_monitor, format_monitor
 from .run import run_bench
 from .table import format_table
@@ -38,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="measure only StallMonitor's overhead on a mini-batch Adam loop of the digits CNN "
                              "(issue 22; ~1 min on 2 cores; with --quick one plain/monitored pair and no naive schedule)")
     parser.add_argument("--monitor-steps", default="2000", help="loop steps of --monitor (default 2000)")
+    parser.add_argument("--classify-cnn", action="store_true",
+                        help="measure only classify_point and nearest_critical at their defaults on the digits CNN "
+                             "(issue 22: seconds, CPU seconds and HVPs at three points; with --quick two points)")
     parser.add_argument("--figures", metavar="DIR", default="runs/bench",
                         help="folder for the accuracy/scaling plots; they hold timings, so the default runs/bench is untracked")
 
@@ -110,6 +114,14 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(opts["threads"])
     print(f"[bench] torch {torch.__version__} ({torch_build()}), {torch.get_num_threads()} threads, "
           f"load {loadavg()}", file=sys.stderr)
+    if getattr(args, "classify_cnn", False):
+        r = bench_classify_cnn(late_steps=0 if args.quick else 600, threads=opts["threads"] if args.threads else 1)
+        print(format_classify_cnn(r))
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(to_jsonable(r), f, indent=1, sort_keys=True)
+            print(f"wrote {args.json}")
+        return 0
     if getattr(args, "monitor", False):
         r = bench_monitor(opts["monitor_steps"], pairs=1 if args.quick else 2, naive=not args.quick)
         print(format_monitor(r))

@@ -5,8 +5,8 @@ import math
 from dataclasses import dataclass
 
 from ..budget import check_max_hvp
-from ..defaults import (AUTO_DENSE_MAX_DIM, DEFAULT_REL_THRESHOLD, LANCZOS_K, PROBE_N_RADII, PROBE_RADIUS,
-                        PROBE_RANDOM)
+from ..defaults import (AUTO_DENSE_MAX_DIM, CLASSIFY_MAX_HVP, DEFAULT_REL_THRESHOLD, LANCZOS_K, PROBE_N_RADII,
+                        PROBE_RADIUS, PROBE_RANDOM)
 
 METHODS = ("auto", "dense", "lanczos")
 
@@ -42,7 +42,9 @@ class ClassifyOptions:
         probe_search: search the sphere of the near-null subspace when lines find nothing.
         lanczos_k: (smallest, largest) eigenpairs on the Lanczos path.
         probe_reduced: run the reduced-function (Lyapunov–Schmidt) probe.
-        max_hvp: the most Hessian-vector products (a dense Hessian counts ``dim``); None: no limit.
+        max_hvp: the most Hessian-vector products (a dense Hessian counts ``dim``); None: no limit;
+            ``"auto"``: :data:`landscape.defaults.CLASSIFY_MAX_HVP` above
+            :data:`landscape.defaults.AUTO_DENSE_MAX_DIM` parameters, else no limit (:meth:`resolved_max_hvp`).
 
     Raises:
         ValueError: for an invalid setting (named).
@@ -71,10 +73,11 @@ class ClassifyOptions:
     probe_search: bool = True
     lanczos_k: tuple[int, int] = LANCZOS_K
     probe_reduced: bool = True
-    max_hvp: int | None = None
+    max_hvp: int | None | str = "auto"
 
     def __post_init__(self) -> None:
-        check_max_hvp(self.max_hvp)
+        if self.max_hvp != "auto":
+            check_max_hvp(self.max_hvp)  # type: ignore[arg-type]
         if self.method not in METHODS:
             raise ValueError(f"method must be 'auto', 'dense' or 'lanczos', got {self.method!r}")
         _check_tol("grad_tol", self.grad_tol, allow_zero=False)
@@ -100,6 +103,24 @@ class ClassifyOptions:
         if self.method == "auto":
             return "dense" if dim <= AUTO_DENSE_MAX_DIM else "lanczos"
         return self.method
+
+    def resolved_max_hvp(self, dim: int) -> int | None:
+        """The HVP budget: ``max_hvp``, with ``"auto"`` :data:`landscape.defaults.CLASSIFY_MAX_HVP` above
+        :data:`landscape.defaults.AUTO_DENSE_MAX_DIM` parameters (where products are the cost) and no limit below.
+
+        Args:
+            dim: the number of parameters.
+
+        Returns:
+            The limit, or None.
+
+        Example:
+            >>> ClassifyOptions().resolved_max_hvp(10), ClassifyOptions().resolved_max_hvp(5000)
+            (None, 120)
+        """
+        if self.max_hvp == "auto":
+            return CLASSIFY_MAX_HVP if dim > AUTO_DENSE_MAX_DIM else None
+        return self.max_hvp  # type: ignore[return-value]
 
     def lanczos_pairs(self, dim: int) -> tuple[int, int]:
         """``lanczos_k`` fitted to ``dim``: each end at least 1 and at most dim − 1, together at most dim.

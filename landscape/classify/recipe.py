@@ -16,7 +16,10 @@ report is built once at the end.
    largest eigenpairs by :func:`landscape.extreme_eigs`; the index is then a lower bound
    (``index_exact=False``) and the nullity counts only the computed pairs. Spectral scale
    Λ = max|λ|; parameter scale s = max(1, rms(θ)).
-2. **Critical?** ‖g‖ ≤ ``grad_tol``; default ``default_grad_tol(dtype)·Λ·s`` — Frye et al.'s 1e-5
+2. **Critical?** (On the Lanczos path this comes first: ‖g‖ against the tolerance with an upper bound on
+   Λ from a short seeded Lanczos run decides a point that is not critical before any spectrum work,
+   :mod:`landscape.classify.gradient_test`; budgets by default above AUTO_DENSE_MAX_DIM parameters,
+   :data:`landscape.defaults.CLASSIFY_MAX_HVP`.) ‖g‖ ≤ ``grad_tol``; default ``default_grad_tol(dtype)·Λ·s`` — Frye et al.'s 1e-5
    (‖g‖² < 1e-10 in float64; scaled by (ε/ε_64)^{1/4} in lower precision) made relative: a
    Newton-distance ‖g‖/Λ of 1e-5·s. (Exact zero Hessian: only g = 0 is critical.)
 3. **Zero eigenvalues** are |λ| ≤ ``eig_tol``, by default the larger of the round-off band
@@ -80,15 +83,15 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..defaults import (CURVATURE_BAND_FACTOR, DEFAULT_REL_THRESHOLD, FLATNESS_KRYLOV_STEPS, LANCZOS_K,
+from ..defaults import (CURVATURE_BAND_FACTOR, DEFAULT_REL_THRESHOLD, LANCZOS_K,
                         MOSTLY_NULL_SHARE, PROBE_N_RADII, PROBE_RADIUS, PROBE_RANDOM, SINGLE_THREAD_MAX_DIM)
 from ..budget import BudgetExhausted, hvp_budget
-from ..linalg import lanczos
 from ..point import PointState
 from ..probe import higher_order_probe
 from ..tolerances import default_eig_tol, default_global_tol, default_grad_tol
 from .degenerate import (ProbeSettings, batch_loss_fn, gradient_vanishes_nearby, loss_or_nan, merge_probes, run_probe,
                          signed_escape)
+from .gradient_test import early_not_critical, gradient_flatness
 from .layers import layer_product_probe
 from .newton import NewtonPath, confirm_in_band, direction_band, newton_continuation
 from .options import ClassifyOptions
@@ -133,7 +136,7 @@ def classify_point(
     probe_search: bool = True,
     lanczos_k: tuple[int, int] = LANCZOS_K,
     probe_reduced: bool = True,
-    max_hvp: int | None = None,
+    max_hvp: int | None | str = "auto",
 ) -> CriticalPointReport:
     """Classify ``theta`` for ``obj`` (the recipe and the defaults are in the module docstring).
 
@@ -165,7 +168,9 @@ def classify_point(
         probe_reduced: then run the reduced-function (Lyapunov–Schmidt) probe.
         max_hvp: the most Hessian-vector products to spend (a dense Hessian counts ``dim``;
             :mod:`landscape.budget`); when the next step would pass it the classification stops
-            and reports ``inconclusive`` with the reason. None: no limit (``report.n_hvp`` counts).
+            and reports ``inconclusive`` with the reason. None: no limit (``report.n_hvp`` counts);
+            ``"auto"`` (default): :data:`landscape.defaults.CLASSIFY_MAX_HVP` above
+            :data:`landscape.defaults.AUTO_DENSE_MAX_DIM` parameters, no limit below.
 
     Returns:
         :class:`CriticalPointReport` (every tolerance used in ``report.tolerances``).
@@ -205,16 +210,30 @@ def classify_with_options(obj: "Objective", theta: torch.Tensor, opts: ClassifyO
         'non_strict_saddle'
     """
     method = opts.resolved_method(obj.dim)
-    with hvp_budget(opts.max_hvp) as budget:
+    max_hvp = opts.resolved_max_hvp(obj.dim)
+    with hvp_budget(max_hvp) as budget:
         try:
-            rep = _classify_state(_spectrum_state(obj, theta, method, opts), method, opts)
+            rep = _classify(obj, theta, method, opts)
         except BudgetExhausted as exc:
-            rep = _out_of_budget(obj, theta, method, opts, exc)
+            rep = _out_of_budget(obj, theta, method, opts, exc, max_hvp)
     return dataclasses.replace(rep, n_hvp=budget.used)
 
 
+def _classify(obj: "Objective", theta: torch.Tensor, method: str, opts: ClassifyOptions) -> CriticalPointReport:
+    """Dense path: the whole recipe. Lanczos path: the gradient test first (a point that is not critical is
+    decided from ‖g‖ and a bound on the spectral scale, :mod:`landscape.classify.gradient_test`), then the
+    recipe on the same state (its Hessian operator built once)."""
+    if method == "dense":
+        return _classify_state(PointState.dense(obj, theta), method, opts)
+    first = PointState.first_order(obj, theta)
+    early = early_not_critical(first, opts)
+    if early is not None:
+        return early
+    return _classify_state(first.with_lanczos_spectrum(opts.lanczos_pairs(obj.dim), opts.seed), method, opts)
+
+
 def _out_of_budget(obj: "Objective", theta: torch.Tensor, method: str, opts: ClassifyOptions,
-                   exc: BudgetExhausted) -> CriticalPointReport:
+                   exc: BudgetExhausted, max_hvp: int | None) -> CriticalPointReport:
     """The report of a classification stopped by its HVP budget: ``inconclusive``, the reason naming
     the budget and the step refused; loss and gradient at θ (no products), nothing of the spectrum."""
     state = PointState.first_order(obj, theta)
@@ -226,14 +245,7 @@ def _out_of_budget(obj: "Objective", theta: torch.Tensor, method: str, opts: Cla
         n_zero=0, index_exact=False, degenerate=False, method=method, dim=obj.dim,
         grad_tol=nan if opts.grad_tol is None else float(opts.grad_tol),
         eig_tol=nan if opts.eig_tol is None else float(opts.eig_tol), reason=reason,
-        tolerances={"max_hvp": opts.max_hvp}, notes=[reason])
-
-
-def _spectrum_state(obj: "Objective", theta: torch.Tensor, method: str, opts: ClassifyOptions) -> PointState:
-    """Step 1: the point's state with its spectrum (dense: every pair; Lanczos: the extreme ones)."""
-    if method == "dense":
-        return PointState.dense(obj, theta)
-    return PointState.first_order(obj, theta).with_lanczos_spectrum(opts.lanczos_pairs(obj.dim), opts.seed)
+        tolerances={"max_hvp": max_hvp}, notes=[reason])
 
 
 @dataclass(frozen=True)
@@ -610,20 +622,8 @@ def _flatness(state: PointState, method: str, null_basis: torch.Tensor, etol: fl
         if null_basis.shape[1] == 0:
             return 0.0
         return float(torch.linalg.vector_norm(null_basis.T @ g)) / gn
-    # Lanczos path: the null space is not resolved. Minimise ‖g + H Q y‖ over a Krylov basis Q of
-    # (H, g) (eigen-directions below eig_tol truncated); the residual is g's part outside range(H).
-    op = state.hessian_operator
-    run = lanczos(op.matvec, g.detach().clone(), min(state.dim, FLATNESS_KRYLOV_STEPS), reorth="full",
-                  generator=torch.Generator().manual_seed(0))
-    Q = run.Q.T  # (dim, m)
-    HQ = op.matmat(Q)
-    U, S, Vh = torch.linalg.svd(HQ, full_matrices=False)
-    keep = S > etol
-    coef = U[:, keep].T @ g
-    resid = g - U[:, keep] @ coef
-    notes.append("gradient_flatness on the Lanczos path: ‖g + H p‖/‖g‖ minimised over a Krylov space of "
-                 f"dimension {Q.shape[1]} (an upper bound on the exact share)")
-    return float(min(1.0, float(torch.linalg.vector_norm(resid)) / gn))
+    # Lanczos path: the null space is not resolved; an upper bound from a Krylov space of (H, g).
+    return gradient_flatness(state, etol, notes)
 
 
 def _fmt(x: float | None) -> str:
