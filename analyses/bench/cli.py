@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--monitor-steps", default="2000", help="loop steps of --monitor (default 2000)")
     parser.add_argument("--classify-cnn", action="store_true",
                         help="measure only classify_point and nearest_critical at their defaults on the digits CNN "
-                             "(issue 22: seconds, CPU seconds and HVPs at three points; with --quick two points)")
+                             "(issue 22: seconds, CPU seconds and HVPs at three points, ~2 min on 2 cores; with --quick two points)")
     parser.add_argument("--figures", metavar="DIR", default="runs/bench",
                         help="folder for the accuracy/scaling plots; they hold timings, so the default runs/bench is untracked")
 
