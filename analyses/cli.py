@@ -23,8 +23,8 @@ from .cli_common import HelpFormatter, Parser, UsageError, check_output_dir, ree
 
 #: every subcommand, once: name -> (module with add_arguments/run, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "study": ("analyses.study", "the main job: escape study, digits plateau, critical-point cut-offs, theorem "
-                                "checks, spectra and surfaces -> report.html"),
+    "study": ("analyses.study", "the main job: escape study, digits plateau, plateaus the literature knows, "
+                                "critical-point cut-offs, theorem checks, spectra and surfaces -> report.html"),
     "escape": ("analyses.escape.cli", "escape study: every method from the same starts on independent certified instances, per stall cause x kind"),
     "digits": ("analyses.digits_plateau", "the study's digits part: the seed repository's ReLU autoencoder "
                                           "plateau on real digits, and how every method escapes it"),

@@ -105,6 +105,29 @@ def _pairs(records: list[dict[str, Any]], a: str, b: str, field: str = "steps", 
             [t(b, s) for s in seeds], [bool(by[(b, s)]["reached"]) for s in seeds])
 
 
+def devarg_sentence(vs_gd: dict[str, Any], n: int) -> str:
+    """The always-on devarg rule against GD in one sentence (it has no step-length control here).
+
+    Args:
+        vs_gd: :func:`.paired.paired_summary` of devarg against GD. n: devarg's runs.
+
+    Returns:
+        A sentence with the Gehan score, its CI and the number of pairs.
+
+    Example:
+        >>> devarg_sentence({"gehan": -1.0, "gehan_ci": [-1.0, -1.0]}, 3)
+        'devarg (3 instances, no step-length control): reaches the target later than GD or not at all (Gehan -1.00, 95% CI [-1.00, -1.00]).'
+    """
+    g, (lo, hi) = vs_gd.get("gehan"), (vs_gd.get("gehan_ci") or [None, None])
+    if g is None:
+        return f"devarg ({n} instances): no pairs with GD."
+    what = ("reaches the target before GD" if lo is not None and lo > 0 else
+            "reaches the target later than GD or not at all" if hi is not None and hi < 0 else
+            "is not distinguishable from GD")
+    ci = f", 95% CI [{lo:+.2f}, {hi:+.2f}]" if lo is not None and hi is not None else ""
+    return f"devarg ({n} instances, no step-length control): {what} (Gehan {g:+.2f}{ci})."
+
+
 def summarize(cases: dict[str, Case], records: list[dict[str, Any]], *, seed: int = 0) -> dict[str, Any]:
     """The study's summary (module docstring), one entry per case with records.
 
@@ -131,6 +154,8 @@ def summarize(cases: dict[str, Case], records: list[dict[str, Any]], *, seed: in
             cvg = vs_gd["gd-len-rms"]
         if "rms" in vs_gd:
             sentence = verdict(vs_gd["rms"], ctl, vs_gd["rms"])
+            if "devarg" in vs_gd:
+                sentence += " " + devarg_sentence(vs_gd["devarg"], sum(r["method"] == "devarg" for r in paired))
         elif paired:
             sentence = "The rules were not run on this case: " + (case.note.split(".")[0] + ".")
         else:

@@ -62,18 +62,20 @@ def run_part(out: Path, *, quick: bool, seed: int = 0, workers: int | None = Non
             "paths": [out / "plateaus.json", out / "plateaus.md", out / "report.html"]}
 
 
-def study_section(out_dir: Path, *, quick: bool, seed: int = 0) -> dict[str, Any]:
+def study_section(out_dir: Path, *, quick: bool, seed: int = 0, workers: int | None = None) -> dict[str, Any]:
     """The main report's plateau section: :func:`run_part` into ``out_dir/plateaus/`` (the default
     run continues the records ``figures/plateaus/runs.jsonl.gz`` ships; ``quick``: the quick design
     on :data:`STUDY_QUICK_CASES` only, so that the quick study stays a smoke test).
 
     Args:
         out_dir: the main job's output folder. quick: the quick design. seed: the first seed.
+        workers: processes for the runs still to do (None: the cores).
 
     Returns:
         ``{"title", "lead", "html", "summary", "figures"}`` (no figures).
     """
-    part = run_part(Path(out_dir) / "plateaus", quick=quick, seed=seed, only=STUDY_QUICK_CASES if quick else None)
+    part = run_part(Path(out_dir) / "plateaus", quick=quick, seed=seed, workers=workers,
+                    only=STUDY_QUICK_CASES if quick else None)
     summary = part["summary"]
     lead = " ".join(f"{c['title']}: {c['verdict']}" for c in summary.values() if c["methods"])
     page = to_html(markdown(summary, None, quick=quick))
