@@ -242,3 +242,21 @@ def test_committee_stall_is_classified_against_the_exact_generalisation_error():
     assert s["classified_on"] == "critical_objective"
     assert nc["converged"] and abs(nc["loss"] - star) / star < 1e-6, nc
     assert nc["kind"] == "strict_saddle" and nc["index"] == 1, nc
+
+
+def test_a_rule_run_that_diverges_is_recorded_as_diverged_not_an_error():
+    """Always-on devarg at a huge step on the tiny tanh net: the parameters overflow, the rule's
+    optimiser leaves non-finite parameters alone (no per-example gradients of NaN are taken), and
+    the paired loop stops the run as diverged at the first non-finite loss."""
+    m, loss_fn, X, Y = _tiny()
+    holder = {"batch": (X, Y)}
+    opt = RuleOptimizer(m, loss_fn, holder, lr=1e300, rule="devarg")
+    losses = []
+    for _ in range(4):
+        opt.zero_grad()
+        loss = loss_fn(m(X), Y)
+        loss.backward()
+        losses.append(float(loss))
+        opt.step()
+    assert not all(math.isfinite(v) for v in losses)
+    assert not all(bool(torch.isfinite(p).all()) for p in m.parameters())

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from landscape.errors import NonFiniteError
 from landscape.fast_stats import fast_aggregate
 from synaprune.rules import aggregate
 
@@ -123,9 +124,17 @@ class RuleOptimizer(torch.optim.Optimizer):
     def step(self, closure: Any = None) -> None:  # noqa: D102 - documented on the class
         params = list(self.model.parameters())
         lr = self.param_groups[0]["lr"]
-        with torch.enable_grad():
-            A = rule_direction(self.model, self.loss_fn, self.holder["batch"], "rms" if self.rule == "gd-len-rms"
-                               else self.rule)
+        if not all(bool(torch.isfinite(p).all()) for p in params):
+            return   # a diverged run: the loop sees the non-finite loss and records it as diverged
+        try:
+            with torch.enable_grad():
+                A = rule_direction(self.model, self.loss_fn, self.holder["batch"], "rms" if self.rule == "gd-len-rms"
+                                   else self.rule)
+        except NonFiniteError:   # per-example gradients overflowed: the step is not finite
+            for p in params:
+                p.fill_(math.nan)
+            self.last_length = math.inf
+            return
         if self.rule == "gd-len-rms":
             g = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
             g = g.to(torch.float64)
