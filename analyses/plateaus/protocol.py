@@ -144,10 +144,11 @@ def cases(quick: bool = False) -> dict[str, Case]:
              title="In-context linear regression, linear attention (separate K, Q), online SGD batch 64",
              build=lambda s: icl.build(s, online=True, lr=0.2, steps=16000), target=(stages[1] + stages[2]) / 2,
              horizon=8000 if quick else 16000, levels={f"stage {k}": v for k, v in enumerate(stages)}, eval_every=10,
-             monitor_data=lambda inst: inst.probe(512), check_every=50,
+             monitor_data=lambda inst: inst.probe(512), check_every=50, exact_critical=True,
              note="Stage k's loss learns the top k principal components (Zhang, Singh, Latham & Saxe 2025); "
                   "online SGD adds a noise excess. Target: between stage 1 and stage 2 (GD's steps to it: 3 050–9 780 "
-                  "over seeds 0–5, measured; horizon 16 000)."),
+                  "over seeds 0–5, measured; horizon 16 000). The monitor detects on 512 fixed probe sequences and "
+                  "classifies each stall against the exact population loss."),
         Case(name="mnist1d_mlp", title="MNIST-1D MLP 40-100-100-10, init × 0.1, SGD lr 0.1, batch 100",
              build=lambda s: mnist1d_case.build(s, arch="mlp", init=0.1, optimiser={"name": "sgd", "lr": 0.1}),
              target=h1d - 0.5, horizon=2000, levels={"class-prior entropy": h1d}, eval_every=25,
