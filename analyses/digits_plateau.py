@@ -160,7 +160,7 @@ def analyse_plateau(problem: Problem, *, seed: int = 0, steps: int = 3000, nmr_i
     st["eigs_converged"] = bool(all(eig.converged))
     dens = spectral_density(obj, ev.theta, n_runs=slq_runs, n_steps=slq_steps, seed=seed)
     arrays.update(theta_stall=ev.theta, density_grid=np.asarray(dens.grid), density=np.asarray(dens.density))
-    nc = nearest_critical(obj, ev.theta, seed=seed, max_iter=nmr_iter)
+    nc = nearest_critical(obj, ev.theta, seed=seed, max_iter=nmr_iter, max_hvp=None)   # the full search, unbudgeted
     ncd = nc.to_dict()
     keep = ("kind", "index", "loss", "distance", "grad_norm", "converged", "gradient_flat", "probe_radius",
             "degenerate", "tolerances", "loss_gap", "n_zero", "lambda_min", "lambda_max", "reason", "n_hvp")

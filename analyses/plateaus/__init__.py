@@ -1,5 +1,7 @@
-"""Plateaus the literature knows (issue 24, groundwork): seeded generators of data, model and
-training loop for five cases, each with theory's numbers.
+"""Plateaus the literature knows (``landscape plateaus``, a section of the main study): seeded
+generators of data, model and training loop for five families of cases, each with theory's numbers,
+run through :class:`landscape.StallMonitor` and the paired protocol (:mod:`.protocol`, :mod:`.run`,
+:mod:`.report`, :mod:`.section`).
 
 - :mod:`.committee` — the soft committee machine's symmetric plateau (Saad & Solla 1995)
 - :mod:`.saddles` — saddle-to-saddle from a small initialisation: a deep linear net (plateaus at the

@@ -91,7 +91,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """
     p.add_argument("--out", default="figures/plateaus", help="output folder; a rerun continues the records there")
     p.add_argument("--quick", action="store_true",
-                   help="4 instances per case, fewer methods, a smaller committee machine (~10 min on 2 cores, measured under load)")
+                   help="3 instances per case, fewer methods, a smaller committee machine (~2–3 min on 2 cores: 259 CPU-s)")
     p.add_argument("--seed", type=int, default=0, help="the first instance's seed (instances: seed, seed + 1, …)")
     p.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: the cores)")
     p.add_argument("--fresh", action="store_true", help="start the records over instead of continuing them")
