@@ -325,7 +325,7 @@ def test_trainer_and_a_plain_loop_with_the_monitor_give_the_same_stall_analysis(
     obj = Objective.from_module(dl.module(seed=0), half_sq_error, (dl.X, dl.Y), dtype=torch.float64, reduction="sum")
     det = StallDetector()
     settings = AnalysisSettings(global_min=dl.global_min())
-    reference = reference_grad_scale(obj, theta0, "model")
+    reference = reference_grad_scale(obj, theta0, "default_init", seed=0)   # the Trainer's default, its seed
     assert reference.to_dict() == res.example_grad_scale_reference
     theta, found = theta0.clone(), None
     for t in range(ev.step + 1):

@@ -124,7 +124,7 @@ def half_mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 0.5 * (out - y).pow(2).mean()
 
 
-class _Stream:
+class Stream:
     """Fresh Gaussian examples, drawn ``CHUNK`` at a time from a seeded generator."""
 
     def __init__(self, N: int, seed: int) -> None:
@@ -158,7 +158,7 @@ def build(seed: int = 0, *, K: int = 2, N: int = DEFAULT_N, eta: float = DEFAULT
         return m
 
     model = seeded(make, seed)
-    stream = _Stream(N, seed)
+    stream = Stream(N, seed)
     tgt = lambda x: torch.erf(x @ B.T / math.sqrt(2 * N)).sum(-1)  # noqa: E731
 
     def batch(t: int):
@@ -211,7 +211,7 @@ def simulate(K: int = 2, N: int = DEFAULT_N, etas=(DEFAULT_ETA,), seeds=(0,), *,
     Rn = len(runs)
     B = torch.stack([teacher(K, N, s) for s, _ in runs])
     W = torch.stack([student_init(K, N, s, init_scale) for s, _ in runs])
-    streams = [_Stream(N, s) for s, _ in runs]
+    streams = [Stream(N, s) for s, _ in runs]
     lr = torch.tensor([e for _, e in runs], dtype=torch.float64).view(Rn, 1) / math.sqrt(N)
     every = max(1, N // evals_per_alpha)
     c_erf, c_gp, isq = 1 / math.sqrt(2 * N), math.sqrt(2 / math.pi), 1 / math.sqrt(N)

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .committee import CHUNK, _Stream, eps_g, student_init, teacher
+from .committee import CHUNK, Stream, eps_g, student_init, teacher
 from .methods import make_method
 
 C_GP = math.sqrt(2.0 / math.pi)
@@ -80,7 +80,7 @@ def train_replicas(seeds: Sequence[int], *, K: int, N: int, method: str, setting
     holder.W = nn.Parameter(torch.stack([student_init(K, N, s) for s in seeds]))
     W = holder.W
     opt = make_method(method, holder, None, {}, settings)
-    streams = [_Stream(N, s) for s in seeds]
+    streams = [Stream(N, s) for s in seeds]
     c_erf = 1.0 / math.sqrt(2 * N)
     W0 = W.detach().clone()
     first = torch.zeros(R, dtype=torch.float64)
