@@ -15,7 +15,6 @@ costs in example-gradient units.
 """
 from __future__ import annotations
 
-import gzip
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ from .escape.records import clean
 from .escape.stall_report import summary_html
 from .escape.summary import SummaryRow, sig, summarize, verdict
 from .problems import digits as digits_problem
-from .sweep import dumps, job_key, read_records, run_sweep
+from .sweep import continue_shipped, dumps, job_key, read_records, run_sweep
 
 #: the method comparison (the escape study's protocol, :mod:`analyses.escape`): methods run on the
 #: problem, each seed a different initialisation of the network (``make_model(seed)``; the start is
@@ -125,10 +124,7 @@ def run_comparison(jobs: Sequence[dict[str, Any]], path: Path, *, workers: int |
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    gz = path.with_name(path.name + ".gz")
-    if not path.exists() and gz.exists():
-        path.write_bytes(gzip.decompress(gz.read_bytes()))
-        say(f"digits: continuing the records in {gz} (delete it to rerun every run)")
+    continue_shipped(path, say)
     by_key = {job_key(j, KEY_FIELDS): j for j in jobs}
     kept, dropped = [], 0
     for r in read_records(path):

@@ -35,14 +35,13 @@ from synaprune import StallDetector
 from .cli_common import Heartbeat, add_quiet, positive_int
 from .digits_comparison import (ESCAPE_SEEDS, ESCAPE_STEPS, RECORDS_NAME, available_methods, comparison_jobs,
                                 comparison_summary, methods_table, methods_text, run_comparison)
-from .escape.records import write_gzip_copy
 from .escape.stall_report import survival_png
 from .escape.summary import stall_units
 from .outputs import save_npz
 from .problems import Problem, get_problem
 from .problems import digits as digits_problem
 from .problems.digits import hidden_activations
-from .sweep import SweepFailed, SweepInterrupted
+from .sweep import SweepFailed, SweepInterrupted, write_gzip_copy
 
 #: significant digits of the floats in digits.json (a tracked output: no noise digits)
 JSON_DIGITS = 8

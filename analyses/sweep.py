@@ -45,6 +45,7 @@ run again, and the file ends the same, byte for byte:
 from __future__ import annotations
 
 import ctypes
+import gzip
 import json
 import os
 import signal
@@ -101,6 +102,50 @@ def dumps(record: dict[str, Any]) -> str:
 def timings_path(out_path: str | Path) -> Path:
     p = Path(out_path)
     return p.with_name(p.name.split(".")[0] + ".timings.jsonl")
+
+
+def write_gzip_copy(path: Path) -> Path:
+    """Write a gzipped copy of a file, byte-identical on rerun (no file name, mtime 0): the copy
+    ``figures/`` tracks.
+
+    Args:
+        path: the file (e.g. ``escape.jsonl``).
+
+    Returns:
+        The copy's path, ``path`` + ``.gz``.
+    """
+    gz = path.with_name(path.name + ".gz")
+    with open(gz, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as fh:
+        fh.write(path.read_bytes())
+    return gz
+
+
+def continue_shipped(path: Path, say: Callable[[str], None] | None = None) -> bool:
+    """When only the shipped copy ``path``.gz exists (:func:`write_gzip_copy`), unpack it to ``path``
+    so that a resumed sweep continues its records.
+
+    Args:
+        path: the records file (e.g. ``runs.jsonl``).
+        say: told one line when the copy is unpacked (None: silent).
+
+    Returns:
+        True when the copy was unpacked.
+
+    Example:
+        >>> import tempfile; d = Path(tempfile.mkdtemp()); (d / "r.jsonl").write_text("{}\\n")
+        3
+        >>> _ = write_gzip_copy(d / "r.jsonl"); (d / "r.jsonl").unlink()
+        >>> continue_shipped(d / "r.jsonl"), (d / "r.jsonl").read_text()
+        (True, '{}\\n')
+    """
+    gz = path.with_name(path.name + ".gz")
+    if path.exists() or not gz.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.decompress(gz.read_bytes()))
+    if say is not None:
+        say(f"{path.parent.name}: continuing the records in {gz} (delete it to rerun every run)")
+    return True
 
 
 def _die_with_parent(parent_pid: int) -> None:

@@ -98,6 +98,13 @@ def output_dirs(args: argparse.Namespace) -> list[tuple[str, str]]:
     return out
 
 
+def _write_json(path: str, result: dict) -> None:
+    """Write one measure's result (``--classify-cnn``, ``--monitor``) as JSON and say where."""
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(to_jsonable(result), f, indent=1, sort_keys=True)
+    print(f"wrote {path}")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``landscape bench``: print the table, write ``--json`` when asked.
 
@@ -118,17 +125,13 @@ def run(args: argparse.Namespace) -> int:
         r = bench_classify_cnn(late_steps=0 if args.quick else 600, threads=opts["threads"] if args.threads else 1)
         print(format_classify_cnn(r))
         if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(to_jsonable(r), f, indent=1, sort_keys=True)
-            print(f"wrote {args.json}")
+            _write_json(args.json, r)
         return 0
     if getattr(args, "monitor", False):
         r = bench_monitor(opts["monitor_steps"], pairs=1 if args.quick else 2, naive=not args.quick)
         print(format_monitor(r))
         if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(to_jsonable(r), f, indent=1, sort_keys=True)
-            print(f"wrote {args.json}")
+            _write_json(args.json, r)
         return 0
     result = run_bench(quick=args.quick, dtype=opts["dtype"], tol=opts["tol"], peers=not args.no_peers,
                        compile=args.compile, scaling=args.scaling, figures_dir=args.figures or None)

@@ -25,7 +25,7 @@ from typing import Any
 
 from landscape.results import round_sig, to_jsonable
 
-from ..sweep import read_records
+from ..sweep import read_records, write_gzip_copy  # noqa: F401 - re-exported (escape's API)
 
 #: significant digits kept for floats in the records (removes last-bit noise from the tracked file)
 RECORD_DIGITS = 10
@@ -157,22 +157,6 @@ def event_record(ev: Any, n_steps: int, certified: dict[str, Any] | None = None)
         "distance_moved": getattr(ev, "distance_moved", None), "next_kind": getattr(ev, "next_kind", None),
         "next_is_final": getattr(ev, "next_is_final", None),
     })
-
-
-def write_gzip_copy(path: Path) -> Path:
-    """Write a gzipped copy of a file, byte-identical on rerun (no file name, mtime 0): the copy
-    ``figures/`` tracks.
-
-    Args:
-        path: the file (e.g. ``escape.jsonl``).
-
-    Returns:
-        The copy's path, ``path`` + ``.gz``.
-    """
-    gz = path.with_name(path.name + ".gz")
-    with open(gz, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as fh:
-        fh.write(path.read_bytes())
-    return gz
 
 
 def load_records(path: str | os.PathLike) -> list[dict[str, Any]]:

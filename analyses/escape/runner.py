@@ -6,7 +6,6 @@ untracked ``escape.timings.jsonl``) and its gzipped copy ``escape.jsonl.gz`` (th
 """
 from __future__ import annotations
 
-import gzip
 import os
 import time
 from collections.abc import Sequence
@@ -14,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..sweep import dumps, job_key, read_records, run_sweep
+from ..sweep import continue_shipped, dumps, job_key, read_records, run_sweep
 from .design import KEY_FIELDS, RECORD_VERSION, plan
 from .job import run_job
 from .records import write_gzip_copy
@@ -87,12 +86,9 @@ def run_study(out_dir: str | os.PathLike, *, parts: Sequence[str] | None = None,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "escape.jsonl"
-    gz = out / "escape.jsonl.gz"
     stored: set[tuple] = set()
     if resume:
-        if not path.exists() and gz.exists():
-            path.write_bytes(gzip.decompress(gz.read_bytes()))
-            say(f"escape: continuing the records in {gz} (delete it to rerun every run)")
+        continue_shipped(path, say)
         stored = _keep_current(path, say)
     t0 = time.perf_counter()
     all_records = run_sweep(jobs, run_job, path, key_fields=KEY_FIELDS, workers=workers or os.cpu_count() or 1,

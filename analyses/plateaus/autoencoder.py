@@ -22,6 +22,7 @@ from torch import nn
 
 import landscape as ls
 
+from ..problems.base import sequential_mlp
 from .core import Instance, seeded
 from .saddles import digits
 
@@ -54,15 +55,7 @@ def build(seed: int = 0, *, widths: Sequence[int] = WIDTHS, lr: float = LR, step
     X = images().to(dtype)
     widths = [int(w) for w in widths]
 
-    def make() -> nn.Module:
-        layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-            layers.append(nn.Linear(a, b))
-            if i < len(widths) - 2:
-                layers.append(nn.ReLU())
-        return nn.Sequential(*layers)
-
-    model = seeded(make, seed, dtype)
+    model = seeded(lambda: sequential_mlp(widths, nn.ReLU), seed, dtype)
     mse = nn.MSELoss()
     data = (X, X)
 

@@ -183,6 +183,22 @@ def cases(quick: bool = False) -> dict[str, Case]:
     return {c.name: c for c in out}
 
 
+def n_instances(quick: bool) -> int:
+    """Instances (seeds) per case: :data:`QUICK_SEEDS` or :data:`DEFAULT_SEEDS`.
+
+    Args:
+        quick: the ``--quick`` design.
+
+    Returns:
+        The count.
+
+    Example:
+        >>> n_instances(True), n_instances(False)
+        (3, 30)
+    """
+    return QUICK_SEEDS if quick else DEFAULT_SEEDS
+
+
 def plan(quick: bool = False, seed: int = 0, *, only: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """Every job of the study, in a fixed order.
 
@@ -202,7 +218,7 @@ def plan(quick: bool = False, seed: int = 0, *, only: tuple[str, ...] | None = N
         (['accuracy', 'monitor', 'paired', 'paired_block'], 13)
     """
     cs = cases(quick)
-    n_seeds = QUICK_SEEDS if quick else DEFAULT_SEEDS
+    n_seeds = n_instances(quick)
     n_mon = QUICK_MONITORED if quick else DEFAULT_MONITORED
     jobs = []
     for name, c in cs.items():

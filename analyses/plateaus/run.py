@@ -9,7 +9,6 @@ recorded as diverged (not reached; its time counts as the horizon).
 """
 from __future__ import annotations
 
-import gzip
 import math
 import sys
 import time
@@ -22,11 +21,11 @@ import landscape as ls
 from landscape.monitor import AnalysisSettings, StallDetector
 from landscape.results import round_sig
 
-from ..sweep import run_sweep
+from ..sweep import continue_shipped, run_sweep
 from . import mnist1d_case
 from .core import Instance, train
 from .methods import make_method
-from .protocol import DEFAULT_SEEDS, KEY_FIELDS, QUICK_SEEDS, Case, cases
+from .protocol import KEY_FIELDS, Case, cases, n_instances
 from .replicas import train_replicas
 
 #: significant digits of the floats in a record
@@ -123,7 +122,7 @@ def run_paired_block(case: Case, job: dict[str, Any]) -> dict[str, Any]:
         ``{**job, "seeds", "runs": [per-seed records], "steps_run", "timing"}`` (the block's CPU
         and wall seconds: the seeds share them; :func:`expand_blocks` turns it into ``paired`` rows).
     """
-    n = QUICK_SEEDS if job["quick"] else DEFAULT_SEEDS
+    n = n_instances(bool(job["quick"]))
     seeds = list(range(int(job["seed"]), int(job["seed"]) + n))
     rp = case.replicas
     r = train_replicas(seeds, K=rp["K"], N=rp["N"], method=job["method"],
@@ -246,12 +245,8 @@ def run_all(jobs: list[dict[str, Any]], out: Path, *, workers: int | None = None
     Returns:
         The records in job order.
     """
-    path, gz = out / "runs.jsonl", out / "runs.jsonl.gz"
-    if resume and not path.exists() and gz.exists():   # the shipped records: continue them
-        out.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(gzip.decompress(gz.read_bytes()))
-        if progress:
-            print(f"plateaus: continuing the records in {gz} (delete it, or --fresh, to rerun every run)",
-                  file=sys.stderr, flush=True)
+    path = out / "runs.jsonl"
+    if resume:   # the shipped records: continue them
+        continue_shipped(path, (lambda m: print(m, file=sys.stderr, flush=True)) if progress else None)
     return run_sweep(jobs, run_job, path, key_fields=KEY_FIELDS, workers=workers, resume=resume,
                      desc="plateaus", progress=progress)

@@ -33,6 +33,7 @@ from torch import nn
 
 import landscape as ls
 
+from ..problems.base import sequential_mlp
 from .core import Instance, seeded
 
 LINEAR_CASE, TANH_CASE = "deep_linear", "digits_tanh"
@@ -146,12 +147,7 @@ def build_tanh(seed: int = 0, *, widths: Sequence[int] = TANH_WIDTHS, factor: fl
     widths = [int(w) for w in widths]
 
     def make() -> nn.Module:
-        layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-            layers.append(nn.Linear(a, b))
-            if i < len(widths) - 2:
-                layers.append(nn.Tanh())
-        net = nn.Sequential(*layers)
+        net = sequential_mlp(widths, nn.Tanh)
         with torch.no_grad():
             for p in net.parameters():
                 p.mul_(factor)

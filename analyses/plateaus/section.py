@@ -19,8 +19,7 @@ from typing import Any
 from landscape.results import read_jsonl
 
 from ..cli_common import Heartbeat, add_quiet, positive_int
-from ..escape.records import write_gzip_copy
-from ..sweep import SweepFailed, SweepInterrupted, timings_path
+from ..sweep import SweepFailed, SweepInterrupted, timings_path, write_gzip_copy
 from .protocol import KEY_FIELDS, cases, plan
 from .report import cost_table, markdown, summarize, to_html
 from .run import expand_blocks, run_all

@@ -123,6 +123,33 @@ class Problem:
                        meta={"problem": self.name, "problem_seed": seed, **(meta or {})}, **opts)
 
 
+def sequential_mlp(widths: list[int], activation: Callable[[], nn.Module]) -> nn.Sequential:
+    """Linear layers of ``widths`` with ``activation()`` between them (none after the last), built
+    in order (so a seeded RNG initialises them in order).
+
+    Args:
+        widths: input, hidden and output widths, e.g. ``[64, 32, 8, 32, 64]``.
+        activation: a module class or factory, e.g. ``nn.ReLU``.
+
+    Returns:
+        The ``nn.Sequential``.
+
+    Example:
+        >>> sequential_mlp([3, 4, 2], nn.Tanh)
+        Sequential(
+          (0): Linear(in_features=3, out_features=4, bias=True)
+          (1): Tanh()
+          (2): Linear(in_features=4, out_features=2, bias=True)
+        )
+    """
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(widths) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
 def seeded_module(builder: Callable[[], nn.Module], seed: int, dtype: torch.dtype) -> nn.Module:
     """Build a module with PyTorch's default initialisation drawn from ``seed``, leaving the global
     random state as it was.

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import Problem, init_reference, seeded_module
+from .base import Problem, init_reference, seeded_module, sequential_mlp
 from .registry import register
 
 #: the digits problem's architecture (inputs, hidden…, outputs)
@@ -178,15 +178,7 @@ def relu_autoencoder(widths: Sequence[int], seed: int = 0, dtype: torch.dtype = 
     if len(widths) < 3 or min(widths) < 1:
         raise ValueError(f"widths must list at least input, one hidden and output width (all >= 1), got {widths}")
 
-    def build() -> nn.Sequential:
-        layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-            layers.append(nn.Linear(a, b))
-            if i < len(widths) - 2:
-                layers.append(nn.ReLU())
-        return nn.Sequential(*layers)
-
-    return seeded_module(build, seed, dtype)
+    return seeded_module(lambda: sequential_mlp(widths, nn.ReLU), seed, dtype)
 
 
 def hidden_activations(model: nn.Sequential, X: torch.Tensor) -> list[torch.Tensor]:
