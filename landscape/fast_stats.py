@@ -23,10 +23,11 @@ above is reduced from them; the bias gradient is Σ_l b_il. This replaces vmap o
 model by one batched matmul per conv layer.
 
 devarg's signed per-coordinate max-magnitude max_i |g_ij| is NOT a matrix product (it is a
-max-times product): for a Linear it is computed exactly, chunk by chunk of examples, as the
-elementwise max of |b_io|·|a_ik| over (chunk, out, in) blocks — O(n · dim) multiplications and no
-autograd, with memory of one block (at most 2^22 numbers); ties go to the lowest example index, as
-in :class:`synaprune.rules.Aggregator` (also across chunks and batches). Only computed when
+max-times product): for a Linear it is computed exactly by :func:`.outer_max.outer_signed_max`
+(a threshold argument over the largest |b_io| and |a_ik| settles most entries from a few examples;
+the rest are computed over all of them), bit-identical to the direct O(n · dim) elementwise max
+and with no autograd; ties go to the lowest example index, as in
+:class:`synaprune.rules.Aggregator` (also across chunks and batches). Only computed when
 ``devarg=True``.
 
 Eligibility: the objective has a module (``obj.module``), every trainable parameter is the weight or
@@ -51,6 +52,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .errors import NonFiniteError
+from .outer_max import outer_signed_max
 
 if TYPE_CHECKING:  # pragma: no cover
     from .objective import Objective
@@ -291,17 +293,7 @@ def _batch_sums(module: nn.Module, layout: dict[str, tuple[str, str]], names: tu
             out["pow"][q].append((aB.pow(q).T @ aA.pow(q)).reshape(-1))
         out["sq"].append(A.square().sum(1) * B.square().sum(1))
         if devarg:
-            n_out, n_in = B.shape[1], A.shape[1]
-            c = max(1, _BLOCK_ELEMS // max(n_out * n_in, 1))
-            best = torch.full((n_out, n_in), -1.0, dtype=f64, device=dev)
-            signed = torch.zeros(n_out, n_in, dtype=f64, device=dev)
-            for a in range(0, n, c):
-                P = B[a:a + c, :, None] * A[a:a + c, None, :]
-                cm, arg = P.abs().max(0)  # first maximal index on ties
-                better = cm > best        # strict: earlier chunks win ties
-                best = torch.where(better, cm, best)
-                signed = torch.where(better, P.gather(0, arg[None]).squeeze(0), signed)
-                del P
+            best, signed = outer_signed_max(A, B)
             out["absmax"].append(best.reshape(-1))
             out["signed"].append(signed.reshape(-1))
     s1 = torch.cat(out["sum"])

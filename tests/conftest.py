@@ -19,3 +19,18 @@ else:
 @pytest.fixture
 def f64():
     return torch.float64
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """How many Hessian-vector products were computed, counted where every product is computed
+    (``HessianOperator._matvec``), independently of :mod:`landscape.budget`: ``calls[0]``."""
+    from landscape.operators.hessian import HessianOperator
+    n = [0]
+    inner = HessianOperator._matvec
+
+    def counted(self, v):
+        n[0] += 1
+        return inner(self, v)
+    monkeypatch.setattr(HessianOperator, "_matvec", counted)
+    return n

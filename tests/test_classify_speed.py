@@ -2,7 +2,7 @@
 default budgets above AUTO_DENSE_MAX_DIM and a search cut to its budget.
 
 References are independent of the code under test: the dense path's eigendecomposition, closed-form
-spectra of diagonal quadratics, and products counted where they are computed (HessianOperator._matvec).
+spectra of diagonal quadratics, and products counted where they are computed (``calls``, tests/conftest.py).
 """
 import json
 import math
@@ -16,22 +16,9 @@ from analyses.cli import build_parser
 from landscape.classify.gradient_test import gradient_flatness
 from landscape.defaults import (AUTO_DENSE_MAX_DIM, CLASSIFY_MAX_HVP, FLATNESS_KRYLOV_STEPS, GRADIENT_TEST_STEPS,
                                 NEAREST_MAX_HVP, SCALE_BOUND_FACTOR)
-from landscape.operators.hessian import HessianOperator
 from landscape.point import PointState
 
 F64 = torch.float64
-
-
-@pytest.fixture
-def calls(monkeypatch):
-    n = [0]
-    inner = HessianOperator._matvec
-
-    def counted(self, v):
-        n[0] += 1
-        return inner(self, v)
-    monkeypatch.setattr(HessianOperator, "_matvec", counted)
-    return n
 
 
 def _diag_cubic(a: torch.Tensor):

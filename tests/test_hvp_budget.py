@@ -1,29 +1,15 @@
 """Issue 22 item 7 (the classifier's part): an analysis given an HVP budget stops within it and says so.
 
 The products are counted independently of :mod:`landscape.budget`, by wrapping the Hessian
-operator's own product (``HessianOperator._matvec``, where every product is computed).
+operator's own product (the ``calls`` fixture of tests/conftest.py).
 """
 import pytest
 import torch
 
 import landscape as ls
 from landscape.budget import BudgetExhausted, charge_hvp, hvp_budget
-from landscape.operators.hessian import HessianOperator
 
 F64 = torch.float64
-
-
-@pytest.fixture
-def calls(monkeypatch):
-    """How many Hessian-vector products were computed (counted where they are computed)."""
-    n = [0]
-    inner = HessianOperator._matvec
-
-    def counted(self, v):
-        n[0] += 1
-        return inner(self, v)
-    monkeypatch.setattr(HessianOperator, "_matvec", counted)
-    return n
 
 
 def _problem(dim: int, seed: int = 0):

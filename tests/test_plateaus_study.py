@@ -80,6 +80,24 @@ def test_rms_step_and_its_length_matched_gd_control():
     assert float(steps["rms"].norm()) > 1.5 * 0.05 * float(_explicit_grads(*_tiny()).mean(0).norm())
 
 
+def test_gd_len_devarg_steps_along_the_gradient_at_devargs_length():
+    """gd-len-devarg: a step along −∇L of exactly lr·‖A_devarg‖, A_devarg_j = g_{i*j} (largest |g_ij|)."""
+    lr = 0.05
+    m, loss_fn, X, Y = _tiny()
+    G = _explicit_grads(m, loss_fn, X, Y)
+    mu = G.mean(0)
+    A = G.gather(0, G.abs().argmax(0, keepdim=True)).squeeze(0)
+    th0 = torch.cat([p.detach().reshape(-1) for p in m.parameters()]).clone()
+    opt = RuleOptimizer(m, loss_fn, {"batch": (X, Y)}, lr=lr, rule="gd-len-devarg")
+    opt.zero_grad()
+    loss_fn(m(X), Y).backward()
+    opt.step()
+    d = torch.cat([p.detach().reshape(-1) for p in m.parameters()]) - th0
+    assert abs(float(d.norm()) - lr * float(A.norm())) < 1e-12 * float(A.norm())
+    assert float(d @ mu) / (float(d.norm()) * float(mu.norm())) < -1 + 1e-12
+    assert float(A.norm()) > 1.5 * float(mu.norm())   # a different length from GD's, so the check can fail
+
+
 def test_gehan_scores_and_paired_summary_keep_censoring():
     # method reached first / later / method censored, baseline reached / baseline censored / both censored
     t_m = [10, 50, 100, 30, 100]
@@ -106,6 +124,9 @@ def test_verdict_separates_step_length_from_direction():
     assert "direction helps beyond step length" in paired.verdict(pos, pos, pos)
     assert "what helps is the step length" in paired.verdict(pos, neg, pos)
     assert paired.verdict(neg, None, neg).startswith("rms reaches the target later")
+    assert paired.verdict(zero, zero, zero, name="devarg").startswith("devarg is not distinguishable from GD")
+    assert "its direction hurts beyond step length" in paired.verdict(neg, neg, neg, name="devarg")
+    assert "so its step length explains it" in paired.verdict(neg, zero, neg)
 
 
 def test_summary_from_records_alone():
@@ -127,9 +148,39 @@ def test_summary_from_records_alone():
     assert row["level"].startswith("L_1") and abs(row["rel_gap_nearest"]) < 1e-15
     assert abs(row["rel_gap_exact"] - (2.6563 - 2.65625) / 2.65625) < 1e-15
     assert summ["vs_gd"]["rms"]["gehan"] == 1.0 and summ["vs_gd"]["gd-len-rms"]["gehan"] == -1.0
-    assert summ["rms_vs_control"]["only_method"] == 4
+    assert summ["vs_control"]["rms"]["only_method"] == 4
     md = report.markdown({"deep_linear": summ})
     assert "| rms | 4 / 4 |" in md and "Answer." in md and "<table>" in report.to_html(md)
+
+
+def test_figures_from_the_summary_and_records(tmp_path):
+    """traces.png: one panel per case with monitored runs (a 1 × 1 grid here: 520 × 360 px at 100 dpi);
+    effects.png: a row per method and per rule-vs-control pair; neither without its data."""
+    from analyses.plateaus.figures import effects_figure, traces_figure
+    levels = {"L_0": 10.65625, "L_1": 2.65625}
+    case = protocol.Case(name="deep_linear", title="deep linear", build=None, target=0.40625, horizon=5000,
+                         levels=levels)
+    recs = [{"case": "deep_linear", "kind": "monitor", "method": "gd", "seed": 0, "mode": "full",
+             "trace": [[0, 11.0], [250, 2.6563], [500, 0.3]],
+             "stalls": [{"step": 253, "loss": 2.6563, "kind": "inconclusive", "cause": "cancelling", "kappa": 0.003,
+                         "nearest": {"kind": "strict_saddle", "index": 1, "loss": 2.65625, "n_zero": 39}}]}]
+    for s in range(4):
+        for m, t in (("gd", 2000 + s), ("rms", 900 + s), ("gd-len-rms", 950 + s)):
+            recs.append({"case": "deep_linear", "kind": "paired", "method": m, "seed": s, "reached": True, "steps": t,
+                         "diverged": False, "first_step_length": 0.01})
+    summ = report.summarize({"deep_linear": case}, recs)
+    png = traces_figure(summ, recs, tmp_path / "traces.png")
+    from PIL import Image
+    assert Image.open(png).size == (520, 360)
+    assert traces_figure(summ, recs[1:], tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
+    eff = effects_figure(summ, tmp_path / "effects.png")
+    h_three = Image.open(eff).size[1]        # rms vs GD, gd-len-rms vs GD, rms vs gd-len-rms
+    recs += [{"case": "deep_linear", "kind": "paired", "method": "adam", "seed": s, "reached": True, "steps": 10,
+              "diverged": False, "first_step_length": 0.1} for s in range(4)]
+    h_four = Image.open(effects_figure(report.summarize({"deep_linear": case}, recs), tmp_path / "e4.png")).size[1]
+    assert h_four - h_three == 20            # one more row: 0.2 in at 100 dpi
+    md = report.markdown(summ, figures=[("the traces", "traces.png")])
+    assert '<img src="traces.png" alt="the traces"' in report.to_html(md)
 
 
 # ------------------------------------------------------------------ the monitor finds each case's plateau

@@ -11,9 +11,10 @@ full-batch case, the minibatch for an online one):
 - ``rms``: θ ← θ − lr·A, A_j = sign(μ_j)·(mean_i g_ij²)^{1/2} (tie-break: the sign of the largest
   |g_ij|, :func:`synaprune.rules.aggregate`);
 - ``devarg``: A_j = g_{i*j}, i* = argmax_i |g_ij| (signed);
-- ``gd-len-rms`` (the step-length control): a GD step along −∇L/‖∇L‖ of the length the rms step
-  would have at the same point, lr·‖A_rms‖, at every step. A faster escape of ``rms`` that
-  ``gd-len-rms`` matches is explained by step length; one it does not match is a direction effect.
+- ``gd-len-rms`` and ``gd-len-devarg`` (the step-length controls): a GD step along −∇L/‖∇L‖ of the
+  length the rule's step would have at the same point, lr·‖A‖, at every step. A faster escape of
+  the rule that its control matches is explained by step length; one it does not match is a
+  direction effect.
   (The project's ``gd-matched`` control belongs to the Trainer's escape phases, which this plain
   loop does not run; this is its always-on counterpart.)
 
@@ -36,7 +37,7 @@ from synaprune.rules import aggregate
 
 from .core import Batch, make_optimizer
 
-RULES = ("rms", "devarg", "gd-len-rms")
+RULES = ("rms", "devarg", "gd-len-rms", "gd-len-devarg")
 BASELINES = ("gd", "momentum", "adam")
 MOMENTUM = 0.9
 
@@ -97,7 +98,7 @@ class RuleOptimizer(torch.optim.Optimizer):
 
     ``step()`` reads the batch the loop used from ``holder["batch"]`` (the study's loop wraps the
     case's ``batch(t)`` to put it there) and the parameters' ``.grad`` (the batch gradient, for
-    ``gd-len-rms``'s direction).
+    the controls' direction).
 
     Args:
         model: the model trained. loss_fn: its mean-reduced criterion.
@@ -128,14 +129,13 @@ class RuleOptimizer(torch.optim.Optimizer):
             return   # a diverged run: the loop sees the non-finite loss and records it as diverged
         try:
             with torch.enable_grad():
-                A = rule_direction(self.model, self.loss_fn, self.holder["batch"], "rms" if self.rule == "gd-len-rms"
-                                   else self.rule)
+                A = rule_direction(self.model, self.loss_fn, self.holder["batch"], self.rule.removeprefix("gd-len-"))
         except NonFiniteError:   # per-example gradients overflowed: the step is not finite
             for p in params:
                 p.fill_(math.nan)
             self.last_length = math.inf
             return
-        if self.rule == "gd-len-rms":
+        if self.rule.startswith("gd-len-"):
             g = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
             g = g.to(torch.float64)
             gn = float(g.norm())

@@ -127,13 +127,14 @@ def paired_summary(t_m: Sequence[float], e_m: Sequence[bool], t_b: Sequence[floa
             "ratio_median": None if math.isnan(lr) else float(math.exp(lr)), "ratio_ci": [ex(r_ci[0]), ex(r_ci[1])]}
 
 
-def verdict(rule: dict[str, Any], control: dict[str, Any] | None, gd: dict[str, Any]) -> str:
+def verdict(rule: dict[str, Any], control: dict[str, Any] | None, gd: dict[str, Any], name: str = "rms") -> str:
     """One sentence: does the rule beat GD, and beyond what step length explains (its control)?
 
     Args:
         rule: :func:`paired_summary` of the rule against GD.
         control: :func:`paired_summary` of the rule against its step-length control (None: no control).
         gd: :func:`paired_summary` of the control against GD (for the wording), or the same as ``rule``.
+        name: the rule's name, as the sentence starts.
 
     Returns:
         A sentence naming the Gehan scores and CIs it rests on.
@@ -157,13 +158,18 @@ def verdict(rule: dict[str, Any], control: dict[str, Any] | None, gd: dict[str, 
         return f"Gehan {g:+.2f}, 95% CI [{lo:+.2f}, {hi:+.2f}]" if lo is not None else f"Gehan {g:+.2f}"
 
     vs_gd, vs_ctl = sign(rule), (None if control is None else sign(control))
-    head = {1: "rms reaches the target before GD", -1: "rms reaches the target later than GD (or not at all)",
-            0: "rms is not distinguishable from GD"}[vs_gd] + f" ({txt(rule)})"
+    head = {1: f"{name} reaches the target before GD", -1: f"{name} reaches the target later than GD (or not at all)",
+            0: f"{name} is not distinguishable from GD"}[vs_gd] + f" ({txt(rule)})"
     if control is None:
         return head + "; no step-length control was run."
-    tail = {1: "and it also beats GD taking steps of its own length, so its direction helps beyond step length",
-            -1: "but GD taking steps of its length does better still, so what helps is the step length, not the rule",
-            0: "and GD taking steps of its length does as well, so step length explains it"}[vs_ctl]
-    if vs_gd == 0 and vs_ctl == 0:
-        tail = "and not from GD taking steps of its length either: no effect of the rule beyond step length"
+    tail = {(1, 1): "and it also beats GD taking steps of its own length, so its direction helps beyond step length",
+            (1, -1): "but GD taking steps of its length does better still, so what helps is the step length, not the rule",
+            (1, 0): "and GD taking steps of its length does as well, so step length explains it",
+            (0, 0): "and not from GD taking steps of its length either: no effect of the rule beyond step length",
+            (0, 1): "but it beats GD taking steps of its own length: at that length its direction does better",
+            (0, -1): "and GD taking steps of its length beats it: at that length GD's direction does better",
+            (-1, 0): "and GD taking steps of its length fares the same, so its step length explains it",
+            (-1, -1): "and GD taking steps of its length does better than it, so its direction hurts beyond step length",
+            (-1, 1): "though it beats GD taking steps of its length: the step length hurts, the direction does not",
+            }[(vs_gd, vs_ctl)]
     return f"{head}, {tail} ({txt(control)})."

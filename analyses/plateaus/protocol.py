@@ -38,12 +38,6 @@ AE_GRAD_REL = 0.05
 #: parameters (measured on the MNIST-1D MLP: ~9 s CPU a stall, every verdict `inconclusive` with the
 #: budget named as the reason; before the budgets one classification took ~170 s)
 BIG_MODEL: dict[str, Any] = {}
-#: instances of always-on devarg where its per-example max is dear (measured CPU seconds per step,
-#: one core: 13 ms on the tanh net, 8 ms on the MNIST-1D MLP, 70–100 ms on the autoencoders, whose
-#: 1 797 × 4 744 per-example gradients it scans every step; a run that does not reach the target
-#: costs its whole horizon: 76 s, 17 s, > 240 s): the 30-minute budget affords these seeds, and
-#: the report counts its pairs
-DEVARG_CAPS = {"digits_tanh": 3, "mnist1d_mlp": 10, "autoencoder_h32": 3}
 #: monitored runs per case (each analyses every stall: classification is the expensive part)
 DEFAULT_MONITORED, QUICK_MONITORED = 2, 1
 
@@ -66,8 +60,6 @@ class Case:
             (``inst.objective``, e.g. the closed-form ε_g) rather than the monitor's data.
         replicas: ``{"K", "N", "eta"}`` for the committee machine: its paired runs are one job per
             method over all seeds at once (:func:`.replicas.train_replicas`), else None.
-        seed_caps: ``{method: seeds}`` for a method run on fewer instances than the others (its
-            per-run cost; the report says so), else every method on every seed.
         note: what the reader should know (finite-η shift, identity of the rules, …).
     """
 
@@ -86,7 +78,6 @@ class Case:
     detector: dict[str, Any] = field(default_factory=dict)
     exact_critical: bool = False
     replicas: dict[str, Any] | None = None
-    seed_caps: dict[str, int] = field(default_factory=dict)
     note: str = ""
 
 
@@ -140,7 +131,6 @@ def cases(quick: bool = False) -> dict[str, Case]:
         Case(name="digits_tanh", title="64-8-8-8-10 tanh net on the digits, init × 0.1, GD lr 0.5 (float32)",
              build=lambda s: saddles.build_tanh(s, factor=0.1, dtype=torch.float32, steps=6000), target=H - 0.5,
              horizon=3000 if quick else 6000, levels={"class-prior entropy H(p̂)": H}, analysis={"nearest": not quick},
-             seed_caps={"devarg": DEVARG_CAPS["digits_tanh"]},
              note="The plateau is the loss of predicting the class prior."),
         Case(name="icl_linear_attention",
              title="In-context linear regression, linear attention (separate K, Q), online SGD batch 64",
@@ -155,7 +145,6 @@ def cases(quick: bool = False) -> dict[str, Case]:
              build=lambda s: mnist1d_case.build(s, arch="mlp", init=0.1, optimiser={"name": "sgd", "lr": 0.1}),
              target=h1d - 0.5, horizon=2000, levels={"class-prior entropy": h1d}, eval_every=25,
              monitor_data=lambda inst: inst.info["train"], check_every=25, analysis=BIG_MODEL,
-             seed_caps={"devarg": DEVARG_CAPS["mnist1d_mlp"]},
              note="The published Adam recipe has no plateau; plain SGD from a small init has one at the prior."),
         Case(name="mnist1d_cnn", title="MNIST-1D CNN (3 × Conv1d 25), init × 0.1, SGD lr 0.1, batch 100",
              build=lambda s: mnist1d_case.build(s, arch="cnn", init=0.1, optimiser={"name": "sgd", "lr": 0.1}),
@@ -170,16 +159,13 @@ def cases(quick: bool = False) -> dict[str, Case]:
             build=lambda s, h=h, hor=hor: autoencoder.build(s, widths=(64, h, 8, h, 64), dtype=torch.float32,
                                                             steps=hor),
             target=pca[1], horizon=hor, levels={"mean image": ae_mean, "PCA rank 1": pca[1], "PCA rank 2": pca[2]},
-            methods=(() if quick and h == 16 else ("gd", "adam", "rms", "gd-len-rms") if h == 16
-                     else ("gd", "adam", "rms", "devarg", "gd-len-rms")), adam_lr=1e-3,
-            eval_every=10, seed_caps={"devarg": DEVARG_CAPS["autoencoder_h32"]} if h == 32 else {},
+            methods=(() if quick and h == 16 else ("gd", "adam", "rms", "devarg", "gd-len-rms", "gd-len-devarg")),
+            adam_lr=1e-3, eval_every=10,
             analysis=BIG_MODEL, detector={"grad_rel": AE_GRAD_REL},
             note="Target: the rank-1 PCA loss, 15 % below the mean-image plateau (a 1 % drop is still on it). "
                  "The plateau is a slow creep whose gradient stays at 2–3 % of the start's (measured, seed 0, "
                  "h = 32): the monitor's default threshold (1 % of the run's largest gradient) never fires "
-                 f"there, so its detector runs with grad_rel = {AE_GRAD_REL}. "
-                 + ("devarg runs on 3 seeds (~100 ms a step: its per-example max over 1 797 × 4 744 gradients)."
-                    if h == 32 else "devarg is not run at this width (> 240 s a run, measured; see h = 32).")))
+                 f"there, so its detector runs with grad_rel = {AE_GRAD_REL}."))
     return {c.name: c for c in out}
 
 
@@ -235,14 +221,12 @@ def plan(quick: bool = False, seed: int = 0, *, only: tuple[str, ...] | None = N
             continue
         for s in range(seed, seed + n_seeds):
             for m in methods:
-                if s - seed < c.seed_caps.get(m, n_seeds):
-                    jobs.append({"case": name, "kind": "paired", "method": m, "seed": s, "quick": quick})
+                jobs.append({"case": name, "kind": "paired", "method": m, "seed": s, "quick": quick})
     if not only or "mnist1d_mlp" in only:
         for arch in ("mlp", "cnn"):
             for s in range(seed, seed + (1 if quick else 2)):
                 jobs.append({"case": f"mnist1d_{arch}", "kind": "accuracy", "method": "adam", "seed": s, "quick": quick})
-    # the long jobs first (the committee's blocks, the monitored runs, the capped rules), so that the
-    # workers finish together; stable: the order above otherwise
-    jobs.sort(key=lambda j: not (j["kind"] in ("paired_block", "monitor") or j["method"] in cs[j["case"]].seed_caps
-                                 if j["case"] in cs else False))
+    # the long jobs first (the committee's blocks, the monitored runs, devarg, whose per-example max
+    # makes its steps the dearest), so that the workers finish together; stable: the order above otherwise
+    jobs.sort(key=lambda j: not (j["kind"] in ("paired_block", "monitor") or j["method"] == "devarg"))
     return jobs

@@ -19,6 +19,9 @@ from typing import Any
 from .paired import paired_summary, verdict
 from .protocol import Case
 
+#: the SynaPrune rules whose sentence the report writes, each against GD and its ``gd-len-`` control
+RULE_NAMES = ("rms", "devarg")
+
 
 def _closest(levels: dict[str, float], v: float | None) -> tuple[str | None, float | None, float | None]:
     """(label, value, relative gap) of the theory level closest to ``v`` (relative to the level;
@@ -105,29 +108,6 @@ def _pairs(records: list[dict[str, Any]], a: str, b: str, field: str = "steps", 
             [t(b, s) for s in seeds], [bool(by[(b, s)]["reached"]) for s in seeds])
 
 
-def devarg_sentence(vs_gd: dict[str, Any], n: int) -> str:
-    """The always-on devarg rule against GD in one sentence (it has no step-length control here).
-
-    Args:
-        vs_gd: :func:`.paired.paired_summary` of devarg against GD. n: devarg's runs.
-
-    Returns:
-        A sentence with the Gehan score, its CI and the number of pairs.
-
-    Example:
-        >>> devarg_sentence({"gehan": -1.0, "gehan_ci": [-1.0, -1.0]}, 3)
-        'devarg (3 instances, no step-length control): reaches the target later than GD or not at all (Gehan -1.00, 95% CI [-1.00, -1.00]).'
-    """
-    g, (lo, hi) = vs_gd.get("gehan"), (vs_gd.get("gehan_ci") or [None, None])
-    if g is None:
-        return f"devarg ({n} instances): no pairs with GD."
-    what = ("reaches the target before GD" if lo is not None and lo > 0 else
-            "reaches the target later than GD or not at all" if hi is not None and hi < 0 else
-            "is not distinguishable from GD")
-    ci = f", 95% CI [{lo:+.2f}, {hi:+.2f}]" if lo is not None and hi is not None else ""
-    return f"devarg ({n} instances, no step-length control): {what} (Gehan {g:+.2f}{ci})."
-
-
 def summarize(cases: dict[str, Case], records: list[dict[str, Any]], *, seed: int = 0) -> dict[str, Any]:
     """The study's summary (module docstring), one entry per case with records.
 
@@ -137,7 +117,7 @@ def summarize(cases: dict[str, Case], records: list[dict[str, Any]], *, seed: in
 
     Returns:
         ``{case: {"title", "note", "target", "horizon", "levels", "stalls", "methods", "vs_gd",
-        "rms_vs_control", "control_vs_gd", "verdict", "accuracy"}}``.
+        "vs_control" ({rule: the rule against its step-length control}), "verdict", "accuracy"}}``.
     """
     out: dict[str, Any] = {}
     for name, case in cases.items():
@@ -145,17 +125,14 @@ def summarize(cases: dict[str, Case], records: list[dict[str, Any]], *, seed: in
         if not rs:
             continue
         paired = [r for r in rs if r["kind"] == "paired"]
-        methods = tuple(m for m in ("gd", "momentum", "adam", "rms", "devarg", "gd-len-rms")
+        methods = tuple(m for m in ("gd", "momentum", "adam", "rms", "devarg", "gd-len-rms", "gd-len-devarg")
                         if any(r["method"] == m for r in paired))
         vs_gd = {m: paired_summary(*_pairs(paired, m, "gd"), seed=seed) for m in methods if m != "gd"}
-        ctl = cvg = None
-        if "rms" in methods and "gd-len-rms" in methods:
-            ctl = paired_summary(*_pairs(paired, "rms", "gd-len-rms"), seed=seed)
-            cvg = vs_gd["gd-len-rms"]
-        if "rms" in vs_gd:
-            sentence = verdict(vs_gd["rms"], ctl, vs_gd["rms"])
-            if "devarg" in vs_gd:
-                sentence += " " + devarg_sentence(vs_gd["devarg"], sum(r["method"] == "devarg" for r in paired))
+        controls = {rule: paired_summary(*_pairs(paired, rule, f"gd-len-{rule}"), seed=seed)
+                    for rule in RULE_NAMES if rule in methods and f"gd-len-{rule}" in methods}
+        ruled = [rule for rule in RULE_NAMES if rule in vs_gd]
+        if ruled:
+            sentence = " ".join(verdict(vs_gd[rule], controls.get(rule), vs_gd[rule], name=rule) for rule in ruled)
         elif paired:
             sentence = "The rules were not run on this case: " + (case.note.split(".")[0] + ".")
         else:
@@ -164,8 +141,8 @@ def summarize(cases: dict[str, Case], records: list[dict[str, Any]], *, seed: in
                for r in rs if r["kind"] == "accuracy"]
         out[name] = {"title": case.title, "note": case.note, "target": case.target, "horizon": case.horizon,
                      "levels": case.levels, "stalls": monitor_rows(case, [r for r in rs if r["kind"] == "monitor"]),
-                     "methods": method_table(paired, methods), "vs_gd": vs_gd, "rms_vs_control": ctl,
-                     "control_vs_gd": cvg, "verdict": sentence, "accuracy": acc}
+                     "methods": method_table(paired, methods), "vs_gd": vs_gd, "vs_control": controls,
+                     "verdict": sentence, "accuracy": acc}
     return out
 
 
@@ -220,17 +197,21 @@ def _ci(s: dict[str, Any] | None, key: str, ci: str, fmt: str = "+.2f") -> str:
     return v + (f" [{format(lo, fmt)}, {format(hi, fmt)}]" if lo is not None and hi is not None else "")
 
 
-def markdown(summary: dict[str, Any], costs: dict[str, Any] | None = None, *, quick: bool = False) -> str:
-    """The report as Markdown (one section per case).
+def markdown(summary: dict[str, Any], costs: dict[str, Any] | None = None, *, quick: bool = False,
+             figures: list[tuple[str, str]] = ()) -> str:
+    """The report as Markdown (the figures, then one section per case).
 
     Args:
         summary: :func:`summarize`'s result. costs: :func:`cost_table`'s (None: no cost lines).
         quick: say that this is the ``--quick`` design.
+        figures: ``(caption, path)`` pairs shown first, paths relative to where the text is read.
 
     Returns:
         The text.
     """
     out = ["# Plateaus the literature knows" + (" (--quick)" if quick else ""), ""]
+    for caption, src in figures:
+        out += [f"![{caption}]({src})", ""]
     for name, c in summary.items():
         out += [f"## {c['title']}", "", c["note"], "",
                 f"Target {_f(c['target'], 6)} (loss units), horizon {c['horizon']} steps. Theory levels: "
@@ -261,9 +242,9 @@ def markdown(summary: dict[str, Any], costs: dict[str, Any] | None = None, *, qu
                            f"{_f(row['median_first_step'], 3)} | {_ci(s, 'gehan', 'gehan_ci')} | "
                            f"{_ci(s, 'ratio_median', 'ratio_ci', '.3g')} | {groups} |")
             out.append("")
-            if c["rms_vs_control"]:
-                out += [f"rms against GD at rms's step length (gd-len-rms): Gehan "
-                        f"{_ci(c['rms_vs_control'], 'gehan', 'gehan_ci')}.", ""]
+            for rule, ctl in c["vs_control"].items():
+                out += [f"{rule} against GD at {rule}'s step length (gd-len-{rule}): Gehan "
+                        f"{_ci(ctl, 'gehan', 'gehan_ci')}.", ""]
         if costs and name in costs:
             k = costs[name]
             out += ["Measured CPU (under load; not reproducible): "
@@ -281,7 +262,7 @@ def markdown(summary: dict[str, Any], costs: dict[str, Any] | None = None, *, qu
 
 
 def to_html(md: str) -> str:
-    """A minimal offline HTML page of :func:`markdown`'s text (headings, tables, paragraphs).
+    """A minimal offline HTML page of :func:`markdown`'s text (headings, tables, images, paragraphs).
 
     Args:
         md: the Markdown text.
@@ -314,6 +295,9 @@ def to_html(md: str) -> str:
             body.append(f"<h2>{esc[3:]}</h2>")
         elif line.startswith("# "):
             body.append(f"<h1>{esc[2:]}</h1>")
+        elif line.startswith("![") and line.endswith(")") and "](" in line:
+            alt, src = line[2:-1].split("](", 1)
+            body.append(f'<p><img src="{html.escape(src)}" alt="{html.escape(alt)}" style="max-width:100%"></p>')
         elif line.strip():
             body.append(f"<p>{esc.replace('**Answer.**', '<b>Answer.</b>')}</p>")
     if table:

@@ -3,8 +3,8 @@
 Writes into ``--out`` (default ``figures/plateaus/``): ``runs.jsonl`` (one record per job,
 streamed; a rerun continues it: ``--fresh`` starts over), ``runs.timings.jsonl`` (CPU and wall
 seconds, host-dependent), ``plateaus.json`` (the summary: no timings, the same on a rerun),
-``plateaus.md`` (the summary as text; no timings: tracked) and ``report.html`` (the summary plus
-the measured CPU costs; untracked); after a full default run ``runs.jsonl.gz``, the copy of the
+``plateaus.md`` (the summary as text; no timings: tracked), ``traces.png`` and ``effects.png``
+(:mod:`.figures`) and ``report.html`` (the summary plus the measured CPU costs; untracked); after a full default run ``runs.jsonl.gz``, the copy of the
 records ``figures/`` ships and the next run continues. ``study_section`` is
 the main report's section.
 """
@@ -20,11 +20,15 @@ from landscape.results import read_jsonl
 
 from ..cli_common import Heartbeat, add_quiet, positive_int
 from ..sweep import SweepFailed, SweepInterrupted, timings_path, write_gzip_copy
+from .figures import effects_figure, traces_figure
 from .protocol import KEY_FIELDS, cases, plan
 from .report import cost_table, markdown, summarize, to_html
 from .run import expand_blocks, run_all
 
 
+#: the figures' captions (:mod:`.figures`)
+FIGURES = ("The monitored runs' exact loss, theory's levels and the stalls found",
+           "Paired Gehan scores against GD and against the rules' step-length controls")
 #: the cases of the quick study's plateau section (``landscape plateaus --quick`` runs them all)
 STUDY_QUICK_CASES = ("committee_k2", "deep_linear")
 
@@ -39,7 +43,7 @@ def run_part(out: Path, *, quick: bool, seed: int = 0, workers: int | None = Non
         only: case names to run (None: all). progress: progress lines on stderr.
 
     Returns:
-        ``{"summary", "costs", "markdown", "paths"}``.
+        ``{"summary", "costs", "markdown", "figures" ((caption, path) pairs), "paths"}``.
     """
     out = Path(out)
     cs = cases(quick)
@@ -50,15 +54,18 @@ def run_part(out: Path, *, quick: bool, seed: int = 0, workers: int | None = Non
     timings = [t for t in read_jsonl(timings_path(out / "runs.jsonl")) if tuple(t.get(f) for f in KEY_FIELDS) in keys]
     summary = summarize(cs, records, seed=seed)
     costs = cost_table(records, timings, seed=seed)
-    md = markdown(summary, None, quick=quick)
+    figs = [(caption, p) for caption, p in ((FIGURES[0], traces_figure(summary, records, out / "traces.png")),
+                                            (FIGURES[1], effects_figure(summary, out / "effects.png"))) if p]
+    local = [(caption, p.name) for caption, p in figs]
+    md = markdown(summary, None, quick=quick, figures=local)
     (out / "plateaus.json").write_text(json.dumps(summary, indent=1, sort_keys=True, allow_nan=False) + "\n",
                                        encoding="utf-8")
     (out / "plateaus.md").write_text(md + "\n", encoding="utf-8")
-    (out / "report.html").write_text(to_html(markdown(summary, costs, quick=quick)), encoding="utf-8")
+    (out / "report.html").write_text(to_html(markdown(summary, costs, quick=quick, figures=local)), encoding="utf-8")
     if not quick and only is None:
         write_gzip_copy(out / "runs.jsonl")   # the copy figures/ ships
-    return {"summary": summary, "costs": costs, "markdown": md,
-            "paths": [out / "plateaus.json", out / "plateaus.md", out / "report.html"]}
+    return {"summary": summary, "costs": costs, "markdown": md, "figures": figs,
+            "paths": [out / "plateaus.json", out / "plateaus.md", out / "report.html", *(p for _, p in figs)]}
 
 
 def study_section(out_dir: Path, *, quick: bool, seed: int = 0, workers: int | None = None) -> dict[str, Any]:
@@ -71,15 +78,17 @@ def study_section(out_dir: Path, *, quick: bool, seed: int = 0, workers: int | N
         workers: processes for the runs still to do (None: the cores).
 
     Returns:
-        ``{"title", "lead", "html", "summary", "figures"}`` (no figures).
+        ``{"title", "lead", "html", "summary", "figures"}`` (figure paths relative to ``out_dir``).
     """
     part = run_part(Path(out_dir) / "plateaus", quick=quick, seed=seed, workers=workers,
                     only=STUDY_QUICK_CASES if quick else None)
     summary = part["summary"]
     lead = " ".join(f"{c['title']}: {c['verdict']}" for c in summary.values() if c["methods"])
-    page = to_html(markdown(summary, None, quick=quick))
+    rel = [(caption, p.relative_to(Path(out_dir)).as_posix()) for caption, p in part["figures"]]
+    page = to_html(markdown(summary, None, quick=quick, figures=rel))
     body = page.split("<body>", 1)[1].rsplit("</body>", 1)[0]
-    return {"title": "Plateaus the literature knows", "lead": lead, "html": body, "summary": summary, "figures": []}
+    return {"title": "Plateaus the literature knows", "lead": lead, "html": body, "summary": summary,
+            "figures": [p for _, p in rel]}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
