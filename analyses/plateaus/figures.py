@@ -90,7 +90,7 @@ def traces_figure(summary: dict[str, Any], records: list[dict[str, Any]], path: 
     fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), fontsize=7, frameon=False)
     fig.suptitle("Monitored GD/SGD runs: the exact loss, theory's plateau levels and the stalls StallMonitor found",
                  fontsize=9)
-    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    fig.tight_layout(rect=(0, 0.6 / (3.6 * rows), 1, 1 - 0.3 / (3.6 * rows)))   # room for the legend and title
     fig.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(fig)
     return path
