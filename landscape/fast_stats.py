@@ -24,9 +24,9 @@ model by one batched matmul per conv layer.
 
 devarg's signed per-coordinate max-magnitude max_i |g_ij| is NOT a matrix product (it is a
 max-times product): for a Linear it is computed exactly by :func:`.outer_max.outer_signed_max`
-(a threshold argument over the largest |b_io| and |a_ik| settles most entries from a few examples;
-the rest are computed over all of them), bit-identical to the direct O(n · dim) elementwise max
-and with no autograd; ties go to the lowest example index, as in
+(the O(n · dim) products |b_io|·|a_ik| formed examples-last in cache-sized blocks, no autograd),
+bit-identical to the direct elementwise max over a leading example axis; ties go to the lowest
+example index, as in
 :class:`synaprune.rules.Aggregator` (also across chunks and batches). Only computed when
 ``devarg=True``.
 

@@ -120,18 +120,18 @@ def test_gehan_scores_and_paired_summary_keep_censoring():
 def test_verdict_separates_step_length_from_direction():
     pos, zero, neg = ({"gehan": g, "gehan_ci": ci} for g, ci in ((0.8, [0.5, 1.0]), (0.0, [-0.3, 0.3]),
                                                                   (-0.7, [-1.0, -0.4])))
-    assert "step length explains it" in paired.verdict(pos, zero, pos)
-    assert "direction helps beyond step length" in paired.verdict(pos, pos, pos)
-    assert "what helps is the step length" in paired.verdict(pos, neg, pos)
-    assert paired.verdict(neg, None, neg).startswith("rms reaches the target later")
-    assert paired.verdict(zero, zero, zero, name="devarg").startswith("devarg is not distinguishable from GD")
-    assert "its direction hurts beyond step length" in paired.verdict(neg, neg, neg, name="devarg")
-    assert "so its step length explains it" in paired.verdict(neg, zero, neg)
+    assert "step length explains it" in paired.verdict(pos, zero)
+    assert "direction helps beyond step length" in paired.verdict(pos, pos)
+    assert "what helps is the step length" in paired.verdict(pos, neg)
+    assert paired.verdict(neg, None).startswith("rms reaches the target later")
+    assert paired.verdict(zero, zero, name="devarg").startswith("devarg is not distinguishable from GD")
+    assert "its direction hurts beyond step length" in paired.verdict(neg, neg, name="devarg")
+    assert "so its step length explains it" in paired.verdict(neg, zero)
 
 
-def test_summary_from_records_alone():
-    """Synthetic records for the deep linear case: the summary reads stalls against theory's levels
-    and pairs the methods by seed."""
+def _deep_linear_records():
+    """A deep linear Case and synthetic records: one monitored run with a stall at L_1, and 4 seeds
+    of gd (reached), rms (reached, faster) and gd-len-rms (censored at the horizon)."""
     levels = {f"L_{k}": v for k, v in enumerate((10.65625, 2.65625, 0.65625, 0.15625))}
     case = protocol.Case(name="deep_linear", title="deep linear", build=None, target=0.40625, horizon=5000,
                          levels=levels)
@@ -143,6 +143,13 @@ def test_summary_from_records_alone():
         for m, t, ok in (("gd", 2000 + s, True), ("rms", 900 + s, True), ("gd-len-rms", 5000, False)):
             recs.append({"case": "deep_linear", "kind": "paired", "method": m, "seed": s, "reached": ok, "steps": t,
                          "diverged": False, "first_step_length": 0.01})
+    return case, recs
+
+
+def test_summary_from_records_alone():
+    """Synthetic records for the deep linear case: the summary reads stalls against theory's levels
+    and pairs the methods by seed."""
+    case, recs = _deep_linear_records()
     summ = report.summarize({"deep_linear": case}, recs)["deep_linear"]
     row = summ["stalls"][0]
     assert row["level"].startswith("L_1") and abs(row["rel_gap_nearest"]) < 1e-15
@@ -157,17 +164,7 @@ def test_figures_from_the_summary_and_records(tmp_path):
     """traces.png: one panel per case with monitored runs (a 1 × 1 grid here: 520 × 360 px at 100 dpi);
     effects.png: a row per method and per rule-vs-control pair; neither without its data."""
     from analyses.plateaus.figures import effects_figure, traces_figure
-    levels = {"L_0": 10.65625, "L_1": 2.65625}
-    case = protocol.Case(name="deep_linear", title="deep linear", build=None, target=0.40625, horizon=5000,
-                         levels=levels)
-    recs = [{"case": "deep_linear", "kind": "monitor", "method": "gd", "seed": 0, "mode": "full",
-             "trace": [[0, 11.0], [250, 2.6563], [500, 0.3]],
-             "stalls": [{"step": 253, "loss": 2.6563, "kind": "inconclusive", "cause": "cancelling", "kappa": 0.003,
-                         "nearest": {"kind": "strict_saddle", "index": 1, "loss": 2.65625, "n_zero": 39}}]}]
-    for s in range(4):
-        for m, t in (("gd", 2000 + s), ("rms", 900 + s), ("gd-len-rms", 950 + s)):
-            recs.append({"case": "deep_linear", "kind": "paired", "method": m, "seed": s, "reached": True, "steps": t,
-                         "diverged": False, "first_step_length": 0.01})
+    case, recs = _deep_linear_records()
     summ = report.summarize({"deep_linear": case}, recs)
     png = traces_figure(summ, recs, tmp_path / "traces.png")
     from PIL import Image

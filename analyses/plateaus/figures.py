@@ -2,8 +2,9 @@
 
 - :func:`traces_figure` (``traces.png``): one panel per case, the exact loss of the monitored GD/SGD
   runs against the step (logarithmic steps: the plateaus of one run span three decades; a
-  logarithmic loss where it spans more than a factor 20), theory's levels as dashed lines, the target as a dotted one, and every stall the monitor
-  found, coloured by the kind of the nearest critical point.
+  logarithmic loss where it spans more than a factor 20), theory's levels as dashed lines, the
+  target as a dotted one, and every stall the monitor found, coloured by the kind of the nearest
+  critical point.
 - :func:`effects_figure` (``effects.png``): per case, every method's paired Gehan score against
   GD with its 95 % bootstrap interval (+1: reaches the target first on every seed), and each
   SynaPrune rule against its step-length control (hollow): the picture of the report's sentences.

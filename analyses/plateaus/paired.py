@@ -127,13 +127,12 @@ def paired_summary(t_m: Sequence[float], e_m: Sequence[bool], t_b: Sequence[floa
             "ratio_median": None if math.isnan(lr) else float(math.exp(lr)), "ratio_ci": [ex(r_ci[0]), ex(r_ci[1])]}
 
 
-def verdict(rule: dict[str, Any], control: dict[str, Any] | None, gd: dict[str, Any], name: str = "rms") -> str:
+def verdict(rule: dict[str, Any], control: dict[str, Any] | None, name: str = "rms") -> str:
     """One sentence: does the rule beat GD, and beyond what step length explains (its control)?
 
     Args:
         rule: :func:`paired_summary` of the rule against GD.
         control: :func:`paired_summary` of the rule against its step-length control (None: no control).
-        gd: :func:`paired_summary` of the control against GD (for the wording), or the same as ``rule``.
         name: the rule's name, as the sentence starts.
 
     Returns:
@@ -141,7 +140,7 @@ def verdict(rule: dict[str, Any], control: dict[str, Any] | None, gd: dict[str, 
 
     Example:
         >>> r = {"gehan": 0.8, "gehan_ci": [0.6, 0.95]}; c = {"gehan": 0.0, "gehan_ci": [-0.2, 0.2]}
-        >>> verdict(r, c, r).startswith("rms reaches the target before GD")
+        >>> verdict(r, c).startswith("rms reaches the target before GD")
         True
     """
     def sign(s: dict[str, Any]) -> int:

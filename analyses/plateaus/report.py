@@ -16,11 +16,12 @@ import math
 import statistics
 from typing import Any
 
+from .methods import RULES
 from .paired import paired_summary, verdict
-from .protocol import Case
+from .protocol import ALL_METHODS, Case
 
 #: the SynaPrune rules whose sentence the report writes, each against GD and its ``gd-len-`` control
-RULE_NAMES = ("rms", "devarg")
+RULE_NAMES = tuple(r for r in RULES if not r.startswith("gd-len-"))
 
 
 def _closest(levels: dict[str, float], v: float | None) -> tuple[str | None, float | None, float | None]:
@@ -125,14 +126,13 @@ def summarize(cases: dict[str, Case], records: list[dict[str, Any]], *, seed: in
         if not rs:
             continue
         paired = [r for r in rs if r["kind"] == "paired"]
-        methods = tuple(m for m in ("gd", "momentum", "adam", "rms", "devarg", "gd-len-rms", "gd-len-devarg")
-                        if any(r["method"] == m for r in paired))
+        methods = tuple(m for m in ALL_METHODS if any(r["method"] == m for r in paired))
         vs_gd = {m: paired_summary(*_pairs(paired, m, "gd"), seed=seed) for m in methods if m != "gd"}
         controls = {rule: paired_summary(*_pairs(paired, rule, f"gd-len-{rule}"), seed=seed)
                     for rule in RULE_NAMES if rule in methods and f"gd-len-{rule}" in methods}
         ruled = [rule for rule in RULE_NAMES if rule in vs_gd]
         if ruled:
-            sentence = " ".join(verdict(vs_gd[rule], controls.get(rule), vs_gd[rule], name=rule) for rule in ruled)
+            sentence = " ".join(verdict(vs_gd[rule], controls.get(rule), name=rule) for rule in ruled)
         elif paired:
             sentence = "The rules were not run on this case: " + (case.note.split(".")[0] + ".")
         else:

@@ -4,9 +4,9 @@ Writes into ``--out`` (default ``figures/plateaus/``): ``runs.jsonl`` (one recor
 streamed; a rerun continues it: ``--fresh`` starts over), ``runs.timings.jsonl`` (CPU and wall
 seconds, host-dependent), ``plateaus.json`` (the summary: no timings, the same on a rerun),
 ``plateaus.md`` (the summary as text; no timings: tracked), ``traces.png`` and ``effects.png``
-(:mod:`.figures`) and ``report.html`` (the summary plus the measured CPU costs; untracked); after a full default run ``runs.jsonl.gz``, the copy of the
-records ``figures/`` ships and the next run continues. ``study_section`` is
-the main report's section.
+(:mod:`.figures`) and ``report.html`` (the summary plus the measured CPU costs; untracked); after a
+full default run ``runs.jsonl.gz``, the copy of the records ``figures/`` ships and the next run
+continues. ``study_section`` is the main report's section.
 """
 from __future__ import annotations
 
