@@ -37,6 +37,10 @@ def traces_figure(summary: dict[str, Any], records: list[dict[str, Any]], path: 
 
     Returns:
         ``path``, or None when no case has a monitored run.
+
+    Example:
+        >>> traces_figure({}, [], Path("never_written.png")) is None   # nothing monitored: no file
+        True
     """
     names = [n for n in summary if any(r["case"] == n and r["kind"] == "monitor" for r in records)]
     if not names:
@@ -107,6 +111,10 @@ def effects_figure(summary: dict[str, Any], path: Path) -> Path | None:
 
     Returns:
         ``path``, or None when no case has a paired comparison.
+
+    Example:
+        >>> effects_figure({"c": {"vs_gd": {}}}, Path("never_written.png")) is None   # no pairs: no file
+        True
     """
     names = [n for n, c in summary.items() if c["vs_gd"]]
     if not names:
