@@ -24,11 +24,12 @@ model by one batched matmul per conv layer.
 
 devarg's signed per-coordinate max-magnitude max_i |g_ij| is NOT a matrix product (it is a
 max-times product): for a Linear it is computed exactly by :func:`.outer_max.outer_signed_max`
-(the O(n · dim) products |b_io|·|a_ik| formed examples-last in cache-sized blocks, no autograd),
-bit-identical to the direct elementwise max over a leading example axis; ties go to the lowest
-example index, as in
+(the O(n · dim) products |b_io|·|a_ik| in a compiled running-max loop, or examples-last blocks of
+torch products; no autograd), bit-identical to the direct elementwise max over a leading example
+axis; ties go to the lowest example index, as in
 :class:`synaprune.rules.Aggregator` (also across chunks and batches). Only computed when
-``devarg=True``.
+``devarg=True``. The SynaPrune aggregations (:func:`fast_aggregate`) skip the sums they do not read
+(Σ g², Σ sign g: ``moments=False``); what they read is the same floats either way.
 
 Eligibility: the objective has a module (``obj.module``), every trainable parameter is the weight or
 bias of an ``nn.Linear`` called on a 2-D input (n, features), or of an ``nn.Conv1d`` / ``nn.Conv2d``
@@ -67,6 +68,7 @@ class ExampleGradSums:
 
     ``sum`` Σ g_i, ``sum_sq`` Σ g_i², ``sum_abs`` Σ |g_i|, ``sum_sign`` Σ sign g_i,
     ``sum_pow[p]`` Σ |g_i|^p, ``sum_norm``/``sum_norm_sq`` Σ ‖g_i‖ / Σ ‖g_i‖² (whole vector),
+    (``sum_sq`` and ``sum_sign`` are None when computed with ``moments=False``),
     ``layer_sum_norm``/``layer_sum_norm_sq`` the same per parameter tensor, ``absmax`` max_i |g_ij|
     and ``signed_max`` the signed g_{i*j} at the first maximiser i* (only with ``devarg=True``).
 
@@ -75,9 +77,9 @@ class ExampleGradSums:
 
     n: int
     sum: torch.Tensor
-    sum_sq: torch.Tensor
+    sum_sq: torch.Tensor | None
     sum_abs: torch.Tensor
-    sum_sign: torch.Tensor
+    sum_sign: torch.Tensor | None
     sum_norm: float
     sum_norm_sq: float
     layer_sum_norm: dict[str, float]
@@ -138,7 +140,7 @@ class _Ineligible(Exception):
 
 
 def _dense_stats(chunks: Iterator[torch.Tensor], numel: int, p_values: tuple[float, ...], devarg: bool,
-                 dev: torch.device) -> dict[str, Any]:
+                 dev: torch.device, moments: bool = True) -> dict[str, Any]:
     """Streaming sums of explicitly formed per-example gradients of one tensor, fed as float64
     chunks (c, numel); the signed max-magnitude keeps the lowest example index on ties."""
     f64 = torch.float64
@@ -148,9 +150,10 @@ def _dense_stats(chunks: Iterator[torch.Tensor], numel: int, p_values: tuple[flo
     for G in chunks:
         aG, G2 = G.abs(), G * G
         r["sum"] += G.sum(0)
-        r["sum_sq"] += G2.sum(0)
         r["sum_abs"] += aG.sum(0)
-        r["sum_sign"] += torch.sign(G).sum(0)
+        if moments:
+            r["sum_sq"] += G2.sum(0)
+            r["sum_sign"] += torch.sign(G).sum(0)
         for q in p_values:
             r["pow"][q] += (G2 if q == 2.0 else aG.pow(q)).sum(0)
         r["sq"].append(G2.sum(1))
@@ -203,9 +206,11 @@ def _conv_weight_grads(m: nn.Module, x: torch.Tensor, B: torch.Tensor) -> Iterat
 
 def _batch_sums(module: nn.Module, layout: dict[str, tuple[str, str]], names: tuple[str, ...],
                 shapes: tuple[torch.Size, ...], loss_sum: Callable[[torch.Tensor], torch.Tensor],
-                flat: torch.Tensor, n: int, p_values: tuple[float, ...], devarg: bool) -> dict[str, Any]:
+                flat: torch.Tensor, n: int, p_values: tuple[float, ...], devarg: bool,
+                moments: bool = True) -> dict[str, Any]:
     """Sums for one batch of ``n`` examples. ``loss_sum(theta)`` evaluates Σ_i ℓ_i with ``module``
-    called functionally at the flat ``theta`` (so the hooks see the layer inputs/outputs)."""
+    called functionally at the flat ``theta`` (so the hooks see the layer inputs/outputs).
+    ``moments=False`` skips Σ g² and Σ sign g (Σ g and Σ |g| are always formed: the guard reads them)."""
     layers = sorted({m for m, _ in layout.values()})
     mods = dict(module.named_modules())
     inputs: dict[str, torch.Tensor] = {}
@@ -257,9 +262,10 @@ def _batch_sums(module: nn.Module, layout: dict[str, tuple[str, str]], names: tu
             Bc = outgrad[mname]
             if kind == "bias":
                 Bb = Bc.to(f64).reshape(n, Bc.shape[1], -1).sum(2)
-                r = _dense_stats(iter([Bb]), numel, p_values, devarg, dev)
+                r = _dense_stats(iter([Bb]), numel, p_values, devarg, dev, moments)
             else:
-                r = _dense_stats(_conv_weight_grads(mods[mname], inputs[mname], Bc), numel, p_values, devarg, dev)
+                r = _dense_stats(_conv_weight_grads(mods[mname], inputs[mname], Bc), numel, p_values, devarg, dev,
+                                 moments)
                 terms = max(terms, n * (Bc[0, 0].numel()))
             for key in ("sum", "sum_sq", "sum_abs", "sum_sign", "sq"):
                 out[key].append(r[key])
@@ -272,9 +278,10 @@ def _batch_sums(module: nn.Module, layout: dict[str, tuple[str, str]], names: tu
         B = outgrad[mname].to(f64)
         if kind == "bias":
             out["sum"].append(B.sum(0))
-            out["sum_sq"].append(B.square().sum(0))
             out["sum_abs"].append(B.abs().sum(0))
-            out["sum_sign"].append(torch.sign(B).sum(0))
+            if moments:
+                out["sum_sq"].append(B.square().sum(0))
+                out["sum_sign"].append(torch.sign(B).sum(0))
             for q in p_values:
                 out["pow"][q].append(B.abs().pow(q).sum(0))
             if devarg:
@@ -286,9 +293,10 @@ def _batch_sums(module: nn.Module, layout: dict[str, tuple[str, str]], names: tu
         A = inputs[mname].to(f64)
         aA, aB = A.abs(), B.abs()
         out["sum"].append((B.T @ A).reshape(-1))
-        out["sum_sq"].append((B.square().T @ A.square()).reshape(-1))
         out["sum_abs"].append((aB.T @ aA).reshape(-1))
-        out["sum_sign"].append((torch.sign(B).T @ torch.sign(A)).reshape(-1))
+        if moments:
+            out["sum_sq"].append((B.square().T @ A.square()).reshape(-1))
+            out["sum_sign"].append((torch.sign(B).T @ torch.sign(A)).reshape(-1))
         for q in p_values:
             out["pow"][q].append((aB.pow(q).T @ aA.pow(q)).reshape(-1))
         out["sq"].append(A.square().sum(1) * B.square().sum(1))
@@ -312,8 +320,8 @@ def _batch_sums(module: nn.Module, layout: dict[str, tuple[str, str]], names: tu
         tol = torch.clamp(2.0 * (terms + 2) * eps * s_abs, min=1e3 * eps * max(size, torch.finfo(f64).tiny))
         if bool(((s1 - ref).abs() > tol).any()):
             raise _Ineligible("the loss uses the parameters outside the layers")
-    return {"sum": s1, "sum_sq": torch.cat(out["sum_sq"]), "sum_abs": torch.cat(out["sum_abs"]),
-            "sum_sign": torch.cat(out["sum_sign"]),
+    return {"sum": s1, "sum_sq": torch.cat(out["sum_sq"]) if moments else None,
+            "sum_abs": torch.cat(out["sum_abs"]), "sum_sign": torch.cat(out["sum_sign"]) if moments else None,
             "pow": {q: torch.cat(v) for q, v in out["pow"].items()},
             "absmax": torch.cat(out["absmax"]) if devarg else None,
             "signed": torch.cat(out["signed"]) if devarg else None,
@@ -322,7 +330,8 @@ def _batch_sums(module: nn.Module, layout: dict[str, tuple[str, str]], names: tu
 
 def _accumulate(batches: Iterator[tuple[Callable[[torch.Tensor], torch.Tensor], int]], module: nn.Module,
                 layout: dict[str, tuple[str, str]], names: tuple[str, ...], shapes: tuple[torch.Size, ...],
-                flat: torch.Tensor, p_values: tuple[float, ...], devarg: bool) -> ExampleGradSums | None:
+                flat: torch.Tensor, p_values: tuple[float, ...], devarg: bool, moments: bool = True
+                ) -> ExampleGradSums | None:
     acc: dict[str, Any] | None = None
     n_total = 0
     sum_norm = sum_norm_sq = 0.0
@@ -334,7 +343,7 @@ def _accumulate(batches: Iterator[tuple[Callable[[torch.Tensor], torch.Tensor], 
         if n == 0:
             continue
         try:
-            b = _batch_sums(module, layout, names, shapes, loss_sum, flat, n, p_values, devarg)
+            b = _batch_sums(module, layout, names, shapes, loss_sum, flat, n, p_values, devarg, moments)
         except _Ineligible:
             return None
         sq = b.pop("sq")
@@ -353,7 +362,8 @@ def _accumulate(batches: Iterator[tuple[Callable[[torch.Tensor], torch.Tensor], 
             acc = b
         else:
             for key in ("sum", "sum_sq", "sum_abs", "sum_sign"):
-                acc[key] += b[key]
+                if b[key] is not None:
+                    acc[key] += b[key]
             for q in p_values:
                 acc["pow"][q] += b["pow"][q]
             if devarg:
@@ -426,7 +436,7 @@ def example_grad_sums(obj: "Objective", theta: torch.Tensor, *, p_values: tuple[
 def example_grad_sums_for(module: nn.Module, names: tuple[str, ...], shapes: tuple[torch.Size, ...],
                           loss_fn: Callable[[torch.Tensor, Any], torch.Tensor], X: torch.Tensor, Y: Any,
                           theta: torch.Tensor, *, p_values: tuple[float, ...] = (), devarg: bool = False,
-                          chunk_size: int | None = None) -> ExampleGradSums | None:
+                          chunk_size: int | None = None, moments: bool = True) -> ExampleGradSums | None:
     """The same sums for a module + mean-reduced ``loss_fn`` on inputs ``X`` (n, ...) and targets
     ``Y`` (the trainer's data access: ``access.module, access.spec.names, access.spec.shapes,
     access.loss_fn, X, Y``), in chunks of ``chunk_size`` examples; None when ineligible.
@@ -435,6 +445,8 @@ def example_grad_sums_for(module: nn.Module, names: tuple[str, ...], shapes: tup
         module: the model. names, shapes: the parameters θ is made of (flat order).
         loss_fn: mean-reduced ``(outputs, targets) -> scalar``. X: (n, ...) inputs. Y: targets.
         theta: (dim,). p_values, devarg: see :func:`example_grad_sums`. chunk_size: examples per chunk.
+        moments: also Σ g² and Σ sign g (False: those two fields are None, and the rules, which do
+            not read them, skip two matrix products per layer).
 
     Returns:
         :class:`ExampleGradSums`, or None.
@@ -469,7 +481,8 @@ def example_grad_sums_for(module: nn.Module, names: tuple[str, ...], shapes: tup
             c = int(x.shape[0])
             yield (lambda t, x=x, y=y, c=c: c * loss_fn(functional_call(module, unflatten(t), (x,)), y)), c
 
-    return _accumulate(batches(), module, layout, tuple(names), tuple(shapes), theta.detach(), p_values, devarg)
+    return _accumulate(batches(), module, layout, tuple(names), tuple(shapes), theta.detach(), p_values, devarg,
+                       moments)
 
 
 # ---------------------------------------------------------------------------- SynaPrune aggregations
@@ -566,12 +579,12 @@ def fast_aggregate(module: nn.Module, names: tuple[str, ...], shapes: tuple[torc
     need_max = rule == "devarg" or math.isinf(p)
     pv = () if (rule != "rms" or math.isinf(p)) else (p,)
     sums = example_grad_sums_for(module, names, shapes, loss_fn, X, Y, theta, p_values=pv, devarg=need_max,
-                                 chunk_size=chunk_size)
+                                 chunk_size=chunk_size, moments=False)
     if sums is None:
         return None
     if rule == "rms" and tie_break == "argmax" and sums.signed_max is None and bool(_live_ties(sums, p).any()):
         sums = example_grad_sums_for(module, names, shapes, loss_fn, X, Y, theta, p_values=pv, devarg=True,
-                                     chunk_size=chunk_size)
+                                     chunk_size=chunk_size, moments=False)
         if sums is None:
             return None
     return aggregate_from_sums(sums, rule, p=p, tie_break=tie_break, generator=generator)

@@ -270,3 +270,25 @@ def test_rms_with_dead_units_skips_the_tie_pass_and_matches_aggregate():
                                  devarg=True)
     assert sums.signed_max is None
     assert torch.equal(aggregate_from_sums(sums, "rms"), got) and torch.equal(aggregate_from_sums(full, "rms"), got)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_without_moments_the_other_sums_are_the_same_floats(arch):
+    """``moments=False`` (what the rules ask for) leaves Σ g² and Σ sign g out and every other field
+    unchanged bit for bit; over several chunks, against the per-example path too."""
+    if arch == "mlp":
+        obj, model, loss, X, Y = _mlp("ce")
+    else:
+        obj, loss, X, Y = _cnn("mse")
+        model = obj.module
+    theta = obj.initial_point() + 0.3 * torch.randn(obj.dim, generator=torch.Generator().manual_seed(4), dtype=F64)
+    args = (model, obj.param_names, obj.param_shapes, loss, X, Y, theta)
+    full = example_grad_sums_for(*args, p_values=(2.0,), devarg=True, chunk_size=9)
+    lean = example_grad_sums_for(*args, p_values=(2.0,), devarg=True, chunk_size=9, moments=False)
+    assert lean.sum_sq is None and lean.sum_sign is None and full.sum_sq is not None
+    for f in ("sum", "sum_abs", "absmax", "signed_max"):
+        assert torch.equal(getattr(lean, f), getattr(full, f)), f
+    assert torch.equal(lean.sum_pow[2.0], full.sum_pow[2.0])
+    assert (lean.sum_norm, lean.sum_norm_sq, lean.n) == (full.sum_norm, full.sum_norm_sq, full.n)
+    G = obj.per_example_grads(theta)
+    assert _close(lean.sum_pow[2.0], (G * G).sum(0)) and _close(lean.sum, G.sum(0))

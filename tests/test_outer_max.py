@@ -1,6 +1,7 @@
 """devarg's max-times product (:mod:`landscape.outer_max`) against a per-example reference written
 out loop by loop: the same maximiser (lowest index on ties) and the same float64 product, bit for
-bit (signed zeros included), whatever the block size."""
+bit (signed zeros included), with either kernel (the compiled numba loop, the blocked torch one)
+and whatever the torch kernel's block size."""
 from __future__ import annotations
 
 import struct
@@ -51,14 +52,17 @@ def _layers(draw):
     return A, B
 
 
+KERNELS = ["numba", "torch"]
+
+
 @settings(max_examples=150, deadline=None)
-@given(_layers(), st.sampled_from([1, 3, 7, 1 << 16]))
-def test_signed_max_equals_the_loop_bit_for_bit(layer, block):
+@given(_layers(), st.sampled_from([1, 3, 7, 1 << 16]), st.sampled_from(KERNELS))
+def test_signed_max_equals_the_loop_bit_for_bit(layer, block, kernel):
     A, B = layer
     old = om.BLOCK_ELEMS
-    om.BLOCK_ELEMS = block          # blocks of one product, of a few, of everything
+    om.BLOCK_ELEMS = block          # blocks of one product, of a few, of everything (torch kernel)
     try:
-        absmax, signed = om.outer_signed_max(A, B)
+        absmax, signed = om.outer_signed_max(A, B, kernel=kernel)
     finally:
         om.BLOCK_ELEMS = old
     ref = _reference(A, B)
@@ -68,21 +72,25 @@ def test_signed_max_equals_the_loop_bit_for_bit(layer, block):
             assert _bits(float(absmax[o, k])) == _bits(abs(v))
 
 
-def test_first_example_wins_a_tie_of_opposite_signs():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_first_example_wins_a_tie_of_opposite_signs(kernel):
     # |(+2)(1)| = |(−1)(−2)| = |(2)(−1)|: three examples tie; the first one's signed product is kept
     A = torch.tensor([[1.0], [-2.0], [-1.0]], dtype=torch.float64)
     B = torch.tensor([[2.0], [-1.0], [2.0]], dtype=torch.float64)
-    assert om.outer_signed_max(A, B)[1].item() == 2.0
-    assert om.outer_signed_max(A.flip(0), B.flip(0))[1].item() == -2.0
+    assert om.outer_signed_max(A, B, kernel=kernel)[1].item() == 2.0
+    assert om.outer_signed_max(A.flip(0), B.flip(0), kernel=kernel)[1].item() == -2.0
 
 
-def test_no_example_gives_minus_one_and_zero():
-    absmax, signed = om.outer_signed_max(torch.zeros(0, 3, dtype=torch.float64), torch.zeros(0, 2, dtype=torch.float64))
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_no_example_gives_minus_one_and_zero(kernel):
+    absmax, signed = om.outer_signed_max(torch.zeros(0, 3, dtype=torch.float64), torch.zeros(0, 2, dtype=torch.float64),
+                                         kernel=kernel)
     assert absmax.shape == (2, 3) and bool((absmax == -1).all()) and bool((signed == 0).all())
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("n, n_in, n_out", [(1797, 64, 8), (300, 7, 5)])
-def test_larger_layers_match_a_leading_axis_reduction(n, n_in, n_out):
+def test_larger_layers_match_a_leading_axis_reduction(n, n_in, n_out, kernel):
     """On layer sizes of the plateau study, against the direct reduction over a leading example axis
     (torch's max returns the first maximal index)."""
     g = torch.Generator().manual_seed(n)
@@ -91,5 +99,14 @@ def test_larger_layers_match_a_leading_axis_reduction(n, n_in, n_out):
     P = B[:, :, None] * A[:, None, :]
     arg = P.abs().max(0).indices
     want = P.gather(0, arg[None]).squeeze(0)
-    got = om.outer_signed_max(A, B)[1]
+    got = om.outer_signed_max(A, B, kernel=kernel)[1]
     assert torch.equal(got.view(torch.int64), want.view(torch.int64))
+
+
+def test_kernel_choice_and_bad_kernel():
+    finite = torch.ones(3, 2, dtype=torch.float64)
+    assert om.kernel_for(finite, finite) == "numba"                  # numba is a dependency
+    assert om.kernel_for(finite.float(), finite.float()) == "torch"   # only float64 goes to the loop
+    assert om.kernel_for(finite, finite * float("inf")) == "torch"    # torch's max keeps a NaN/inf
+    with pytest.raises(ValueError, match="kernel must be"):
+        om.outer_signed_max(finite, finite, kernel="cuda")
