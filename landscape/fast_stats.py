@@ -68,9 +68,9 @@ class ExampleGradSums:
 
     ``sum`` Σ g_i, ``sum_sq`` Σ g_i², ``sum_abs`` Σ |g_i|, ``sum_sign`` Σ sign g_i,
     ``sum_pow[p]`` Σ |g_i|^p, ``sum_norm``/``sum_norm_sq`` Σ ‖g_i‖ / Σ ‖g_i‖² (whole vector),
-    (``sum_sq`` and ``sum_sign`` are None when computed with ``moments=False``),
     ``layer_sum_norm``/``layer_sum_norm_sq`` the same per parameter tensor, ``absmax`` max_i |g_ij|
     and ``signed_max`` the signed g_{i*j} at the first maximiser i* (only with ``devarg=True``).
+    ``sum_sq`` and ``sum_sign`` are None when the sums were computed with ``moments=False``.
 
     Example: see :func:`example_grad_sums`.
     """
