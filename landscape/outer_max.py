@@ -95,7 +95,7 @@ def kernel_for(A: torch.Tensor, B: torch.Tensor) -> str:
     if A.device.type != "cpu" or A.dtype != torch.float64 or B.dtype != torch.float64 or _compiled() is None:
         return "torch"
     # one NaN or ±inf entry makes the sum non-finite (an overflowing finite sum only costs speed)
-    return "numba" if math.isfinite(float(A.sum()) + float(B.sum())) else "torch"
+    return "numba" if math.isfinite(float(A.detach().sum()) + float(B.detach().sum())) else "torch"
 
 
 def outer_signed_max(A: torch.Tensor, B: torch.Tensor, *, kernel: str | None = None
