@@ -247,12 +247,13 @@ def _batch_sums(module: nn.Module, layout: dict[str, tuple[str, str]], names: tu
     terms = n  # the longest reduction autograd makes for one gradient entry (n·positions for a conv)
     out: dict[str, Any] = {"sum": [], "sum_sq": [], "sum_abs": [], "sum_sign": [],
                            "pow": {q: [] for q in p_values}, "absmax": [], "signed": [], "sq": []}
+    sums = ("sum", "sum_abs") + (("sum_sq", "sum_sign") if moments else ())   # the flat sums this pass forms
     for name, shape in zip(names, shapes):
         mname, kind = layout[name]
         numel = math.prod(shape)
         if mname not in outgrad:  # layer never called: its per-example gradients are zero
             z = torch.zeros(numel, dtype=f64, device=dev)
-            for key in ("sum", "sum_sq", "sum_abs", "sum_sign", "absmax", "signed"):
+            for key in (*sums, "absmax", "signed"):
                 out[key].append(z)
             for q in p_values:
                 out["pow"][q].append(z)
@@ -267,7 +268,7 @@ def _batch_sums(module: nn.Module, layout: dict[str, tuple[str, str]], names: tu
                 r = _dense_stats(_conv_weight_grads(mods[mname], inputs[mname], Bc), numel, p_values, devarg, dev,
                                  moments)
                 terms = max(terms, n * (Bc[0, 0].numel()))
-            for key in ("sum", "sum_sq", "sum_abs", "sum_sign", "sq"):
+            for key in (*sums, "sq"):
                 out[key].append(r[key])
             for q in p_values:
                 out["pow"][q].append(r["pow"][q])

@@ -226,7 +226,7 @@ def plan(quick: bool = False, seed: int = 0, *, only: tuple[str, ...] | None = N
         for arch in ("mlp", "cnn"):
             for s in range(seed, seed + (1 if quick else 2)):
                 jobs.append({"case": f"mnist1d_{arch}", "kind": "accuracy", "method": "adam", "seed": s, "quick": quick})
-    # the long jobs first (the committee's blocks, the monitored runs, devarg, whose per-example max
-    # makes its steps the dearest), so that the workers finish together; stable: the order above otherwise
+    # the long jobs first (the committee's blocks, the monitored runs, devarg, whose runs mostly pay
+    # their whole horizon), so that the workers finish together; stable: the order above otherwise
     jobs.sort(key=lambda j: not (j["kind"] in ("paired_block", "monitor") or j["method"] == "devarg"))
     return jobs
